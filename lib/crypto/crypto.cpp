@@ -1,0 +1,89 @@
+#include "lib/crypto/crypto.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <stdexcept>
+
+namespace retentiond::crypto {
+namespace {
+
+std::string to_hex(const unsigned char* bytes, unsigned int n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(static_cast<std::size_t>(n) * 2, '0');
+  for (unsigned int i = 0; i < n; ++i) {
+    out[2 * i] = kDigits[bytes[i] >> 4];
+    out[2 * i + 1] = kDigits[bytes[i] & 0xf];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1) {
+    throw std::runtime_error("EVP_Digest(sha256) failed");
+  }
+  return to_hex(md, len);
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len) == nullptr) {
+    throw std::runtime_error("HMAC(sha256) failed");
+  }
+  return to_hex(md, len);
+}
+
+std::string random_bytes(std::size_t n) {
+  std::string out(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
+    throw std::runtime_error("RAND_bytes failed");
+  }
+  return out;
+}
+
+}  // namespace retentiond::crypto
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace retentiond::crypto {
+
+Result<std::string> load_or_create_secret(const std::filesystem::path& path, bool& created) {
+  created = false;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    const std::string key = random_bytes(32);
+    const bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok) return Error::storage("cannot write secret file " + path.string() + ": " + std::strerror(errno));
+    created = true;
+    return key;
+  }
+  if (errno != EEXIST) {
+    return Error::storage("cannot create secret file " + path.string() + ": " + std::strerror(errno));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error::storage("cannot read secret file " + path.string() + ": " + std::strerror(errno));
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  std::string key = buf.str();
+  if (key.size() < 32) {
+    return Error::storage("secret file " + path.string() + " holds " + std::to_string(key.size()) +
+                          " bytes; at least 32 are required");
+  }
+  return key;
+}
+
+}  // namespace retentiond::crypto
