@@ -1,0 +1,557 @@
+#include "lib/policy/policy.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "lib/crypto/crypto.hpp"
+
+namespace retentiond::policy {
+
+std::string_view to_string(Action a) {
+  switch (a) {
+    case Action::archive: return "archive";
+    case Action::anonymise: return "anonymise";
+    case Action::purge: return "purge";
+  }
+  return "?";
+}
+
+std::string_view to_string(Strategy s) {
+  switch (s) {
+    case Strategy::keep: return "keep";
+    case Strategy::drop: return "drop";
+    case Strategy::redact: return "redact";
+    case Strategy::hmac: return "hmac";
+    case Strategy::truncate_ip: return "truncate_ip";
+    case Strategy::year_only: return "year_only";
+  }
+  return "?";
+}
+
+bool Category::allows_date(std::string_view date) const {
+  if (!declares_dates || date == "collected") return true;
+  return std::find(dates.begin(), dates.end(), date) != dates.end();
+}
+
+const Category* Policy::find(std::string_view name) const {
+  for (const auto& c : categories) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+std::string Diagnostic::to_string() const {
+  std::string out = file;
+  if (pos.line > 0) {
+    out += ":" + std::to_string(pos.line);
+    if (pos.column > 0) out += ":" + std::to_string(pos.column);
+  }
+  out += ": ";
+  if (severity == Severity::warning) out += "warning: ";
+  if (!key.empty()) out += key + ": ";
+  return out + message;
+}
+
+std::string LoadResult::first_error() const {
+  for (const auto& d : diagnostics) {
+    if (d.severity == Diagnostic::Severity::error) return d.to_string();
+  }
+  return "";
+}
+
+namespace {
+
+using Kind = ConfNode::Kind;
+
+constexpr std::array<std::string_view, 6> kLegalBases = {
+    "consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interest"};
+constexpr std::array<std::string_view, 5> kLogLevels = {"trace", "debug", "info", "warn", "error"};
+
+std::string join(const std::vector<std::string>& v, std::string_view sep = ", ") {
+  std::string out;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i > 0) out += sep;
+    out += v[i];
+  }
+  return out;
+}
+
+template <typename Array>
+std::string join_views(const Array& a) {
+  std::string out;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += a[i];
+  }
+  return out;
+}
+
+bool is_integer_text(const std::string& s) {
+  if (s.empty() || s.size() > 18) return false;
+  std::size_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
+  if (i == s.size()) return false;
+  for (; i < s.size(); ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+  }
+  return true;
+}
+
+// Walks the ConfNode tree and builds a Policy, collecting every problem.
+class Builder {
+ public:
+  explicit Builder(std::string file) : m_file(std::move(file)) {}
+
+  LoadResult build(const ConfNode& root) {
+    auto policy = std::make_shared<Policy>();
+    policy->source_path = m_file;
+    if (root.kind != Kind::map) {
+      error(root.pos, "", "the policy must be a table/mapping at the top level");
+      return finish(nullptr);
+    }
+    check_keys(root, "", {"daemon", "categories"});
+    if (const auto* d = root.find("daemon")) {
+      read_daemon(*d, policy->daemon);
+    } else {
+      error(root.pos, "daemon", "missing [daemon] section (state_dir is required)");
+    }
+    if (const auto* c = root.find("categories")) {
+      read_categories(*c, *policy);
+    } else {
+      warning(root.pos, "categories", "no categories: this policy retains nothing and acts on nothing");
+    }
+    policy->hash = compute_hash(*policy);
+    return finish(std::move(policy));
+  }
+
+ private:
+  // ---- diagnostics -------------------------------------------------------
+
+  void error(SourcePos pos, std::string key, std::string message) {
+    m_diags.push_back({Diagnostic::Severity::error, m_file, pos, std::move(key), std::move(message)});
+    m_failed = true;
+  }
+  void warning(SourcePos pos, std::string key, std::string message) {
+    m_diags.push_back({Diagnostic::Severity::warning, m_file, pos, std::move(key), std::move(message)});
+  }
+
+  LoadResult finish(std::shared_ptr<const Policy> policy) {
+    std::stable_sort(m_diags.begin(), m_diags.end(), [](const Diagnostic& a, const Diagnostic& b) {
+      return std::pair(a.pos.line, a.pos.column) < std::pair(b.pos.line, b.pos.column);
+    });
+    LoadResult r;
+    r.diagnostics = std::move(m_diags);
+    if (!m_failed) r.policy = std::move(policy);
+    return r;
+  }
+
+  static std::string sub(const std::string& base, std::string_view key) {
+    return base.empty() ? std::string(key) : base + "." + std::string(key);
+  }
+
+  void check_keys(const ConfNode& map, const std::string& path, std::initializer_list<std::string_view> allowed) {
+    for (const auto& e : map.entries) {
+      if (std::find(allowed.begin(), allowed.end(), e.key) == allowed.end()) {
+        std::string list;
+        for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+        error(e.key_pos, sub(path, e.key), "unknown key '" + e.key + "' (expected one of: " + list + ")");
+      }
+    }
+  }
+
+  // ---- typed accessors ---------------------------------------------------
+
+  bool get_string(const ConfNode& n, const std::string& key, std::string& out) {
+    if (n.kind == Kind::string || n.kind == Kind::yaml_scalar) {
+      out = n.text;
+      return true;
+    }
+    error(n.pos, key, "expected a string, got " + n.kind_name());
+    return false;
+  }
+
+  bool get_int(const ConfNode& n, const std::string& key, std::int64_t lo, std::int64_t hi, std::int64_t& out) {
+    std::int64_t v = 0;
+    if (n.kind == Kind::integer) {
+      v = n.integer;
+    } else if (n.kind == Kind::yaml_scalar && !n.quoted && is_integer_text(n.text)) {
+      v = std::stoll(n.text);
+    } else {
+      error(n.pos, key, "expected an integer, got " + (n.kind == Kind::yaml_scalar ? "'" + n.text + "'" : n.kind_name()));
+      return false;
+    }
+    if (v < lo || v > hi) {
+      error(n.pos, key, std::to_string(v) + " is out of range (" + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+      return false;
+    }
+    out = v;
+    return true;
+  }
+
+  bool get_bool(const ConfNode& n, const std::string& key, bool& out) {
+    if (n.kind == Kind::boolean) {
+      out = n.boolean;
+      return true;
+    }
+    if (n.kind == Kind::yaml_scalar && !n.quoted) {
+      if (n.text == "true" || n.text == "True" || n.text == "TRUE") { out = true; return true; }
+      if (n.text == "false" || n.text == "False" || n.text == "FALSE") { out = false; return true; }
+    }
+    error(n.pos, key, "expected true or false, got " + (n.kind == Kind::yaml_scalar ? "'" + n.text + "'" : n.kind_name()));
+    return false;
+  }
+
+  // Position of character `offset` inside a single-line string value.
+  static SourcePos inside(const ConfNode& n, std::size_t offset) {
+    SourcePos p = n.pos;
+    if (p.column > 0) p.column += static_cast<int>(offset) + (n.quoted ? 1 : 0);
+    return p;
+  }
+
+  // ---- [daemon] ----------------------------------------------------------
+
+  void read_daemon(const ConfNode& d, DaemonSettings& s) {
+    if (d.kind != Kind::map) {
+      error(d.pos, "daemon", "expected a table, got " + d.kind_name());
+      return;
+    }
+    check_keys(d, "daemon",
+               {"state_dir", "socket", "socket_mode", "admin_group", "reader_group", "fiscal_year_end",
+                "secret_file", "reload_guard", "log_level", "max_batch_records", "max_batch_ms",
+                "max_request_bytes", "max_json_depth", "max_put_many", "max_connections", "idle_timeout_s"});
+    if (const auto* n = d.find("state_dir")) {
+      if (get_string(*n, "daemon.state_dir", s.state_dir) && s.state_dir.empty()) {
+        error(n->pos, "daemon.state_dir", "must not be empty");
+      }
+    } else {
+      error(d.pos, "daemon.state_dir", "required (the directory holding retention.db, archive.db and the secret)");
+    }
+    if (const auto* n = d.find("socket")) {
+      get_string(*n, "daemon.socket", s.socket);
+    } else {
+      warning(d.pos, "daemon.socket", "not set: the daemon will need a socket passed by systemd (socket activation)");
+    }
+    if (const auto* n = d.find("socket_mode")) {
+      std::string text;
+      if (get_string(*n, "daemon.socket_mode", text)) {
+        const bool octal = (text.size() == 3 || text.size() == 4) &&
+                           std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '7'; });
+        if (!octal) {
+          error(n->pos, "daemon.socket_mode", "expected an octal mode such as \"0660\", got '" + text + "'");
+        } else {
+          s.socket_mode = static_cast<unsigned>(std::stoul(text, nullptr, 8));
+        }
+      }
+    }
+    if (const auto* n = d.find("admin_group")) get_string(*n, "daemon.admin_group", s.admin_group);
+    if (const auto* n = d.find("reader_group")) get_string(*n, "daemon.reader_group", s.reader_group);
+    if (const auto* n = d.find("fiscal_year_end")) {
+      std::string text;
+      if (get_string(*n, "daemon.fiscal_year_end", text)) {
+        auto md = calendar::parse_month_day(text);
+        if (md) s.fiscal_year_end = *md;
+        else error(n->pos, "daemon.fiscal_year_end", md.error().message);
+      }
+    }
+    if (const auto* n = d.find("secret_file")) get_string(*n, "daemon.secret_file", s.secret_file);
+    if (const auto* n = d.find("reload_guard")) get_int(*n, "daemon.reload_guard", 0, INT64_MAX / 2, s.reload_guard);
+    if (const auto* n = d.find("log_level")) {
+      if (get_string(*n, "daemon.log_level", s.log_level) &&
+          std::find(kLogLevels.begin(), kLogLevels.end(), s.log_level) == kLogLevels.end()) {
+        error(n->pos, "daemon.log_level", "unknown level '" + s.log_level + "' (expected " + join_views(kLogLevels) + ")");
+      }
+    }
+    struct Limit { const char* key; std::int64_t lo, hi; std::int64_t* out; };
+    const std::array<Limit, 7> limits = {{
+        {"max_batch_records", 1, 100000, &s.max_batch_records},
+        {"max_batch_ms", 1, 10000, &s.max_batch_ms},
+        {"max_request_bytes", 1024, 256LL * 1024 * 1024, &s.max_request_bytes},
+        {"max_json_depth", 4, 1024, &s.max_json_depth},
+        {"max_put_many", 1, 1000000, &s.max_put_many},
+        {"max_connections", 1, 4096, &s.max_connections},
+        {"idle_timeout_s", 1, 86400, &s.idle_timeout_s},
+    }};
+    for (const auto& l : limits) {
+      if (const auto* n = d.find(l.key)) get_int(*n, std::string("daemon.") + l.key, l.lo, l.hi, *l.out);
+    }
+  }
+
+  // ---- [[categories]] ----------------------------------------------------
+
+  void read_categories(const ConfNode& list, Policy& policy) {
+    if (list.kind != Kind::seq) {
+      error(list.pos, "categories", "expected an array of tables ([[categories]]), got " + list.kind_name());
+      return;
+    }
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < list.items.size(); ++i) {
+      const std::string path = "categories[" + std::to_string(i) + "]";
+      Category c;
+      if (read_category(list.items[i], path, c)) {
+        if (!names.insert(c.name).second) {
+          const auto* n = list.items[i].find("name");
+          error(n ? n->pos : list.items[i].pos, path + ".name", "duplicate category name '" + c.name + "'");
+        }
+        policy.categories.push_back(std::move(c));
+      }
+    }
+  }
+
+  bool read_category(const ConfNode& n, const std::string& path, Category& c) {
+    if (n.kind != Kind::map) {
+      error(n.pos, path, "expected a table, got " + n.kind_name());
+      return false;
+    }
+    const std::size_t errors_before = error_count();
+    check_keys(n, path, {"name", "purpose", "legal_basis", "source", "erasable", "dates", "phases", "anonymise", "anonymize"});
+
+    static const std::regex kName("[a-z][a-z0-9_.-]*");
+    if (const auto* v = n.find("name")) {
+      if (get_string(*v, path + ".name", c.name)) {
+        if (c.name.size() > 64 || !std::regex_match(c.name, kName)) {
+          error(v->pos, path + ".name", "invalid category name '" + c.name + "' (expected [a-z][a-z0-9_.-]*, at most 64 characters)");
+        }
+      }
+    } else {
+      error(n.pos, path + ".name", "required");
+    }
+    if (const auto* v = n.find("purpose")) {
+      if (get_string(*v, path + ".purpose", c.purpose) && c.purpose.empty()) error(v->pos, path + ".purpose", "must not be empty");
+    } else {
+      error(n.pos, path + ".purpose", "required (the purpose of processing, in words)");
+    }
+    if (const auto* v = n.find("legal_basis")) {
+      if (get_string(*v, path + ".legal_basis", c.legal_basis) &&
+          std::find(kLegalBases.begin(), kLegalBases.end(), c.legal_basis) == kLegalBases.end()) {
+        error(v->pos, path + ".legal_basis", "unknown legal basis '" + c.legal_basis + "' (expected one of: " + join_views(kLegalBases) + ")");
+      }
+    } else {
+      error(n.pos, path + ".legal_basis", "required (one of: " + join_views(kLegalBases) + ")");
+    }
+    if (const auto* v = n.find("source")) get_string(*v, path + ".source", c.source);
+    c.erasable = c.legal_basis != "legal_obligation";
+    if (const auto* v = n.find("erasable")) get_bool(*v, path + ".erasable", c.erasable);
+
+    if (const auto* v = n.find("dates")) read_dates(*v, path + ".dates", c);
+    if (const auto* v = n.find("phases")) read_phases(*v, path + ".phases", c);
+    if (c.phases.empty() && !n.find("phases")) {
+      warning(n.pos, path + ".phases", "category '" + c.name + "' has no phases: its records are kept until erased");
+    }
+
+    const ConfNode* anon = n.find("anonymise");
+    const char* anon_key = "anonymise";
+    if (const auto* alt = n.find("anonymize")) {
+      if (anon) error(alt->pos, path + ".anonymize", "both 'anonymise' and 'anonymize' given; keep one");
+      else { anon = alt; anon_key = "anonymize"; }
+    }
+    if (anon) read_anonymise(*anon, path + "." + anon_key, c);
+    const bool anonymises = std::any_of(c.phases.begin(), c.phases.end(),
+                                        [](const Phase& p) { return p.action == Action::anonymise; });
+    if (anonymises && !c.has_anonymise) {
+      error(n.pos, path + ".anonymise", "required: a phase anonymises but no field -> strategy table is given");
+    } else if (!anonymises && c.has_anonymise) {
+      warning(anon->pos, path + "." + anon_key, "unused: no phase of this category anonymises");
+    }
+
+    return error_count() == errors_before;
+  }
+
+  std::size_t error_count() const {
+    return static_cast<std::size_t>(std::count_if(m_diags.begin(), m_diags.end(), [](const Diagnostic& d) {
+      return d.severity == Diagnostic::Severity::error;
+    }));
+  }
+
+  void read_dates(const ConfNode& v, const std::string& key, Category& c) {
+    if (v.kind != Kind::seq) {
+      error(v.pos, key, "expected an array of date names, got " + v.kind_name());
+      return;
+    }
+    static const std::regex kDate("[a-z][a-z0-9_]*");
+    static const std::set<std::string> kReserved = {"min", "max", "fiscal_year_end", "end_of_month", "end_of_year", "end_of_day"};
+    c.declares_dates = true;
+    for (std::size_t i = 0; i < v.items.size(); ++i) {
+      const std::string k = key + "[" + std::to_string(i) + "]";
+      std::string name;
+      if (!get_string(v.items[i], k, name)) continue;
+      if (!std::regex_match(name, kDate)) {
+        error(v.items[i].pos, k, "invalid date name '" + name + "' (expected [a-z][a-z0-9_]*)");
+      } else if (kReserved.count(name) != 0) {
+        error(v.items[i].pos, k, "'" + name + "' is a function name and cannot name a date");
+      } else if (std::find(c.dates.begin(), c.dates.end(), name) != c.dates.end()) {
+        error(v.items[i].pos, k, "date name '" + name + "' listed twice");
+      } else {
+        c.dates.push_back(name);
+      }
+    }
+  }
+
+  void read_phases(const ConfNode& v, const std::string& key, Category& c) {
+    if (v.kind != Kind::seq) {
+      error(v.pos, key, "expected an array of {action, at} tables, got " + v.kind_name());
+      return;
+    }
+    std::set<Action> seen;
+    for (std::size_t i = 0; i < v.items.size(); ++i) {
+      const ConfNode& p = v.items[i];
+      const std::string path = key + "[" + std::to_string(i) + "]";
+      if (p.kind != Kind::map) {
+        error(p.pos, path, "expected a table {action, at}, got " + p.kind_name());
+        continue;
+      }
+      check_keys(p, path, {"action", "at"});
+      Phase phase;
+      bool ok = true;
+      if (const auto* a = p.find("action")) {
+        std::string text;
+        if (get_string(*a, path + ".action", text)) {
+          if (text == "archive") phase.action = Action::archive;
+          else if (text == "anonymise" || text == "anonymize") phase.action = Action::anonymise;
+          else if (text == "purge") phase.action = Action::purge;
+          else {
+            error(a->pos, path + ".action", "unknown action '" + text + "' (expected archive, anonymise or purge)");
+            ok = false;
+          }
+          if (ok && !seen.insert(phase.action).second) {
+            error(a->pos, path + ".action", "a category has at most one '" + std::string(to_string(phase.action)) + "' phase");
+            ok = false;
+          }
+        } else {
+          ok = false;
+        }
+      } else {
+        error(p.pos, path + ".action", "required (archive, anonymise or purge)");
+        ok = false;
+      }
+      const auto* at = p.find("at");
+      if (!at) {
+        error(p.pos, path + ".at", "required (e.g. \"collected + 3 years\")");
+        continue;
+      }
+      if (!get_string(*at, path + ".at", phase.at_text)) continue;
+      auto expr = Expr::parse(phase.at_text);
+      if (!expr) {
+        const auto offset = expr.error().data.value("offset", std::size_t{0});
+        error(inside(*at, offset), path + ".at", expr.error().message);
+        continue;
+      }
+      for (const auto& name : expr->date_names()) {
+        if (!c.allows_date(name)) {
+          const auto offset = phase.at_text.find(name);
+          std::vector<std::string> declared = {"collected"};
+          for (const auto& dn : c.dates) {
+            if (dn != "collected") declared.push_back(dn);
+          }
+          error(inside(*at, offset == std::string::npos ? 0 : offset), path + ".at",
+                "unknown date name '" + name + "' (this category declares: " + join(declared) + ")");
+          ok = false;
+        }
+      }
+      if (!ok) continue;
+      phase.at = std::move(expr).value();
+      c.phases.push_back(std::move(phase));
+    }
+    for (std::size_t i = 0; i + 1 < c.phases.size(); ++i) {
+      if (c.phases[i].action == Action::purge) {
+        error(v.items[i].pos, key + "[" + std::to_string(i) + "].action", "'purge' must be the last phase");
+      }
+    }
+  }
+
+  void read_anonymise(const ConfNode& v, const std::string& key, Category& c) {
+    if (v.kind != Kind::map) {
+      error(v.pos, key, "expected a table of field = strategy, got " + v.kind_name());
+      return;
+    }
+    c.has_anonymise = true;
+    for (const auto& e : v.entries) {
+      std::string text;
+      if (!get_string(e.value, key + "." + e.key, text)) continue;
+      static const std::array<std::pair<std::string_view, Strategy>, 6> kStrategies = {{
+          {"keep", Strategy::keep}, {"drop", Strategy::drop}, {"redact", Strategy::redact},
+          {"hmac", Strategy::hmac}, {"truncate_ip", Strategy::truncate_ip}, {"year_only", Strategy::year_only},
+      }};
+      const auto it = std::find_if(kStrategies.begin(), kStrategies.end(), [&](const auto& s) { return s.first == text; });
+      if (it == kStrategies.end()) {
+        error(e.value.pos, key + "." + e.key,
+              "unknown strategy '" + text + "' (expected keep, drop, redact, hmac, truncate_ip or year_only)");
+        continue;
+      }
+      c.anonymise.emplace_back(e.key, it->second);
+    }
+  }
+
+  // ---- hash --------------------------------------------------------------
+
+  // The hash covers what decides retention — the fiscal year end and every
+  // category with its expressions in canonical form — and not operational
+  // settings (paths, limits, log level), so moving a socket is not a policy
+  // change, and a TOML file and its YAML twin hash the same.
+  static std::string compute_hash(const Policy& p) {
+    nlohmann::json j;
+    j["fiscal_year_end"] = calendar::format_month_day(p.daemon.fiscal_year_end);
+    j["categories"] = nlohmann::json::array();
+    for (const auto& c : p.categories) {
+      nlohmann::json cj;
+      cj["name"] = c.name;
+      cj["purpose"] = c.purpose;
+      cj["legal_basis"] = c.legal_basis;
+      cj["source"] = c.source;
+      cj["erasable"] = c.erasable;
+      cj["dates"] = c.declares_dates ? nlohmann::json(c.dates) : nlohmann::json(nullptr);
+      cj["phases"] = nlohmann::json::array();
+      for (const auto& ph : c.phases) {
+        cj["phases"].push_back({{"action", to_string(ph.action)}, {"at", ph.at.canonical()}});
+      }
+      nlohmann::json anon = nlohmann::json::object();
+      for (const auto& [field, strategy] : c.anonymise) anon[field] = to_string(strategy);
+      cj["anonymise"] = c.has_anonymise ? anon : nlohmann::json(nullptr);
+      j["categories"].push_back(std::move(cj));
+    }
+    return crypto::sha256_hex(j.dump());
+  }
+
+  std::string m_file;
+  std::vector<Diagnostic> m_diags;
+  bool m_failed = false;
+};
+
+}  // namespace
+
+LoadResult load_policy_text(std::string_view text, ConfFormat format, const std::string& display_name) {
+  ConfDocument doc = parse_conf(text, format);
+  if (!doc.errors.empty()) {
+    LoadResult r;
+    for (auto& e : doc.errors) {
+      r.diagnostics.push_back({Diagnostic::Severity::error, display_name, e.pos, "", std::move(e.message)});
+    }
+    return r;
+  }
+  return Builder(display_name).build(doc.root);
+}
+
+LoadResult load_policy_file(const std::filesystem::path& path) {
+  LoadResult r;
+  ConfFormat format;
+  if (!format_from_path(path, format)) {
+    r.diagnostics.push_back({Diagnostic::Severity::error, path.string(), {}, "",
+                             "unknown file type '" + path.extension().string() + "' (expected .toml, .yaml or .yml)"});
+    return r;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    r.diagnostics.push_back({Diagnostic::Severity::error, path.string(), {}, "", "cannot open: " + std::string(std::strerror(errno))});
+    return r;
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return load_policy_text(buf.str(), format, path.string());
+}
+
+}  // namespace retentiond::policy

@@ -1,0 +1,109 @@
+#pragma once
+// Policy: the immutable, validated content of a policy file (TOML or YAML,
+// shared/spec/policy.md). Built once by load_policy_*(), then shared read-only
+// (std::shared_ptr<const Policy>) by every module; a reload builds a new one.
+// Thread-safe because it never changes.
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "lib/calendar/calendar.hpp"
+#include "lib/policy/conf_tree.hpp"
+#include "lib/policy/expr.hpp"
+
+namespace retentiond::policy {
+
+enum class Action { archive, anonymise, purge };
+std::string_view to_string(Action a);
+
+enum class Strategy { keep, drop, redact, hmac, truncate_ip, year_only };
+std::string_view to_string(Strategy s);
+
+struct Phase {
+  Action action = Action::purge;
+  std::string at_text;  // as written in the file
+  Expr at;
+};
+
+struct Category {
+  std::string name;
+  std::string purpose;
+  std::string legal_basis;  // one of the six GDPR art. 6(1) bases
+  std::string source;       // empty when not given
+  bool erasable = true;
+  bool declares_dates = false;
+  std::vector<std::string> dates;  // as declared (only meaningful with declares_dates)
+  std::vector<Phase> phases;
+  bool has_anonymise = false;
+  std::vector<std::pair<std::string, Strategy>> anonymise;  // in file order
+
+  // True if records of this category may carry the date `name`.
+  bool allows_date(std::string_view name) const;
+};
+
+// [daemon] settings. The spec fixes the first group; the rest are ours and
+// documented in docs/configuration.md with their defaults and ranges.
+struct DaemonSettings {
+  std::string state_dir;
+  std::string socket;  // empty: must come from systemd socket activation
+  unsigned socket_mode = 0660;
+  std::string admin_group;
+  std::string reader_group;
+  calendar::MonthDay fiscal_year_end{12, 31};
+  std::string secret_file;  // empty: <state_dir>/secret
+  std::int64_t reload_guard = 1000;
+
+  std::string log_level = "info";
+  std::int64_t max_batch_records = 1000;  // per sweep batch (one transaction)
+  std::int64_t max_batch_ms = 50;         // per sweep batch
+  std::int64_t max_request_bytes = 16 * 1024 * 1024;
+  std::int64_t max_json_depth = 64;
+  std::int64_t max_put_many = 10000;
+  std::int64_t max_connections = 64;
+  std::int64_t idle_timeout_s = 300;
+};
+
+class Policy {
+ public:
+  DaemonSettings daemon;
+  std::vector<Category> categories;
+  std::string hash;         // hex SHA-256 of the canonical policy (see policy.cpp)
+  std::string source_path;  // the file it came from, for messages
+
+  const Category* find(std::string_view name) const;
+};
+
+struct Diagnostic {
+  enum class Severity { error, warning };
+  Severity severity = Severity::error;
+  std::string file;
+  SourcePos pos;
+  std::string key;  // e.g. "categories[2].phases[0].at"
+  std::string message;
+
+  // "file:line:column: key: message" (line/column omitted when unknown).
+  std::string to_string() const;
+};
+
+struct LoadResult {
+  std::shared_ptr<const Policy> policy;  // null when any error was found
+  std::vector<Diagnostic> diagnostics;   // every error and warning, in file order
+
+  bool ok() const { return policy != nullptr; }
+  // The first error as one line, for logs and protocol messages.
+  std::string first_error() const;
+};
+
+// Loads and validates a policy file; the format comes from its extension.
+LoadResult load_policy_file(const std::filesystem::path& path);
+
+// Same, from text; `display_name` is used in diagnostics.
+LoadResult load_policy_text(std::string_view text, ConfFormat format, const std::string& display_name);
+
+}  // namespace retentiond::policy
