@@ -1,0 +1,27 @@
+# Generates a C++ source holding every migrations/NNN_*.sql file as a string,
+# so the binary carries its schema. Run at build time by lib/store.
+# Inputs: MIGRATIONS_DIR, OUTPUT.
+file(GLOB files "${MIGRATIONS_DIR}/[0-9][0-9][0-9]_*.sql")
+list(SORT files)
+set(body "")
+foreach(f IN LISTS files)
+  get_filename_component(name "${f}" NAME)
+  string(SUBSTRING "${name}" 0 3 num)
+  math(EXPR version "${num}")
+  file(READ "${f}" sql)
+  string(APPEND body "    {${version}, \"${name}\", R\"retentiond_sql(${sql})retentiond_sql\"},\n")
+endforeach()
+file(WRITE "${OUTPUT}.tmp" "// Generated from migrations/ by cmake/embed_migrations.cmake. Do not edit.
+#include \"lib/store/migrations.hpp\"
+
+namespace retentiond::store {
+
+const std::vector<Migration>& embedded_migrations() {
+  static const std::vector<Migration> k_migrations = {
+${body}  };
+  return k_migrations;
+}
+
+}  // namespace retentiond::store
+")
+file(COPY_FILE "${OUTPUT}.tmp" "${OUTPUT}" ONLY_IF_DIFFERENT)

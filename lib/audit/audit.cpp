@@ -1,0 +1,51 @@
+#include "lib/audit/audit.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "lib/crypto/crypto.hpp"
+
+namespace retentiond::audit {
+namespace {
+
+template <typename T>
+nlohmann::json opt(const std::optional<T>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+}  // namespace
+
+std::string canonical_content(const store::AuditRow& r) {
+  // A JSON array in a fixed order: unambiguous and independent of key sorting.
+  const nlohmann::json j = {r.seq,          r.at.seconds,    r.action, opt(r.key),    opt(r.category),
+                            opt(r.phase),   opt(r.subject_ref), r.actor, opt(r.reason), r.policy_hash};
+  return j.dump();
+}
+
+std::string chain_hash(const std::string& prev_hash, const store::AuditRow& row) {
+  return crypto::sha256_hex(prev_hash + "\n" + canonical_content(row));
+}
+
+std::string AuditLog::subject_ref(const std::string& subject) const {
+  return crypto::hmac_sha256_hex(m_secret, subject);
+}
+
+Result<store::AuditRow> AuditLog::append(const Entry& e) {
+  auto head = m_store.last_audit();
+  if (!head) return std::move(head).error();
+  store::AuditRow row;
+  row.seq = *head ? (*head)->seq + 1 : 1;
+  row.at = e.at;
+  row.action = e.action;
+  row.key = e.key;
+  row.category = e.category;
+  row.phase = e.phase;
+  if (e.subject) row.subject_ref = subject_ref(*e.subject);
+  row.actor = e.actor;
+  row.reason = e.reason;
+  row.policy_hash = e.policy_hash;
+  row.hash = chain_hash(*head ? (*head)->hash : std::string(kGenesisHash), row);
+  if (auto st = m_store.append_audit(row); !st) return std::move(st).error();
+  return row;
+}
+
+}  // namespace retentiond::audit

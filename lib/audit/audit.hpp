@@ -1,0 +1,56 @@
+#pragma once
+// The hash-chained audit log (shared/spec/admin-protocol.md, "The audit log").
+// Each entry's hash is SHA-256 over the previous entry's hash and this
+// entry's canonical content; the first entry chains from 64 zeros. Entries
+// carry an HMAC of the subject, never the subject or a field value.
+//
+// AuditLog::append must be called inside the Store transaction that makes
+// the change it records, so entry and change commit or fail together.
+// Not thread-safe (used from the daemon's one io_context thread).
+
+#include <optional>
+#include <string>
+
+#include "lib/calendar/calendar.hpp"
+#include "lib/store/store.hpp"
+#include "lib/util/result.hpp"
+
+namespace retentiond::audit {
+
+inline constexpr const char* kGenesisHash =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+struct Entry {
+  calendar::Instant at;
+  std::string action;  // archive, anonymise, purge, erase, hold.place, hold.release, config.reload
+  std::optional<std::string> key;
+  std::optional<std::string> category;
+  std::optional<int> phase;
+  std::optional<std::string> subject;  // raw; only its HMAC is stored
+  std::string actor;                   // "scheduler" or "uid:N"
+  std::optional<std::string> reason;
+  std::string policy_hash;
+};
+
+// The canonical content hashed for a row (everything but `hash`).
+std::string canonical_content(const store::AuditRow& row);
+// SHA-256 hex of prev_hash and the row's canonical content.
+std::string chain_hash(const std::string& prev_hash, const store::AuditRow& row);
+
+class AuditLog {
+ public:
+  AuditLog(store::Store& store, std::string secret) : m_store(store), m_secret(std::move(secret)) {}
+
+  // HMAC-SHA256 of a subject under the daemon's secret (lowercase hex).
+  std::string subject_ref(const std::string& subject) const;
+
+  // Appends `entry` after the current head. Returns the stored row (with seq
+  // and hash), or the store's error.
+  Result<store::AuditRow> append(const Entry& entry);
+
+ private:
+  store::Store& m_store;
+  std::string m_secret;
+};
+
+}  // namespace retentiond::audit

@@ -1,0 +1,18 @@
+#pragma once
+// The SQL migrations embedded in the binary (migrations/NNN_name.sql).
+
+#include <string>
+#include <vector>
+
+namespace retentiond::store {
+
+struct Migration {
+  int version;       // NNN
+  const char* name;  // file name
+  const char* sql;
+};
+
+// In ascending version order.
+const std::vector<Migration>& embedded_migrations();
+
+}  // namespace retentiond::store

@@ -1,0 +1,103 @@
+#pragma once
+// Store: the persistence interface every other module uses (Kea's LeaseMgr).
+// SqliteStore is the embedded backend; another backend (PostgreSQL, say)
+// implements this interface and nothing above lib/store changes.
+//
+// Threading: a Store is used from the daemon's single io_context thread; it
+// is not safe for concurrent use.
+//
+// Every fallible call returns Result/Status; backend exceptions never escape
+// (they become ErrorCode::storage_error, "nothing was changed").
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lib/calendar/calendar.hpp"
+#include "lib/policy/expr.hpp"
+#include "lib/util/result.hpp"
+
+namespace retentiond::store {
+
+enum class RecordState { active, archived, anonymised };
+std::string_view to_string(RecordState s);
+
+struct RecordRow {
+  std::string key;
+  std::optional<std::string> subject;  // null once anonymised
+  std::string category;
+  RecordState state = RecordState::active;
+  nlohmann::json fields = nlohmann::json::object();
+  policy::Dates dates;
+  int next_phase = 0;                          // first phase not yet done
+  std::optional<calendar::Instant> due;        // that phase's at, if defined and reachable
+  std::vector<calendar::Instant> done;         // when each completed phase ran
+  calendar::Instant created_at;
+};
+
+struct AuditRow {
+  std::int64_t seq = 0;
+  calendar::Instant at;
+  std::string action;
+  std::optional<std::string> key;
+  std::optional<std::string> category;
+  std::optional<int> phase;
+  std::optional<std::string> subject_ref;
+  std::string actor;
+  std::optional<std::string> reason;
+  std::string policy_hash;
+  std::string hash;
+};
+
+struct RecordCounts {
+  std::int64_t active = 0;
+  std::int64_t archived = 0;
+  std::int64_t anonymised = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Runs `work` in one transaction: commits when it returns success, rolls
+  // back (changing nothing) when it fails or the commit fails. Not reentrant.
+  virtual Status transaction(const std::function<Status()>& work) = 0;
+
+  // Records. `get` returns nullopt for an unknown key.
+  virtual Result<std::optional<RecordRow>> get(const std::string& key) = 0;
+  // Creates or replaces the record with row.key (fields and subject included).
+  virtual Status put(const RecordRow& row) = 0;
+  // Updates only the schedule: dates, next_phase, due, done.
+  virtual Status update_schedule(const RecordRow& row) = 0;
+  virtual Status remove(const std::string& key) = 0;
+
+  // Position in the (due, key) order, for paging through what is due.
+  struct DueCursor {
+    calendar::Instant due;
+    std::string key;
+  };
+
+  // At most `limit` records with due <= now, in (due, key) order, after
+  // `after` when given: an index range, never a table scan.
+  virtual Result<std::vector<RecordRow>> due(calendar::Instant now, std::size_t limit,
+                                             const std::optional<DueCursor>& after = std::nullopt) = 0;
+  virtual Result<std::optional<calendar::Instant>> next_due() = 0;
+  virtual Result<std::int64_t> count_due(calendar::Instant now) = 0;
+  virtual Result<RecordCounts> counts() = 0;
+
+  // Audit log rows; `append_audit` stores the row as given (seq included).
+  virtual Status append_audit(const AuditRow& row) = 0;
+  virtual Result<std::optional<AuditRow>> last_audit() = 0;
+  // The latest purge or erase entry for `key`, if any.
+  virtual Result<std::optional<AuditRow>> find_disposal(const std::string& key) = 0;
+
+  // Small named values the daemon keeps across restarts (last policy...).
+  virtual Result<std::optional<std::string>> get_meta(const std::string& name) = 0;
+  virtual Status set_meta(const std::string& name, const std::string& value) = 0;
+};
+
+}  // namespace retentiond::store
