@@ -1,0 +1,363 @@
+#include "lib/actions/service.hpp"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+
+#include "lib/crypto/crypto.hpp"
+
+namespace retentiond::actions {
+
+using calendar::Instant;
+using policy::Action;
+using store::RecordRow;
+using store::RecordState;
+
+SweepCounts& SweepCounts::operator+=(const SweepCounts& o) {
+  archived += o.archived;
+  anonymised += o.anonymised;
+  purged += o.purged;
+  held += o.held;
+  stuck += o.stuck;
+  return *this;
+}
+
+namespace {
+
+Error bad(std::string reason, std::string message) {
+  return Error::invalid_params(std::move(reason), std::move(message));
+}
+
+// Checks that `params` has only `allowed` keys (extra parameters are an error).
+Status only_keys(const nlohmann::json& params, std::initializer_list<std::string_view> allowed) {
+  for (const auto& [k, v] : params.items()) {
+    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
+      return bad("invalid_params", "unknown parameter '" + k + "'");
+    }
+  }
+  return {};
+}
+
+Result<std::string> required_string(const nlohmann::json& params, const char* name, std::size_t max_bytes) {
+  const auto it = params.find(name);
+  if (it == params.end()) return bad("invalid_params", std::string("missing parameter '") + name + "'");
+  if (!it->is_string()) return bad("invalid_params", std::string("'") + name + "' must be a string");
+  const auto& s = it->get_ref<const std::string&>();
+  if (s.empty()) return bad("invalid_params", std::string("'") + name + "' must not be empty");
+  if (s.size() > max_bytes) {
+    return bad("too_large", std::string("'") + name + "' is longer than " + std::to_string(max_bytes) + " bytes");
+  }
+  return s;
+}
+
+std::optional<nlohmann::json> truncate_ip(const std::string& text) {
+  unsigned char buf[16];
+  char out[INET6_ADDRSTRLEN];
+  if (inet_pton(AF_INET, text.c_str(), buf) == 1) {
+    buf[3] = 0;
+    if (inet_ntop(AF_INET, buf, out, sizeof out) != nullptr) return nlohmann::json(out);
+  } else if (inet_pton(AF_INET6, text.c_str(), buf) == 1) {
+    std::memset(buf + 6, 0, 10);  // keep the first 48 bits
+    if (inet_ntop(AF_INET6, buf, out, sizeof out) != nullptr) return nlohmann::json(out);
+  }
+  return nlohmann::json("[redacted]");
+}
+
+}  // namespace
+
+std::optional<nlohmann::json> anonymise_value(const nlohmann::json& value, policy::Strategy strategy,
+                                              const std::string& secret) {
+  using policy::Strategy;
+  switch (strategy) {
+    case Strategy::keep: return value;
+    case Strategy::drop: return std::nullopt;
+    case Strategy::redact: return nlohmann::json("[redacted]");
+    case Strategy::hmac: {
+      const std::string text = value.is_string() ? value.get<std::string>() : value.dump();
+      return nlohmann::json(crypto::hmac_sha256_hex(secret, text));
+    }
+    case Strategy::truncate_ip:
+      if (!value.is_string()) return nlohmann::json("[redacted]");
+      return truncate_ip(value.get<std::string>());
+    case Strategy::year_only: {
+      if (!value.is_string()) return nlohmann::json("[redacted]");
+      auto t = calendar::parse_instant(value.get<std::string>());
+      if (!t) return nlohmann::json("[redacted]");
+      return nlohmann::json(calendar::format_instant(*t).substr(0, 4));
+    }
+  }
+  return nlohmann::json("[redacted]");
+}
+
+Service::Service(store::Store& store, audit::AuditLog& audit, const calendar::Clock& clock,
+                 std::shared_ptr<const policy::Policy> policy, std::string secret)
+    : m_store(store), m_audit(audit), m_clock(clock), m_policy(std::move(policy)), m_secret(std::move(secret)) {}
+
+std::vector<PhaseSchedule> Service::schedule(const RecordRow& row) const {
+  std::vector<PhaseSchedule> out;
+  const policy::Category* category = m_policy->find(row.category);
+  if (category == nullptr) return out;
+  for (std::size_t i = 0; i < category->phases.size(); ++i) {
+    const auto& phase = category->phases[i];
+    PhaseSchedule s;
+    s.index = static_cast<int>(i);
+    s.action = phase.action;
+    s.at = phase.at_text;
+    const auto at = phase.at.evaluate(row.dates, m_policy->daemon.fiscal_year_end);
+    if (!at) {
+      for (const auto& name : phase.at.date_names()) {
+        if (row.dates.find(name) == row.dates.end()) s.missing.push_back(name);
+      }
+    } else if (*at <= calendar::kMaxInstant) {
+      s.due = *at;  // past 9999-12-31T23:59:59Z it is never reached: due stays null
+    }
+    s.done = static_cast<int>(i) < row.next_phase;
+    if (s.done && i < row.done.size()) s.done_at = row.done[i];
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::optional<PhaseSchedule> Service::next(const RecordRow& row) const {
+  auto phases = schedule(row);
+  if (row.next_phase < 0 || static_cast<std::size_t>(row.next_phase) >= phases.size()) return std::nullopt;
+  return phases[static_cast<std::size_t>(row.next_phase)];
+}
+
+void Service::reschedule(RecordRow& row, const policy::Category& category) const {
+  row.due.reset();
+  if (static_cast<std::size_t>(row.next_phase) >= category.phases.size()) return;
+  const auto at = category.phases[static_cast<std::size_t>(row.next_phase)].at.evaluate(
+      row.dates, m_policy->daemon.fiscal_year_end);
+  if (at && *at <= calendar::kMaxInstant) row.due = *at;
+}
+
+Result<RecordRow> Service::prepare_put(const nlohmann::json& params) const {
+  if (!params.is_object()) return bad("invalid_params", "params must be an object");
+  if (auto st = only_keys(params, {"key", "subject", "category", "fields", "dates"}); !st) return std::move(st).error();
+  auto key = required_string(params, "key", kMaxKeyBytes);
+  if (!key) return std::move(key).error();
+  auto subject = required_string(params, "subject", kMaxSubjectBytes);
+  if (!subject) return std::move(subject).error();
+  auto category_name = required_string(params, "category", 64);
+  if (!category_name) {
+    if (category_name.error().reason == "too_large") {
+      return bad("unknown_category", "unknown category (name longer than 64 characters)");
+    }
+    return std::move(category_name).error();
+  }
+  const policy::Category* category = m_policy->find(*category_name);
+  if (category == nullptr) {
+    return bad("unknown_category", "unknown category '" + *category_name + "'");
+  }
+
+  RecordRow row;
+  row.key = *key;
+  row.subject = *subject;
+  row.category = category->name;
+  row.state = RecordState::active;
+  if (const auto it = params.find("fields"); it != params.end()) {
+    if (!it->is_object()) return bad("invalid_params", "'fields' must be an object");
+    row.fields = *it;
+    if (row.fields.dump().size() > kMaxFieldsBytes) {
+      return bad("too_large", "'fields' is larger than " + std::to_string(kMaxFieldsBytes) + " bytes of JSON");
+    }
+  }
+  const Instant now = m_clock.now();
+  if (const auto it = params.find("dates"); it != params.end()) {
+    if (!it->is_object()) return bad("invalid_params", "'dates' must be an object of name: time");
+    if (it->size() > kMaxDates) return bad("too_large", "more than " + std::to_string(kMaxDates) + " dates");
+    for (const auto& [name, value] : it->items()) {
+      if (!category->allows_date(name)) {
+        std::string declared = "collected";
+        for (const auto& d : category->dates) {
+          if (d != "collected") declared += ", " + d;
+        }
+        return bad("unknown_date", "category '" + category->name + "' does not declare the date '" + name +
+                                       "' (it declares: " + declared + ")");
+      }
+      if (!value.is_string()) return bad("bad_time", "date '" + name + "' must be a time string");
+      auto t = calendar::parse_instant(value.get<std::string>());
+      if (!t) return bad("bad_time", "date '" + name + "': " + t.error().message);
+      row.dates.emplace(name, *t);
+    }
+  }
+  row.dates.emplace("collected", now);  // no-op when given
+  row.created_at = now;
+  row.next_phase = 0;
+  reschedule(row, *category);
+  return row;
+}
+
+Status Service::store_put(const RecordRow& row) {
+  auto existing = m_store.get(row.key);
+  if (!existing) return std::move(existing).error();
+  if (*existing && (*existing)->state != RecordState::active) {
+    return Error::conflict("record '" + row.key + "' is " + std::string(store::to_string((*existing)->state)) +
+                           " and can no longer be replaced");
+  }
+  return m_store.put(row);
+}
+
+Result<RecordRow> Service::put(const nlohmann::json& params) {
+  auto row = prepare_put(params);
+  if (!row) return row;
+  Status st = m_store.transaction([&] { return store_put(*row); });
+  if (!st) return std::move(st).error();
+  return row;
+}
+
+Result<std::size_t> Service::put_many(const nlohmann::json& records) {
+  if (!records.is_array()) return bad("invalid_params", "'records' must be an array");
+  std::vector<RecordRow> rows;
+  rows.reserve(records.size());
+  const auto with_index = [](Error e, std::size_t i) {
+    e.message = "records[" + std::to_string(i) + "]: " + e.message;
+    e.data["index"] = i;
+    return e;
+  };
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    auto row = prepare_put(records[i]);
+    if (!row) return with_index(std::move(row).error(), i);
+    rows.push_back(std::move(row).value());
+  }
+  std::size_t failed_at = 0;
+  Status st = m_store.transaction([&]() -> Status {
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      failed_at = i;
+      if (auto s = store_put(rows[i]); !s) return s;
+    }
+    return {};
+  });
+  if (!st) {
+    Error e = std::move(st).error();
+    if (e.code == ErrorCode::conflict) return with_index(std::move(e), failed_at);
+    return e;
+  }
+  return rows.size();
+}
+
+Result<std::variant<Explanation, Disposal>> Service::explain(const std::string& key) {
+  auto row = m_store.get(key);
+  if (!row) return std::move(row).error();
+  if (*row) {
+    Explanation e;
+    e.record = std::move(**row);
+    e.phases = schedule(e.record);
+    if (static_cast<std::size_t>(e.record.next_phase) < e.phases.size()) {
+      e.next = e.phases[static_cast<std::size_t>(e.record.next_phase)];
+    }
+    return std::variant<Explanation, Disposal>(std::move(e));
+  }
+  auto disposal = m_store.find_disposal(key);
+  if (!disposal) return std::move(disposal).error();
+  if (!*disposal) return Error::not_found("no record with key '" + key + "'");
+  return std::variant<Explanation, Disposal>(Disposal{key, (*disposal)->at, (*disposal)->seq});
+}
+
+Status Service::anonymise(RecordRow& row, const policy::Category& category) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [field, strategy] : category.anonymise) {
+    const auto it = row.fields.find(field);
+    if (it == row.fields.end()) continue;
+    if (auto v = anonymise_value(*it, strategy, m_secret)) out[field] = std::move(*v);
+  }
+  // Fields the table does not name are dropped: the safe default.
+  row.fields = std::move(out);
+  row.subject.reset();
+  row.state = RecordState::anonymised;
+  return m_store.put(row);  // replaces the personal-data row; never an in-place update
+}
+
+Status Service::run_phase(RecordRow& row, const policy::Category& category, int phase, Instant now,
+                          const Actor& actor, SweepCounts& counts) {
+  const Action action = category.phases[static_cast<std::size_t>(phase)].action;
+  audit::Entry entry;
+  entry.at = now;
+  entry.action = std::string(policy::to_string(action));
+  entry.key = row.key;
+  entry.category = row.category;
+  entry.phase = phase;
+  entry.subject = row.subject;
+  entry.actor = actor.name;
+  entry.reason = "retention: " + category.phases[static_cast<std::size_t>(phase)].at_text;
+  entry.policy_hash = m_policy->hash;
+
+  switch (action) {
+    case Action::purge:
+      if (auto st = m_store.remove(row.key); !st) return st;
+      ++counts.purged;
+      break;
+    case Action::anonymise:
+      if (auto st = anonymise(row, category); !st) return st;
+      ++counts.anonymised;
+      break;
+    case Action::archive:
+      // Moving into archive.db arrives with the actions milestone (issue 3).
+      ++counts.stuck;
+      return {};
+  }
+  auto appended = m_audit.append(entry);
+  if (!appended) return std::move(appended).error();
+  if (action == Action::purge) return {};
+  row.done.resize(static_cast<std::size_t>(phase), now);
+  row.done.push_back(now);
+  row.next_phase = phase + 1;
+  reschedule(row, category);
+  return m_store.update_schedule(row);
+}
+
+Result<SweepCounts> Service::count_due() {
+  SweepCounts counts;
+  const Instant now = m_clock.now();
+  std::optional<store::Store::DueCursor> cursor;
+  for (;;) {
+    auto page = m_store.due(now, 1000, cursor);
+    if (!page) return std::move(page).error();
+    if (page->empty()) return counts;
+    // Take the cursor before the walk below reschedules the rows.
+    cursor = store::Store::DueCursor{*page->back().due, page->back().key};
+    for (auto& row : *page) {
+      const policy::Category* category = m_policy->find(row.category);
+      if (category == nullptr) continue;
+      // Walk the phases the way sweep_batch would, without touching the store.
+      while (static_cast<std::size_t>(row.next_phase) < category->phases.size() && row.due && *row.due <= now) {
+        const Action action = category->phases[static_cast<std::size_t>(row.next_phase)].action;
+        if (action == Action::purge) { ++counts.purged; break; }
+        if (action == Action::archive) ++counts.archived;
+        else ++counts.anonymised;
+        ++row.next_phase;
+        reschedule(row, *category);
+      }
+    }
+  }
+}
+
+Result<SweepCounts> Service::sweep_batch(std::size_t max_records, const Actor& actor) {
+  SweepCounts counts;
+  const Instant now = m_clock.now();
+  Status st = m_store.transaction([&]() -> Status {
+    counts = SweepCounts{};
+    auto due = m_store.due(now, max_records);
+    if (!due) return std::move(due).error();
+    for (auto& row : *due) {
+      const policy::Category* category = m_policy->find(row.category);
+      if (category == nullptr) {
+        ++counts.stuck;  // cannot happen while reloads refuse to drop live categories
+        continue;
+      }
+      // All phases already due run in this sweep, in order.
+      while (static_cast<std::size_t>(row.next_phase) < category->phases.size() && row.due && *row.due <= now) {
+        const int phase = row.next_phase;
+        const auto before = counts.stuck;
+        if (auto r = run_phase(row, *category, phase, now, actor, counts); !r) return r;
+        if (counts.stuck != before || category->phases[static_cast<std::size_t>(phase)].action == Action::purge) break;
+      }
+    }
+    return {};
+  });
+  if (!st) return std::move(st).error();
+  return counts;
+}
+
+}  // namespace retentiond::actions

@@ -1,0 +1,128 @@
+#pragma once
+// Service: the operations retentiond performs on records: put, explain, and
+// the phases (anonymise, purge) run by sweeps, each change committed in one
+// store transaction together with its audit entry.
+//
+// It works against the Store interface only, so any backend serves. Not
+// thread-safe: used from the daemon's single io_context thread.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lib/audit/audit.hpp"
+#include "lib/calendar/clock.hpp"
+#include "lib/policy/policy.hpp"
+#include "lib/store/store.hpp"
+#include "lib/util/result.hpp"
+
+namespace retentiond::actions {
+
+// Who asked: "scheduler" or "uid:N" (recorded in the audit log).
+struct Actor {
+  std::string name;
+};
+
+// Documented limits on one record (docs/protocol.md).
+inline constexpr std::size_t kMaxKeyBytes = 512;
+inline constexpr std::size_t kMaxSubjectBytes = 512;
+inline constexpr std::size_t kMaxFieldsBytes = 64 * 1024;
+inline constexpr std::size_t kMaxDates = 64;
+
+// A phase's schedule for one record.
+struct PhaseSchedule {
+  int index = 0;
+  policy::Action action = policy::Action::purge;
+  std::string at;                          // the expression as written
+  std::optional<calendar::Instant> due;    // null: waiting or never reached
+  std::vector<std::string> missing;        // dates it waits for (empty when due is set)
+  bool done = false;
+  std::optional<calendar::Instant> done_at;
+};
+
+struct Explanation {
+  store::RecordRow record;
+  std::vector<PhaseSchedule> phases;
+  std::optional<PhaseSchedule> next;  // first phase not done
+};
+
+struct Disposal {
+  std::string key;
+  calendar::Instant purged_at;
+  std::int64_t audit_seq = 0;
+};
+
+struct SweepCounts {
+  std::int64_t archived = 0;
+  std::int64_t anonymised = 0;
+  std::int64_t purged = 0;
+  std::int64_t held = 0;
+  std::int64_t stuck = 0;  // due but not runnable by this build (see docs/operations.md)
+
+  SweepCounts& operator+=(const SweepCounts& o);
+  std::int64_t actions() const { return archived + anonymised + purged; }
+};
+
+class Service {
+ public:
+  Service(store::Store& store, audit::AuditLog& audit, const calendar::Clock& clock,
+          std::shared_ptr<const policy::Policy> policy, std::string secret);
+
+  // Swaps in a new policy (a reload) and recomputes nothing by itself.
+  void set_policy(std::shared_ptr<const policy::Policy> policy) { m_policy = std::move(policy); }
+
+  const policy::Policy& policy() const { return *m_policy; }
+  std::shared_ptr<const policy::Policy> policy_ptr() const { return m_policy; }
+  const calendar::Clock& clock() const { return m_clock; }
+  store::Store& store() { return m_store; }
+
+  // Validates and stores one record (JSON params of record.put). Returns the
+  // stored row, or invalid_params (with a finer reason), conflict, storage_error.
+  Result<store::RecordRow> put(const nlohmann::json& params);
+
+  // All or nothing: validates every element, then stores them in one
+  // transaction. An error names the failing element in data["index"].
+  Result<std::size_t> put_many(const nlohmann::json& records);
+
+  // Every phase of `row` with its due time under the current policy.
+  std::vector<PhaseSchedule> schedule(const store::RecordRow& row) const;
+  // The first phase not yet done, or nullopt when none remains.
+  std::optional<PhaseSchedule> next(const store::RecordRow& row) const;
+
+  // The explanation of a live record, or a proof of disposal for a destroyed
+  // one; not_found when the key was never seen.
+  Result<std::variant<Explanation, Disposal>> explain(const std::string& key);
+
+  // Runs every due phase of at most `max_records` due records, in one
+  // transaction (all of the batch or none of it).
+  // What a sweep would do now, without doing it (sweep with dry_run).
+  Result<SweepCounts> count_due();
+
+  Result<SweepCounts> sweep_batch(std::size_t max_records, const Actor& actor);
+
+ private:
+  Status run_phase(store::RecordRow& row, const policy::Category& category, int phase,
+                   calendar::Instant now, const Actor& actor, SweepCounts& counts);
+  Status anonymise(store::RecordRow& row, const policy::Category& category);
+  Result<store::RecordRow> prepare_put(const nlohmann::json& params) const;
+  Status store_put(const store::RecordRow& row);
+  void reschedule(store::RecordRow& row, const policy::Category& category) const;
+
+  store::Store& m_store;
+  audit::AuditLog& m_audit;
+  const calendar::Clock& m_clock;
+  std::shared_ptr<const policy::Policy> m_policy;
+  std::string m_secret;
+};
+
+// The anonymised value of `value` under `strategy`; nullopt means "drop".
+// `secret` keys the hmac strategy.
+std::optional<nlohmann::json> anonymise_value(const nlohmann::json& value, policy::Strategy strategy,
+                                              const std::string& secret);
+
+}  // namespace retentiond::actions

@@ -1,0 +1,291 @@
+#include "lib/protocol/dispatcher.hpp"
+
+#include <stdexcept>
+
+namespace retentiond::protocol {
+
+using nlohmann::json;
+
+std::string_view to_string(Role r) {
+  switch (r) {
+    case Role::none: return "none";
+    case Role::reader: return "R";
+    case Role::admin: return "A";
+  }
+  return "?";
+}
+
+namespace {
+
+struct TooDeep : std::runtime_error {
+  TooDeep() : std::runtime_error("too deep") {}
+};
+
+json error_object(const Error& e) {
+  json data = e.data.is_object() ? e.data : json::object();
+  data["reason"] = e.reason.empty() ? "internal_error" : e.reason;
+  return {{"code", static_cast<int>(e.code)}, {"message", e.message}, {"data", data}};
+}
+
+json error_response(const json& id, const Error& e) {
+  return {{"jsonrpc", "2.0"}, {"id", id}, {"error", error_object(e)}};
+}
+
+json instant_or_null(const std::optional<calendar::Instant>& t) {
+  return t ? json(calendar::format_instant(*t)) : json(nullptr);
+}
+
+json next_json(const std::optional<actions::PhaseSchedule>& next) {
+  if (!next) return nullptr;
+  return {{"phase", next->index},
+          {"action", policy::to_string(next->action)},
+          {"due", instant_or_null(next->due)},
+          {"waiting_for", next->missing}};
+}
+
+Status no_params_except(const json& params, std::initializer_list<std::string_view> allowed) {
+  for (const auto& [k, v] : params.items()) {
+    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
+      return Error::invalid_params("invalid_params", "unknown parameter '" + k + "'");
+    }
+  }
+  return {};
+}
+
+Result<bool> optional_bool(const json& params, const char* name, bool fallback) {
+  const auto it = params.find(name);
+  if (it == params.end()) return fallback;
+  if (!it->is_boolean()) return Error::invalid_params("invalid_params", std::string("'") + name + "' must be true or false");
+  return it->get<bool>();
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(Context& context, Limits limits) : m_ctx(context), m_limits(limits) { register_methods(); }
+
+std::string Dispatcher::error_line(ErrorCode code, const std::string& reason, const std::string& message) {
+  return error_response(nullptr, Error{code, reason, message, json::object()}).dump();
+}
+
+std::optional<std::string> Dispatcher::handle_line(std::string_view line, const Caller& caller) {
+  json parsed;
+  try {
+    const std::size_t max_depth = m_limits.max_json_depth;
+    parsed = json::parse(line, [max_depth](int depth, json::parse_event_t, json&) {
+      if (static_cast<std::size_t>(depth) > max_depth) throw TooDeep();
+      return true;
+    });
+  } catch (const TooDeep&) {
+    return error_line(ErrorCode::invalid_request, "too_large",
+                      "JSON nesting deeper than " + std::to_string(m_limits.max_json_depth) + " levels");
+  } catch (const json::exception& e) {
+    return error_response(nullptr, Error{static_cast<ErrorCode>(-32700), "parse_error",
+                                         std::string("not valid JSON: ") + e.what(), json::object()})
+        .dump();
+  }
+
+  if (parsed.is_array()) {
+    if (parsed.empty()) return error_line(ErrorCode::invalid_request, "invalid_request", "empty batch");
+    json out = json::array();
+    for (const auto& request : parsed) {
+      if (auto r = handle_request(request, caller)) out.push_back(std::move(*r));
+    }
+    if (out.empty()) return std::nullopt;  // a batch of notifications
+    return out.dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+  auto r = handle_request(parsed, caller);
+  if (!r) return std::nullopt;
+  return r->dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::optional<json> Dispatcher::handle_request(const json& request, const Caller& caller) {
+  const auto invalid = [](const json& id, const std::string& message) {
+    return error_response(id, Error{ErrorCode::invalid_request, "invalid_request", message, json::object()});
+  };
+  if (!request.is_object()) return invalid(nullptr, "a request must be a JSON object");
+  json id = nullptr;
+  const bool has_id = request.contains("id");
+  if (has_id) {
+    id = request["id"];
+    if (!id.is_string() && !id.is_number() && !id.is_null()) return invalid(nullptr, "'id' must be a string, a number or null");
+  }
+  if (request.value("jsonrpc", json()) != "2.0") return invalid(id, "'jsonrpc' must be \"2.0\"");
+  const auto m = request.find("method");
+  if (m == request.end() || !m->is_string()) return invalid(id, "'method' must be a string");
+  json params = json::object();
+  if (const auto p = request.find("params"); p != request.end()) {
+    if (!p->is_object()) {
+      if (!has_id) return std::nullopt;
+      return error_response(id, Error::invalid_params("invalid_params", "'params' must be an object"));
+    }
+    params = *p;
+  }
+
+  const std::string& name = m->get_ref<const std::string&>();
+  const auto method = std::find_if(m_methods.begin(), m_methods.end(), [&](const Method& x) { return x.name == name; });
+  Result<json> result = json(nullptr);
+  if (method == m_methods.end()) {
+    result = Error{ErrorCode::method_not_found, "method_not_found", "unknown method '" + name + "' (see 'help')", json::object()};
+  } else {
+    result = call(*method, params, caller);
+  }
+  if (!has_id) return std::nullopt;  // a notification: done, nothing to say
+  if (!result) return error_response(id, result.error());
+  return json{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result).value()}};
+}
+
+Result<json> Dispatcher::call(const Method& m, const json& params, const Caller& caller) {
+  if (caller.role == Role::none || (m.role == Role::admin && caller.role != Role::admin)) {
+    return Error{ErrorCode::forbidden, "forbidden",
+                 "uid " + std::to_string(caller.uid) + " may not call '" + m.name + "'", json::object()};
+  }
+  try {
+    return m.handler(params, caller);
+  } catch (const std::exception& e) {
+    // A bug, not the caller's fault; the daemon keeps serving.
+    return Error::internal(std::string("internal error in '") + m.name + "': " + e.what());
+  }
+}
+
+void Dispatcher::register_methods() {
+  const auto bind0 = [this](Result<json> (Dispatcher::*fn)(const json&)) {
+    return [this, fn](const json& p, const Caller&) { return (this->*fn)(p); };
+  };
+  m_methods = {
+      {"help", Role::reader, "List the methods, their role and what they do", bind0(&Dispatcher::help)},
+      {"status", Role::reader, "Daemon, policy, record counts, next due time and backlog", bind0(&Dispatcher::status)},
+      {"policy.get", Role::reader, "The loaded policy: categories, phases, strategies", bind0(&Dispatcher::policy_get)},
+      {"record.put", Role::admin, "Create or replace an active record", bind0(&Dispatcher::record_put)},
+      {"record.put_many", Role::admin, "Store many records, all or nothing", bind0(&Dispatcher::record_put_many)},
+      {"record.explain", Role::reader, "Every phase of a record with its due time, or its proof of disposal",
+       bind0(&Dispatcher::record_explain)},
+      {"sweep", Role::admin, "Run every due phase now (dry_run: count only)",
+       [this](const json& p, const Caller& c) { return sweep(p, c); }},
+  };
+}
+
+Result<json> Dispatcher::help(const json& params) {
+  if (auto st = no_params_except(params, {}); !st) return std::move(st).error();
+  json methods = json::array();
+  for (const auto& m : m_methods) methods.push_back({{"name", m.name}, {"role", to_string(m.role)}, {"summary", m.summary}});
+  return json{{"methods", methods}};
+}
+
+Result<json> Dispatcher::status(const json& params) {
+  if (auto st = no_params_except(params, {}); !st) return std::move(st).error();
+  auto& store = m_ctx.service.store();
+  const auto now = m_ctx.service.clock().now();
+  auto counts = store.counts();
+  if (!counts) return std::move(counts).error();
+  auto next_due = store.next_due();
+  if (!next_due) return std::move(next_due).error();
+  auto backlog = store.count_due(now);
+  if (!backlog) return std::move(backlog).error();
+  const auto& policy = m_ctx.service.policy();
+  json last = nullptr;
+  if (const auto& r = m_ctx.sweeper.last()) {
+    last = {{"at", calendar::format_instant(r->finished_at)}, {"archived", r->counts.archived},
+            {"anonymised", r->counts.anonymised}, {"purged", r->counts.purged}, {"held", r->counts.held},
+            {"duration_ms", r->duration_ms}};
+  }
+  return json{
+      {"version", m_ctx.version},
+      {"now", calendar::format_instant(now)},
+      {"started_at", calendar::format_instant(m_ctx.started_at)},
+      {"policy", {{"hash", policy.hash}, {"categories", policy.categories.size()},
+                  {"loaded_at", calendar::format_instant(m_ctx.policy_loaded_at)}}},
+      {"records", {{"active", counts->active}, {"archived", counts->archived}, {"anonymised", counts->anonymised}}},
+      {"holds", 0},
+      {"next_due", instant_or_null(*next_due)},
+      {"backlog", *backlog},
+      {"paused", nullptr},
+      {"pause", nullptr},
+      {"last_sweep", last},
+  };
+}
+
+Result<json> Dispatcher::policy_get(const json& params) {
+  if (auto st = no_params_except(params, {}); !st) return std::move(st).error();
+  const auto& policy = m_ctx.service.policy();
+  json categories = json::array();
+  for (const auto& c : policy.categories) {
+    json phases = json::array();
+    for (const auto& p : c.phases) phases.push_back({{"action", policy::to_string(p.action)}, {"at", p.at_text}});
+    json anonymise = nullptr;
+    if (c.has_anonymise) {
+      anonymise = json::object();
+      for (const auto& [field, strategy] : c.anonymise) anonymise[field] = policy::to_string(strategy);
+    }
+    categories.push_back({{"name", c.name},
+                          {"purpose", c.purpose},
+                          {"legal_basis", c.legal_basis},
+                          {"source", c.source.empty() ? json(nullptr) : json(c.source)},
+                          {"erasable", c.erasable},
+                          {"dates", c.declares_dates ? json(c.dates) : json(nullptr)},
+                          {"phases", phases},
+                          {"anonymise", anonymise}});
+  }
+  return json{{"hash", policy.hash},
+              {"fiscal_year_end", calendar::format_month_day(policy.daemon.fiscal_year_end)},
+              {"categories", categories}};
+}
+
+Result<json> Dispatcher::record_put(const json& params) {
+  auto row = m_ctx.service.put(params);
+  if (!row) return std::move(row).error();
+  return json{{"key", row->key}, {"state", "active"}, {"next", next_json(m_ctx.service.next(*row))}};
+}
+
+Result<json> Dispatcher::record_put_many(const json& params) {
+  if (auto st = no_params_except(params, {"records"}); !st) return std::move(st).error();
+  const auto it = params.find("records");
+  if (it == params.end()) return Error::invalid_params("invalid_params", "missing parameter 'records'");
+  if (it->is_array() && it->size() > m_limits.max_put_many) {
+    return Error::invalid_params("too_large", std::to_string(it->size()) + " records in one call; the limit is " +
+                                                  std::to_string(m_limits.max_put_many));
+  }
+  auto count = m_ctx.service.put_many(*it);
+  if (!count) return std::move(count).error();
+  return json{{"count", *count}};
+}
+
+Result<json> Dispatcher::record_explain(const json& params) {
+  if (auto st = no_params_except(params, {"key"}); !st) return std::move(st).error();
+  const auto it = params.find("key");
+  if (it == params.end() || !it->is_string()) return Error::invalid_params("invalid_params", "'key' must be a string");
+  auto r = m_ctx.service.explain(it->get<std::string>());
+  if (!r) return std::move(r).error();
+  if (const auto* d = std::get_if<actions::Disposal>(&*r)) {
+    return json{{"key", d->key}, {"state", "purged"}, {"purged_at", calendar::format_instant(d->purged_at)},
+                {"audit_seq", d->audit_seq}};
+  }
+  const auto& e = std::get<actions::Explanation>(*r);
+  json phases = json::array();
+  for (const auto& p : e.phases) {
+    phases.push_back({{"index", p.index}, {"action", policy::to_string(p.action)}, {"at", p.at},
+                      {"due", instant_or_null(p.due)}, {"missing", p.missing}, {"done", p.done},
+                      {"done_at", instant_or_null(p.done_at)}});
+  }
+  return json{{"key", e.record.key}, {"category", e.record.category},
+              {"state", store::to_string(e.record.state)}, {"held", false}, {"holds", json::array()},
+              {"phases", phases}, {"next", next_json(e.next)}};
+}
+
+Result<json> Dispatcher::sweep(const json& params, const Caller& caller) {
+  if (auto st = no_params_except(params, {"dry_run"}); !st) return std::move(st).error();
+  auto dry_run = optional_bool(params, "dry_run", false);
+  if (!dry_run) return std::move(dry_run).error();
+  if (*dry_run) {
+    auto counts = m_ctx.service.count_due();
+    if (!counts) return std::move(counts).error();
+    return json{{"archived", counts->archived}, {"anonymised", counts->anonymised}, {"purged", counts->purged},
+                {"held", counts->held}, {"duration_ms", 0}, {"dry_run", true}};
+  }
+  auto report = m_ctx.sweeper.run_to_completion(actions::Actor{caller.actor()});
+  if (!report) return std::move(report).error();
+  return json{{"archived", report->counts.archived}, {"anonymised", report->counts.anonymised},
+              {"purged", report->counts.purged}, {"held", report->counts.held},
+              {"duration_ms", report->duration_ms}};
+}
+
+}  // namespace retentiond::protocol

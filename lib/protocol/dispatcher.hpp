@@ -1,0 +1,87 @@
+#pragma once
+// Dispatcher: JSON-RPC 2.0 over lines (shared/spec/admin-protocol.md).
+// Pure request-in, response-out: it knows nothing of sockets. One line in
+// gives at most one line out (nothing for notifications); batches give an
+// array. No exception crosses it: every failure becomes an error response.
+//
+// Not thread-safe: called from the daemon's io_context thread.
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lib/actions/service.hpp"
+#include "lib/scheduler/sweeper.hpp"
+
+namespace retentiond::protocol {
+
+enum class Role { none, reader, admin };
+std::string_view to_string(Role r);
+
+struct Caller {
+  Role role = Role::none;
+  uid_t uid = 0;
+  std::string actor() const { return "uid:" + std::to_string(uid); }
+};
+
+struct Limits {
+  std::size_t max_json_depth = 64;
+  std::size_t max_put_many = 10000;
+};
+
+// What the handlers work on; owned by the daemon.
+struct Context {
+  actions::Service& service;
+  scheduler::Sweeper& sweeper;
+  std::string version;
+  calendar::Instant started_at;
+  calendar::Instant policy_loaded_at;
+};
+
+class Dispatcher {
+ public:
+  Dispatcher(Context& context, Limits limits);
+
+  // Handles one request line (a request or a batch). Returns the response
+  // line without its trailing newline, or nullopt when nothing is to be sent.
+  std::optional<std::string> handle_line(std::string_view line, const Caller& caller);
+
+  // Handles one parsed request object; nullopt for a notification.
+  std::optional<nlohmann::json> handle_request(const nlohmann::json& request, const Caller& caller);
+
+  // An error response with a null id, for transport-level refusals.
+  static std::string error_line(ErrorCode code, const std::string& reason, const std::string& message);
+
+ private:
+  using Handler = std::function<Result<nlohmann::json>(const nlohmann::json& params, const Caller& caller)>;
+  struct Method {
+    std::string name;
+    Role role;
+    std::string summary;
+    Handler handler;
+  };
+
+  void register_methods();
+  Result<nlohmann::json> call(const Method& m, const nlohmann::json& params, const Caller& caller);
+
+  Result<nlohmann::json> help(const nlohmann::json& params);
+  Result<nlohmann::json> status(const nlohmann::json& params);
+  Result<nlohmann::json> policy_get(const nlohmann::json& params);
+  Result<nlohmann::json> record_put(const nlohmann::json& params);
+  Result<nlohmann::json> record_put_many(const nlohmann::json& params);
+  Result<nlohmann::json> record_explain(const nlohmann::json& params);
+  Result<nlohmann::json> sweep(const nlohmann::json& params, const Caller& caller);
+
+  Context& m_ctx;
+  Limits m_limits;
+  std::vector<Method> m_methods;
+};
+
+}  // namespace retentiond::protocol
