@@ -1,0 +1,123 @@
+#include <gtest/gtest.h>
+
+#include "lib/actions/service.hpp"
+#include "lib/store/sqlite_store.hpp"
+#include "tests/support/daemon_process.hpp"
+
+namespace retentiond::actions {
+namespace {
+
+using nlohmann::json;
+using policy::Strategy;
+
+const std::string kSecret(32, 'k');
+
+TEST(Anonymise, StrategiesGiveTheSpecifiedValues) {
+  EXPECT_EQ(anonymise_value("x", Strategy::keep, kSecret), json("x"));
+  EXPECT_FALSE(anonymise_value("x", Strategy::drop, kSecret).has_value());
+  EXPECT_EQ(anonymise_value("x", Strategy::redact, kSecret), json("[redacted]"));
+  // Expected values from Python's hmac module, an independent implementation.
+  EXPECT_EQ(anonymise_value("alice@example.com", Strategy::hmac, kSecret),
+            json("0d8b3da1ccc85d32dd2c1a1863a4bd48217a82e7eeab7033dd57fe32f560c133"));
+  EXPECT_EQ(anonymise_value(42, Strategy::hmac, kSecret),
+            json("09b9733fee8d8c0058bb9267ee6883b71d107741f7dce72efc707782121c7a49"));
+  EXPECT_EQ(anonymise_value("192.168.17.42", Strategy::truncate_ip, kSecret), json("192.168.17.0"));
+  EXPECT_EQ(anonymise_value("2001:db8:85a3:8d3:1319:8a2e:370:7348", Strategy::truncate_ip, kSecret),
+            json("2001:db8:85a3::"));
+  EXPECT_EQ(anonymise_value("not an ip", Strategy::truncate_ip, kSecret), json("[redacted]"));
+  EXPECT_EQ(anonymise_value("1984-07-14", Strategy::year_only, kSecret), json("1984"));
+  EXPECT_EQ(anonymise_value("2024-02-29T13:00:00+02:00", Strategy::year_only, kSecret), json("2024"));
+  EXPECT_EQ(anonymise_value("last summer", Strategy::year_only, kSecret), json("[redacted]"));
+  EXPECT_EQ(anonymise_value(1984, Strategy::year_only, kSecret), json("[redacted]"));
+}
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  ServiceTest() : m_clock(calendar::Instant{1893456000}) {}  // 2030-01-01T00:00:00Z
+
+  void SetUp() override {
+    const auto loaded = policy::load_policy_text(R"(
+[daemon]
+state_dir = "unused"
+[[categories]]
+name = "usage"
+purpose = "statistics"
+legal_basis = "legitimate_interest"
+dates = ["last_use"]
+phases = [ { action = "anonymise", at = "last_use + 1 year" }, { action = "purge", at = "last_use + 5 years" } ]
+anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
+)", policy::ConfFormat::toml, "t.toml");
+    ASSERT_TRUE(loaded.ok()) << loaded.first_error();
+    auto store = store::open_sqlite_store(m_dir.path() / "retention.db");
+    ASSERT_TRUE(store);
+    m_store = std::move(store).value();
+    m_audit = std::make_unique<audit::AuditLog>(*m_store, kSecret);
+    m_service = std::make_unique<Service>(*m_store, *m_audit, m_clock, loaded.policy, kSecret);
+  }
+
+  testing::TempDir m_dir;
+  calendar::ManualClock m_clock;
+  std::unique_ptr<store::Store> m_store;
+  std::unique_ptr<audit::AuditLog> m_audit;
+  std::unique_ptr<Service> m_service;
+};
+
+TEST_F(ServiceTest, AnonymiseRewritesFieldsDropsUnlistedOnesAndRemovesTheSubject) {
+  ASSERT_TRUE(m_service->put({{"key", "u1"}, {"subject", "alice"}, {"category", "usage"},
+                              {"fields", {{"ip", "10.1.2.3"}, {"page", "/home"}, {"email", "a@x"}, {"user", "alice"}}},
+                              {"dates", {{"last_use", "2028-06-01"}}}}));
+  const auto counts = m_service->sweep_batch(100, Actor{"scheduler"});
+  ASSERT_TRUE(counts);
+  EXPECT_EQ(counts->anonymised, 1);
+  EXPECT_EQ(counts->purged, 0);
+  const auto row = **m_store->get("u1");
+  EXPECT_EQ(row.state, store::RecordState::anonymised);
+  EXPECT_FALSE(row.subject.has_value());
+  // hmac of "alice" under the test secret, from Python's hmac module.
+  EXPECT_EQ(row.fields, json({{"ip", "10.1.2.0"}, {"page", "/home"},
+                              {"user", "6664a42048c6d6d7fe3657e39b14155c099246385212db085614c81f5b9c938d"}}));
+  EXPECT_EQ(row.fields["ip"], "10.1.2.0");
+  EXPECT_EQ(row.fields["page"], "/home");
+  EXPECT_FALSE(row.fields.contains("email"));
+  EXPECT_EQ(row.next_phase, 1);
+  EXPECT_EQ(row.due, calendar::parse_instant("2033-06-01").value());
+  // The anonymise entry is in the audit log, with an HMAC of the subject.
+  const auto entry = **m_store->last_audit();
+  EXPECT_EQ(entry.action, "anonymise");
+  EXPECT_EQ(entry.key, "u1");
+  EXPECT_EQ(entry.subject_ref, m_audit->subject_ref("alice"));
+  EXPECT_NE(entry.subject_ref, std::optional<std::string>("alice"));
+}
+
+TEST_F(ServiceTest, AllDuePhasesRunInTheSameSweep) {
+  ASSERT_TRUE(m_service->put({{"key", "old"}, {"subject", "bob"}, {"category", "usage"},
+                              {"dates", {{"last_use", "2020-01-01"}}}}));
+  const auto counts = m_service->sweep_batch(100, Actor{"scheduler"});
+  ASSERT_TRUE(counts);
+  EXPECT_EQ(counts->anonymised, 1);
+  EXPECT_EQ(counts->purged, 1);
+  EXPECT_FALSE(m_store->get("old")->has_value());
+  const auto explained = m_service->explain("old");
+  ASSERT_TRUE(explained);
+  const auto& disposal = std::get<Disposal>(*explained);
+  EXPECT_EQ(disposal.audit_seq, 2);
+  EXPECT_EQ(disposal.purged_at, m_clock.now());
+}
+
+TEST_F(ServiceTest, PutOnAnAnonymisedKeyIsAConflict) {
+  ASSERT_TRUE(m_service->put({{"key", "u1"}, {"subject", "a"}, {"category", "usage"}, {"dates", {{"last_use", "2028-06-01"}}}}));
+  ASSERT_TRUE(m_service->sweep_batch(100, Actor{"scheduler"}));
+  const auto again = m_service->put({{"key", "u1"}, {"subject", "a"}, {"category", "usage"}});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::conflict);
+}
+
+TEST_F(ServiceTest, NothingRunsBeforeItsDueTime) {
+  ASSERT_TRUE(m_service->put({{"key", "u1"}, {"subject", "a"}, {"category", "usage"}, {"dates", {{"last_use", "2029-06-01"}}}}));
+  EXPECT_EQ(m_service->sweep_batch(100, Actor{"scheduler"})->actions(), 0);
+  m_clock.set(calendar::parse_instant("2030-06-01").value());
+  EXPECT_EQ(m_service->sweep_batch(100, Actor{"scheduler"})->anonymised, 1);
+}
+
+}  // namespace
+}  // namespace retentiond::actions

@@ -1,0 +1,249 @@
+// End-to-end: the real retentiond binary on a temporary socket, spoken to
+// in JSON-RPC lines, whole replies compared.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include "tests/support/daemon_process.hpp"
+
+namespace retentiond::testing {
+namespace {
+
+using nlohmann::json;
+
+const std::string kConfig = RETENTIOND_SOURCE_DIR "/config/retentiond.toml";
+
+struct CommandResult {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+CommandResult run_command(const std::string& cmd) {
+  std::array<char, 4096> buf{};
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  while (p != nullptr && std::fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
+  const int status = p != nullptr ? ::pclose(p) : -1;
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// The result member of a successful reply, checking the envelope.
+json result_of(const json& reply, int id) {
+  EXPECT_EQ(reply.value("jsonrpc", ""), "2.0");
+  EXPECT_EQ(reply["id"], id);
+  EXPECT_FALSE(reply.contains("error")) << reply.dump();
+  return reply.value("result", json());
+}
+
+TEST(Daemon, PutExplainSweepExplainPurged) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2030-01-01T00:00:00Z"});
+  Client client(daemon.socket());
+
+  // 3 years after the later of collected (2025-01-31) and last_contact (2026-06-01).
+  const json put = client.call("record.put", {{"key", "crm-42"},
+                                              {"subject", "alice@example.com"},
+                                              {"category", "l360.prospect"},
+                                              {"fields", {{"email", "alice@example.com"}}},
+                                              {"dates", {{"collected", "2025-01-31"}, {"last_contact", "2026-06-01"}}}});
+  EXPECT_EQ(put, json::parse(R"({"jsonrpc":"2.0","id":1,"result":{"key":"crm-42","state":"active",
+      "next":{"phase":0,"action":"purge","due":"2029-06-01T00:00:00Z","waiting_for":[]}}})"));
+
+  const json explain = client.call("record.explain", {{"key", "crm-42"}});
+  EXPECT_EQ(explain, json::parse(R"({"jsonrpc":"2.0","id":2,"result":{"key":"crm-42","category":"l360.prospect",
+      "state":"active","held":false,"holds":[],
+      "phases":[{"index":0,"action":"purge","at":"max(collected, last_contact) + 3 years",
+                 "due":"2029-06-01T00:00:00Z","missing":[],"done":false,"done_at":null}],
+      "next":{"phase":0,"action":"purge","due":"2029-06-01T00:00:00Z","waiting_for":[]}}})"));
+
+  json sweep = result_of(client.call("sweep"), 3);
+  ASSERT_TRUE(sweep["duration_ms"].is_number_integer());
+  EXPECT_GE(sweep["duration_ms"].get<int>(), 0);
+  sweep.erase("duration_ms");
+  EXPECT_EQ(sweep, json::parse(R"({"archived":0,"anonymised":0,"purged":1,"held":0})"));
+
+  json purged = result_of(client.call("record.explain", {{"key", "crm-42"}}), 4);
+  // The daemon's clock started at 2030-01-01T00:00:00Z and runs in real time.
+  ASSERT_TRUE(purged["purged_at"].is_string());
+  EXPECT_EQ(purged["purged_at"].get<std::string>().substr(0, 15), "2030-01-01T00:0");
+  purged.erase("purged_at");
+  EXPECT_EQ(purged, json::parse(R"({"key":"crm-42","state":"purged","audit_seq":1})"));
+
+  const json status = result_of(client.call("status"), 5);
+  EXPECT_EQ(status["records"], json::parse(R"({"active":0,"archived":0,"anonymised":0})"));
+  EXPECT_EQ(status["last_sweep"]["purged"], 1);
+
+  EXPECT_EQ(daemon.stop(SIGTERM), 0);
+}
+
+TEST(Daemon, EventBasedPhaseWaitsForItsDate) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2030-01-01T00:00:00Z"});
+  Client client(daemon.socket());
+  const json put = result_of(client.call("record.put", {{"key", "st-1"}, {"subject", "bob"}, {"category", "oc.student_file"}}), 1);
+  EXPECT_EQ(put["next"], json::parse(R"({"phase":0,"action":"purge","due":null,"waiting_for":["left"]})"));
+  const json explain = result_of(client.call("record.explain", {{"key", "st-1"}}), 2);
+  EXPECT_EQ(explain["phases"][0]["missing"], json::parse(R"(["left"])"));
+  EXPECT_EQ(result_of(client.call("sweep"), 3)["purged"], 0);
+  EXPECT_EQ(result_of(client.call("record.explain", {{"key", "st-1"}}), 4)["state"], "active");
+}
+
+TEST(Daemon, BadRequestsGetPreciseErrorsAndTheConnectionKeepsServing) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2030-01-01T00:00:00Z"});
+  Client client(daemon.socket());
+
+  client.send_line("this is not json");
+  json reply = json::parse(client.read_line().value());
+  EXPECT_EQ(reply["id"], nullptr);
+  EXPECT_EQ(reply["error"]["code"], -32700);
+  EXPECT_EQ(reply["error"]["data"]["reason"], "parse_error");
+
+  reply = client.call("no.such.method");
+  EXPECT_EQ(reply["error"]["code"], -32601);
+
+  reply = client.call("record.put", {{"key", "k"}, {"subject", "s"}, {"category", "nope"}});
+  EXPECT_EQ(reply["error"]["code"], -32602);
+  EXPECT_EQ(reply["error"]["data"]["reason"], "unknown_category");
+
+  reply = client.call("record.put", {{"key", "k"}, {"subject", "s"}, {"category", "l360.prospect"},
+                                     {"dates", {{"collected", "2023-02-30"}}}});
+  EXPECT_EQ(reply["error"]["data"]["reason"], "bad_time");
+  EXPECT_NE(reply["error"]["message"].get<std::string>().find("2023-02-30 does not exist"), std::string::npos);
+
+  reply = client.call("record.put", {{"key", "k"}, {"subject", "s"}, {"category", "l360.prospect"},
+                                     {"dates", {{"last_contactt", "2023-02-01"}}}});
+  EXPECT_EQ(reply["error"]["data"]["reason"], "unknown_date");
+
+  reply = client.call("record.put_many", {{"records", json::array({
+      {{"key", "a"}, {"subject", "s"}, {"category", "l360.prospect"}},
+      {{"key", "b"}, {"subject", "s"}, {"category", "l360.prospect"}, {"dates", {{"collected", "yesterday"}}}}})}});
+  EXPECT_EQ(reply["error"]["data"]["reason"], "bad_time");
+  EXPECT_EQ(reply["error"]["data"]["index"], 1);
+  // All or nothing: the valid first record was not stored either.
+  reply = client.call("record.explain", {{"key", "a"}});
+  EXPECT_EQ(reply["error"]["code"], -32001);
+
+  reply = client.call("sweep", {{"dry_run", "yes"}});
+  EXPECT_EQ(reply["error"]["data"]["reason"], "invalid_params");
+
+  // A batch: a request, a notification (no reply) and a request.
+  client.send_line(R"([{"jsonrpc":"2.0","id":"x","method":"help"},)"
+                   R"({"jsonrpc":"2.0","method":"status"},)"
+                   R"({"jsonrpc":"2.0","id":"y","method":"record.explain","params":{"key":"missing"}}])");
+  reply = json::parse(client.read_line().value());
+  ASSERT_TRUE(reply.is_array());
+  ASSERT_EQ(reply.size(), 2u);
+  EXPECT_EQ(reply[0]["id"], "x");
+  EXPECT_EQ(reply[1]["id"], "y");
+  EXPECT_EQ(reply[1]["error"]["data"]["reason"], "not_found");
+
+  // A lone notification gets nothing; the next request is answered.
+  client.send_line(R"({"jsonrpc":"2.0","method":"status"})");
+  EXPECT_EQ(result_of(client.call("status"), 8)["records"]["active"], 0);
+}
+
+TEST(Daemon, LimitsGiveCleanErrors) {
+  TempDir dir;
+  const auto config = dir.path() / "small.toml";
+  std::ofstream(config) << "[daemon]\nstate_dir = \"unused\"\nmax_request_bytes = 1024\nmax_json_depth = 8\n"
+                           "max_put_many = 2\n"
+                           "[[categories]]\nname = \"c\"\npurpose = \"p\"\nlegal_basis = \"consent\"\n"
+                           "phases = [ { action = \"purge\", at = \"collected + 1 day\" } ]\n";
+  DaemonProcess daemon(dir.path(), {"--config", config.string()});
+
+  Client deep(daemon.socket());
+  deep.send_line(std::string(20, '[') + std::string(20, ']'));
+  json reply = json::parse(deep.read_line().value());
+  EXPECT_EQ(reply, json::parse(R"({"jsonrpc":"2.0","id":null,"error":{"code":-32600,
+      "message":"JSON nesting deeper than 8 levels","data":{"reason":"too_large"}}})"));
+  EXPECT_EQ(result_of(deep.call("status"), 1)["records"]["active"], 0);  // still open
+
+  json many = json::array();
+  for (int i = 0; i < 3; ++i) many.push_back({{"key", "k" + std::to_string(i)}, {"subject", "s"}, {"category", "c"}});
+  reply = deep.call("record.put_many", {{"records", many}});
+  EXPECT_EQ(reply["error"]["code"], -32602);
+  EXPECT_EQ(reply["error"]["data"]["reason"], "too_large");
+
+  Client big(daemon.socket());
+  big.send_line(std::string(4096, ' ') + "{}");
+  reply = json::parse(big.read_line().value());
+  EXPECT_EQ(reply["id"], nullptr);
+  EXPECT_EQ(reply["error"]["data"]["reason"], "too_large");
+  EXPECT_FALSE(big.read_line().has_value());  // and the connection is closed
+
+  Client other(daemon.socket());  // nobody else noticed
+  EXPECT_EQ(result_of(other.call("status"), 1)["records"]["active"], 0);
+}
+
+TEST(Daemon, CheckAcceptsBothBundledPoliciesWithTheSameHash) {
+  const auto toml = run_command(retentiond_binary() + " --check --config " + kConfig);
+  const auto yaml = run_command(retentiond_binary() + " --check --config " RETENTIOND_SOURCE_DIR "/config/retentiond.yaml");
+  ASSERT_EQ(toml.exit_code, 0) << toml.output;
+  ASSERT_EQ(yaml.exit_code, 0) << yaml.output;
+  const auto hash_line = [](const std::string& out) {
+    const auto at = out.find("policy hash ");
+    return at == std::string::npos ? std::string() : out.substr(at, out.find('\n', at) - at);
+  };
+  EXPECT_EQ(hash_line(toml.output).size(), std::string("policy hash ").size() + 64);
+  EXPECT_EQ(hash_line(toml.output), hash_line(yaml.output));
+  EXPECT_NE(toml.output.find("32 categories"), std::string::npos);
+  EXPECT_NE(toml.output.find("oc.invoice"), std::string::npos);
+}
+
+TEST(Daemon, CheckNamesFileAndLineOfEachProblemAndOpensNothing) {
+  TempDir dir;
+  const auto config = dir.path() / "bad.toml";
+  std::ofstream(config) << "[daemon]\n"
+                           "state_dir = \"" << (dir.path() / "state").string() << "\"\n"
+                           "[[categories]]\n"
+                           "name = \"contract\"\n"
+                           "purpose = \"p\"\n"
+                           "legal_basis = \"contract\"\n"
+                           "dates = [\"contract_end\"]\n"
+                           "phases = [ { action = \"purge\", at = \"contract_ende + 3 yeers\" } ]\n"
+                           "[[categories]]\n"
+                           "name = \"other\"\n"
+                           "purpose = \"p\"\n"
+                           "legal_basis = \"consent\"\n"
+                           "phases = [ { action = \"purge\", at = \"maxx(collected, x)\" } ]\n";
+  const auto r = run_command(retentiond_binary() + " --check --config " + config.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find(config.string() + ":8:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("categories[0].phases[0].at"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(config.string() + ":13:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("unknown function 'maxx'"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "state"));  // no database was opened
+}
+
+TEST(Daemon, RefusesADatabaseNewerThanItself) {
+  TempDir dir;
+  {
+    DaemonProcess first(dir.path(), {"--config", kConfig});
+    EXPECT_EQ(first.stop(SIGTERM), 0);
+  }
+  const auto db = dir.path() / "state" / "retention.db";
+  ASSERT_EQ(run_command("sqlite3 " + db.string() + " 'PRAGMA user_version = 999'").exit_code, 0);
+  const auto r = run_command(retentiond_binary() + " --config " + kConfig + " --state-dir " +
+                             (dir.path() / "state").string() + " --socket " + (dir.path() / "s.sock").string());
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.output.find("schema version 999 is newer"), std::string::npos) << r.output;
+}
+
+TEST(Daemon, SecondDaemonOnALiveSocketIsRefused) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path(), {"--config", kConfig});
+  const auto r = run_command(retentiond_binary() + " --config " + kConfig + " --state-dir " +
+                             (dir.path() / "state2").string() + " --socket " + daemon.socket().string());
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.output.find("another daemon is answering"), std::string::npos) << r.output;
+  Client client(daemon.socket());  // the first one still serves
+  EXPECT_EQ(result_of(client.call("status"), 1)["records"]["active"], 0);
+}
+
+}  // namespace
+}  // namespace retentiond::testing

@@ -1,0 +1,184 @@
+// The Store contract, run against every backend (Kea's GenericLeaseMgrTest).
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <functional>
+#include <memory>
+
+#include "lib/store/sqlite_store.hpp"
+#include "tests/support/daemon_process.hpp"
+
+namespace retentiond::store {
+namespace {
+
+using calendar::Instant;
+
+struct Backend {
+  std::string name;
+  std::function<std::unique_ptr<Store>(const std::filesystem::path& dir)> open;
+};
+
+std::unique_ptr<Store> open_sqlite(const std::filesystem::path& dir) {
+  auto s = open_sqlite_store(dir / "retention.db");
+  if (!s) throw std::runtime_error(s.error().message);
+  return std::move(s).value();
+}
+
+class StoreContract : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override { m_store = GetParam().open(m_dir.path()); }
+
+  static RecordRow row(const std::string& key, std::optional<std::int64_t> due) {
+    RecordRow r;
+    r.key = key;
+    r.subject = "subject-of-" + key;
+    r.category = "c";
+    r.fields = {{"email", key + "@example.com"}};
+    r.dates = {{"collected", Instant{1000}}};
+    if (due) r.due = Instant{*due};
+    r.created_at = Instant{1000};
+    return r;
+  }
+
+  Store& store() { return *m_store; }
+
+  testing::TempDir m_dir;
+  std::unique_ptr<Store> m_store;
+};
+
+TEST_P(StoreContract, PutThenGetReturnsTheSameRecord) {
+  ASSERT_TRUE(store().put(row("a", 5000)));
+  auto got = store().get("a");
+  ASSERT_TRUE(got);
+  ASSERT_TRUE(got->has_value());
+  const RecordRow& r = **got;
+  EXPECT_EQ(r.key, "a");
+  EXPECT_EQ(r.subject, "subject-of-a");
+  EXPECT_EQ(r.fields, nlohmann::json({{"email", "a@example.com"}}));
+  EXPECT_EQ(r.dates.at("collected"), Instant{1000});
+  EXPECT_EQ(r.due, Instant{5000});
+  EXPECT_EQ(r.state, RecordState::active);
+  EXPECT_FALSE(store().get("missing")->has_value());
+}
+
+TEST_P(StoreContract, PutReplacesFieldsAndSubject) {
+  ASSERT_TRUE(store().put(row("a", 5000)));
+  RecordRow r = row("a", 7000);
+  r.subject = "someone else";
+  r.fields = {{"x", 1}};
+  ASSERT_TRUE(store().put(r));
+  const RecordRow got = **store().get("a");
+  EXPECT_EQ(got.subject, "someone else");
+  EXPECT_EQ(got.fields, nlohmann::json({{"x", 1}}));
+  EXPECT_EQ(got.due, Instant{7000});
+}
+
+TEST_P(StoreContract, DueIsOrderedByDueThenKeyAndPagesWithACursor) {
+  for (const auto& [key, due] : std::vector<std::pair<std::string, std::optional<std::int64_t>>>{
+           {"late", 9000}, {"b", 3000}, {"a", 3000}, {"early", 1000}, {"waiting", std::nullopt}}) {
+    ASSERT_TRUE(store().put(row(key, due)));
+  }
+  auto first = store().due(Instant{5000}, 2);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->size(), 2u);
+  EXPECT_EQ((*first)[0].key, "early");
+  EXPECT_EQ((*first)[1].key, "a");
+  auto rest = store().due(Instant{5000}, 10, Store::DueCursor{Instant{3000}, "a"});
+  ASSERT_TRUE(rest);
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].key, "b");
+  EXPECT_EQ(*store().count_due(Instant{5000}), 3);
+  EXPECT_EQ(*store().next_due(), Instant{1000});
+  EXPECT_EQ(store().counts()->active, 5);
+}
+
+TEST_P(StoreContract, UpdateScheduleChangesOnlyTheSchedule) {
+  ASSERT_TRUE(store().put(row("a", 5000)));
+  RecordRow r = row("a", 8000);
+  r.next_phase = 1;
+  r.done = {Instant{4000}};
+  r.fields = {{"ignored", true}};
+  ASSERT_TRUE(store().update_schedule(r));
+  const RecordRow got = **store().get("a");
+  EXPECT_EQ(got.next_phase, 1);
+  EXPECT_EQ(got.due, Instant{8000});
+  ASSERT_EQ(got.done.size(), 1u);
+  EXPECT_EQ(got.done[0], Instant{4000});
+  EXPECT_EQ(got.fields, nlohmann::json({{"email", "a@example.com"}}));
+}
+
+TEST_P(StoreContract, RemoveDeletesTheRecord) {
+  ASSERT_TRUE(store().put(row("a", 5000)));
+  ASSERT_TRUE(store().remove("a"));
+  EXPECT_FALSE(store().get("a")->has_value());
+  EXPECT_FALSE(store().next_due()->has_value());
+}
+
+TEST_P(StoreContract, AFailedTransactionChangesNothing) {
+  ASSERT_TRUE(store().put(row("a", 5000)));
+  const Status st = store().transaction([&]() -> Status {
+    if (auto s = store().remove("a"); !s) return s;
+    if (auto s = store().put(row("b", 1)); !s) return s;
+    return Error::conflict("simulated failure after two changes");
+  });
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code, ErrorCode::conflict);
+  EXPECT_TRUE(store().get("a")->has_value());
+  EXPECT_FALSE(store().get("b")->has_value());
+}
+
+TEST_P(StoreContract, AuditRowsComeBackAndDisposalsAreFoundByKey) {
+  EXPECT_FALSE(store().last_audit()->has_value());
+  AuditRow a;
+  a.seq = 1;
+  a.at = Instant{100};
+  a.action = "purge";
+  a.key = "k";
+  a.category = "c";
+  a.phase = 0;
+  a.subject_ref = "ref";
+  a.actor = "scheduler";
+  a.policy_hash = "ph";
+  a.hash = "h1";
+  ASSERT_TRUE(store().append_audit(a));
+  AuditRow b = a;
+  b.seq = 2;
+  b.action = "hold.place";
+  b.hash = "h2";
+  ASSERT_TRUE(store().append_audit(b));
+  EXPECT_EQ((*store().last_audit())->hash, "h2");
+  const auto disposal = store().find_disposal("k");
+  ASSERT_TRUE(disposal->has_value());
+  EXPECT_EQ((*disposal)->seq, 1);
+  EXPECT_EQ((*disposal)->at, Instant{100});
+  EXPECT_FALSE(store().find_disposal("other")->has_value());
+  AuditRow dup = a;  // seq is unique: a second entry 1 is a storage error
+  EXPECT_EQ(store().append_audit(dup).error().code, ErrorCode::storage_error);
+}
+
+TEST_P(StoreContract, MetaValuesPersistAndOverwrite) {
+  EXPECT_FALSE(store().get_meta("policy_hash")->has_value());
+  ASSERT_TRUE(store().set_meta("policy_hash", "one"));
+  ASSERT_TRUE(store().set_meta("policy_hash", "two"));
+  EXPECT_EQ(**store().get_meta("policy_hash"), "two");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::Values(Backend{"sqlite", open_sqlite}),
+                         [](const ::testing::TestParamInfo<Backend>& p) { return p.param.name; });
+
+TEST(SqliteStore, DatabaseFileIsPrivateAndMigratedToTheLatestVersion) {
+  testing::TempDir dir;
+  auto store = open_sqlite(dir.path());
+  struct stat st{};
+  ASSERT_EQ(::stat((dir.path() / "retention.db").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_GE(latest_schema_version(), 1);
+  store.reset();
+  // Reopening an up-to-date database applies nothing and keeps the data.
+  auto again = open_sqlite(dir.path());
+  EXPECT_TRUE(again->counts());
+}
+
+}  // namespace
+}  // namespace retentiond::store
