@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -67,6 +68,24 @@ void bind_optional(SQLite::Statement& q, int index, const std::optional<std::str
   else q.bind(index);
 }
 
+// Resets a cached statement when the scope ends, on every path. A statement
+// left mid-result holds its read transaction open: later reads would see a
+// stale snapshot and WAL checkpoints could never complete.
+class Using {
+ public:
+  explicit Using(SQLite::Statement& q) : m_q(q) {
+    m_q.tryReset();
+    m_q.clearBindings();
+  }
+  ~Using() { m_q.tryReset(); }
+  Using(const Using&) = delete;
+  Using& operator=(const Using&) = delete;
+  SQLite::Statement& operator*() { return m_q; }
+
+ private:
+  SQLite::Statement& m_q;
+};
+
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(const std::filesystem::path& path, const SqliteOptions& options)
@@ -118,8 +137,8 @@ class SqliteStore final : public Store {
 
   Result<std::optional<RecordRow>> get(const std::string& key) override {
     try {
-      auto& q = *m_get;
-      q.reset();
+      Using use(*m_get);
+      auto& q = *use;
       q.bind(1, key);
       if (!q.executeStep()) return std::optional<RecordRow>{};
       return std::optional<RecordRow>{row_from(q)};
@@ -133,14 +152,14 @@ class SqliteStore final : public Store {
       // Replacing deletes the old personal-data row and writes a new one:
       // those rows are never updated in place (see migrations/001).
       exec_key(*m_delete_data, row.key);
-      auto& d = *m_insert_data;
-      d.reset();
+      Using use_d(*m_insert_data);
+      auto& d = *use_d;
       d.bind(1, row.key);
       bind_optional(d, 2, row.subject);
       d.bind(3, row.fields.dump());
       d.exec();
-      auto& r = *m_upsert_record;
-      r.reset();
+      Using use_r(*m_upsert_record);
+      auto& r = *use_r;
       r.bind(1, row.key);
       r.bind(2, row.category);
       r.bind(3, std::string(to_string(row.state)));
@@ -159,8 +178,8 @@ class SqliteStore final : public Store {
 
   Status update_schedule(const RecordRow& row) override {
     try {
-      auto& q = *m_update_schedule;
-      q.reset();
+      Using use(*m_update_schedule);
+      auto& q = *use;
       q.bind(1, dates_to_json(row.dates));
       q.bind(2, row.next_phase);
       if (row.due) q.bind(3, row.due->seconds);
@@ -186,8 +205,8 @@ class SqliteStore final : public Store {
 
   Result<std::vector<RecordRow>> due(Instant now, std::size_t limit, const std::optional<DueCursor>& after) override {
     try {
-      auto& q = *m_due;
-      q.reset();
+      Using use(*m_due);
+      auto& q = *use;
       q.bind(1, now.seconds);
       q.bind(2, after ? after->due.seconds : INT64_MIN);
       q.bind(3, after ? after->key : std::string());
@@ -240,8 +259,8 @@ class SqliteStore final : public Store {
 
   Status append_audit(const AuditRow& a) override {
     try {
-      auto& q = *m_insert_audit;
-      q.reset();
+      Using use(*m_insert_audit);
+      auto& q = *use;
       q.bind(1, a.seq);
       q.bind(2, a.at.seconds);
       q.bind(3, a.action);
@@ -263,8 +282,8 @@ class SqliteStore final : public Store {
 
   Result<std::optional<AuditRow>> last_audit() override {
     try {
-      auto& q = *m_last_audit;
-      q.reset();
+      Using use(*m_last_audit);
+      auto& q = *use;
       if (!q.executeStep()) return std::optional<AuditRow>{};
       return std::optional<AuditRow>{audit_from(q)};
     } catch (const std::exception& e) {
@@ -272,10 +291,46 @@ class SqliteStore final : public Store {
     }
   }
 
+  Result<std::vector<RecordRow>> by_subject(const std::string& subject) override {
+    try {
+      SQLite::Statement q(m_db, std::string("SELECT ") + kRecordColumns +
+                                    " FROM record_data d JOIN records r ON r.key = d.key WHERE d.subject = ? ORDER BY d.key");
+      q.bind(1, subject);
+      std::vector<RecordRow> out;
+      while (q.executeStep()) out.push_back(row_from(q));
+      return out;
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
+  Result<std::vector<AuditRow>> audit_entries(const AuditQuery& aq) override {
+    try {
+      // Filters use the audit_key / audit_subject_ref indexes; seq order is the primary key.
+      std::string where = "WHERE 1";
+      if (aq.after_seq) where += " AND seq > :after";
+      if (aq.key) where += " AND key = :key";
+      if (aq.subject_ref) where += " AND subject_ref = :ref";
+      const std::string cols = "seq, at, action, key, category, phase, subject_ref, actor, reason, policy_hash, hash";
+      std::string sql = "SELECT " + cols + " FROM audit " + where + " ORDER BY seq " + (aq.after_seq ? "ASC" : "DESC") + " LIMIT :limit";
+      SQLite::Statement q(m_db, sql);
+      if (aq.after_seq) q.bind(":after", *aq.after_seq);
+      if (aq.key) q.bind(":key", *aq.key);
+      if (aq.subject_ref) q.bind(":ref", *aq.subject_ref);
+      q.bind(":limit", static_cast<std::int64_t>(aq.limit));
+      std::vector<AuditRow> out;
+      while (q.executeStep()) out.push_back(audit_from(q));
+      if (!aq.after_seq) std::reverse(out.begin(), out.end());
+      return out;
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
   Result<std::optional<AuditRow>> find_disposal(const std::string& key) override {
     try {
-      auto& q = *m_find_disposal;
-      q.reset();
+      Using use(*m_find_disposal);
+      auto& q = *use;
       q.bind(1, key);
       if (!q.executeStep()) return std::optional<AuditRow>{};
       return std::optional<AuditRow>{audit_from(q)};
@@ -341,8 +396,9 @@ class SqliteStore final : public Store {
     return std::make_unique<SQLite::Statement>(m_db, sql);
   }
 
-  static void exec_key(SQLite::Statement& q, const std::string& key) {
-    q.reset();
+  static void exec_key(SQLite::Statement& stmt, const std::string& key) {
+    Using use(stmt);
+    auto& q = *use;
     q.bind(1, key);
     q.exec();
   }
