@@ -155,7 +155,7 @@ int run(const cxxopts::ParseResult& opts) {
   rd::audit::AuditLog audit(**store, *secret);
   rd::actions::Service service(**store, audit, *clock, policy, *secret);
   rd::scheduler::Sweeper sweeper(service, static_cast<std::size_t>(settings.max_batch_records));
-  rd::protocol::Context ctx{service, sweeper, RETENTIOND_VERSION, started_at, started_at};
+  rd::protocol::Context ctx{service, audit, sweeper, RETENTIOND_VERSION, started_at, started_at};
   rd::protocol::Dispatcher dispatcher(ctx, {static_cast<std::size_t>(settings.max_json_depth),
                                             static_cast<std::size_t>(settings.max_put_many)});
   if (auto st = (**store).set_meta("policy_hash", policy->hash); !st) {

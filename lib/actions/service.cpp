@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <regex>
 
 #include "lib/crypto/crypto.hpp"
 
@@ -235,6 +236,63 @@ Result<std::size_t> Service::put_many(const nlohmann::json& records) {
     return e;
   }
   return rows.size();
+}
+
+Result<store::RecordRow> Service::get(const std::string& key) {
+  auto row = m_store.get(key);
+  if (!row) return std::move(row).error();
+  if (!*row) return Error::not_found("no record with key '" + key + "'");
+  return std::move(**row);
+}
+
+Result<std::int64_t> Service::record_event(const nlohmann::json& params) {
+  if (auto st = only_keys(params, {"name", "at", "subject", "key"}); !st) return std::move(st).error();
+  auto name = required_string(params, "name", 64);
+  if (!name) return std::move(name).error();
+  static const std::regex kDateName("[a-z][a-z0-9_]*");
+  if (!std::regex_match(*name, kDateName)) {
+    return bad("invalid_params", "invalid date name '" + *name + "' (expected [a-z][a-z0-9_]*)");
+  }
+  auto at_text = required_string(params, "at", 64);
+  if (!at_text) return std::move(at_text).error();
+  auto at = calendar::parse_instant(*at_text);
+  if (!at) return std::move(at).error();
+  const bool by_key = params.contains("key");
+  if (by_key == params.contains("subject")) return bad("invalid_params", "give exactly one of 'subject' and 'key'");
+
+  std::int64_t updated = 0;
+  Status st = m_store.transaction([&]() -> Status {
+    std::vector<RecordRow> rows;
+    if (by_key) {
+      auto key = required_string(params, "key", kMaxKeyBytes);
+      if (!key) return std::move(key).error();
+      auto row = m_store.get(*key);
+      if (!row) return std::move(row).error();
+      if (!*row) return Error::not_found("no record with key '" + *key + "'");
+      const policy::Category* category = m_policy->find((*row)->category);
+      if (category != nullptr && !category->allows_date(*name)) {
+        return bad("unknown_date", "category '" + category->name + "' does not declare the date '" + *name + "'");
+      }
+      rows.push_back(std::move(**row));
+    } else {
+      auto subject = required_string(params, "subject", kMaxSubjectBytes);
+      if (!subject) return std::move(subject).error();
+      auto found = m_store.by_subject(*subject);
+      if (!found) return std::move(found).error();
+      rows = std::move(*found);
+    }
+    for (auto& row : rows) {
+      const policy::Category* category = m_policy->find(row.category);
+      if (category == nullptr || !category->allows_date(*name)) continue;  // left as it is, not counted
+      row.dates[*name] = *at;
+      reschedule(row, *category);
+      if (auto s = m_store.update_schedule(row); !s) return s;
+      ++updated;
+    }
+    return {};
+  });
+  if (!st) return std::move(st).error();
+  return updated;
 }
 
 Result<std::variant<Explanation, Disposal>> Service::explain(const std::string& key) {

@@ -89,6 +89,13 @@ class Service {
   // transaction. An error names the failing element in data["index"].
   Result<std::size_t> put_many(const nlohmann::json& records);
 
+  // event.record: sets the date `name` on the records of a subject or one key
+  // and recomputes their due times. Returns how many records were updated.
+  Result<std::int64_t> record_event(const nlohmann::json& params);
+
+  // record.get: the record with `key`; not_found when absent.
+  Result<store::RecordRow> get(const std::string& key);
+
   // Every phase of `row` with its due time under the current policy.
   std::vector<PhaseSchedule> schedule(const store::RecordRow& row) const;
   // The first phase not yet done, or nullopt when none remains.

@@ -37,6 +37,16 @@ std::string canonical_content(const store::AuditRow& row);
 // SHA-256 hex of prev_hash and the row's canonical content.
 std::string chain_hash(const std::string& prev_hash, const store::AuditRow& row);
 
+struct VerifyReport {
+  bool ok = true;
+  std::int64_t entries = 0;
+  std::optional<std::int64_t> first_bad;  // the first entry whose hash or seq does not follow
+  std::string head;                       // hash of the last entry (genesis when empty)
+};
+
+// Recomputes the whole chain, page by page. Fails only on a storage error.
+Result<VerifyReport> verify(store::Store& store);
+
 class AuditLog {
  public:
   AuditLog(store::Store& store, std::string secret) : m_store(store), m_secret(std::move(secret)) {}

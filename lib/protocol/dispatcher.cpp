@@ -43,6 +43,18 @@ json next_json(const std::optional<actions::PhaseSchedule>& next) {
           {"waiting_for", next->missing}};
 }
 
+json record_json(const store::RecordRow& r, const std::optional<actions::PhaseSchedule>& next) {
+  json dates = json::object();
+  for (const auto& [name, t] : r.dates) dates[name] = calendar::format_instant(t);
+  return {{"key", r.key}, {"subject", r.subject ? json(*r.subject) : json(nullptr)}, {"category", r.category},
+          {"state", store::to_string(r.state)}, {"fields", r.fields}, {"dates", dates}, {"next", next_json(next)}};
+}
+
+template <typename T>
+json opt(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
 Status no_params_except(const json& params, std::initializer_list<std::string_view> allowed) {
   for (const auto& [k, v] : params.items()) {
     if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
@@ -159,6 +171,14 @@ void Dispatcher::register_methods() {
       {"record.put_many", Role::admin, "Store many records, all or nothing", bind0(&Dispatcher::record_put_many)},
       {"record.explain", Role::reader, "Every phase of a record with its due time, or its proof of disposal",
        bind0(&Dispatcher::record_explain)},
+      {"record.get", Role::admin, "A record with its fields (archived ones with include_archived)",
+       bind0(&Dispatcher::record_get)},
+      {"event.record", Role::admin, "Set a date on a subject's records or one record; recompute due times",
+       bind0(&Dispatcher::event_record)},
+      {"audit.tail", Role::reader, "Audit entries, newest last (filters: after, key, subject, limit)",
+       bind0(&Dispatcher::audit_tail)},
+      {"audit.verify", Role::reader, "Recompute the audit hash chain and name the first bad entry",
+       bind0(&Dispatcher::audit_verify)},
       {"sweep", Role::admin, "Run every due phase now (dry_run: count only)",
        [this](const json& p, const Caller& c) { return sweep(p, c); }},
   };
@@ -269,6 +289,68 @@ Result<json> Dispatcher::record_explain(const json& params) {
   return json{{"key", e.record.key}, {"category", e.record.category},
               {"state", store::to_string(e.record.state)}, {"held", false}, {"holds", json::array()},
               {"phases", phases}, {"next", next_json(e.next)}};
+}
+
+Result<json> Dispatcher::record_get(const json& params) {
+  if (auto st = no_params_except(params, {"key", "include_archived"}); !st) return std::move(st).error();
+  const auto it = params.find("key");
+  if (it == params.end() || !it->is_string()) return Error::invalid_params("invalid_params", "'key' must be a string");
+  auto include_archived = optional_bool(params, "include_archived", false);
+  if (!include_archived) return std::move(include_archived).error();
+  auto row = m_ctx.service.get(it->get<std::string>());
+  if (!row) return std::move(row).error();
+  if (row->state == store::RecordState::archived && !*include_archived) {
+    return Error::not_found("record '" + row->key + "' is archived; pass include_archived to read it");
+  }
+  return record_json(*row, m_ctx.service.next(*row));
+}
+
+Result<json> Dispatcher::event_record(const json& params) {
+  auto updated = m_ctx.service.record_event(params);
+  if (!updated) return std::move(updated).error();
+  return json{{"updated", *updated}};
+}
+
+Result<json> Dispatcher::audit_tail(const json& params) {
+  if (auto st = no_params_except(params, {"limit", "after", "key", "subject"}); !st) return std::move(st).error();
+  store::Store::AuditQuery q;
+  if (const auto it = params.find("limit"); it != params.end()) {
+    if (!it->is_number_integer() || it->get<std::int64_t>() < 1 || it->get<std::int64_t>() > 10000) {
+      return Error::invalid_params("invalid_params", "'limit' must be an integer from 1 to 10000");
+    }
+    q.limit = it->get<std::size_t>();
+  }
+  if (const auto it = params.find("after"); it != params.end()) {
+    if (!it->is_number_integer() || it->get<std::int64_t>() < 0) {
+      return Error::invalid_params("invalid_params", "'after' must be a sequence number (an integer >= 0)");
+    }
+    q.after_seq = it->get<std::int64_t>();
+  }
+  if (const auto it = params.find("key"); it != params.end()) {
+    if (!it->is_string()) return Error::invalid_params("invalid_params", "'key' must be a string");
+    q.key = it->get<std::string>();
+  }
+  if (const auto it = params.find("subject"); it != params.end()) {
+    if (!it->is_string()) return Error::invalid_params("invalid_params", "'subject' must be a string");
+    q.subject_ref = m_ctx.audit.subject_ref(it->get<std::string>());
+  }
+  auto rows = m_ctx.service.store().audit_entries(q);
+  if (!rows) return std::move(rows).error();
+  json entries = json::array();
+  for (const auto& r : *rows) {
+    entries.push_back({{"seq", r.seq}, {"at", calendar::format_instant(r.at)}, {"action", r.action}, {"key", opt(r.key)},
+                       {"category", opt(r.category)}, {"phase", opt(r.phase)}, {"subject_ref", opt(r.subject_ref)},
+                       {"actor", r.actor}, {"reason", opt(r.reason)}, {"policy_hash", r.policy_hash}, {"hash", r.hash}});
+  }
+  return json{{"entries", entries}};
+}
+
+Result<json> Dispatcher::audit_verify(const json& params) {
+  if (auto st = no_params_except(params, {}); !st) return std::move(st).error();
+  auto report = audit::verify(m_ctx.service.store());
+  if (!report) return std::move(report).error();
+  return json{{"ok", report->ok}, {"entries", report->entries}, {"first_bad", opt(report->first_bad)},
+              {"head", report->head}};
 }
 
 Result<json> Dispatcher::sweep(const json& params, const Caller& caller) {

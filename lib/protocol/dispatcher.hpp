@@ -39,6 +39,7 @@ struct Limits {
 // What the handlers work on; owned by the daemon.
 struct Context {
   actions::Service& service;
+  audit::AuditLog& audit;
   scheduler::Sweeper& sweeper;
   std::string version;
   calendar::Instant started_at;
@@ -77,6 +78,10 @@ class Dispatcher {
   Result<nlohmann::json> record_put(const nlohmann::json& params);
   Result<nlohmann::json> record_put_many(const nlohmann::json& params);
   Result<nlohmann::json> record_explain(const nlohmann::json& params);
+  Result<nlohmann::json> record_get(const nlohmann::json& params);
+  Result<nlohmann::json> event_record(const nlohmann::json& params);
+  Result<nlohmann::json> audit_tail(const nlohmann::json& params);
+  Result<nlohmann::json> audit_verify(const nlohmann::json& params);
   Result<nlohmann::json> sweep(const nlohmann::json& params, const Caller& caller);
 
   Context& m_ctx;

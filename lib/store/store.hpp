@@ -89,9 +89,21 @@ class Store {
   virtual Result<std::int64_t> count_due(calendar::Instant now) = 0;
   virtual Result<RecordCounts> counts() = 0;
 
+  // Records of a subject (an index lookup), in key order.
+  virtual Result<std::vector<RecordRow>> by_subject(const std::string& subject) = 0;
+
   // Audit log rows; `append_audit` stores the row as given (seq included).
   virtual Status append_audit(const AuditRow& row) = 0;
   virtual Result<std::optional<AuditRow>> last_audit() = 0;
+  // Entries matching `q`, ascending by seq: the first `limit` after
+  // `after_seq` when given, else the last `limit`.
+  struct AuditQuery {
+    std::optional<std::int64_t> after_seq;
+    std::optional<std::string> key;
+    std::optional<std::string> subject_ref;
+    std::size_t limit = 100;
+  };
+  virtual Result<std::vector<AuditRow>> audit_entries(const AuditQuery& q) = 0;
   // The latest purge or erase entry for `key`, if any.
   virtual Result<std::optional<AuditRow>> find_disposal(const std::string& key) = 0;
 

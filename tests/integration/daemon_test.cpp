@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -90,6 +91,73 @@ TEST(Daemon, EventBasedPhaseWaitsForItsDate) {
   EXPECT_EQ(explain["phases"][0]["missing"], json::parse(R"(["left"])"));
   EXPECT_EQ(result_of(client.call("sweep"), 3)["purged"], 0);
   EXPECT_EQ(result_of(client.call("record.explain", {{"key", "st-1"}}), 4)["state"], "active");
+}
+
+TEST(Daemon, AnEventStartsTheClockOfAWaitingPhase) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2030-01-01T00:00:00Z"});
+  Client client(daemon.socket());
+  result_of(client.call("record.put", {{"key", "st-1"}, {"subject", "bob"}, {"category", "oc.student_file"}}), 1);
+  result_of(client.call("record.put", {{"key", "st-2"}, {"subject", "bob"}, {"category", "oc.student_file"}}), 2);
+  // 5 years after leaving, counted from the event.
+  EXPECT_EQ(result_of(client.call("event.record", {{"subject", "bob"}, {"name", "left"}, {"at", "2024-02-29T10:00:00+01:00"}}), 3),
+            json::parse(R"({"updated":2})"));
+  const json explain = result_of(client.call("record.explain", {{"key", "st-1"}}), 4);
+  EXPECT_EQ(explain["next"], json::parse(R"({"phase":0,"action":"purge","due":"2029-02-28T09:00:00Z","waiting_for":[]})"));
+  // By key, a date the category does not declare is an error.
+  const json reply = client.call("event.record", {{"key", "st-1"}, {"name", "contract_end"}, {"at", "2024-01-01"}});
+  EXPECT_EQ(reply["error"]["data"]["reason"], "unknown_date");
+  EXPECT_EQ(result_of(client.call("sweep"), 6)["purged"], 2);
+  const json got = client.call("record.get", {{"key", "st-1"}});
+  EXPECT_EQ(got["error"]["code"], -32001);
+}
+
+TEST(Daemon, RecordGetReturnsTheWholeRecord) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2030-01-01T00:00:00Z"});
+  Client client(daemon.socket());
+  result_of(client.call("record.put", {{"key", "c-1"}, {"subject", "carol"}, {"category", "l360.cookie"},
+                                       {"fields", {{"id", "abc"}}}, {"dates", {{"collected", "2029-12-31T23:00:00Z"}}}}), 1);
+  EXPECT_EQ(result_of(client.call("record.get", {{"key", "c-1"}}), 2), json::parse(R"({"key":"c-1","subject":"carol",
+      "category":"l360.cookie","state":"active","fields":{"id":"abc"},"dates":{"collected":"2029-12-31T23:00:00Z"},
+      "next":{"phase":0,"action":"purge","due":"2031-01-31T23:00:00Z","waiting_for":[]}})"));
+}
+
+TEST(Daemon, AuditTailListsDisposalsAndVerifyNamesATamperedEntry) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2030-01-01T00:00:00Z"});
+  Client client(daemon.socket());
+  for (const char* key : {"p1", "p2", "p3"}) {
+    client.call("record.put", {{"key", key}, {"subject", "dave@example.com"}, {"category", "l360.cookie"},
+                               {"fields", {{"secret", "do-not-log-me"}}}, {"dates", {{"collected", "2020-01-01"}}}});
+  }
+  EXPECT_EQ(result_of(client.call("sweep"), 4)["purged"], 3);
+
+  const json tail = result_of(client.call("audit.tail", {{"subject", "dave@example.com"}, {"limit", 2}}), 5);
+  ASSERT_EQ(tail["entries"].size(), 2u);
+  EXPECT_EQ(tail["entries"][0]["seq"], 2);
+  EXPECT_EQ(tail["entries"][1]["seq"], 3);
+  EXPECT_EQ(tail["entries"][1]["action"], "purge");
+  EXPECT_EQ(tail["entries"][1]["actor"], "uid:" + std::to_string(::getuid()));
+  EXPECT_EQ(tail["entries"][1]["subject_ref"].get<std::string>().size(), 64u);
+  EXPECT_EQ(tail["entries"][1]["subject_ref"], tail["entries"][0]["subject_ref"]);
+  EXPECT_EQ(tail["entries"].dump().find("dave"), std::string::npos);  // never the raw subject
+  EXPECT_EQ(tail["entries"].dump().find("do-not-log-me"), std::string::npos);  // never a value
+  const json after = result_of(client.call("audit.tail", {{"after", 1}, {"key", "p3"}}), 6);
+  ASSERT_EQ(after["entries"].size(), 1u);
+  EXPECT_EQ(after["entries"][0]["key"], "p3");
+
+  json verify = result_of(client.call("audit.verify"), 7);
+  EXPECT_EQ(verify["ok"], true);
+  EXPECT_EQ(verify["entries"], 3);
+  EXPECT_EQ(verify["first_bad"], nullptr);
+  EXPECT_EQ(verify["head"], tail["entries"][1]["hash"]);
+
+  const auto db = daemon.state_dir() / "retention.db";
+  ASSERT_EQ(run_command("sqlite3 " + db.string() + " \"UPDATE audit SET actor = 'uid:4242' WHERE seq = 2\"").exit_code, 0);
+  verify = result_of(client.call("audit.verify"), 8);
+  EXPECT_EQ(verify["ok"], false);
+  EXPECT_EQ(verify["first_bad"], 2);
 }
 
 TEST(Daemon, BadRequestsGetPreciseErrorsAndTheConnectionKeepsServing) {
