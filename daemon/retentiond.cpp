@@ -236,7 +236,7 @@ int main(int argc, char** argv) {
     }
     if (opts.count("log-level")) {
       const auto level = opts["log-level"].as<std::string>();
-      if (level != "trace" && level != "debug" && level != "info" && level != "warn" && level != "error") {
+      if (level != "trace" && level != "debug" && level != "info" && level != "warn" && level != "warning" && level != "error") {
         std::cerr << "retentiond: unknown --log-level '" << level << "'\n";
         return kUsage;
       }

@@ -2,7 +2,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <set>
+#include <utility>
 #include <toml++/toml.h>
 
 namespace retentiond::policy {
@@ -48,21 +50,47 @@ SourcePos pos_of(const toml::source_region& r) {
   return SourcePos{static_cast<int>(r.begin.line), static_cast<int>(r.begin.column)};
 }
 
-ConfNode from_toml(const toml::node& n) {
+// The source lines, to tell "x" from """x""" (toml++ does not say).
+struct SourceLines {
+  std::vector<std::string_view> lines;
+  explicit SourceLines(std::string_view text) {
+    std::size_t start = 0;
+    for (std::size_t i = 0; i <= text.size(); ++i) {
+      if (i == text.size() || text[i] == '\n') {
+        lines.push_back(text.substr(start, i - start));
+        start = i + 1;
+      }
+    }
+  }
+  int quote_len(SourcePos p) const {
+    if (p.line < 1 || static_cast<std::size_t>(p.line) > lines.size() || p.column < 1) return 1;
+    const auto line = lines[static_cast<std::size_t>(p.line - 1)];
+    const auto at = static_cast<std::size_t>(p.column - 1);
+    return line.substr(at, 3) == "\"\"\"" || line.substr(at, 3) == "'''" ? 3 : 1;
+  }
+};
+
+ConfNode from_toml(const toml::node& n, const SourceLines& src) {
   ConfNode out;
   out.pos = pos_of(n.source());
   if (const auto* t = n.as_table()) {
     out.kind = ConfNode::Kind::map;
     for (const auto& [k, v] : *t) {
-      out.entries.push_back({std::string(k.str()), pos_of(k.source()), from_toml(v)});
+      out.entries.push_back({std::string(k.str()), pos_of(k.source()), from_toml(v, src)});
     }
+    // toml++ keeps tables sorted by key; restore the file's order, which
+    // YAML keeps, so both formats give the same Policy.
+    std::stable_sort(out.entries.begin(), out.entries.end(), [](const ConfNode::Entry& a, const ConfNode::Entry& b) {
+      return std::pair(a.key_pos.line, a.key_pos.column) < std::pair(b.key_pos.line, b.key_pos.column);
+    });
   } else if (const auto* a = n.as_array()) {
     out.kind = ConfNode::Kind::seq;
-    for (const auto& v : *a) out.items.push_back(from_toml(v));
+    for (const auto& v : *a) out.items.push_back(from_toml(v, src));
   } else if (const auto* s = n.as_string()) {
     out.kind = ConfNode::Kind::string;
     out.text = s->get();
     out.quoted = true;
+    out.quote_len = src.quote_len(out.pos);
   } else if (const auto* i = n.as_integer()) {
     out.kind = ConfNode::Kind::integer;
     out.integer = i->get();
@@ -113,6 +141,7 @@ ConfNode from_yaml(const YAML::Node& n, std::vector<SyntaxError>& errors) {
       out.text = n.Scalar();
       // yaml-cpp tags quoted scalars with the non-specific tag "!".
       out.quoted = n.Tag() == "!";
+      out.quote_len = out.quoted ? 1 : 0;
       break;
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined:
@@ -129,7 +158,7 @@ ConfDocument parse_conf(std::string_view text, ConfFormat format) {
   if (format == ConfFormat::toml) {
     try {
       const toml::table table = toml::parse(text);
-      doc.root = from_toml(table);
+      doc.root = from_toml(table, SourceLines(text));
       doc.root.pos = SourcePos{1, 1};
     } catch (const toml::parse_error& e) {
       doc.errors.push_back({pos_of(e.source()), std::string(e.description())});

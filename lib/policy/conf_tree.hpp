@@ -25,7 +25,8 @@ struct ConfNode {
   Kind kind = Kind::null;
   SourcePos pos;
   std::string text;        // string, yaml_scalar (raw text), other (type name)
-  bool quoted = false;     // a quoted scalar: its text starts one column after pos
+  bool quoted = false;     // a quoted scalar (YAML "..." / '...', every TOML string)
+  int quote_len = 0;       // columns between pos and the text: 1 for "x", 3 for """x"""
   std::int64_t integer = 0;
   bool boolean = false;
   std::vector<Entry> entries;  // map, in document order

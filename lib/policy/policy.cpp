@@ -93,6 +93,17 @@ std::string join_views(const Array& a) {
   return out;
 }
 
+// Offset of `name` as a whole identifier in `text` (not inside a longer one).
+std::size_t find_identifier(const std::string& text, const std::string& name) {
+  const auto ident = [](char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'; };
+  for (std::size_t at = text.find(name); at != std::string::npos; at = text.find(name, at + 1)) {
+    const bool starts = at == 0 || !ident(text[at - 1]);
+    const bool ends = at + name.size() == text.size() || !ident(text[at + name.size()]);
+    if (starts && ends) return at;
+  }
+  return std::string::npos;
+}
+
 bool is_integer_text(const std::string& s) {
   if (s.empty() || s.size() > 18) return false;
   std::size_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
@@ -210,7 +221,7 @@ class Builder {
   // Position of character `offset` inside a single-line string value.
   static SourcePos inside(const ConfNode& n, std::size_t offset) {
     SourcePos p = n.pos;
-    if (p.column > 0) p.column += static_cast<int>(offset) + (n.quoted ? 1 : 0);
+    if (p.column > 0) p.column += static_cast<int>(offset) + n.quote_len;
     return p;
   }
 
@@ -262,7 +273,8 @@ class Builder {
     if (const auto* n = d.find("secret_file")) get_string(*n, "daemon.secret_file", s.secret_file);
     if (const auto* n = d.find("reload_guard")) get_int(*n, "daemon.reload_guard", 0, INT64_MAX / 2, s.reload_guard);
     if (const auto* n = d.find("log_level")) {
-      if (get_string(*n, "daemon.log_level", s.log_level) &&
+      if (get_string(*n, "daemon.log_level", s.log_level) && s.log_level == "warning") s.log_level = "warn";
+      if (!s.log_level.empty() &&
           std::find(kLogLevels.begin(), kLogLevels.end(), s.log_level) == kLogLevels.end()) {
         error(n->pos, "daemon.log_level", "unknown level '" + s.log_level + "' (expected " + join_views(kLogLevels) + ")");
       }
@@ -398,6 +410,7 @@ class Builder {
       return;
     }
     std::set<Action> seen;
+    std::vector<std::size_t> item_of;  // file index of each loaded phase
     for (std::size_t i = 0; i < v.items.size(); ++i) {
       const ConfNode& p = v.items[i];
       const std::string path = key + "[" + std::to_string(i) + "]";
@@ -443,7 +456,7 @@ class Builder {
       }
       for (const auto& name : expr->date_names()) {
         if (!c.allows_date(name)) {
-          const auto offset = phase.at_text.find(name);
+          const auto offset = find_identifier(phase.at_text, name);
           std::vector<std::string> declared = {"collected"};
           for (const auto& dn : c.dates) {
             if (dn != "collected") declared.push_back(dn);
@@ -456,10 +469,14 @@ class Builder {
       if (!ok) continue;
       phase.at = std::move(expr).value();
       c.phases.push_back(std::move(phase));
+      item_of.push_back(i);
     }
     for (std::size_t i = 0; i + 1 < c.phases.size(); ++i) {
       if (c.phases[i].action == Action::purge) {
-        error(v.items[i].pos, key + "[" + std::to_string(i) + "].action", "'purge' must be the last phase");
+        const std::size_t item = item_of[i];
+        const ConfNode* action = v.items[item].find("action");
+        error(action ? action->pos : v.items[item].pos, key + "[" + std::to_string(item) + "].action",
+              "'purge' must be the last phase");
       }
     }
   }
