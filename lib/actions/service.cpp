@@ -302,6 +302,9 @@ Result<std::variant<Explanation, Disposal>> Service::explain(const std::string& 
     Explanation e;
     e.record = std::move(**row);
     e.phases = schedule(e.record);
+    auto holds = load_holds();
+    if (!holds) return std::move(holds).error();
+    e.holds = holds->covering(e.record);
     if (static_cast<std::size_t>(e.record.next_phase) < e.phases.size()) {
       e.next = e.phases[static_cast<std::size_t>(e.record.next_phase)];
     }
@@ -368,6 +371,8 @@ Status Service::run_phase(RecordRow& row, const policy::Category& category, int 
 Result<SweepCounts> Service::count_due() {
   SweepCounts counts;
   const Instant now = m_clock.now();
+  auto holds = load_holds();
+  if (!holds) return std::move(holds).error();
   std::optional<store::Store::DueCursor> cursor;
   for (;;) {
     auto page = m_store.due(now, 1000, cursor);
@@ -376,6 +381,11 @@ Result<SweepCounts> Service::count_due() {
     // Take the cursor before the walk below reschedules the rows.
     cursor = store::Store::DueCursor{*page->back().due, page->back().key};
     for (auto& row : *page) {
+      if (holds->covers(row)) {
+        ++counts.held;
+        continue;
+      }
+      ++counts.due_records;
       const policy::Category* category = m_policy->find(row.category);
       if (category == nullptr) continue;
       // Walk the phases the way sweep_batch would, without touching the store.
@@ -391,14 +401,24 @@ Result<SweepCounts> Service::count_due() {
   }
 }
 
-Result<SweepCounts> Service::sweep_batch(std::size_t max_records, const Actor& actor) {
+Result<SweepCounts> Service::sweep_batch(std::size_t max_records, const Actor& actor, SweepCursor& cursor) {
   SweepCounts counts;
+  SweepCursor next = cursor;
   const Instant now = m_clock.now();
   Status st = m_store.transaction([&]() -> Status {
     counts = SweepCounts{};
-    auto due = m_store.due(now, max_records);
+    next = cursor;
+    auto holds = load_holds();
+    if (!holds) return std::move(holds).error();
+    auto due = m_store.due(now, max_records, cursor.position);
     if (!due) return std::move(due).error();
+    next.done = due->size() < max_records;
+    if (!due->empty()) next.position = store::Store::DueCursor{*due->back().due, due->back().key};
     for (auto& row : *due) {
+      if (holds->covers(row)) {
+        ++counts.held;
+        continue;
+      }
       const policy::Category* category = m_policy->find(row.category);
       if (category == nullptr) {
         ++counts.stuck;  // cannot happen while reloads refuse to drop live categories
@@ -415,7 +435,106 @@ Result<SweepCounts> Service::sweep_batch(std::size_t max_records, const Actor& a
     return {};
   });
   if (!st) return std::move(st).error();
+  cursor = next;  // only a committed batch moves the cursor
   return counts;
+}
+
+Result<std::int64_t> Service::backlog() {
+  auto counts = count_due();
+  if (!counts) return std::move(counts).error();
+  return counts->due_records;
+}
+
+std::vector<std::int64_t> HoldSet::covering(const RecordRow& row) const {
+  std::vector<std::int64_t> ids;
+  for (const auto& h : holds) {
+    if ((h.scope == "key" && h.target == row.key) || (h.scope == "category" && h.target == row.category) ||
+        (h.scope == "subject" && row.subject && h.target == *row.subject)) {
+      ids.push_back(h.id);
+    }
+  }
+  return ids;
+}
+
+bool HoldSet::covers(const RecordRow& row) const { return !covering(row).empty(); }
+
+Result<HoldSet> Service::load_holds() {
+  auto rows = m_store.holds();
+  if (!rows) return std::move(rows).error();
+  return HoldSet{std::move(*rows)};
+}
+
+Result<std::int64_t> Service::place_hold(const nlohmann::json& params, const Actor& actor) {
+  if (auto st = only_keys(params, {"subject", "category", "key", "reason"}); !st) return std::move(st).error();
+  const int scopes = static_cast<int>(params.contains("subject")) + static_cast<int>(params.contains("category")) +
+                     static_cast<int>(params.contains("key"));
+  if (scopes != 1) return bad("invalid_params", "give exactly one of 'subject', 'category' and 'key'");
+  const char* scope = params.contains("subject") ? "subject" : params.contains("category") ? "category" : "key";
+  auto target = required_string(params, scope, kMaxKeyBytes);
+  if (!target) return std::move(target).error();
+  auto reason = required_string(params, "reason", 1024);
+  if (!reason) return std::move(reason).error();
+  if (std::string_view(scope) == "category" && m_policy->find(*target) == nullptr) {
+    return bad("unknown_category", "unknown category '" + *target + "'");
+  }
+  std::int64_t id = 0;
+  Status st = m_store.transaction([&]() -> Status {
+    if (std::string_view(scope) == "key") {
+      auto row = m_store.get(*target);
+      if (!row) return std::move(row).error();
+      if (!*row) return Error::not_found("no record with key '" + *target + "'");
+    }
+    const Instant now = m_clock.now();
+    auto added = m_store.add_hold(store::HoldRow{0, scope, *target, *reason, now, actor.name});
+    if (!added) return std::move(added).error();
+    id = *added;
+    audit::Entry entry;
+    entry.at = now;
+    entry.action = "hold.place";
+    if (std::string_view(scope) == "key") entry.key = *target;
+    if (std::string_view(scope) == "category") entry.category = *target;
+    if (std::string_view(scope) == "subject") entry.subject = *target;
+    entry.actor = actor.name;
+    entry.reason = "hold " + std::to_string(id) + ": " + *reason;
+    entry.policy_hash = m_policy->hash;
+    auto appended = m_audit.append(entry);
+    if (!appended) return std::move(appended).error();
+    return {};
+  });
+  if (!st) return std::move(st).error();
+  return id;
+}
+
+Status Service::release_hold(const nlohmann::json& params, const Actor& actor) {
+  if (auto st = only_keys(params, {"id", "reason"}); !st) return st;
+  const auto it = params.find("id");
+  if (it == params.end() || !it->is_number_integer()) return bad("invalid_params", "'id' must be an integer");
+  const std::int64_t id = it->get<std::int64_t>();
+  std::optional<std::string> reason;
+  if (const auto r = params.find("reason"); r != params.end()) {
+    if (!r->is_string()) return bad("invalid_params", "'reason' must be a string");
+    reason = r->get<std::string>();
+  }
+  return m_store.transaction([&]() -> Status {
+    auto holds = m_store.holds();
+    if (!holds) return std::move(holds).error();
+    const auto h = std::find_if(holds->begin(), holds->end(), [&](const store::HoldRow& x) { return x.id == id; });
+    if (h == holds->end()) return Error::not_found("no hold with id " + std::to_string(id));
+    auto removed = m_store.remove_hold(id);
+    if (!removed) return std::move(removed).error();
+    audit::Entry entry;
+    entry.at = m_clock.now();
+    entry.action = "hold.release";
+    if (h->scope == "key") entry.key = h->target;
+    if (h->scope == "category") entry.category = h->target;
+    if (h->scope == "subject") entry.subject = h->target;
+    entry.actor = actor.name;
+    entry.reason = "hold " + std::to_string(id) + (reason ? ": " + *reason : std::string());
+    entry.policy_hash = m_policy->hash;
+    auto appended = m_audit.append(entry);
+    if (!appended) return std::move(appended).error();
+    return {};
+  });
 }
 
 }  // namespace retentiond::actions

@@ -49,6 +49,7 @@ struct Explanation {
   store::RecordRow record;
   std::vector<PhaseSchedule> phases;
   std::optional<PhaseSchedule> next;  // first phase not done
+  std::vector<std::int64_t> holds;    // ids of the holds covering it
 };
 
 struct Disposal {
@@ -63,9 +64,25 @@ struct SweepCounts {
   std::int64_t purged = 0;
   std::int64_t held = 0;
   std::int64_t stuck = 0;  // due but not runnable by this build (see docs/operations.md)
+  std::int64_t due_records = 0;  // count_due only: unheld records with a due phase
 
   SweepCounts& operator+=(const SweepCounts& o);
   std::int64_t actions() const { return archived + anonymised + purged; }
+};
+
+// The active holds, loaded once per batch or request (holds are few).
+struct HoldSet {
+  std::vector<store::HoldRow> holds;
+  // Ids of the holds covering `row` (by key, category or subject).
+  std::vector<std::int64_t> covering(const store::RecordRow& row) const;
+  bool covers(const store::RecordRow& row) const;
+};
+
+// Where a sweep has got to in the (due, key) order; `done` once the due
+// range is exhausted.
+struct SweepCursor {
+  std::optional<store::Store::DueCursor> position;
+  bool done = false;
 };
 
 class Service {
@@ -105,12 +122,21 @@ class Service {
   // one; not_found when the key was never seen.
   Result<std::variant<Explanation, Disposal>> explain(const std::string& key);
 
-  // Runs every due phase of at most `max_records` due records, in one
-  // transaction (all of the batch or none of it).
   // What a sweep would do now, without doing it (sweep with dry_run).
   Result<SweepCounts> count_due();
 
-  Result<SweepCounts> sweep_batch(std::size_t max_records, const Actor& actor);
+  // Runs every due phase of the next `max_records` due records after
+  // `cursor`, in one transaction (all of the batch or none of it), and moves
+  // the cursor past them. Held records are skipped and counted.
+  Result<SweepCounts> sweep_batch(std::size_t max_records, const Actor& actor, SweepCursor& cursor);
+
+  // Unheld records whose next phase is due now (status.backlog).
+  Result<std::int64_t> backlog();
+
+  // Holds: hold.place / hold.release / hold.list, each audited.
+  Result<HoldSet> load_holds();
+  Result<std::int64_t> place_hold(const nlohmann::json& params, const Actor& actor);
+  Status release_hold(const nlohmann::json& params, const Actor& actor);
 
  private:
   Status run_phase(store::RecordRow& row, const policy::Category& category, int phase,

@@ -179,6 +179,11 @@ void Dispatcher::register_methods() {
        bind0(&Dispatcher::audit_tail)},
       {"audit.verify", Role::reader, "Recompute the audit hash chain and name the first bad entry",
        bind0(&Dispatcher::audit_verify)},
+      {"hold.place", Role::admin, "Stop every phase and erasure of a subject's, a category's or a key's records",
+       [this](const json& p, const Caller& c) { return hold_place(p, c); }},
+      {"hold.release", Role::admin, "Release a hold; overdue phases run at the next sweep",
+       [this](const json& p, const Caller& c) { return hold_release(p, c); }},
+      {"hold.list", Role::admin, "The holds in force", bind0(&Dispatcher::hold_list)},
       {"sweep", Role::admin, "Run every due phase now (dry_run: count only)",
        [this](const json& p, const Caller& c) { return sweep(p, c); }},
   };
@@ -199,8 +204,10 @@ Result<json> Dispatcher::status(const json& params) {
   if (!counts) return std::move(counts).error();
   auto next_due = store.next_due();
   if (!next_due) return std::move(next_due).error();
-  auto backlog = store.count_due(now);
+  auto backlog = m_ctx.service.backlog();
   if (!backlog) return std::move(backlog).error();
+  auto holds = m_ctx.service.load_holds();
+  if (!holds) return std::move(holds).error();
   const auto& policy = m_ctx.service.policy();
   json last = nullptr;
   if (const auto& r = m_ctx.sweeper.last()) {
@@ -215,7 +222,7 @@ Result<json> Dispatcher::status(const json& params) {
       {"policy", {{"hash", policy.hash}, {"categories", policy.categories.size()},
                   {"loaded_at", calendar::format_instant(m_ctx.policy_loaded_at)}}},
       {"records", {{"active", counts->active}, {"archived", counts->archived}, {"anonymised", counts->anonymised}}},
-      {"holds", 0},
+      {"holds", holds->holds.size()},
       {"next_due", instant_or_null(*next_due)},
       {"backlog", *backlog},
       {"paused", nullptr},
@@ -287,7 +294,7 @@ Result<json> Dispatcher::record_explain(const json& params) {
                       {"done_at", instant_or_null(p.done_at)}});
   }
   return json{{"key", e.record.key}, {"category", e.record.category},
-              {"state", store::to_string(e.record.state)}, {"held", false}, {"holds", json::array()},
+              {"state", store::to_string(e.record.state)}, {"held", !e.holds.empty()}, {"holds", e.holds},
               {"phases", phases}, {"next", next_json(e.next)}};
 }
 
@@ -351,6 +358,29 @@ Result<json> Dispatcher::audit_verify(const json& params) {
   if (!report) return std::move(report).error();
   return json{{"ok", report->ok}, {"entries", report->entries}, {"first_bad", opt(report->first_bad)},
               {"head", report->head}};
+}
+
+Result<json> Dispatcher::hold_place(const json& params, const Caller& caller) {
+  auto id = m_ctx.service.place_hold(params, actions::Actor{caller.actor()});
+  if (!id) return std::move(id).error();
+  return json{{"id", *id}};
+}
+
+Result<json> Dispatcher::hold_release(const json& params, const Caller& caller) {
+  if (auto st = m_ctx.service.release_hold(params, actions::Actor{caller.actor()}); !st) return std::move(st).error();
+  return json{{"released", true}};
+}
+
+Result<json> Dispatcher::hold_list(const json& params) {
+  if (auto st = no_params_except(params, {}); !st) return std::move(st).error();
+  auto holds = m_ctx.service.load_holds();
+  if (!holds) return std::move(holds).error();
+  json out = json::array();
+  for (const auto& h : holds->holds) {
+    out.push_back({{"id", h.id}, {"scope", h.scope}, {"target", h.target}, {"reason", h.reason},
+                   {"placed_at", calendar::format_instant(h.placed_at)}, {"placed_by", h.placed_by}});
+  }
+  return json{{"holds", out}};
 }
 
 Result<json> Dispatcher::sweep(const json& params, const Caller& caller) {

@@ -82,6 +82,9 @@ class Dispatcher {
   Result<nlohmann::json> event_record(const nlohmann::json& params);
   Result<nlohmann::json> audit_tail(const nlohmann::json& params);
   Result<nlohmann::json> audit_verify(const nlohmann::json& params);
+  Result<nlohmann::json> hold_place(const nlohmann::json& params, const Caller& caller);
+  Result<nlohmann::json> hold_release(const nlohmann::json& params, const Caller& caller);
+  Result<nlohmann::json> hold_list(const nlohmann::json& params);
   Result<nlohmann::json> sweep(const nlohmann::json& params, const Caller& caller);
 
   Context& m_ctx;

@@ -5,17 +5,14 @@ namespace retentiond::scheduler {
 Result<SweepReport> Sweeper::run_to_completion(const actions::Actor& actor) {
   const auto start = std::chrono::steady_clock::now();
   SweepReport report;
-  for (;;) {
-    auto batch = m_service.sweep_batch(m_max_batch, actor);
+  // One pass over the due range: the cursor moves past held records and
+  // records this build cannot progress, so each is seen once.
+  actions::SweepCursor cursor;
+  while (!cursor.done) {
+    auto batch = m_service.sweep_batch(m_max_batch, actor, cursor);
     if (!batch) return std::move(batch).error();
     ++report.batches;
-    // Records that cannot progress are seen again by every batch: keep the
-    // last batch's count of them, not the sum.
-    const std::int64_t stuck = batch->stuck;
     report.counts += *batch;
-    report.counts.stuck = stuck;
-    // A batch with no action means what is left cannot progress now.
-    if (batch->actions() == 0) break;
   }
   report.duration_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();

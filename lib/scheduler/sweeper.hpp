@@ -2,8 +2,8 @@
 // Sweeper: drains what is due in bounded batches (at most max_batch_records
 // records per transaction), the way Kea reclaims expired leases.
 //
-// run_to_completion() loops batches until nothing due remains (or a batch
-// makes no progress: records whose phase this build cannot run). Not
+// run_to_completion() walks the due range once, batch after batch, so that
+// on return no unheld record has a due phase it could run. Not
 // thread-safe; used from the daemon's io_context thread.
 
 #include <chrono>

@@ -339,6 +339,45 @@ class SqliteStore final : public Store {
     }
   }
 
+  Result<std::int64_t> add_hold(const HoldRow& h) override {
+    try {
+      SQLite::Statement q(m_db, "INSERT INTO holds (scope, target, reason, placed_at, placed_by) VALUES (?, ?, ?, ?, ?)");
+      q.bind(1, h.scope);
+      q.bind(2, h.target);
+      q.bind(3, h.reason);
+      q.bind(4, h.placed_at.seconds);
+      q.bind(5, h.placed_by);
+      q.exec();
+      return m_db.getLastInsertRowid();
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
+  Result<bool> remove_hold(std::int64_t id) override {
+    try {
+      SQLite::Statement q(m_db, "DELETE FROM holds WHERE id = ?");
+      q.bind(1, id);
+      return q.exec() > 0;
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
+  Result<std::vector<HoldRow>> holds() override {
+    try {
+      SQLite::Statement q(m_db, "SELECT id, scope, target, reason, placed_at, placed_by FROM holds ORDER BY id");
+      std::vector<HoldRow> out;
+      while (q.executeStep()) {
+        out.push_back(HoldRow{q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getString(),
+                              q.getColumn(3).getString(), Instant{q.getColumn(4).getInt64()}, q.getColumn(5).getString()});
+      }
+      return out;
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
   Result<std::optional<std::string>> get_meta(const std::string& name) override {
     try {
       SQLite::Statement q(m_db, "SELECT value FROM meta WHERE name = ?");

@@ -53,6 +53,15 @@ struct AuditRow {
   std::string hash;
 };
 
+struct HoldRow {
+  std::int64_t id = 0;  // assigned by add_hold
+  std::string scope;    // subject, category or key
+  std::string target;
+  std::string reason;
+  calendar::Instant placed_at;
+  std::string placed_by;
+};
+
 struct RecordCounts {
   std::int64_t active = 0;
   std::int64_t archived = 0;
@@ -106,6 +115,11 @@ class Store {
   virtual Result<std::vector<AuditRow>> audit_entries(const AuditQuery& q) = 0;
   // The latest purge or erase entry for `key`, if any.
   virtual Result<std::optional<AuditRow>> find_disposal(const std::string& key) = 0;
+
+  // Legal holds. add_hold returns the new id; remove_hold false if unknown.
+  virtual Result<std::int64_t> add_hold(const HoldRow& hold) = 0;
+  virtual Result<bool> remove_hold(std::int64_t id) = 0;
+  virtual Result<std::vector<HoldRow>> holds() = 0;
 
   // Small named values the daemon keeps across restarts (last policy...).
   virtual Result<std::optional<std::string>> get_meta(const std::string& name) = 0;
