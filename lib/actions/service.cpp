@@ -5,6 +5,8 @@
 #include <cstring>
 #include <regex>
 
+#include <spdlog/spdlog.h>
+
 #include "lib/crypto/crypto.hpp"
 
 namespace retentiond::actions {
@@ -203,9 +205,24 @@ Status Service::store_put(const RecordRow& row) {
 Result<RecordRow> Service::put(const nlohmann::json& params) {
   auto row = prepare_put(params);
   if (!row) return row;
-  Status st = m_store.transaction([&] { return store_put(*row); });
+  bool replaced = false;
+  Status st = m_store.transaction([&]() -> Status {
+    auto existing = m_store.get(row->key);
+    if (!existing) return std::move(existing).error();
+    replaced = existing->has_value();
+    return store_put(*row);
+  });
   if (!st) return std::move(st).error();
+  if (replaced) scrub();  // the replaced values must not linger
   return row;
+}
+
+bool Service::scrub() {
+  if (auto st = m_store.scrub(); !st) {
+    spdlog::warn("scrub.incomplete {}", st.error().message);
+    return false;
+  }
+  return true;
 }
 
 Result<std::size_t> Service::put_many(const nlohmann::json& records) {
@@ -223,13 +240,18 @@ Result<std::size_t> Service::put_many(const nlohmann::json& records) {
     rows.push_back(std::move(row).value());
   }
   std::size_t failed_at = 0;
+  bool replaced = false;
   Status st = m_store.transaction([&]() -> Status {
     for (std::size_t i = 0; i < rows.size(); ++i) {
       failed_at = i;
+      auto existing = m_store.get(rows[i].key);
+      if (!existing) return std::move(existing).error();
+      replaced = replaced || existing->has_value();
       if (auto s = store_put(rows[i]); !s) return s;
     }
     return {};
   });
+  if (st && replaced) scrub();
   if (!st) {
     Error e = std::move(st).error();
     if (e.code == ErrorCode::conflict) return with_index(std::move(e), failed_at);
@@ -443,6 +465,65 @@ Result<std::int64_t> Service::backlog() {
   auto counts = count_due();
   if (!counts) return std::move(counts).error();
   return counts->due_records;
+}
+
+Result<std::vector<RecordRow>> Service::subject_records(const nlohmann::json& params) {
+  if (auto st = only_keys(params, {"subject"}); !st) return std::move(st).error();
+  auto subject = required_string(params, "subject", kMaxSubjectBytes);
+  if (!subject) return std::move(subject).error();
+  return m_store.by_subject(*subject);
+}
+
+Result<ErasureReport> Service::erase_subject(const nlohmann::json& params, const Actor& actor) {
+  if (auto st = only_keys(params, {"subject", "reason", "dry_run"}); !st) return std::move(st).error();
+  auto subject = required_string(params, "subject", kMaxSubjectBytes);
+  if (!subject) return std::move(subject).error();
+  auto reason = required_string(params, "reason", 1024);
+  if (!reason) return std::move(reason).error();
+  bool dry_run = false;
+  if (const auto it = params.find("dry_run"); it != params.end()) {
+    if (!it->is_boolean()) return bad("invalid_params", "'dry_run' must be true or false");
+    dry_run = it->get<bool>();
+  }
+  ErasureReport report;
+  Status st = m_store.transaction([&]() -> Status {
+    report = ErasureReport{};
+    auto holds = load_holds();
+    if (!holds) return std::move(holds).error();
+    auto rows = m_store.by_subject(*subject);
+    if (!rows) return std::move(rows).error();
+    const Instant now = m_clock.now();
+    for (const auto& row : *rows) {
+      const policy::Category* category = m_policy->find(row.category);
+      const bool erasable = category == nullptr || category->erasable;
+      if (!erasable || holds->covers(row)) {
+        std::optional<Instant> until;
+        for (const auto& phase : schedule(row)) {
+          if (phase.action == Action::purge) until = phase.due;
+        }
+        report.retained.push_back({row.key, row.category, erasable ? "hold" : "legal_obligation", until});
+        continue;
+      }
+      report.erased.push_back(row.key);
+      if (dry_run) continue;
+      if (auto r = m_store.remove(row.key); !r) return r;
+      audit::Entry entry;
+      entry.at = now;
+      entry.action = "erase";
+      entry.key = row.key;
+      entry.category = row.category;
+      entry.subject = row.subject;
+      entry.actor = actor.name;
+      entry.reason = *reason;
+      entry.policy_hash = m_policy->hash;
+      auto appended = m_audit.append(entry);
+      if (!appended) return std::move(appended).error();
+    }
+    return {};
+  });
+  if (!st) return std::move(st).error();
+  if (!dry_run && !report.erased.empty()) scrub();
+  return report;
 }
 
 std::vector<std::int64_t> HoldSet::covering(const RecordRow& row) const {

@@ -78,6 +78,18 @@ struct HoldSet {
   bool covers(const store::RecordRow& row) const;
 };
 
+// subject.erase's answer.
+struct Retained {
+  std::string key;
+  std::string category;
+  std::string reason;                     // "legal_obligation" or "hold"
+  std::optional<calendar::Instant> until;  // the purge phase's due time
+};
+struct ErasureReport {
+  std::vector<std::string> erased;
+  std::vector<Retained> retained;
+};
+
 // Where a sweep has got to in the (due, key) order; `done` once the due
 // range is exhausted.
 struct SweepCursor {
@@ -132,6 +144,16 @@ class Service {
 
   // Unheld records whose next phase is due now (status.backlog).
   Result<std::int64_t> backlog();
+
+  // subject.export: the subject's active and archived records.
+  Result<std::vector<store::RecordRow>> subject_records(const nlohmann::json& params);
+  // subject.erase: destroys what may be destroyed, in one transaction with
+  // one audit entry per record; reports what is retained and why.
+  Result<ErasureReport> erase_subject(const nlohmann::json& params, const Actor& actor);
+
+  // Erases destroyed values from the store's files (see Store::scrub); logs
+  // and returns false when it could not complete.
+  bool scrub();
 
   // Holds: hold.place / hold.release / hold.list, each audited.
   Result<HoldSet> load_holds();

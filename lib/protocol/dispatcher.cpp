@@ -179,6 +179,10 @@ void Dispatcher::register_methods() {
        bind0(&Dispatcher::audit_tail)},
       {"audit.verify", Role::reader, "Recompute the audit hash chain and name the first bad entry",
        bind0(&Dispatcher::audit_verify)},
+      {"subject.export", Role::admin, "Everything held about a subject, with purpose and legal basis (access, portability)",
+       bind0(&Dispatcher::subject_export)},
+      {"subject.erase", Role::admin, "Erase a subject's records, except those under legal obligation or hold",
+       [this](const json& p, const Caller& c) { return subject_erase(p, c); }},
       {"hold.place", Role::admin, "Stop every phase and erasure of a subject's, a category's or a key's records",
        [this](const json& p, const Caller& c) { return hold_place(p, c); }},
       {"hold.release", Role::admin, "Release a hold; overdue phases run at the next sweep",
@@ -358,6 +362,36 @@ Result<json> Dispatcher::audit_verify(const json& params) {
   if (!report) return std::move(report).error();
   return json{{"ok", report->ok}, {"entries", report->entries}, {"first_bad", opt(report->first_bad)},
               {"head", report->head}};
+}
+
+Result<json> Dispatcher::subject_export(const json& params) {
+  auto rows = m_ctx.service.subject_records(params);
+  if (!rows) return std::move(rows).error();
+  const auto& policy = m_ctx.service.policy();
+  json records = json::array();
+  for (const auto& r : *rows) {
+    json j = record_json(r, m_ctx.service.next(r));
+    if (const auto* c = policy.find(r.category)) {
+      j["purpose"] = c->purpose;
+      j["legal_basis"] = c->legal_basis;
+      j["source"] = c->source.empty() ? json(nullptr) : json(c->source);
+    }
+    records.push_back(std::move(j));
+  }
+  return json{{"subject", params.at("subject")}, {"exported_at", calendar::format_instant(m_ctx.service.clock().now())},
+              {"records", records}};
+}
+
+Result<json> Dispatcher::subject_erase(const json& params, const Caller& caller) {
+  auto report = m_ctx.service.erase_subject(params, actions::Actor{caller.actor()});
+  if (!report) return std::move(report).error();
+  json retained = json::array();
+  for (const auto& r : report->retained) {
+    retained.push_back({{"key", r.key}, {"category", r.category}, {"reason", r.reason}, {"until", instant_or_null(r.until)}});
+  }
+  json out = {{"erased", report->erased}, {"retained", retained}};
+  if (params.value("dry_run", false)) out["dry_run"] = true;
+  return out;
 }
 
 Result<json> Dispatcher::hold_place(const json& params, const Caller& caller) {

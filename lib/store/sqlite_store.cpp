@@ -378,6 +378,19 @@ class SqliteStore final : public Store {
     }
   }
 
+  Status scrub() override {
+    try {
+      SQLite::Statement q(m_db, "PRAGMA wal_checkpoint(TRUNCATE)");
+      q.executeStep();
+      if (q.getColumn(0).getInt() != 0) {
+        return Error::storage("WAL checkpoint blocked by a reader; destroyed values may remain in the WAL until the next one");
+      }
+      return {};
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
   Result<std::optional<std::string>> get_meta(const std::string& name) override {
     try {
       SQLite::Statement q(m_db, "SELECT value FROM meta WHERE name = ?");

@@ -121,6 +121,12 @@ class Store {
   virtual Result<bool> remove_hold(std::int64_t id) = 0;
   virtual Result<std::vector<HoldRow>> holds() = 0;
 
+  // Makes destroyed values unreadable from every file of the store. For
+  // SQLite: deleted cells are zeroed by secure_delete, but older copies of
+  // their pages remain in the WAL until a checkpoint, so this checkpoints and
+  // truncates the WAL. Fails (storage_error) when a reader blocks it.
+  virtual Status scrub() = 0;
+
   // Small named values the daemon keeps across restarts (last policy...).
   virtual Result<std::optional<std::string>> get_meta(const std::string& name) = 0;
   virtual Status set_meta(const std::string& name, const std::string& value) = 0;

@@ -160,6 +160,48 @@ TEST(Daemon, AuditTailListsDisposalsAndVerifyNamesATamperedEntry) {
   EXPECT_EQ(verify["first_bad"], 2);
 }
 
+TEST(Daemon, ErasureSparesInvoicesUnderLegalObligationAndHeldRecords) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2026-01-01T00:00:00Z"});
+  Client client(daemon.socket());
+  result_of(client.call("record.put", {{"key", "lead-1"}, {"subject", "eve"}, {"category", "l360.prospect"},
+                                       {"fields", {{"email", "eve@example.com"}}}}), 1);
+  result_of(client.call("record.put", {{"key", "inv-1"}, {"subject", "eve"}, {"category", "oc.invoice"},
+                                       {"dates", {{"issued", "2024-05-10"}}}}), 2);
+  result_of(client.call("record.put", {{"key", "ck-1"}, {"subject", "eve"}, {"category", "oc.cookie"},
+                                       {"dates", {{"collected", "2025-12-31"}}}}), 3);
+  result_of(client.call("record.put", {{"key", "other"}, {"subject", "frank"}, {"category", "l360.prospect"}}), 4);
+  const json hold = result_of(client.call("hold.place", {{"key", "ck-1"}, {"reason", "litigation"}}), 5);
+
+  // Invoice: fiscal_year_end(2024-05-10) = 2025-01-01, + 10 years.
+  const json expected = json::parse(R"({"erased":["lead-1"],"retained":[
+      {"key":"ck-1","category":"oc.cookie","reason":"hold","until":"2027-01-31T00:00:00Z"},
+      {"key":"inv-1","category":"oc.invoice","reason":"legal_obligation","until":"2035-01-01T00:00:00Z"}]})");
+  json dry = result_of(client.call("subject.erase", {{"subject", "eve"}, {"reason", "art. 17 request"}, {"dry_run", true}}), 6);
+  EXPECT_EQ(dry["dry_run"], true);
+  dry.erase("dry_run");
+  EXPECT_EQ(dry, expected);
+  EXPECT_EQ(result_of(client.call("record.explain", {{"key", "lead-1"}}), 7)["state"], "active");  // dry: nothing done
+
+  EXPECT_EQ(result_of(client.call("subject.erase", {{"subject", "eve"}, {"reason", "art. 17 request"}}), 8), expected);
+  json proof = result_of(client.call("record.explain", {{"key", "lead-1"}}), 9);
+  EXPECT_EQ(proof["state"], "purged");
+  EXPECT_EQ(proof["audit_seq"], 2);  // after the hold's entry
+
+  const json exported = result_of(client.call("subject.export", {{"subject", "eve"}}), 10);
+  EXPECT_EQ(exported["subject"], "eve");
+  EXPECT_EQ(exported["exported_at"].get<std::string>().substr(0, 15), "2026-01-01T00:0");
+  ASSERT_EQ(exported["records"].size(), 2u);
+  EXPECT_EQ(exported["records"][0]["key"], "ck-1");
+  EXPECT_EQ(exported["records"][1]["key"], "inv-1");
+  EXPECT_EQ(exported["records"][1]["legal_basis"], "legal_obligation");
+  EXPECT_EQ(exported["records"][1]["purpose"], result_of(client.call("policy.get"), 11)["categories"].at(9)["purpose"]);
+  // Someone else's records are untouched; the chain still verifies.
+  EXPECT_EQ(result_of(client.call("record.explain", {{"key", "other"}}), 12)["state"], "active");
+  EXPECT_EQ(result_of(client.call("audit.verify"), 13)["ok"], true);
+  EXPECT_EQ(result_of(client.call("hold.list"), 14)["holds"][0]["id"], hold["id"]);
+}
+
 TEST(Daemon, BadRequestsGetPreciseErrorsAndTheConnectionKeepsServing) {
   TempDir dir;
   DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2030-01-01T00:00:00Z"});

@@ -19,6 +19,8 @@ struct Backend {
   std::function<std::unique_ptr<Store>(const std::filesystem::path& dir)> open;
 };
 
+void PrintTo(const Backend& b, std::ostream* os) { *os << b.name; }
+
 std::unique_ptr<Store> open_sqlite(const std::filesystem::path& dir) {
   auto s = open_sqlite_store(dir / "retention.db");
   if (!s) throw std::runtime_error(s.error().message);
