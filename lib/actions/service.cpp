@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <map>
 #include <regex>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 
@@ -524,6 +526,123 @@ Result<ErasureReport> Service::erase_subject(const nlohmann::json& params, const
   if (!st) return std::move(st).error();
   if (!dry_run && !report.erased.empty()) scrub();
   return report;
+}
+
+Result<Plan> Service::plan(const nlohmann::json& params) {
+  if (auto st = only_keys(params, {"until", "from"}); !st) return std::move(st).error();
+  const auto time_param = [&](const char* name) -> Result<Instant> {
+    auto text = required_string(params, name, 64);
+    if (!text) return std::move(text).error();
+    auto t = calendar::parse_instant(*text);
+    if (!t) return bad("bad_time", std::string("'") + name + "': " + t.error().message);
+    return *t;
+  };
+  Plan plan;
+  auto until = time_param("until");
+  if (!until) return std::move(until).error();
+  plan.until = *until;
+  plan.from = m_clock.now();
+  if (params.contains("from")) {
+    auto from = time_param("from");
+    if (!from) return std::move(from).error();
+    plan.from = *from;
+  }
+  if (plan.until < plan.from) return bad("bad_time", "'until' is before 'from'");
+  auto holds = load_holds();
+  if (!holds) return std::move(holds).error();
+
+  std::map<std::tuple<std::string, std::string, int>, std::int64_t> counts;
+  const auto month_of = [](Instant t) { return calendar::format_instant(t).substr(0, 7); };
+  std::optional<store::Store::DueCursor> cursor;
+  for (;;) {
+    // "before until": due <= until - 1 s.
+    auto page = m_store.due(Instant{plan.until.seconds - 1}, 1000, cursor);
+    if (!page) return std::move(page).error();
+    if (page->empty()) break;
+    cursor = store::Store::DueCursor{*page->back().due, page->back().key};
+    for (auto& row : *page) {
+      if (holds->covers(row)) {
+        ++plan.held;
+        continue;
+      }
+      const policy::Category* category = m_policy->find(row.category);
+      if (category == nullptr) continue;
+      // A phase runs at the later of its due time and the run of the one before.
+      Instant previous = plan.from;
+      while (static_cast<std::size_t>(row.next_phase) < category->phases.size() && row.due && *row.due < plan.until) {
+        const Instant at = std::max(*row.due, previous);
+        const Action action = category->phases[static_cast<std::size_t>(row.next_phase)].action;
+        ++counts[{month_of(at), row.category, static_cast<int>(action)}];
+        (action == Action::archive ? plan.archive : action == Action::anonymise ? plan.anonymise : plan.purge) += 1;
+        if (action == Action::purge) break;
+        previous = at;
+        ++row.next_phase;
+        reschedule(row, *category);
+      }
+    }
+  }
+  std::string after;
+  for (;;) {
+    auto page = m_store.undue(1000, after);
+    if (!page) return std::move(page).error();
+    if (page->empty()) break;
+    after = page->back().key;
+    for (const auto& row : *page) {
+      const policy::Category* category = m_policy->find(row.category);
+      const bool has_next = category != nullptr && static_cast<std::size_t>(row.next_phase) < category->phases.size();
+      if (has_next && !holds->covers(row)) ++plan.waiting;
+    }
+  }
+  for (const auto& [k, n] : counts) {
+    plan.actions.push_back({std::get<0>(k), std::get<1>(k), static_cast<Action>(std::get<2>(k)), n});
+  }
+  return plan;
+}
+
+Result<std::string> Service::policy_table(const nlohmann::json& params) const {
+  if (auto st = only_keys(params, {"format"}); !st) return std::move(st).error();
+  std::string format = "markdown";
+  if (const auto it = params.find("format"); it != params.end()) {
+    if (!it->is_string() || (*it != "markdown" && *it != "text")) {
+      return bad("invalid_params", "'format' must be \"markdown\" or \"text\"");
+    }
+    format = it->get<std::string>();
+  }
+  const auto participle = [](Action a) {
+    return a == Action::archive ? "archived" : a == Action::anonymise ? "anonymised" : "purged";
+  };
+  const auto retention = [&](const policy::Category& c) {
+    if (c.phases.empty()) return std::string("kept until erased on request");
+    std::string out;
+    for (const auto& phase : c.phases) {
+      std::string when = phase.at.describe();
+      if (when.find(" after ") == std::string::npos && when.find(" before ") == std::string::npos) when = "at " + when;
+      out += (out.empty() ? "" : "; ") + when + ", then " + participle(phase.action);
+    }
+    return out;
+  };
+  const auto basis = [](std::string b) {
+    std::replace(b.begin(), b.end(), '_', ' ');
+    return b;
+  };
+  std::string out;
+  if (format == "markdown") {
+    const auto cell = [](std::string s) {
+      std::string o;
+      for (char ch : s) o += ch == '|' ? std::string("\\|") : std::string(1, ch);
+      return o;
+    };
+    out = "| Category | Purpose | Legal basis | Retention |\n|---|---|---|---|\n";
+    for (const auto& c : m_policy->categories) {
+      out += "| " + cell(c.name) + " | " + cell(c.purpose) + " | " + basis(c.legal_basis) + " | " + cell(retention(c)) + " |\n";
+    }
+  } else {
+    for (const auto& c : m_policy->categories) {
+      out += c.name + "\n  purpose:     " + c.purpose + "\n  legal basis: " + basis(c.legal_basis) +
+             "\n  retention:   " + retention(c) + "\n\n";
+    }
+  }
+  return out;
 }
 
 std::vector<std::int64_t> HoldSet::covering(const RecordRow& row) const {

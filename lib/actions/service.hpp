@@ -90,6 +90,22 @@ struct ErasureReport {
   std::vector<Retained> retained;
 };
 
+// plan's answer: counts of phases falling before `until`.
+struct PlanEntry {
+  std::string month;  // YYYY-MM
+  std::string category;
+  policy::Action action;
+  std::int64_t count = 0;
+};
+struct Plan {
+  calendar::Instant from;
+  calendar::Instant until;
+  std::vector<PlanEntry> actions;  // by month, category, action
+  std::int64_t archive = 0, anonymise = 0, purge = 0;
+  std::int64_t waiting = 0;  // unheld records whose next phase has no due time
+  std::int64_t held = 0;     // held records with a phase due before until
+};
+
 // Where a sweep has got to in the (due, key) order; `done` once the due
 // range is exhausted.
 struct SweepCursor {
@@ -154,6 +170,12 @@ class Service {
   // Erases destroyed values from the store's files (see Store::scrub); logs
   // and returns false when it could not complete.
   bool scrub();
+
+  // plan: every phase due before `until`, overdue ones in the first month.
+  Result<Plan> plan(const nlohmann::json& params);
+
+  // policy.table: the retention table in words ("markdown" or "text").
+  Result<std::string> policy_table(const nlohmann::json& params) const;
 
   // Holds: hold.place / hold.release / hold.list, each audited.
   Result<HoldSet> load_holds();

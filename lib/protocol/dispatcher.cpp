@@ -167,6 +167,10 @@ void Dispatcher::register_methods() {
       {"help", Role::reader, "List the methods, their role and what they do", bind0(&Dispatcher::help)},
       {"status", Role::reader, "Daemon, policy, record counts, next due time and backlog", bind0(&Dispatcher::status)},
       {"policy.get", Role::reader, "The loaded policy: categories, phases, strategies", bind0(&Dispatcher::policy_get)},
+      {"policy.table", Role::reader, "The retention table in words, ready for a privacy policy",
+       bind0(&Dispatcher::policy_table)},
+      {"plan", Role::reader, "Forecast: what falls due before a date, by month, category and action",
+       bind0(&Dispatcher::plan)},
       {"record.put", Role::admin, "Create or replace an active record", bind0(&Dispatcher::record_put)},
       {"record.put_many", Role::admin, "Store many records, all or nothing", bind0(&Dispatcher::record_put_many)},
       {"record.explain", Role::reader, "Every phase of a record with its due time, or its proof of disposal",
@@ -392,6 +396,27 @@ Result<json> Dispatcher::subject_erase(const json& params, const Caller& caller)
   json out = {{"erased", report->erased}, {"retained", retained}};
   if (params.value("dry_run", false)) out["dry_run"] = true;
   return out;
+}
+
+Result<json> Dispatcher::plan(const json& params) {
+  auto plan = m_ctx.service.plan(params);
+  if (!plan) return std::move(plan).error();
+  json actions = json::array();
+  for (const auto& e : plan->actions) {
+    actions.push_back({{"month", e.month}, {"category", e.category}, {"action", policy::to_string(e.action)}, {"count", e.count}});
+  }
+  return json{{"from", calendar::format_instant(plan->from)},
+              {"until", calendar::format_instant(plan->until)},
+              {"actions", actions},
+              {"totals", {{"archive", plan->archive}, {"anonymise", plan->anonymise}, {"purge", plan->purge}}},
+              {"waiting", plan->waiting},
+              {"held", plan->held}};
+}
+
+Result<json> Dispatcher::policy_table(const json& params) {
+  auto text = m_ctx.service.policy_table(params);
+  if (!text) return std::move(text).error();
+  return json{{"text", *text}};
 }
 
 Result<json> Dispatcher::hold_place(const json& params, const Caller& caller) {

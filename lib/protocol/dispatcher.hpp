@@ -84,6 +84,8 @@ class Dispatcher {
   Result<nlohmann::json> audit_verify(const nlohmann::json& params);
   Result<nlohmann::json> subject_export(const nlohmann::json& params);
   Result<nlohmann::json> subject_erase(const nlohmann::json& params, const Caller& caller);
+  Result<nlohmann::json> plan(const nlohmann::json& params);
+  Result<nlohmann::json> policy_table(const nlohmann::json& params);
   Result<nlohmann::json> hold_place(const nlohmann::json& params, const Caller& caller);
   Result<nlohmann::json> hold_release(const nlohmann::json& params, const Caller& caller);
   Result<nlohmann::json> hold_list(const nlohmann::json& params);

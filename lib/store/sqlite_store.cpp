@@ -219,6 +219,21 @@ class SqliteStore final : public Store {
     }
   }
 
+  Result<std::vector<RecordRow>> undue(std::size_t limit, const std::string& after_key) override {
+    try {
+      SQLite::Statement q(m_db, std::string("SELECT ") + kRecordColumns +
+                                    " FROM records r JOIN record_data d ON d.key = r.key"
+                                    " WHERE r.due IS NULL AND r.key > ? ORDER BY r.key LIMIT ?");
+      q.bind(1, after_key);
+      q.bind(2, static_cast<std::int64_t>(limit));
+      std::vector<RecordRow> out;
+      while (q.executeStep()) out.push_back(row_from(q));
+      return out;
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
   Result<std::optional<Instant>> next_due() override {
     try {
       SQLite::Statement q(m_db, "SELECT min(due) FROM records WHERE due IS NOT NULL");

@@ -95,6 +95,8 @@ class Store {
   virtual Result<std::vector<RecordRow>> due(calendar::Instant now, std::size_t limit,
                                              const std::optional<DueCursor>& after = std::nullopt) = 0;
   virtual Result<std::optional<calendar::Instant>> next_due() = 0;
+  // At most `limit` records without a due time, in key order after `after_key`.
+  virtual Result<std::vector<RecordRow>> undue(std::size_t limit, const std::string& after_key) = 0;
   virtual Result<std::int64_t> count_due(calendar::Instant now) = 0;
   virtual Result<RecordCounts> counts() = 0;
 

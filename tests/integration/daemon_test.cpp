@@ -202,6 +202,44 @@ TEST(Daemon, ErasureSparesInvoicesUnderLegalObligationAndHeldRecords) {
   EXPECT_EQ(result_of(client.call("hold.list"), 14)["holds"][0]["id"], hold["id"]);
 }
 
+TEST(Daemon, PlanForecastsByMonthCategoryAndAction) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2030-01-01T00:00:00Z"});
+  Client client(daemon.socket());
+  // Archive overdue (fiscal year of 2029-05-10 ended 2030-01-01), so in the first month.
+  result_of(client.call("record.put", {{"key", "inv"}, {"subject", "a"}, {"category", "oc.invoice"}, {"dates", {{"issued", "2029-05-10"}}}}), 1);
+  // 13 months after 2029-03-15; and 13 months after 2029-12-31 is 2031-01-31: after `until`.
+  result_of(client.call("record.put", {{"key", "c1"}, {"subject", "a"}, {"category", "oc.cookie"}, {"dates", {{"collected", "2029-03-15"}}}}), 2);
+  result_of(client.call("record.put", {{"key", "c2"}, {"subject", "a"}, {"category", "oc.cookie"}, {"dates", {{"collected", "2029-12-31"}}}}), 3);
+  result_of(client.call("record.put", {{"key", "c3"}, {"subject", "b"}, {"category", "oc.cookie"}, {"dates", {{"collected", "2029-04-01"}}}}), 4);
+  result_of(client.call("record.put", {{"key", "st"}, {"subject", "a"}, {"category", "oc.student_file"}}), 5);
+  result_of(client.call("hold.place", {{"subject", "b"}, {"reason", "dispute"}}), 6);
+  EXPECT_EQ(result_of(client.call("plan", {{"until", "2031-01-01"}}), 7), json::parse(R"({
+      "from":"2030-01-01T00:00:00Z","until":"2031-01-01T00:00:00Z",
+      "actions":[{"month":"2030-01","category":"oc.invoice","action":"archive","count":1},
+                 {"month":"2030-04","category":"oc.cookie","action":"purge","count":1}],
+      "totals":{"archive":1,"anonymise":0,"purge":1},"waiting":1,"held":1})"));
+  const json bad = client.call("plan", {{"until", "2020-01-01"}});
+  EXPECT_EQ(bad["error"]["data"]["reason"], "bad_time");
+}
+
+TEST(Daemon, PolicyTableStatesEachRetentionInWords) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path(), {"--config", kConfig});
+  Client client(daemon.socket());
+  const std::string table = result_of(client.call("policy.table"), 1)["text"];
+  EXPECT_EQ(table.substr(0, 51), "| Category | Purpose | Legal basis | Retention |\n|---");
+  EXPECT_NE(table.find("| l360.prospect | Management of a file of prospects | legitimate interest | "
+                       "3 years after the later of collected and last_contact, then purged |"),
+            std::string::npos) << table;
+  EXPECT_NE(table.find("at the end of the financial year of issued, then archived; 10 years after the end of the "
+                       "financial year of issued, then purged"),
+            std::string::npos) << table;
+  const std::string text = result_of(client.call("policy.table", {{"format", "text"}}), 2)["text"];
+  EXPECT_NE(text.find("l360.prospect\n  purpose:     Management of a file of prospects\n"), std::string::npos) << text;
+  EXPECT_EQ(client.call("policy.table", {{"format", "html"}})["error"]["data"]["reason"], "invalid_params");
+}
+
 TEST(Daemon, BadRequestsGetPreciseErrorsAndTheConnectionKeepsServing) {
   TempDir dir;
   DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2030-01-01T00:00:00Z"});
