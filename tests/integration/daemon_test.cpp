@@ -228,7 +228,7 @@ TEST(Daemon, PolicyTableStatesEachRetentionInWords) {
   DaemonProcess daemon(dir.path(), {"--config", kConfig});
   Client client(daemon.socket());
   const std::string table = result_of(client.call("policy.table"), 1)["text"];
-  EXPECT_EQ(table.substr(0, 51), "| Category | Purpose | Legal basis | Retention |\n|---");
+  EXPECT_EQ(table.substr(0, 53), "| Category | Purpose | Legal basis | Retention |\n|---");
   EXPECT_NE(table.find("| l360.prospect | Management of a file of prospects | legitimate interest | "
                        "3 years after the later of collected and last_contact, then purged |"),
             std::string::npos) << table;
