@@ -1,16 +1,23 @@
-# Generates a C++ source holding every migrations/NNN_*.sql file as a string,
-# so the binary carries its schema. Run at build time by lib/store.
+# Generates a C++ source holding every migrations/NNN_*.sql (retention.db)
+# and migrations/archive/NNN_*.sql (archive.db) file as a string, so the
+# binary carries its schemas. Run at build time by lib/store.
 # Inputs: MIGRATIONS_DIR, OUTPUT.
-file(GLOB files "${MIGRATIONS_DIR}/[0-9][0-9][0-9]_*.sql")
-list(SORT files)
-set(body "")
-foreach(f IN LISTS files)
-  get_filename_component(name "${f}" NAME)
-  string(SUBSTRING "${name}" 0 3 num)
-  math(EXPR version "${num}")
-  file(READ "${f}" sql)
-  string(APPEND body "    {${version}, \"${name}\", R\"retentiond_sql(${sql})retentiond_sql\"},\n")
-endforeach()
+function(embed_list dir out_var)
+  file(GLOB files "${dir}/[0-9][0-9][0-9]_*.sql")
+  list(SORT files)
+  set(body "")
+  foreach(f IN LISTS files)
+    get_filename_component(name "${f}" NAME)
+    string(SUBSTRING "${name}" 0 3 num)
+    math(EXPR version "${num}")
+    file(READ "${f}" sql)
+    string(APPEND body "    {${version}, \"${name}\", R\"retentiond_sql(${sql})retentiond_sql\"},\n")
+  endforeach()
+  set(${out_var} "${body}" PARENT_SCOPE)
+endfunction()
+
+embed_list("${MIGRATIONS_DIR}" main_body)
+embed_list("${MIGRATIONS_DIR}/archive" archive_body)
 file(WRITE "${OUTPUT}.tmp" "// Generated from migrations/ by cmake/embed_migrations.cmake. Do not edit.
 #include \"lib/store/migrations.hpp\"
 
@@ -18,7 +25,13 @@ namespace retentiond::store {
 
 const std::vector<Migration>& embedded_migrations() {
   static const std::vector<Migration> k_migrations = {
-${body}  };
+${main_body}  };
+  return k_migrations;
+}
+
+const std::vector<Migration>& embedded_archive_migrations() {
+  static const std::vector<Migration> k_migrations = {
+${archive_body}  };
   return k_migrations;
 }
 

@@ -340,7 +340,7 @@ Result<std::variant<Explanation, Disposal>> Service::explain(const std::string& 
   return std::variant<Explanation, Disposal>(Disposal{key, (*disposal)->at, (*disposal)->seq});
 }
 
-Status Service::anonymise(RecordRow& row, const policy::Category& category) {
+void Service::anonymise(RecordRow& row, const policy::Category& category) const {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& [field, strategy] : category.anonymise) {
     const auto it = row.fields.find(field);
@@ -351,7 +351,6 @@ Status Service::anonymise(RecordRow& row, const policy::Category& category) {
   row.fields = std::move(out);
   row.subject.reset();
   row.state = RecordState::anonymised;
-  return m_store.put(row);  // replaces the personal-data row; never an in-place update
 }
 
 Status Service::run_phase(RecordRow& row, const policy::Category& category, int phase, Instant now,
@@ -367,29 +366,30 @@ Status Service::run_phase(RecordRow& row, const policy::Category& category, int 
   entry.actor = actor.name;
   entry.reason = "retention: " + category.phases[static_cast<std::size_t>(phase)].at_text;
   entry.policy_hash = m_policy->hash;
-
-  switch (action) {
-    case Action::purge:
-      if (auto st = m_store.remove(row.key); !st) return st;
-      ++counts.purged;
-      break;
-    case Action::anonymise:
-      if (auto st = anonymise(row, category); !st) return st;
-      ++counts.anonymised;
-      break;
-    case Action::archive:
-      // Moving into archive.db arrives with the actions milestone (issue 3).
-      ++counts.stuck;
-      return {};
-  }
+  // The change and its audit entry go into the caller's one transaction.
   auto appended = m_audit.append(entry);
   if (!appended) return std::move(appended).error();
-  if (action == Action::purge) return {};
+
+  if (action == Action::purge) {
+    ++counts.purged;
+    return m_store.remove(row.key, row.location);
+  }
   row.done.resize(static_cast<std::size_t>(phase), now);
   row.done.push_back(now);
   row.next_phase = phase + 1;
   reschedule(row, category);
-  return m_store.update_schedule(row);
+  if (action == Action::anonymise) {
+    ++counts.anonymised;
+    anonymise(row, category);
+    return m_store.put(row);  // replaces the personal-data row: never an in-place update
+  }
+  // Archive: out of the active database, into the archive, in this transaction.
+  ++counts.archived;
+  if (row.location == store::Location::archive) return m_store.update_schedule(row);
+  if (auto st = m_store.remove(row.key, store::Location::active); !st) return st;
+  row.location = store::Location::archive;
+  if (row.state == RecordState::active) row.state = RecordState::archived;
+  return m_store.put(row);
 }
 
 Result<SweepCounts> Service::count_due() {
@@ -451,9 +451,8 @@ Result<SweepCounts> Service::sweep_batch(std::size_t max_records, const Actor& a
       // All phases already due run in this sweep, in order.
       while (static_cast<std::size_t>(row.next_phase) < category->phases.size() && row.due && *row.due <= now) {
         const int phase = row.next_phase;
-        const auto before = counts.stuck;
         if (auto r = run_phase(row, *category, phase, now, actor, counts); !r) return r;
-        if (counts.stuck != before || category->phases[static_cast<std::size_t>(phase)].action == Action::purge) break;
+        if (category->phases[static_cast<std::size_t>(phase)].action == Action::purge) break;
       }
     }
     return {};
@@ -508,7 +507,7 @@ Result<ErasureReport> Service::erase_subject(const nlohmann::json& params, const
       }
       report.erased.push_back(row.key);
       if (dry_run) continue;
-      if (auto r = m_store.remove(row.key); !r) return r;
+      if (auto r = m_store.remove(row.key, row.location); !r) return r;
       audit::Entry entry;
       entry.at = now;
       entry.action = "erase";

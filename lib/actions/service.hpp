@@ -63,7 +63,7 @@ struct SweepCounts {
   std::int64_t anonymised = 0;
   std::int64_t purged = 0;
   std::int64_t held = 0;
-  std::int64_t stuck = 0;  // due but not runnable by this build (see docs/operations.md)
+  std::int64_t stuck = 0;  // due, but the category is not in the policy (cannot happen after a guarded reload)
   std::int64_t due_records = 0;  // count_due only: unheld records with a due phase
 
   SweepCounts& operator+=(const SweepCounts& o);
@@ -185,7 +185,8 @@ class Service {
  private:
   Status run_phase(store::RecordRow& row, const policy::Category& category, int phase,
                    calendar::Instant now, const Actor& actor, SweepCounts& counts);
-  Status anonymise(store::RecordRow& row, const policy::Category& category);
+  // Rewrites row's fields by the category's strategies and drops its subject.
+  void anonymise(store::RecordRow& row, const policy::Category& category) const;
   Result<store::RecordRow> prepare_put(const nlohmann::json& params) const;
   Status store_put(const store::RecordRow& row);
   void reschedule(store::RecordRow& row, const policy::Category& category) const;

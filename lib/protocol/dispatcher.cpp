@@ -314,7 +314,7 @@ Result<json> Dispatcher::record_get(const json& params) {
   if (!include_archived) return std::move(include_archived).error();
   auto row = m_ctx.service.get(it->get<std::string>());
   if (!row) return std::move(row).error();
-  if (row->state == store::RecordState::archived && !*include_archived) {
+  if (row->location == store::Location::archive && !*include_archived) {
     return Error::not_found("record '" + row->key + "' is archived; pass include_archived to read it");
   }
   return record_json(*row, m_ctx.service.next(*row));

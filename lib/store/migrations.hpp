@@ -12,7 +12,8 @@ struct Migration {
   const char* sql;
 };
 
-// In ascending version order.
+// In ascending version order: retention.db's, and archive.db's.
 const std::vector<Migration>& embedded_migrations();
+const std::vector<Migration>& embedded_archive_migrations();
 
 }  // namespace retentiond::store

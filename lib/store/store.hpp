@@ -26,11 +26,16 @@ namespace retentiond::store {
 enum class RecordState { active, archived, anonymised };
 std::string_view to_string(RecordState s);
 
+// Which database holds a record: the active one, or the archive
+// (<state_dir>/archive.db), where an archive phase moves it.
+enum class Location { active, archive };
+
 struct RecordRow {
   std::string key;
   std::optional<std::string> subject;  // null once anonymised
   std::string category;
   RecordState state = RecordState::active;
+  Location location = Location::active;
   nlohmann::json fields = nlohmann::json::object();
   policy::Dates dates;
   int next_phase = 0;                          // first phase not yet done
@@ -78,11 +83,15 @@ class Store {
 
   // Records. `get` returns nullopt for an unknown key.
   virtual Result<std::optional<RecordRow>> get(const std::string& key) = 0;
-  // Creates or replaces the record with row.key (fields and subject included).
+  // Records live in one of two places (Location). `get` and the queries
+  // below look in both.
+  // Creates or replaces the record with row.key in row.location (fields and
+  // subject included).
   virtual Status put(const RecordRow& row) = 0;
-  // Updates only the schedule: dates, next_phase, due, done.
+  // Updates only the schedule (dates, next_phase, due, done) in row.location.
   virtual Status update_schedule(const RecordRow& row) = 0;
-  virtual Status remove(const std::string& key) = 0;
+  // Deletes the record from `where`.
+  virtual Status remove(const std::string& key, Location where) = 0;
 
   // Position in the (due, key) order, for paging through what is due.
   struct DueCursor {

@@ -31,14 +31,61 @@ TEST(Anonymise, StrategiesGiveTheSpecifiedValues) {
   EXPECT_EQ(anonymise_value(1984, Strategy::year_only, kSecret), json("[redacted]"));
 }
 
+// A store that fails one kind of call on demand (leveldb's SpecialEnv idea):
+// everything else goes to the real store.
+class FaultyStore final : public store::Store {
+ public:
+  explicit FaultyStore(store::Store& real) : m_real(real) {}
+  bool fail_active_remove = false;
+
+  Status transaction(const std::function<Status()>& work) override { return m_real.transaction(work); }
+  Result<std::optional<store::RecordRow>> get(const std::string& key) override { return m_real.get(key); }
+  Status put(const store::RecordRow& row) override { return m_real.put(row); }
+  Status update_schedule(const store::RecordRow& row) override { return m_real.update_schedule(row); }
+  Status remove(const std::string& key, store::Location where) override {
+    if (fail_active_remove && where == store::Location::active) return Error::storage("injected: disk I/O error");
+    return m_real.remove(key, where);
+  }
+  Result<std::vector<store::RecordRow>> due(calendar::Instant now, std::size_t limit,
+                                            const std::optional<DueCursor>& after) override {
+    return m_real.due(now, limit, after);
+  }
+  Result<std::optional<calendar::Instant>> next_due() override { return m_real.next_due(); }
+  Result<std::vector<store::RecordRow>> undue(std::size_t limit, const std::string& after) override {
+    return m_real.undue(limit, after);
+  }
+  Result<std::int64_t> count_due(calendar::Instant now) override { return m_real.count_due(now); }
+  Result<store::RecordCounts> counts() override { return m_real.counts(); }
+  Result<std::vector<store::RecordRow>> by_subject(const std::string& s) override { return m_real.by_subject(s); }
+  Status append_audit(const store::AuditRow& row) override { return m_real.append_audit(row); }
+  Result<std::optional<store::AuditRow>> last_audit() override { return m_real.last_audit(); }
+  Result<std::vector<store::AuditRow>> audit_entries(const AuditQuery& q) override { return m_real.audit_entries(q); }
+  Result<std::optional<store::AuditRow>> find_disposal(const std::string& key) override { return m_real.find_disposal(key); }
+  Result<std::int64_t> add_hold(const store::HoldRow& h) override { return m_real.add_hold(h); }
+  Result<bool> remove_hold(std::int64_t id) override { return m_real.remove_hold(id); }
+  Result<std::vector<store::HoldRow>> holds() override { return m_real.holds(); }
+  Status scrub() override { return m_real.scrub(); }
+  Result<std::optional<std::string>> get_meta(const std::string& n) override { return m_real.get_meta(n); }
+  Status set_meta(const std::string& n, const std::string& v) override { return m_real.set_meta(n, v); }
+
+ private:
+  store::Store& m_real;
+};
+
 class ServiceTest : public ::testing::Test {
  protected:
   ServiceTest() : m_clock(calendar::Instant{1893456000}) {}  // 2030-01-01T00:00:00Z
 
   void SetUp() override {
-    const auto loaded = policy::load_policy_text(R"(
+    const auto loaded = policy::load_policy_text(R"toml(
 [daemon]
 state_dir = "unused"
+[[categories]]
+name = "invoice"
+purpose = "invoicing"
+legal_basis = "legal_obligation"
+dates = ["issued"]
+phases = [ { action = "archive", at = "fiscal_year_end(issued)" }, { action = "purge", at = "fiscal_year_end(issued) + 10 years" } ]
 [[categories]]
 name = "usage"
 purpose = "statistics"
@@ -46,13 +93,14 @@ legal_basis = "legitimate_interest"
 dates = ["last_use"]
 phases = [ { action = "anonymise", at = "last_use + 1 year" }, { action = "purge", at = "last_use + 5 years" } ]
 anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
-)", policy::ConfFormat::toml, "t.toml");
+)toml", policy::ConfFormat::toml, "t.toml");
     ASSERT_TRUE(loaded.ok()) << loaded.first_error();
     auto store = store::open_sqlite_store(m_dir.path() / "retention.db");
     ASSERT_TRUE(store);
     m_store = std::move(store).value();
-    m_audit = std::make_unique<audit::AuditLog>(*m_store, kSecret);
-    m_service = std::make_unique<Service>(*m_store, *m_audit, m_clock, loaded.policy, kSecret);
+    m_faulty = std::make_unique<FaultyStore>(*m_store);
+    m_audit = std::make_unique<audit::AuditLog>(*m_faulty, kSecret);
+    m_service = std::make_unique<Service>(*m_faulty, *m_audit, m_clock, loaded.policy, kSecret);
   }
 
   // One batch from the start of the due range.
@@ -64,6 +112,7 @@ anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
   testing::TempDir m_dir;
   calendar::ManualClock m_clock;
   std::unique_ptr<store::Store> m_store;
+  std::unique_ptr<FaultyStore> m_faulty;
   std::unique_ptr<audit::AuditLog> m_audit;
   std::unique_ptr<Service> m_service;
 };
@@ -123,6 +172,62 @@ TEST_F(ServiceTest, NothingRunsBeforeItsDueTime) {
   EXPECT_EQ(sweep()->actions(), 0);
   m_clock.set(calendar::parse_instant("2030-06-01").value());
   EXPECT_EQ(sweep()->anonymised, 1);
+}
+
+TEST_F(ServiceTest, ArchiveMovesTheRecordAndALaterPurgeDestroysItThere) {
+  ASSERT_TRUE(m_service->put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"},
+                              {"fields", {{"amount", "120.00"}}}, {"dates", {{"issued", "2029-05-10"}}}}));
+  ASSERT_EQ(sweep()->archived, 1);  // the fiscal year ended 2030-01-01
+  auto row = **m_store->get("inv");
+  EXPECT_EQ(row.location, store::Location::archive);
+  EXPECT_EQ(row.state, store::RecordState::archived);
+  EXPECT_EQ(row.subject, "acme");
+  EXPECT_EQ(row.fields, json({{"amount", "120.00"}}));
+  EXPECT_EQ(row.next_phase, 1);
+  EXPECT_EQ(row.due, calendar::parse_instant("2040-01-01").value());
+  EXPECT_EQ(m_store->counts()->active, 0);
+  EXPECT_EQ(m_store->counts()->archived, 1);
+  // A record that is archived can no longer be replaced.
+  EXPECT_EQ(m_service->put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}}).error().code,
+            ErrorCode::conflict);
+
+  m_clock.set(calendar::parse_instant("2040-01-01").value());
+  ASSERT_EQ(sweep()->purged, 1);
+  EXPECT_FALSE(m_store->get("inv")->has_value());
+  const auto rows = m_store->audit_entries({});
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].action, "archive");
+  EXPECT_EQ((*rows)[1].action, "purge");
+  EXPECT_EQ((*rows)[1].phase, 1);
+}
+
+TEST_F(ServiceTest, ARestartDecadesLaterArchivesAndPurgesInOneSweep) {
+  ASSERT_TRUE(m_service->put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2029-05-10"}}}}));
+  m_clock.set(calendar::parse_instant("2090-01-01").value());
+  const auto counts = sweep();
+  ASSERT_TRUE(counts);
+  EXPECT_EQ(counts->archived, 1);
+  EXPECT_EQ(counts->purged, 1);
+  EXPECT_FALSE(m_store->get("inv")->has_value());
+}
+
+TEST_F(ServiceTest, AnArchiveMoveFailingBetweenItsHalvesLeavesTheRecordInOnePlaceAndNoEntry) {
+  ASSERT_TRUE(m_service->put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2029-05-10"}}}}));
+  m_faulty->fail_active_remove = true;  // the copy into the archive is written, the delete fails
+  const auto failed = sweep();
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code, ErrorCode::storage_error);
+  const auto row = **m_store->get("inv");
+  EXPECT_EQ(row.location, store::Location::active);
+  EXPECT_EQ(m_store->counts()->archived, 0);
+  EXPECT_EQ(m_store->counts()->active, 1);
+  EXPECT_TRUE(m_store->audit_entries({})->empty());
+  // And it recovers once the fault clears.
+  m_faulty->fail_active_remove = false;
+  EXPECT_EQ(sweep()->archived, 1);
+  EXPECT_EQ((**m_store->get("inv")).location, store::Location::archive);
+  EXPECT_TRUE(audit::verify(*m_store)->ok);
 }
 
 TEST_F(ServiceTest, HeldRecordsAreSkippedAndCountedAndRunAfterRelease) {

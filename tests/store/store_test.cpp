@@ -112,7 +112,7 @@ TEST_P(StoreContract, UpdateScheduleChangesOnlyTheSchedule) {
 
 TEST_P(StoreContract, RemoveDeletesTheRecord) {
   ASSERT_TRUE(store().put(row("a", 5000)));
-  ASSERT_TRUE(store().remove("a"));
+  ASSERT_TRUE(store().remove("a", Location::active));
   EXPECT_FALSE(store().get("a")->has_value());
   EXPECT_FALSE(store().next_due()->has_value());
 }
@@ -120,7 +120,7 @@ TEST_P(StoreContract, RemoveDeletesTheRecord) {
 TEST_P(StoreContract, AFailedTransactionChangesNothing) {
   ASSERT_TRUE(store().put(row("a", 5000)));
   const Status st = store().transaction([&]() -> Status {
-    if (auto s = store().remove("a"); !s) return s;
+    if (auto s = store().remove("a", Location::active); !s) return s;
     if (auto s = store().put(row("b", 1)); !s) return s;
     return Error::conflict("simulated failure after two changes");
   });
@@ -166,6 +166,32 @@ TEST_P(StoreContract, MetaValuesPersistAndOverwrite) {
   EXPECT_EQ(**store().get_meta("policy_hash"), "two");
 }
 
+TEST_P(StoreContract, ArchivedRecordsAreFoundAndMergedInDueOrder) {
+  ASSERT_TRUE(store().put(row("active-late", 9000)));
+  RecordRow archived = row("archived-early", 2000);
+  archived.location = Location::archive;
+  archived.state = RecordState::archived;
+  ASSERT_TRUE(store().put(archived));
+  const RecordRow got = **store().get("archived-early");
+  EXPECT_EQ(got.location, Location::archive);
+  EXPECT_EQ(got.state, RecordState::archived);
+  EXPECT_EQ(got.fields, nlohmann::json({{"email", "archived-early@example.com"}}));
+  const auto due = store().due(Instant{10000}, 10);
+  ASSERT_TRUE(due);
+  ASSERT_EQ(due->size(), 2u);
+  EXPECT_EQ((*due)[0].key, "archived-early");
+  EXPECT_EQ((*due)[1].key, "active-late");
+  EXPECT_EQ(*store().next_due(), Instant{2000});
+  EXPECT_EQ(store().counts()->archived, 1);
+  EXPECT_EQ(store().counts()->active, 1);
+  EXPECT_EQ(store().by_subject("subject-of-archived-early")->size(), 1u);
+  // Removing from the wrong place changes nothing.
+  ASSERT_TRUE(store().remove("archived-early", Location::active));
+  EXPECT_TRUE(store().get("archived-early")->has_value());
+  ASSERT_TRUE(store().remove("archived-early", Location::archive));
+  EXPECT_FALSE(store().get("archived-early")->has_value());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::Values(Backend{"sqlite", open_sqlite}),
                          [](const ::testing::TestParamInfo<Backend>& p) { return p.param.name; });
 
@@ -174,6 +200,8 @@ TEST(SqliteStore, DatabaseFileIsPrivateAndMigratedToTheLatestVersion) {
   auto store = open_sqlite(dir.path());
   struct stat st{};
   ASSERT_EQ(::stat((dir.path() / "retention.db").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat((dir.path() / "archive.db").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_GE(latest_schema_version(), 1);
   store.reset();

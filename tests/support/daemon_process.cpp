@@ -100,6 +100,7 @@ DaemonProcess::DaemonProcess(const std::filesystem::path& dir, std::vector<std::
   const auto notify_path = dir / "notify.sock";
   const int notify = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   const sockaddr_un addr = address(notify_path);
+  std::filesystem::remove(notify_path);  // left by an earlier daemon in the same directory
   if (::bind(notify, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     throw std::runtime_error("bind notify socket failed");
   }
