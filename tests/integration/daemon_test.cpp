@@ -240,6 +240,47 @@ TEST(Daemon, PolicyTableStatesEachRetentionInWords) {
   EXPECT_EQ(client.call("policy.table", {{"format", "html"}})["error"]["data"]["reason"], "invalid_params");
 }
 
+TEST(Daemon, AnInvoiceIsArchivedThenPurgedAcrossRestartsDecadesApart) {
+  TempDir dir;
+  {
+    DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2024-06-01T00:00:00Z"});
+    Client client(daemon.socket());
+    result_of(client.call("record.put", {{"key", "inv-7"}, {"subject", "acme"}, {"category", "oc.invoice"},
+                                         {"fields", {{"amount", "99.00"}}}, {"dates", {{"issued", "2024-05-10"}}}}), 1);
+    EXPECT_EQ(result_of(client.call("sweep"), 2)["archived"], 0);
+    EXPECT_EQ(daemon.stop(SIGTERM), 0);
+  }
+  {
+    // Two years later: the fiscal year of issue ended on 2025-01-01; the start-up catch-up archives it.
+    DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2026-06-01T00:00:00Z"});
+    Client client(daemon.socket());
+    result_of(client.call("sweep"), 1);
+    const json explain = result_of(client.call("record.explain", {{"key", "inv-7"}}), 2);
+    EXPECT_EQ(explain["state"], "archived");
+    EXPECT_EQ(explain["phases"][0]["done"], true);
+    EXPECT_EQ(explain["next"], json::parse(R"({"phase":1,"action":"purge","due":"2035-01-01T00:00:00Z","waiting_for":[]})"));
+    EXPECT_EQ(client.call("record.get", {{"key", "inv-7"}})["error"]["code"], -32001);
+    const json got = result_of(client.call("record.get", {{"key", "inv-7"}, {"include_archived", true}}), 4);
+    EXPECT_EQ(got["state"], "archived");
+    EXPECT_EQ(got["fields"], json::parse(R"({"amount":"99.00"})"));
+    EXPECT_EQ(result_of(client.call("status"), 5)["records"], json::parse(R"({"active":0,"archived":1,"anonymised":0})"));
+    EXPECT_EQ(daemon.stop(SIGTERM), 0);
+  }
+  {
+    DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2086-01-01T00:00:00Z"});
+    Client client(daemon.socket());
+    result_of(client.call("sweep"), 1);
+    const json explain = result_of(client.call("record.explain", {{"key", "inv-7"}}), 2);
+    EXPECT_EQ(explain["state"], "purged");
+    EXPECT_EQ(explain["audit_seq"], 2);
+    const json tail = result_of(client.call("audit.tail", {{"key", "inv-7"}}), 3);
+    ASSERT_EQ(tail["entries"].size(), 2u);
+    EXPECT_EQ(tail["entries"][0]["action"], "archive");
+    EXPECT_EQ(tail["entries"][1]["action"], "purge");
+    EXPECT_EQ(result_of(client.call("audit.verify"), 4)["ok"], true);
+  }
+}
+
 TEST(Daemon, BadRequestsGetPreciseErrorsAndTheConnectionKeepsServing) {
   TempDir dir;
   DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2030-01-01T00:00:00Z"});

@@ -16,8 +16,10 @@ namespace {
 
 using nlohmann::json;
 
-// How many times `needle` occurs in the files under `dir`, per file.
-std::map<std::string, int> occurrences(const std::filesystem::path& dir, const std::string& needle) {
+// Where `needle` occurs in the files under `dir`: per file, the count and
+// the first occurrence with what follows it (to name the value).
+std::map<std::string, int> occurrences(const std::filesystem::path& dir, const std::string& needle,
+                                       std::string* sample = nullptr) {
   std::map<std::string, int> found;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
     if (!entry.is_regular_file()) continue;
@@ -25,6 +27,7 @@ std::map<std::string, int> occurrences(const std::filesystem::path& dir, const s
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     for (auto at = bytes.find(needle); at != std::string::npos; at = bytes.find(needle, at + 1)) {
       ++found[entry.path().filename().string()];
+      if (sample != nullptr && sample->empty()) *sample = bytes.substr(at, 24);
     }
   }
   return found;
@@ -55,6 +58,11 @@ legal_basis = "consent"
 phases = [ { action = "anonymise", at = "collected + 1 day" } ]
 anonymise = { kept = "keep", ip = "truncate_ip" }
 [[categories]]
+name = "arch"
+purpose = "archived, then erased on request"
+legal_basis = "consent"
+phases = [ { action = "archive", at = "collected + 1 day" }, { action = "purge", at = "collected + 100 years" } ]
+[[categories]]
 name = "long"
 purpose = "erased on request, or kept"
 legal_basis = "consent"
@@ -80,6 +88,8 @@ phases = [ { action = "purge", at = "collected + 100 years" } ]
                      {"dates", {{"collected", "2020-01-01"}}}});
     batch.push_back({{"key", "e" + n}, {"subject", "SUBJ-ERASE-" + std::to_string(i % 20)}, {"category", "long"},
                      {"fields", {{"v", "CANARY-ERASE-" + n + pad}}}});
+    batch.push_back({{"key", "x" + n}, {"subject", "SUBJ-ARCH-" + std::to_string(i % 20)}, {"category", "arch"},
+                     {"fields", {{"v", "CANARY-ARCH-" + n + pad}}}, {"dates", {{"collected", "2020-01-01"}}}});
     batch.push_back({{"key", "r" + n}, {"subject", "keeper"}, {"category", "long"},
                      {"fields", {{"v", "CANARY-REPLACED-" + n + pad}}}});
     batch.push_back({{"key", "k" + n}, {"subject", "keeper"}, {"category", "long"},
@@ -98,15 +108,20 @@ phases = [ { action = "purge", at = "collected + 100 years" } ]
   const json sweep = client.call("sweep");
   EXPECT_EQ(sweep["result"]["purged"], kPerKind);
   EXPECT_EQ(sweep["result"]["anonymised"], kPerKind);
+  EXPECT_EQ(sweep["result"]["archived"], kPerKind);
   for (int s = 0; s < 20; ++s) {
-    const json erased = client.call("subject.erase", {{"subject", "SUBJ-ERASE-" + std::to_string(s)}, {"reason", "request"}});
-    EXPECT_EQ(erased["result"]["erased"].size(), static_cast<std::size_t>(kPerKind / 20));
+    for (const char* who : {"SUBJ-ERASE-", "SUBJ-ARCH-"}) {  // from the active database and from the archive
+      const json erased = client.call("subject.erase", {{"subject", who + std::to_string(s)}, {"reason", "request"}});
+      EXPECT_EQ(erased["result"]["erased"].size(), static_cast<std::size_t>(kPerKind / 20));
+    }
   }
 
   const auto scan = [&](const char* when) {
-    for (const char* destroyed : {"CANARY-", "SUBJ-GONE-", "SUBJ-ANON-", "SUBJ-ERASE-", "10.9.8.7"}) {
-      const auto found = occurrences(daemon.state_dir(), destroyed);
-      EXPECT_TRUE(found.empty()) << when << ": '" << destroyed << "' still readable in " << describe(found);
+    for (const char* destroyed : {"CANARY-", "SUBJ-GONE-", "SUBJ-ANON-", "SUBJ-ERASE-", "SUBJ-ARCH-", "10.9.8.7"}) {
+      std::string sample;
+      const auto found = occurrences(daemon.state_dir(), destroyed, &sample);
+      EXPECT_TRUE(found.empty()) << when << ": '" << destroyed << "' still readable in " << describe(found)
+                                 << " e.g. '" << sample << "'";
     }
     // Positive controls: the same scan finds what was kept.
     for (const char* kept : {"CONTROL-KEPT-", "KEPT-A-", "NEW-VALUE-", "10.9.8.0"}) {
