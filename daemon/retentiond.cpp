@@ -8,6 +8,7 @@
 #include "lib/util/asio.hpp"
 #include <cxxopts.hpp>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <optional>
 
@@ -79,17 +80,14 @@ class Waker {
 
   void fire() {
     auto report = m_sweeper.run_to_completion(rd::actions::Actor{"scheduler"});
-    if (!report) {
-      spdlog::error("sweep.failed {}", report.error().message);
-    } else if (report->counts.actions() > 0 || report->counts.stuck > 0) {
-      spdlog::info("sweep.done archived={} anonymised={} purged={} held={} stuck={} ms={}", report->counts.archived,
-                   report->counts.anonymised, report->counts.purged, report->counts.held, report->counts.stuck,
-                   report->duration_ms);
-    }
+    if (!report) spdlog::error("sweep.failed {}", report.error().message);  // retried at the next wake
+    // Wake at the next due time, or at the check interval. A due time
+    // already past belongs to a held record the sweep skipped: wait for the
+    // check interval rather than spinning.
     std::chrono::seconds delay = kCheckInterval;
     if (auto next = m_service.store().next_due(); next && *next) {
       const auto until = (**next).seconds - m_service.clock().now().seconds;
-      delay = std::clamp(std::chrono::seconds(until), std::chrono::seconds(1), kCheckInterval);
+      if (until > 0) delay = std::min(std::chrono::seconds(until), kCheckInterval);
     }
     arm(delay);
   }
@@ -187,12 +185,24 @@ int run(const cxxopts::ParseResult& opts) {
   //    overdue), readiness.
   Waker waker(io, service, sweeper);
   waker.arm(std::chrono::seconds(0));
+  // SIGHUP will reload through the reload guard (issue 4); until then it is
+  // caught and logged, so it cannot kill the daemon by default action.
+  asio::signal_set hangup(io, SIGHUP);
+  std::function<void()> wait_hangup = [&] {
+    hangup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      spdlog::warn("config.reload_unsupported SIGHUP received; reloading is not implemented yet, the policy is unchanged");
+      wait_hangup();
+    });
+  };
+  wait_hangup();
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int signo) {
     if (ec) return;
     spdlog::info("daemon.stopping signal={}", signo);
     sd_notify(0, "STOPPING=1");
     waker.cancel();
+    hangup.cancel();
     server.stop();
     io.stop();
   });

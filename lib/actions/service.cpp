@@ -85,10 +85,17 @@ std::optional<nlohmann::json> anonymise_value(const nlohmann::json& value, polic
       if (!value.is_string()) return nlohmann::json("[redacted]");
       return truncate_ip(value.get<std::string>());
     case Strategy::year_only: {
-      if (!value.is_string()) return nlohmann::json("[redacted]");
-      auto t = calendar::parse_instant(value.get<std::string>());
-      if (!t) return nlohmann::json("[redacted]");
-      return nlohmann::json(calendar::format_instant(*t).substr(0, 4));
+      // A date or timestamp of any year (birth dates are before 1970, and
+      // a stored timestamp may lack an offset): its written year.
+      static const std::regex kDate(R"(^(\d{4})-(\d{2})-(\d{2})([Tt ].*)?$)");
+      std::smatch m;
+      const std::string text = value.is_string() ? value.get<std::string>() : std::string();
+      if (!std::regex_match(text, m, kDate)) return nlohmann::json("[redacted]");
+      const int year = std::stoi(m[1].str()), month = std::stoi(m[2].str()), day = std::stoi(m[3].str());
+      if (month < 1 || month > 12 || day < 1 || day > calendar::days_in_month(year, month)) {
+        return nlohmann::json("[redacted]");
+      }
+      return nlohmann::json(m[1].str());
     }
   }
   return nlohmann::json("[redacted]");
@@ -306,6 +313,7 @@ Result<std::int64_t> Service::record_event(const nlohmann::json& params) {
       rows = std::move(*found);
     }
     for (auto& row : rows) {
+      if (row.state == RecordState::anonymised) continue;  // no longer anyone's data: not an event target
       const policy::Category* category = m_policy->find(row.category);
       if (category == nullptr || !category->allows_date(*name)) continue;  // left as it is, not counted
       row.dates[*name] = *at;
@@ -705,6 +713,12 @@ Result<std::int64_t> Service::place_hold(const nlohmann::json& params, const Act
 }
 
 Status Service::release_hold(const nlohmann::json& params, const Actor& actor) {
+  auto st = release_hold_row(params, actor);
+  if (st) scrub();  // the deleted hold row may have named a subject
+  return st;
+}
+
+Status Service::release_hold_row(const nlohmann::json& params, const Actor& actor) {
   if (auto st = only_keys(params, {"id", "reason"}); !st) return st;
   const auto it = params.find("id");
   if (it == params.end() || !it->is_number_integer()) return bad("invalid_params", "'id' must be an integer");

@@ -274,7 +274,7 @@ class Builder {
     if (const auto* n = d.find("reload_guard")) get_int(*n, "daemon.reload_guard", 0, INT64_MAX / 2, s.reload_guard);
     if (const auto* n = d.find("log_level")) {
       if (get_string(*n, "daemon.log_level", s.log_level) && s.log_level == "warning") s.log_level = "warn";
-      if (!s.log_level.empty() &&
+      if (
           std::find(kLogLevels.begin(), kLogLevels.end(), s.log_level) == kLogLevels.end()) {
         error(n->pos, "daemon.log_level", "unknown level '" + s.log_level + "' (expected " + join_views(kLogLevels) + ")");
       }
@@ -352,7 +352,7 @@ class Builder {
 
     if (const auto* v = n.find("dates")) read_dates(*v, path + ".dates", c);
     if (const auto* v = n.find("phases")) read_phases(*v, path + ".phases", c);
-    if (c.phases.empty() && !n.find("phases")) {
+    if (c.phases.empty() && error_count() == errors_before) {
       warning(n.pos, path + ".phases", "category '" + c.name + "' has no phases: its records are kept until erased");
     }
 

@@ -1,5 +1,7 @@
 #include "lib/scheduler/sweeper.hpp"
 
+#include <spdlog/spdlog.h>
+
 namespace retentiond::scheduler {
 
 Result<SweepReport> Sweeper::run_to_completion(const actions::Actor& actor) {
@@ -20,6 +22,12 @@ Result<SweepReport> Sweeper::run_to_completion(const actions::Actor& actor) {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
   report.finished_at = m_service.clock().now();
   m_last = report;
+  // One summary line per sweep that found anything, never one per record.
+  if (report.counts.actions() > 0 || report.counts.held > 0 || report.counts.stuck > 0) {
+    spdlog::info("sweep.done actor={} archived={} anonymised={} purged={} held={} stuck={} batches={} ms={}", actor.name,
+                 report.counts.archived, report.counts.anonymised, report.counts.purged, report.counts.held,
+                 report.counts.stuck, report.batches, report.duration_ms);
+  }
   return report;
 }
 

@@ -28,6 +28,9 @@ TEST(Anonymise, StrategiesGiveTheSpecifiedValues) {
   EXPECT_EQ(anonymise_value("1984-07-14", Strategy::year_only, kSecret), json("1984"));
   EXPECT_EQ(anonymise_value("2024-02-29T13:00:00+02:00", Strategy::year_only, kSecret), json("2024"));
   EXPECT_EQ(anonymise_value("last summer", Strategy::year_only, kSecret), json("[redacted]"));
+  EXPECT_EQ(anonymise_value("1950-03-02", Strategy::year_only, kSecret), json("1950"));  // birth dates predate 1970
+  EXPECT_EQ(anonymise_value("2024-02-29T13:00:00", Strategy::year_only, kSecret), json("2024"));  // no offset
+  EXPECT_EQ(anonymise_value("2023-02-30", Strategy::year_only, kSecret), json("[redacted]"));  // no such day
   EXPECT_EQ(anonymise_value(1984, Strategy::year_only, kSecret), json("[redacted]"));
 }
 
@@ -157,6 +160,15 @@ TEST_F(ServiceTest, AllDuePhasesRunInTheSameSweep) {
   const auto& disposal = std::get<Disposal>(*explained);
   EXPECT_EQ(disposal.audit_seq, 2);
   EXPECT_EQ(disposal.purged_at, m_clock.now());
+}
+
+TEST_F(ServiceTest, AnEventDoesNotTouchAnAnonymisedRecord) {
+  ASSERT_TRUE(m_service->put({{"key", "u1"}, {"subject", "a"}, {"category", "usage"}, {"dates", {{"last_use", "2028-06-01"}}}}));
+  ASSERT_EQ(sweep()->anonymised, 1);
+  const auto updated = m_service->record_event({{"key", "u1"}, {"name", "last_use"}, {"at", "2029-12-01"}});
+  ASSERT_TRUE(updated);
+  EXPECT_EQ(*updated, 0);
+  EXPECT_EQ((**m_store->get("u1")).dates.at("last_use"), calendar::parse_instant("2028-06-01").value());
 }
 
 TEST_F(ServiceTest, PutOnAnAnonymisedKeyIsAConflict) {

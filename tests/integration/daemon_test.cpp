@@ -281,6 +281,18 @@ TEST(Daemon, AnInvoiceIsArchivedThenPurgedAcrossRestartsDecadesApart) {
   }
 }
 
+TEST(Daemon, SighupDoesNotKillTheDaemon) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path(), {"--config", kConfig});
+  Client client(daemon.socket());
+  daemon.signal(SIGHUP);
+  // The reply to a request sent after the signal proves it was survived:
+  // signals are handled on the same loop, in order.
+  EXPECT_EQ(result_of(client.call("status"), 1)["records"]["active"], 0);
+  EXPECT_EQ(result_of(client.call("status"), 2)["paused"], nullptr);
+  EXPECT_EQ(daemon.stop(SIGTERM), 0);
+}
+
 TEST(Daemon, BadRequestsGetPreciseErrorsAndTheConnectionKeepsServing) {
   TempDir dir;
   DaemonProcess daemon(dir.path(), {"--config", kConfig, "--now", "2030-01-01T00:00:00Z"});

@@ -1170,3 +1170,25 @@ TEST(PolicyFile, LoadedPolicyRemembersItsSourcePath) {
 
 }  // namespace
 }  // namespace retentiond::policy
+
+namespace retentiond::policy {
+namespace {
+
+TEST(PolicyDaemon, AnEmptyLogLevelIsRejectedRatherThanSilencingTheLog) {
+  const auto r = load_policy_text("[daemon]\nstate_dir = \"/d\"\nlog_level = \"\"\n", ConfFormat::toml, "p.toml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.first_error().find("p.toml:3:"), std::string::npos) << r.first_error();
+  EXPECT_NE(r.first_error().find("daemon.log_level: unknown level ''"), std::string::npos) << r.first_error();
+}
+
+TEST(PolicyWarnings, AnEmptyPhaseListWarnsLikeAMissingOne) {
+  const auto r = load_policy_text(
+      "[daemon]\nstate_dir = \"/d\"\n[[categories]]\nname = \"c\"\npurpose = \"p\"\nlegal_basis = \"consent\"\nphases = []\n",
+      ConfFormat::toml, "p.toml");
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r.diagnostics.size(), 2u);  // no socket, and no phases
+  EXPECT_NE(r.diagnostics[1].to_string().find("has no phases"), std::string::npos) << r.diagnostics[1].to_string();
+}
+
+}  // namespace
+}  // namespace retentiond::policy

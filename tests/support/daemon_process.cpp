@@ -149,6 +149,10 @@ DaemonProcess::DaemonProcess(const std::filesystem::path& dir, std::vector<std::
   ::close(notify);
 }
 
+void DaemonProcess::signal(int signo) {
+  if (m_pid > 0) ::kill(m_pid, signo);
+}
+
 int DaemonProcess::stop(int signo) {
   if (m_pid < 0) return -1;
   ::kill(m_pid, signo);

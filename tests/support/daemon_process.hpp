@@ -58,6 +58,8 @@ class DaemonProcess {
 
   const std::filesystem::path& socket() const { return m_socket; }
   const std::filesystem::path& state_dir() const { return m_state; }
+  // Sends `signo` without waiting.
+  void signal(int signo);
   // Sends `signo` and waits for the exit status (-1 if it does not exit in 20 s).
   int stop(int signo);
 
