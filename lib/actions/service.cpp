@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "lib/crypto/crypto.hpp"
+#include "lib/util/params.hpp"
 
 namespace retentiond::actions {
 
@@ -31,16 +32,6 @@ namespace {
 
 Error bad(std::string reason, std::string message) {
   return Error::invalid_params(std::move(reason), std::move(message));
-}
-
-// Checks that `params` has only `allowed` keys (extra parameters are an error).
-Status only_keys(const nlohmann::json& params, std::initializer_list<std::string_view> allowed) {
-  for (const auto& [k, v] : params.items()) {
-    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
-      return bad("invalid_params", "unknown parameter '" + k + "'");
-    }
-  }
-  return {};
 }
 
 Result<std::string> required_string(const nlohmann::json& params, const char* name, std::size_t max_bytes) {
@@ -665,6 +656,22 @@ std::vector<std::int64_t> HoldSet::covering(const RecordRow& row) const {
 
 bool HoldSet::covers(const RecordRow& row) const { return !covering(row).empty(); }
 
+// The audit entry for placing or releasing `hold`: the target goes in the
+// key, category or (as an HMAC) subject field, by the hold's scope.
+audit::Entry Service::hold_entry(const store::HoldRow& hold, const char* action, const Actor& actor,
+                                 std::string reason) const {
+  audit::Entry entry;
+  entry.at = m_clock.now();
+  entry.action = action;
+  if (hold.scope == "key") entry.key = hold.target;
+  if (hold.scope == "category") entry.category = hold.target;
+  if (hold.scope == "subject") entry.subject = hold.target;
+  entry.actor = actor.name;
+  entry.reason = std::move(reason);
+  entry.policy_hash = m_policy->hash;
+  return entry;
+}
+
 Result<HoldSet> Service::load_holds() {
   auto rows = m_store.holds();
   if (!rows) return std::move(rows).error();
@@ -691,20 +698,11 @@ Result<std::int64_t> Service::place_hold(const nlohmann::json& params, const Act
       if (!row) return std::move(row).error();
       if (!*row) return Error::not_found("no record with key '" + *target + "'");
     }
-    const Instant now = m_clock.now();
-    auto added = m_store.add_hold(store::HoldRow{0, scope, *target, *reason, now, actor.name});
+    const store::HoldRow hold{0, scope, *target, *reason, m_clock.now(), actor.name};
+    auto added = m_store.add_hold(hold);
     if (!added) return std::move(added).error();
     id = *added;
-    audit::Entry entry;
-    entry.at = now;
-    entry.action = "hold.place";
-    if (std::string_view(scope) == "key") entry.key = *target;
-    if (std::string_view(scope) == "category") entry.category = *target;
-    if (std::string_view(scope) == "subject") entry.subject = *target;
-    entry.actor = actor.name;
-    entry.reason = "hold " + std::to_string(id) + ": " + *reason;
-    entry.policy_hash = m_policy->hash;
-    auto appended = m_audit.append(entry);
+    auto appended = m_audit.append(hold_entry(hold, "hold.place", actor, "hold " + std::to_string(id) + ": " + *reason));
     if (!appended) return std::move(appended).error();
     return {};
   });
@@ -735,16 +733,8 @@ Status Service::release_hold_row(const nlohmann::json& params, const Actor& acto
     if (h == holds->end()) return Error::not_found("no hold with id " + std::to_string(id));
     auto removed = m_store.remove_hold(id);
     if (!removed) return std::move(removed).error();
-    audit::Entry entry;
-    entry.at = m_clock.now();
-    entry.action = "hold.release";
-    if (h->scope == "key") entry.key = h->target;
-    if (h->scope == "category") entry.category = h->target;
-    if (h->scope == "subject") entry.subject = h->target;
-    entry.actor = actor.name;
-    entry.reason = "hold " + std::to_string(id) + (reason ? ": " + *reason : std::string());
-    entry.policy_hash = m_policy->hash;
-    auto appended = m_audit.append(entry);
+    auto appended = m_audit.append(
+        hold_entry(*h, "hold.release", actor, "hold " + std::to_string(id) + (reason ? ": " + *reason : std::string())));
     if (!appended) return std::move(appended).error();
     return {};
   });

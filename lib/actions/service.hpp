@@ -189,6 +189,8 @@ class Service {
   void anonymise(store::RecordRow& row, const policy::Category& category) const;
   Result<store::RecordRow> prepare_put(const nlohmann::json& params) const;
   Status store_put(const store::RecordRow& row);
+  audit::Entry hold_entry(const store::HoldRow& hold, const char* action, const Actor& actor,
+                          std::string reason) const;
   Status release_hold_row(const nlohmann::json& params, const Actor& actor);
   void reschedule(store::RecordRow& row, const policy::Category& category) const;
 

@@ -1,5 +1,7 @@
 #include "lib/protocol/dispatcher.hpp"
 
+#include "lib/util/params.hpp"
+
 #include <stdexcept>
 
 namespace retentiond::protocol {
@@ -53,15 +55,6 @@ json record_json(const store::RecordRow& r, const std::optional<actions::PhaseSc
 template <typename T>
 json opt(const std::optional<T>& v) {
   return v ? json(*v) : json(nullptr);
-}
-
-Status no_params_except(const json& params, std::initializer_list<std::string_view> allowed) {
-  for (const auto& [k, v] : params.items()) {
-    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
-      return Error::invalid_params("invalid_params", "unknown parameter '" + k + "'");
-    }
-  }
-  return {};
 }
 
 Result<bool> optional_bool(const json& params, const char* name, bool fallback) {
@@ -198,14 +191,14 @@ void Dispatcher::register_methods() {
 }
 
 Result<json> Dispatcher::help(const json& params) {
-  if (auto st = no_params_except(params, {}); !st) return std::move(st).error();
+  if (auto st = only_keys(params, {}); !st) return std::move(st).error();
   json methods = json::array();
   for (const auto& m : m_methods) methods.push_back({{"name", m.name}, {"role", to_string(m.role)}, {"summary", m.summary}});
   return json{{"methods", methods}};
 }
 
 Result<json> Dispatcher::status(const json& params) {
-  if (auto st = no_params_except(params, {}); !st) return std::move(st).error();
+  if (auto st = only_keys(params, {}); !st) return std::move(st).error();
   auto& store = m_ctx.service.store();
   const auto now = m_ctx.service.clock().now();
   auto counts = store.counts();
@@ -240,7 +233,7 @@ Result<json> Dispatcher::status(const json& params) {
 }
 
 Result<json> Dispatcher::policy_get(const json& params) {
-  if (auto st = no_params_except(params, {}); !st) return std::move(st).error();
+  if (auto st = only_keys(params, {}); !st) return std::move(st).error();
   const auto& policy = m_ctx.service.policy();
   json categories = json::array();
   for (const auto& c : policy.categories) {
@@ -272,7 +265,7 @@ Result<json> Dispatcher::record_put(const json& params) {
 }
 
 Result<json> Dispatcher::record_put_many(const json& params) {
-  if (auto st = no_params_except(params, {"records"}); !st) return std::move(st).error();
+  if (auto st = only_keys(params, {"records"}); !st) return std::move(st).error();
   const auto it = params.find("records");
   if (it == params.end()) return Error::invalid_params("invalid_params", "missing parameter 'records'");
   if (it->is_array() && it->size() > m_limits.max_put_many) {
@@ -285,7 +278,7 @@ Result<json> Dispatcher::record_put_many(const json& params) {
 }
 
 Result<json> Dispatcher::record_explain(const json& params) {
-  if (auto st = no_params_except(params, {"key"}); !st) return std::move(st).error();
+  if (auto st = only_keys(params, {"key"}); !st) return std::move(st).error();
   const auto it = params.find("key");
   if (it == params.end() || !it->is_string()) return Error::invalid_params("invalid_params", "'key' must be a string");
   auto r = m_ctx.service.explain(it->get<std::string>());
@@ -307,7 +300,7 @@ Result<json> Dispatcher::record_explain(const json& params) {
 }
 
 Result<json> Dispatcher::record_get(const json& params) {
-  if (auto st = no_params_except(params, {"key", "include_archived"}); !st) return std::move(st).error();
+  if (auto st = only_keys(params, {"key", "include_archived"}); !st) return std::move(st).error();
   const auto it = params.find("key");
   if (it == params.end() || !it->is_string()) return Error::invalid_params("invalid_params", "'key' must be a string");
   auto include_archived = optional_bool(params, "include_archived", false);
@@ -327,7 +320,7 @@ Result<json> Dispatcher::event_record(const json& params) {
 }
 
 Result<json> Dispatcher::audit_tail(const json& params) {
-  if (auto st = no_params_except(params, {"limit", "after", "key", "subject"}); !st) return std::move(st).error();
+  if (auto st = only_keys(params, {"limit", "after", "key", "subject"}); !st) return std::move(st).error();
   store::Store::AuditQuery q;
   if (const auto it = params.find("limit"); it != params.end()) {
     if (!it->is_number_integer() || it->get<std::int64_t>() < 1 || it->get<std::int64_t>() > 10000) {
@@ -361,7 +354,7 @@ Result<json> Dispatcher::audit_tail(const json& params) {
 }
 
 Result<json> Dispatcher::audit_verify(const json& params) {
-  if (auto st = no_params_except(params, {}); !st) return std::move(st).error();
+  if (auto st = only_keys(params, {}); !st) return std::move(st).error();
   auto report = audit::verify(m_ctx.service.store());
   if (!report) return std::move(report).error();
   return json{{"ok", report->ok}, {"entries", report->entries}, {"first_bad", opt(report->first_bad)},
@@ -431,7 +424,7 @@ Result<json> Dispatcher::hold_release(const json& params, const Caller& caller) 
 }
 
 Result<json> Dispatcher::hold_list(const json& params) {
-  if (auto st = no_params_except(params, {}); !st) return std::move(st).error();
+  if (auto st = only_keys(params, {}); !st) return std::move(st).error();
   auto holds = m_ctx.service.load_holds();
   if (!holds) return std::move(holds).error();
   json out = json::array();
@@ -443,7 +436,7 @@ Result<json> Dispatcher::hold_list(const json& params) {
 }
 
 Result<json> Dispatcher::sweep(const json& params, const Caller& caller) {
-  if (auto st = no_params_except(params, {"dry_run"}); !st) return std::move(st).error();
+  if (auto st = only_keys(params, {"dry_run"}); !st) return std::move(st).error();
   auto dry_run = optional_bool(params, "dry_run", false);
   if (!dry_run) return std::move(dry_run).error();
   if (*dry_run) {
