@@ -133,11 +133,6 @@ int run(const cxxopts::ParseResult& opts) {
     spdlog::critical("startup.failed cannot create state directory {}: {}", state_dir.string(), fs_ec.message());
     return kStartupError;
   }
-  auto store = rd::store::open_sqlite_store(state_dir / "retention.db");
-  if (!store) {
-    spdlog::critical("startup.failed {}", store.error().message);
-    return kStartupError;
-  }
   bool created = false;
   const std::filesystem::path secret_path =
       settings.secret_file.empty() ? state_dir / "secret" : std::filesystem::path(settings.secret_file);
@@ -147,6 +142,14 @@ int run(const cxxopts::ParseResult& opts) {
     return kStartupError;
   }
   if (created) spdlog::info("secret.created path={}", secret_path.string());
+
+  rd::store::SqliteOptions store_options;
+  store_options.secret = *secret;
+  auto store = rd::store::open_sqlite_store(state_dir / "retention.db", store_options);
+  if (!store) {
+    spdlog::critical("startup.failed {}", store.error().message);
+    return kStartupError;
+  }
 
   // 4. Wire the modules.
   const auto started_at = clock->now();

@@ -205,24 +205,9 @@ Status Service::store_put(const RecordRow& row) {
 Result<RecordRow> Service::put(const nlohmann::json& params) {
   auto row = prepare_put(params);
   if (!row) return row;
-  bool replaced = false;
-  Status st = m_store.transaction([&]() -> Status {
-    auto existing = m_store.get(row->key);
-    if (!existing) return std::move(existing).error();
-    replaced = existing->has_value();
-    return store_put(*row);
-  });
+  Status st = m_store.transaction([&]() -> Status { return store_put(*row); });
   if (!st) return std::move(st).error();
-  if (replaced) scrub();  // the replaced values must not linger
   return row;
-}
-
-bool Service::scrub() {
-  if (auto st = m_store.scrub(); !st) {
-    spdlog::warn("scrub.incomplete {}", st.error().message);
-    return false;
-  }
-  return true;
 }
 
 Result<std::size_t> Service::put_many(const nlohmann::json& records) {
@@ -240,18 +225,13 @@ Result<std::size_t> Service::put_many(const nlohmann::json& records) {
     rows.push_back(std::move(row).value());
   }
   std::size_t failed_at = 0;
-  bool replaced = false;
   Status st = m_store.transaction([&]() -> Status {
     for (std::size_t i = 0; i < rows.size(); ++i) {
       failed_at = i;
-      auto existing = m_store.get(rows[i].key);
-      if (!existing) return std::move(existing).error();
-      replaced = replaced || existing->has_value();
       if (auto s = store_put(rows[i]); !s) return s;
     }
     return {};
   });
-  if (st && replaced) scrub();
   if (!st) {
     Error e = std::move(st).error();
     if (e.code == ErrorCode::conflict) return with_index(std::move(e), failed_at);
@@ -522,7 +502,6 @@ Result<ErasureReport> Service::erase_subject(const nlohmann::json& params, const
     return {};
   });
   if (!st) return std::move(st).error();
-  if (!dry_run && !report.erased.empty()) scrub();
   return report;
 }
 
@@ -711,12 +690,6 @@ Result<std::int64_t> Service::place_hold(const nlohmann::json& params, const Act
 }
 
 Status Service::release_hold(const nlohmann::json& params, const Actor& actor) {
-  auto st = release_hold_row(params, actor);
-  if (st) scrub();  // the deleted hold row may have named a subject
-  return st;
-}
-
-Status Service::release_hold_row(const nlohmann::json& params, const Actor& actor) {
   if (auto st = only_keys(params, {"id", "reason"}); !st) return st;
   const auto it = params.find("id");
   if (it == params.end() || !it->is_number_integer()) return bad("invalid_params", "'id' must be an integer");

@@ -167,10 +167,6 @@ class Service {
   // one audit entry per record; reports what is retained and why.
   Result<ErasureReport> erase_subject(const nlohmann::json& params, const Actor& actor);
 
-  // Erases destroyed values from the store's files (see Store::scrub); logs
-  // and returns false when it could not complete.
-  bool scrub();
-
   // plan: every phase due before `until`, overdue ones in the first month.
   Result<Plan> plan(const nlohmann::json& params);
 
@@ -191,7 +187,6 @@ class Service {
   Status store_put(const store::RecordRow& row);
   audit::Entry hold_entry(const store::HoldRow& hold, const char* action, const Actor& actor,
                           std::string reason) const;
-  Status release_hold_row(const nlohmann::json& params, const Actor& actor);
   void reschedule(store::RecordRow& row, const policy::Category& category) const;
 
   store::Store& m_store;

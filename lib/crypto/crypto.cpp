@@ -48,6 +48,64 @@ std::string random_bytes(std::size_t n) {
   return out;
 }
 
+namespace {
+
+constexpr unsigned char kSealVersion = 1;
+constexpr int kTagBytes = 16;
+constexpr unsigned char kZeroNonce[12] = {};
+
+struct CipherCtx {
+  CipherCtx() : ctx(EVP_CIPHER_CTX_new()) {
+    if (ctx == nullptr) throw std::runtime_error("EVP_CIPHER_CTX_new failed");
+  }
+  ~CipherCtx() { EVP_CIPHER_CTX_free(ctx); }
+  CipherCtx(const CipherCtx&) = delete;
+  CipherCtx& operator=(const CipherCtx&) = delete;
+  EVP_CIPHER_CTX* ctx;
+};
+
+const unsigned char* bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
+
+}  // namespace
+
+std::string seal_once(std::string_view key, std::string_view aad, std::string_view plaintext) {
+  if (key.size() != kSealKeyBytes) throw std::invalid_argument("seal_once: key must be 32 bytes");
+  CipherCtx c;
+  std::string out(1 + plaintext.size() + kTagBytes, '\0');
+  out[0] = static_cast<char>(kSealVersion);
+  auto* body = reinterpret_cast<unsigned char*>(out.data() + 1);
+  int len = 0;
+  if (EVP_EncryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, bytes(key), kZeroNonce) != 1 ||
+      EVP_EncryptUpdate(c.ctx, nullptr, &len, bytes(aad), static_cast<int>(aad.size())) != 1 ||
+      EVP_EncryptUpdate(c.ctx, body, &len, bytes(plaintext), static_cast<int>(plaintext.size())) != 1 ||
+      EVP_EncryptFinal_ex(c.ctx, body + len, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(c.ctx, EVP_CTRL_GCM_GET_TAG, kTagBytes, body + plaintext.size()) != 1) {
+    throw std::runtime_error("AES-256-GCM encryption failed");
+  }
+  return out;
+}
+
+std::optional<std::string> open_sealed(std::string_view key, std::string_view aad, std::string_view sealed) {
+  if (key.size() != kSealKeyBytes || sealed.size() < 1 + kTagBytes ||
+      static_cast<unsigned char>(sealed[0]) != kSealVersion) {
+    return std::nullopt;
+  }
+  const std::size_t n = sealed.size() - 1 - kTagBytes;
+  CipherCtx c;
+  std::string out(n, '\0');
+  auto* plain = reinterpret_cast<unsigned char*>(out.data());
+  std::string tag(sealed.substr(1 + n));
+  int len = 0;
+  if (EVP_DecryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, bytes(key), kZeroNonce) != 1 ||
+      EVP_DecryptUpdate(c.ctx, nullptr, &len, bytes(aad), static_cast<int>(aad.size())) != 1 ||
+      EVP_DecryptUpdate(c.ctx, plain, &len, bytes(sealed.substr(1)), static_cast<int>(n)) != 1 ||
+      EVP_CIPHER_CTX_ctrl(c.ctx, EVP_CTRL_GCM_SET_TAG, kTagBytes, tag.data()) != 1 ||
+      EVP_DecryptFinal_ex(c.ctx, plain + len, &len) != 1) {
+    return std::nullopt;
+  }
+  return out;
+}
+
 }  // namespace retentiond::crypto
 
 #include <fcntl.h>

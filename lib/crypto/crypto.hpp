@@ -2,6 +2,7 @@
 // Hashes and keyed hashes, through OpenSSL's libcrypto (no hand-written
 // crypto). Pure functions, thread-safe.
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -16,6 +17,17 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view data);
 // `n` bytes from the operating system's CSPRNG; throws std::runtime_error
 // if the generator fails (a fatal start-up condition).
 std::string random_bytes(std::size_t n);
+
+// Authenticated encryption (AES-256-GCM) under a key used exactly once.
+// Because every key seals a single message, the nonce is fixed (all zero);
+// sealing two messages under one key would be unsafe, and callers must not.
+// `aad` is bound to the ciphertext but not encrypted. The sealed form is
+// one version byte, the ciphertext and the 16-byte tag.
+inline constexpr std::size_t kSealKeyBytes = 32;
+std::string seal_once(std::string_view key, std::string_view aad, std::string_view plaintext);
+// The plaintext, or nullopt when the key, aad or ciphertext do not match
+// (a destroyed key, tampering, or the wrong record).
+std::optional<std::string> open_sealed(std::string_view key, std::string_view aad, std::string_view sealed);
 
 }  // namespace retentiond::crypto
 

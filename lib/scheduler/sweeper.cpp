@@ -16,8 +16,6 @@ Result<SweepReport> Sweeper::run_to_completion(const actions::Actor& actor) {
     ++report.batches;
     report.counts += *batch;
   }
-  // Purged and anonymised values must not survive in the WAL.
-  if (report.counts.actions() > 0) m_service.scrub();
   report.duration_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
   report.finished_at = m_service.clock().now();

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "lib/crypto/crypto.hpp"
+#include "lib/store/key_file.hpp"
 #include "lib/store/migrations.hpp"
 
 namespace retentiond::store {
@@ -117,18 +119,41 @@ class Using {
   SQLite::Statement& m_q;
 };
 
+// Associated data binding sealed bytes to their row: a sealed value copied
+// to another record does not open.
+std::string record_aad(const std::string& key) { return "record\n" + key; }
+std::string hold_aad(const std::string& scope) { return "hold\n" + scope; }
+
+[[noreturn]] void fail(Error e) { throw std::runtime_error(e.message); }
+
+// A rollback journal, not WAL: with WAL, SQLite commits a transaction over
+// attached databases atomically per file but not across them, so a crash
+// inside the commit of an archive move could leave the record in both files
+// or in neither. In rollback mode a super-journal makes the commit atomic
+// across retention.db and archive.db. TRUNCATE leaves the journal empty, not
+// holding old pages, after each commit.
+constexpr const char* kJournalMode = "TRUNCATE";
+constexpr int kCacheKiB = 32 * 1024;
+
 class SqliteStore final : public Store {
  public:
-  explicit SqliteStore(const std::filesystem::path& path, const std::filesystem::path& archive_path,
+  explicit SqliteStore(const std::filesystem::path& path, const std::filesystem::path& archive_path, KeyFile keys,
                        const SqliteOptions& options)
-      : m_db(path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE), m_archive_path(archive_path) {
+      : m_db(path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE),
+        m_archive_path(archive_path),
+        m_keys(std::move(keys)),
+        m_secret(options.secret),
+        m_busy_timeout_ms(options.busy_timeout_ms) {
     m_db.setBusyTimeout(options.busy_timeout_ms);
-    // WAL for concurrent readers; secure_delete so deleted values are
-    // overwritten with zeros instead of lingering in free pages; FULL sync
-    // because an acknowledged disposal must survive a power cut.
-    m_db.exec("PRAGMA journal_mode = WAL");
+    // secure_delete so deleted cells are overwritten with zeros (defence in
+    // depth: personal values are sealed anyway); FULL sync because an
+    // acknowledged disposal must survive a power cut.
+    m_db.exec(std::string("PRAGMA journal_mode = ") + kJournalMode);
     m_db.exec("PRAGMA synchronous = FULL");
     m_db.exec("PRAGMA foreign_keys = ON");
+    // Statement journals and sorts in memory: nothing personal is ever
+    // written in clear, but temporary files would cost a write each.
+    m_db.exec("PRAGMA temp_store = MEMORY");
   }
 
   // Migrates retention.db, then attaches archive.db (migrated on its own
@@ -138,7 +163,8 @@ class SqliteStore final : public Store {
       if (auto st = apply_migrations(m_db, embedded_migrations(), latest_schema_version(), "database"); !st) return st;
       {
         SQLite::Database archive(m_archive_path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-        archive.exec("PRAGMA journal_mode = WAL");
+        archive.setBusyTimeout(m_busy_timeout_ms);
+        archive.exec(std::string("PRAGMA journal_mode = ") + kJournalMode);
         if (auto st = apply_migrations(archive, embedded_archive_migrations(), latest_archive_schema_version(),
                                        "archive database");
             !st) {
@@ -147,26 +173,59 @@ class SqliteStore final : public Store {
       }
       m_db.exec("ATTACH DATABASE " + sql_quote(m_archive_path.string()) + " AS archive");
       for (const char* schema : {"main", "archive"}) {
+        m_db.exec(std::string("PRAGMA ") + schema + ".journal_mode = " + kJournalMode);
         m_db.exec(std::string("PRAGMA ") + schema + ".secure_delete = ON");
         m_db.exec(std::string("PRAGMA ") + schema + ".synchronous = FULL");
+        // Page cache per database: the default 2 MB makes every batch
+        // re-read its index pages from the OS.
+        m_db.exec(std::string("PRAGMA ") + schema + ".cache_size = -" + std::to_string(kCacheKiB));
       }
       prepare();
-      return {};
+      if (auto st = seal_plaintext_tables(); !st) return st;
+      return zero_pending_slots();
     } catch (const std::exception& e) {
       return Error::storage(std::string("database migration failed: ") + e.what());
     }
   }
 
+  // Key slots and transactions: a slot allocated here gets its key written
+  // (and synced) before the commit; a rollback zeroes it again. A slot
+  // released here is queued in key_slots_to_zero in the same transaction and
+  // zeroed once the commit has succeeded; the next transaction moves it to
+  // the free list. A crash in between leaves it queued, and start-up zeroes
+  // the queue (zero_pending_slots), so no released key outlives a restart.
   Status transaction(const std::function<Status()>& work) override {
+    if (m_in_tx) return Error::internal("Store::transaction is not reentrant");
+    m_in_tx = true;
+    m_new_slots.clear();
+    m_released.clear();
+    const std::vector<std::int64_t> freeing = m_zeroed;
+    Status result;
     try {
       SQLite::Transaction tx(m_db);
-      Status st = work();
-      if (!st) return st;  // ~Transaction rolls back
-      tx.commit();
-      return {};
+      for (const auto slot : freeing) {
+        exec_int(*m_unqueue_slot, slot);
+        exec_int(*m_free_slot, slot);
+      }
+      result = work();
+      if (result) {
+        if (!m_new_slots.empty()) {
+          if (auto st = m_keys.sync(); !st) fail(st.error());
+        }
+        tx.commit();
+      }
     } catch (const std::exception& e) {
-      return storage_error(e);
+      result = storage_error(e);
     }
+    m_in_tx = false;
+    if (!result) {
+      for (const auto slot : m_new_slots) (void)m_keys.zero(slot);  // best effort: nothing names them
+      return result;
+    }
+    m_zeroed.erase(m_zeroed.begin(), m_zeroed.begin() + static_cast<std::ptrdiff_t>(freeing.size()));
+    m_to_zero.insert(m_to_zero.end(), m_released.begin(), m_released.end());
+    zero_released();
+    return result;
   }
 
   Result<std::optional<RecordRow>> get(const std::string& key) override {
@@ -184,17 +243,13 @@ class SqliteStore final : public Store {
   }
 
   Status put(const RecordRow& row) override {
+    if (!m_in_tx) return transaction([&] { return put(row); });
     try {
       Tables& t = tables(row.location);
-      // Replacing deletes the old personal-data row and writes a new one:
-      // those rows are never updated in place (see migrations/001).
-      exec_key(*t.delete_data, row.key);
-      Using use_d(*t.insert_data);
-      auto& d = *use_d;
-      d.bind(1, row.key);
-      bind_optional(d, 2, row.subject);
-      d.bind(3, row.fields.dump());
-      d.exec();
+      // Every write of personal values gets a fresh key: replacing releases
+      // the old row's slot, so the replaced values die with it.
+      release_data(t, row.key);
+      insert_data(t, row);
       Using use_r(*t.upsert_record);
       auto& r = *use_r;
       r.bind(1, row.key);
@@ -231,9 +286,10 @@ class SqliteStore final : public Store {
   }
 
   Status remove(const std::string& key, Location where) override {
+    if (!m_in_tx) return transaction([&] { return remove(key, where); });
     try {
       Tables& t = tables(where);
-      exec_key(*t.delete_data, key);
+      release_data(t, key);
       exec_key(*t.delete_record, key);
       return {};
     } catch (const std::exception& e) {
@@ -370,8 +426,8 @@ class SqliteStore final : public Store {
     try {
       std::vector<RecordRow> out;
       for (auto* t : {&m_active, &m_archive}) {
-        SQLite::Statement q(m_db, "SELECT " + record_columns(t->schema) + " WHERE d.subject = ? ORDER BY d.key");
-        q.bind(1, subject);
+        SQLite::Statement q(m_db, "SELECT " + record_columns(t->schema) + " WHERE d.subject_ref = ? ORDER BY d.key");
+        q.bind(1, subject_ref(subject));
         while (q.executeStep()) out.push_back(row_from(q, t->location));
       }
       std::sort(out.begin(), out.end(), [](const RecordRow& a, const RecordRow& b) { return a.key < b.key; });
@@ -416,60 +472,54 @@ class SqliteStore final : public Store {
     }
   }
 
+  // A hold's target may be a subject: sealed like a record's values.
   Result<std::int64_t> add_hold(const HoldRow& h) override {
-    try {
-      SQLite::Statement q(m_db, "INSERT INTO holds (scope, target, reason, placed_at, placed_by) VALUES (?, ?, ?, ?, ?)");
-      q.bind(1, h.scope);
-      q.bind(2, h.target);
-      q.bind(3, h.reason);
-      q.bind(4, h.placed_at.seconds);
-      q.bind(5, h.placed_by);
-      q.exec();
-      return m_db.getLastInsertRowid();
-    } catch (const std::exception& e) {
-      return storage_error(e);
-    }
+    std::int64_t id = 0;
+    const auto add = [&]() -> Status {
+      try {
+        insert_hold(h);
+        id = m_db.getLastInsertRowid();
+        return {};
+      } catch (const std::exception& e) {
+        return storage_error(e);
+      }
+    };
+    if (auto st = m_in_tx ? add() : transaction(add); !st) return std::move(st).error();
+    return id;
   }
 
   Result<bool> remove_hold(std::int64_t id) override {
-    try {
-      SQLite::Statement q(m_db, "DELETE FROM holds WHERE id = ?");
-      q.bind(1, id);
-      return q.exec() > 0;
-    } catch (const std::exception& e) {
-      return storage_error(e);
-    }
+    bool removed = false;
+    const auto remove = [&]() -> Status {
+      try {
+        SQLite::Statement q(m_db, "DELETE FROM holds WHERE id = ? RETURNING slot");
+        q.bind(1, id);
+        if (q.executeStep()) {
+          removed = true;
+          release_slot(q.getColumn(0).getInt64());
+        }
+        return {};
+      } catch (const std::exception& e) {
+        return storage_error(e);
+      }
+    };
+    if (auto st = m_in_tx ? remove() : transaction(remove); !st) return std::move(st).error();
+    return removed;
   }
 
   Result<std::vector<HoldRow>> holds() override {
     try {
-      SQLite::Statement q(m_db, "SELECT id, scope, target, reason, placed_at, placed_by FROM holds ORDER BY id");
+      SQLite::Statement q(m_db, "SELECT id, scope, slot, sealed_target, reason, placed_at, placed_by "
+                                "FROM holds ORDER BY id");
       std::vector<HoldRow> out;
       while (q.executeStep()) {
-        out.push_back(HoldRow{q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getString(),
-                              q.getColumn(3).getString(), Instant{q.getColumn(4).getInt64()}, q.getColumn(5).getString()});
+        const std::string scope = q.getColumn(1).getString();
+        out.push_back(HoldRow{q.getColumn(0).getInt64(), scope,
+                              unseal(q.getColumn(2).getInt64(), hold_aad(scope), q.getColumn(3).getString()),
+                              q.getColumn(4).getString(), Instant{q.getColumn(5).getInt64()},
+                              q.getColumn(6).getString()});
       }
       return out;
-    } catch (const std::exception& e) {
-      return storage_error(e);
-    }
-  }
-
-  Status scrub() override {
-    try {
-      // 1. Old page images holding deleted values live in the WAL: checkpoint.
-      // 2. secure_delete zeroes a deleted cell, but a live cell that SQLite's
-      //    balancing moved to another page earlier leaves a stale copy in the
-      //    unallocated space of the page it left; when that record is later
-      //    destroyed, the copy survives (the residue test found such
-      //    fragments). SQLite offers no page-level scrub in Debian's build
-      //    (no sqlite_dbpage), so VACUUM rewrites both files. Correct, but
-      //    O(database): see docs/operations.md, "Erasure".
-      // 3. VACUUM writes through the WAL: checkpoint and truncate again.
-      if (auto st = checkpoint(); !st) return st;
-      m_db.exec("VACUUM main");
-      m_db.exec("VACUUM archive");
-      return checkpoint();
     } catch (const std::exception& e) {
       return storage_error(e);
     }
@@ -500,18 +550,6 @@ class SqliteStore final : public Store {
   }
 
  private:
-  Status checkpoint() {
-    for (const char* schema : {"main", "archive"}) {
-      SQLite::Statement q(m_db, std::string("PRAGMA ") + schema + ".wal_checkpoint(TRUNCATE)");
-      q.executeStep();
-      if (q.getColumn(0).getInt() != 0) {
-        return Error::storage(std::string("WAL checkpoint of ") + schema +
-                              " blocked by a reader; destroyed values may remain in the WAL until the next one");
-      }
-    }
-    return {};
-  }
-
   // The statements of one database's record tables.
   struct Tables {
     Location location;
@@ -520,9 +558,167 @@ class SqliteStore final : public Store {
         update_schedule;
   };
 
+  std::string subject_ref(const std::string& subject) const { return crypto::hmac_sha256_hex(m_secret, subject); }
+
+  // A fresh slot (reusing a zeroed one when there is one) holding a fresh
+  // key, written but not yet synced (the commit syncs).
+  std::pair<std::int64_t, std::string> allocate_slot() {
+    std::int64_t slot = 0;
+    {
+      Using use(*m_take_free_slot);
+      if ((*use).executeStep()) {
+        slot = (*use).getColumn(0).getInt64();
+      } else {
+        Using next(*m_take_next_slot);
+        if (!(*next).executeStep()) fail(Error::storage("the key slot counter is missing from meta"));
+        slot = (*next).getColumn(0).getInt64();
+      }
+    }
+    std::string key = crypto::random_bytes(KeyFile::kSlotBytes);
+    if (auto st = m_keys.write(slot, key); !st) fail(st.error());
+    m_new_slots.push_back(slot);
+    return {slot, std::move(key)};
+  }
+
+  void release_slot(std::int64_t slot) {
+    exec_int(*m_queue_slot, slot);
+    m_released.push_back(slot);
+  }
+
+  // Deletes the personal-data row of `key` in `t`, releasing its key slot.
+  void release_data(Tables& t, const std::string& key) {
+    Using use(*t.delete_data);
+    (*use).bind(1, key);
+    if ((*use).executeStep()) release_slot((*use).getColumn(0).getInt64());
+  }
+
+  // Zeroes the released slots of committed transactions and syncs. On
+  // failure they stay queued (here and in key_slots_to_zero) for the next
+  // commit or start-up.
+  void zero_released() {
+    if (m_to_zero.empty()) return;
+    for (const auto slot : m_to_zero) {
+      if (!m_keys.zero(slot)) return;
+    }
+    if (!m_keys.sync()) return;
+    m_zeroed.insert(m_zeroed.end(), m_to_zero.begin(), m_to_zero.end());
+    m_to_zero.clear();
+  }
+
+  // Start-up: zero every slot a crash may have left queued, then free them.
+  Status zero_pending_slots() {
+    try {
+      std::vector<std::int64_t> pending;
+      SQLite::Statement q(m_db, "SELECT slot FROM key_slots_to_zero");
+      while (q.executeStep()) pending.push_back(q.getColumn(0).getInt64());
+      if (pending.empty()) return {};
+      for (const auto slot : pending) {
+        if (auto st = m_keys.zero(slot); !st) return st;
+      }
+      if (auto st = m_keys.sync(); !st) return st;
+      m_zeroed = std::move(pending);
+      return transaction([] { return Status{}; });
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
+  std::string unseal(std::int64_t slot, const std::string& aad, const std::string& sealed) const {
+    auto key = m_keys.read(slot);
+    if (!key) fail(std::move(key).error());
+    auto plain = crypto::open_sealed(*key, aad, sealed);
+    if (!plain) fail(Error::storage("sealed data in key slot " + std::to_string(slot) + " does not open: damaged or tampered with"));
+    return std::move(*plain);
+  }
+
+  void insert_hold(const HoldRow& h, std::optional<std::int64_t> id = std::nullopt) {
+    const auto [slot, key] = allocate_slot();
+    const std::string sealed = crypto::seal_once(key, hold_aad(h.scope), h.target);
+    SQLite::Statement q(m_db, "INSERT INTO holds (id, scope, slot, sealed_target, reason, placed_at, placed_by) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?)");
+    if (id) q.bind(1, *id);
+    else q.bind(1);
+    q.bind(2, h.scope);
+    q.bind(3, slot);
+    q.bind(4, sealed.data(), static_cast<int>(sealed.size()));
+    q.bind(5, h.reason);
+    q.bind(6, h.placed_at.seconds);
+    q.bind(7, h.placed_by);
+    q.exec();
+  }
+
+  bool table_exists(const std::string& schema, const std::string& table) {
+    SQLite::Statement q(m_db, "SELECT 1 FROM " + schema + ".sqlite_master WHERE type = 'table' AND name = ?");
+    q.bind(1, table);
+    return q.executeStep();
+  }
+
+  // Databases from before migration 004 hold personal values in plain
+  // tables: seal them into the new ones, drop the old, and VACUUM once so
+  // that no plaintext page survives.
+  Status seal_plaintext_tables() {
+    const bool main_data = table_exists("main", "plaintext_record_data");
+    const bool archive_data = table_exists("archive", "plaintext_record_data");
+    const bool holds = table_exists("main", "plaintext_holds");
+    if (!main_data && !archive_data && !holds) return {};
+    Status st = transaction([&]() -> Status {
+      for (auto* t : {&m_active, &m_archive}) {
+        if (!(t == &m_active ? main_data : archive_data)) continue;
+        SQLite::Statement q(m_db, "SELECT r.key, r.category, r.state, d.subject, d.fields FROM " + t->schema +
+                                      ".plaintext_record_data d JOIN " + t->schema + ".records r ON r.key = d.key");
+        std::vector<RecordRow> rows;
+        while (q.executeStep()) {
+          RecordRow r;
+          r.key = q.getColumn(0).getString();
+          r.location = t->location;
+          r.category = q.getColumn(1).getString();
+          r.state = state_from(q.getColumn(2).getString());
+          r.subject = optional_text(q.getColumn(3));
+          r.fields = nlohmann::json::parse(q.getColumn(4).getString());
+          rows.push_back(std::move(r));
+        }
+        q.reset();
+        m_db.exec("DROP TABLE " + t->schema + ".plaintext_record_data");
+        for (const auto& r : rows) insert_data(*t, r);
+      }
+      if (holds) {
+        SQLite::Statement q(m_db, "SELECT id, scope, target, reason, placed_at, placed_by FROM plaintext_holds");
+        std::vector<HoldRow> rows;
+        while (q.executeStep()) {
+          rows.push_back(HoldRow{q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getString(),
+                                 q.getColumn(3).getString(), Instant{q.getColumn(4).getInt64()},
+                                 q.getColumn(5).getString()});
+        }
+        q.reset();
+        m_db.exec("DROP TABLE plaintext_holds");
+        for (const auto& h : rows) insert_hold(h, h.id);
+      }
+      return {};
+    });
+    if (!st) return st;
+    m_db.exec("VACUUM main");
+    m_db.exec("VACUUM archive");
+    return {};
+  }
+
+  void insert_data(Tables& t, const RecordRow& row) {
+    const auto [slot, key] = allocate_slot();
+    const nlohmann::json plain = {{"subject", row.subject ? nlohmann::json(*row.subject) : nlohmann::json()},
+                                  {"fields", row.fields}};
+    Using use_d(*t.insert_data);
+    auto& d = *use_d;
+    d.bind(1, row.key);
+    d.bind(2, slot);
+    bind_optional(d, 3, row.subject ? std::optional(subject_ref(*row.subject)) : std::nullopt);
+    const std::string sealed = crypto::seal_once(key, record_aad(row.key), plain.dump());
+    d.bind(4, sealed.data(), static_cast<int>(sealed.size()));
+    d.exec();
+  }
+
+
   // "<columns> FROM <schema>.records r JOIN <schema>.record_data d ON ..."
   static std::string record_columns(const std::string& schema) {
-    return "r.key, d.subject, r.category, r.state, d.fields, r.dates, r.next_phase, r.due, r.done, r.created_at "
+    return "r.key, d.slot, d.sealed, r.category, r.state, r.dates, r.next_phase, r.due, r.done, r.created_at "
            "FROM " + schema + ".records r JOIN " + schema + ".record_data d ON d.key = r.key";
   }
 
@@ -534,9 +730,9 @@ class SqliteStore final : public Store {
     t.due = stmt("SELECT " + record_columns(s) +
                  " WHERE r.due IS NOT NULL AND r.due <= ?1 AND (r.due > ?2 OR (r.due = ?2 AND r.key > ?3)) "
                  "ORDER BY r.due, r.key LIMIT ?4");
-    t.delete_data = stmt("DELETE FROM " + s + ".record_data WHERE key = ?");
+    t.delete_data = stmt("DELETE FROM " + s + ".record_data WHERE key = ? RETURNING slot");
     t.delete_record = stmt("DELETE FROM " + s + ".records WHERE key = ?");
-    t.insert_data = stmt("INSERT INTO " + s + ".record_data (key, subject, fields) VALUES (?, ?, ?)");
+    t.insert_data = stmt("INSERT INTO " + s + ".record_data (key, slot, subject_ref, sealed) VALUES (?, ?, ?, ?)");
     t.upsert_record = stmt(
         "INSERT INTO " + s + ".records (key, category, state, dates, next_phase, due, done, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET category = excluded.category, "
@@ -558,6 +754,12 @@ class SqliteStore final : public Store {
     const std::string audit_cols =
         "seq, at, action, key, category, phase, subject_ref, actor, reason, policy_hash, hash";
     m_last_audit = stmt("SELECT " + audit_cols + " FROM audit ORDER BY seq DESC LIMIT 1");
+    m_take_free_slot = stmt("DELETE FROM key_slots_free WHERE slot = (SELECT min(slot) FROM key_slots_free) RETURNING slot");
+    m_take_next_slot = stmt("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'next_key_slot' "
+                            "RETURNING CAST(value AS INTEGER) - 1");
+    m_queue_slot = stmt("INSERT INTO key_slots_to_zero (slot) VALUES (?)");
+    m_unqueue_slot = stmt("DELETE FROM key_slots_to_zero WHERE slot = ?");
+    m_free_slot = stmt("INSERT OR IGNORE INTO key_slots_free (slot) VALUES (?)");
     m_find_disposal = stmt("SELECT " + audit_cols + " FROM audit WHERE key = ? AND action IN ('purge', 'erase') "
                            "ORDER BY seq DESC LIMIT 1");
   }
@@ -573,19 +775,27 @@ class SqliteStore final : public Store {
     q.exec();
   }
 
+  static void exec_int(SQLite::Statement& stmt, std::int64_t value) {
+    Using use(stmt);
+    auto& q = *use;
+    q.bind(1, value);
+    q.exec();
+  }
+
   static std::optional<std::string> optional_text(const SQLite::Column& c) {
     if (c.isNull()) return std::nullopt;
     return c.getString();
   }
 
-  static RecordRow row_from(SQLite::Statement& q, Location location) {
+  RecordRow row_from(SQLite::Statement& q, Location location) const {
     RecordRow r;
     r.location = location;
     r.key = q.getColumn(0).getString();
-    r.subject = optional_text(q.getColumn(1));
-    r.category = q.getColumn(2).getString();
-    r.state = state_from(q.getColumn(3).getString());
-    r.fields = nlohmann::json::parse(q.getColumn(4).getString());
+    const auto plain = nlohmann::json::parse(unseal(q.getColumn(1).getInt64(), record_aad(r.key), q.getColumn(2).getString()));
+    if (plain.at("subject").is_string()) r.subject = plain.at("subject").get<std::string>();
+    r.fields = plain.at("fields");
+    r.category = q.getColumn(3).getString();
+    r.state = state_from(q.getColumn(4).getString());
     r.dates = dates_from_json(q.getColumn(5).getString());
     r.next_phase = q.getColumn(6).getInt();
     if (!q.getColumn(7).isNull()) r.due = Instant{q.getColumn(7).getInt64()};
@@ -612,8 +822,17 @@ class SqliteStore final : public Store {
 
   SQLite::Database m_db;
   std::filesystem::path m_archive_path;
+  KeyFile m_keys;
+  std::string m_secret;  // HMAC key of subject_ref
+  int m_busy_timeout_ms;
   Tables m_active, m_archive;
-  std::unique_ptr<SQLite::Statement> m_insert_audit, m_last_audit, m_find_disposal;
+  std::unique_ptr<SQLite::Statement> m_insert_audit, m_last_audit, m_find_disposal, m_take_free_slot,
+      m_take_next_slot, m_queue_slot, m_unqueue_slot, m_free_slot;
+  bool m_in_tx = false;
+  std::vector<std::int64_t> m_new_slots;  // allocated by the open transaction
+  std::vector<std::int64_t> m_released;   // released by the open transaction
+  std::vector<std::int64_t> m_to_zero;    // released by committed ones, not yet zeroed
+  std::vector<std::int64_t> m_zeroed;     // zeroed and synced, not yet in key_slots_free
 };
 
 }  // namespace
@@ -628,8 +847,11 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& pa
     if (fd < 0) return Error::storage("cannot open database " + p.string() + ": " + std::strerror(errno));
     ::close(fd);
   }
+  if (options.secret.size() < 32) return Error::internal("open_sqlite_store: a secret of at least 32 bytes is required");
+  auto keys = KeyFile::open(options.key_path.empty() ? path.parent_path() / "keys" : options.key_path);
+  if (!keys) return std::move(keys).error();
   try {
-    auto store = std::make_unique<SqliteStore>(path, archive_path, options);
+    auto store = std::make_unique<SqliteStore>(path, archive_path, std::move(*keys), options);
     if (auto st = store->migrate(); !st) return std::move(st).error();
     return std::unique_ptr<Store>(std::move(store));
   } catch (const std::exception& e) {

@@ -1,6 +1,7 @@
 #pragma once
-// SqliteStore: the embedded backend, one SQLite database file
-// (<state_dir>/retention.db) in WAL mode with secure_delete on.
+// SqliteStore: the embedded backend. retention.db holds active records and
+// the audit log, archive.db (attached) archived records, and `keys` the
+// one-time keys that seal personal values (see key_file.hpp).
 
 #include <filesystem>
 #include <memory>
@@ -12,6 +13,8 @@ namespace retentiond::store {
 struct SqliteOptions {
   int busy_timeout_ms = 5000;
   std::filesystem::path archive_path;  // empty: archive.db beside the main database
+  std::filesystem::path key_path;      // empty: keys beside the main database
+  std::string secret;                  // HMAC key for subject lookups (>= 32 bytes; the daemon's secret)
 };
 
 // Opens (creating if needed, mode 0600) and migrates the database at `path`

@@ -90,7 +90,9 @@ class Store {
   virtual Status put(const RecordRow& row) = 0;
   // Updates only the schedule (dates, next_phase, due, done) in row.location.
   virtual Status update_schedule(const RecordRow& row) = 0;
-  // Deletes the record from `where`.
+  // Deletes the record from `where`. Destroying values is the backend's
+  // duty: once the transaction commits, no deleted or replaced value may be
+  // readable from any of its files (SqliteStore: key_file.hpp).
   virtual Status remove(const std::string& key, Location where) = 0;
 
   // Position in the (due, key) order, for paging through what is due.
@@ -131,12 +133,6 @@ class Store {
   virtual Result<std::int64_t> add_hold(const HoldRow& hold) = 0;
   virtual Result<bool> remove_hold(std::int64_t id) = 0;
   virtual Result<std::vector<HoldRow>> holds() = 0;
-
-  // Makes destroyed values unreadable from every file of the store. For
-  // SQLite: deleted cells are zeroed by secure_delete, but older copies of
-  // their pages remain in the WAL until a checkpoint, so this checkpoints and
-  // truncates the WAL. Fails (storage_error) when a reader blocks it.
-  virtual Status scrub() = 0;
 
   // Small named values the daemon keeps across restarts (last policy...).
   virtual Result<std::optional<std::string>> get_meta(const std::string& name) = 0;

@@ -67,7 +67,6 @@ class FaultyStore final : public store::Store {
   Result<std::int64_t> add_hold(const store::HoldRow& h) override { return m_real.add_hold(h); }
   Result<bool> remove_hold(std::int64_t id) override { return m_real.remove_hold(id); }
   Result<std::vector<store::HoldRow>> holds() override { return m_real.holds(); }
-  Status scrub() override { return m_real.scrub(); }
   Result<std::optional<std::string>> get_meta(const std::string& n) override { return m_real.get_meta(n); }
   Status set_meta(const std::string& n, const std::string& v) override { return m_real.set_meta(n, v); }
 
@@ -98,7 +97,9 @@ phases = [ { action = "anonymise", at = "last_use + 1 year" }, { action = "purge
 anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
 )toml", policy::ConfFormat::toml, "t.toml");
     ASSERT_TRUE(loaded.ok()) << loaded.first_error();
-    auto store = store::open_sqlite_store(m_dir.path() / "retention.db");
+    store::SqliteOptions options;
+    options.secret = kSecret;
+    auto store = store::open_sqlite_store(m_dir.path() / "retention.db", options);
     ASSERT_TRUE(store);
     m_store = std::move(store).value();
     m_faulty = std::make_unique<FaultyStore>(*m_store);

@@ -22,7 +22,9 @@ struct Backend {
 void PrintTo(const Backend& b, std::ostream* os) { *os << b.name; }
 
 std::unique_ptr<Store> open_sqlite(const std::filesystem::path& dir) {
-  auto s = open_sqlite_store(dir / "retention.db");
+  SqliteOptions options;
+  options.secret = std::string(32, 's');
+  auto s = open_sqlite_store(dir / "retention.db", options);
   if (!s) throw std::runtime_error(s.error().message);
   return std::move(s).value();
 }

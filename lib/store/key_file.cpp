@@ -1,0 +1,77 @@
+#include "lib/store/key_file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace retentiond::store {
+
+namespace {
+
+Error io_error(const std::string& what, const std::filesystem::path& path) {
+  return Error::storage(what + " " + path.string() + ": " + std::strerror(errno));
+}
+
+off_t offset_of(std::int64_t slot) { return static_cast<off_t>(slot) * static_cast<off_t>(KeyFile::kSlotBytes); }
+
+}  // namespace
+
+Result<KeyFile> KeyFile::open(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return io_error("cannot open key file", path);
+  return KeyFile(fd, path);
+}
+
+KeyFile::KeyFile(KeyFile&& other) noexcept : m_fd(std::exchange(other.m_fd, -1)), m_path(std::move(other.m_path)) {}
+
+KeyFile& KeyFile::operator=(KeyFile&& other) noexcept {
+  if (this != &other) {
+    if (m_fd >= 0) ::close(m_fd);
+    m_fd = std::exchange(other.m_fd, -1);
+    m_path = std::move(other.m_path);
+  }
+  return *this;
+}
+
+KeyFile::~KeyFile() {
+  if (m_fd >= 0) ::close(m_fd);
+}
+
+Status KeyFile::write(std::int64_t slot, std::string_view key) {
+  if (slot < 0 || key.size() != kSlotBytes) return Error::internal("KeyFile::write: bad slot or key size");
+  if (::pwrite(m_fd, key.data(), key.size(), offset_of(slot)) != static_cast<ssize_t>(key.size())) {
+    return io_error("cannot write key file", m_path);
+  }
+  return {};
+}
+
+Result<std::string> KeyFile::read(std::int64_t slot) const {
+  std::string key(kSlotBytes, '\0');
+  const ssize_t n = slot < 0 ? -1 : ::pread(m_fd, key.data(), key.size(), offset_of(slot));
+  if (n < 0) return io_error("cannot read key file", m_path);
+  if (static_cast<std::size_t>(n) != kSlotBytes || std::all_of(key.begin(), key.end(), [](char c) { return c == 0; })) {
+    return Error::storage("key slot " + std::to_string(slot) + " of " + m_path.string() +
+                          " holds no key: its record's data was destroyed or the key file was damaged");
+  }
+  return key;
+}
+
+Status KeyFile::zero(std::int64_t slot) {
+  static constexpr char kZeros[kSlotBytes] = {};
+  if (slot < 0) return Error::internal("KeyFile::zero: bad slot");
+  if (::pwrite(m_fd, kZeros, kSlotBytes, offset_of(slot)) != static_cast<ssize_t>(kSlotBytes)) {
+    return io_error("cannot zero key in", m_path);
+  }
+  return {};
+}
+
+Status KeyFile::sync() {
+  if (::fdatasync(m_fd) != 0) return io_error("cannot sync key file", m_path);
+  return {};
+}
+
+}  // namespace retentiond::store
