@@ -9,6 +9,9 @@ packages=(
   libgtest-dev libtomlplusplus-dev libyaml-cpp-dev nlohmann-json3-dev
   libssl-dev libsystemd-dev
   sqlite3
+  # scripts/check-units.sh: systemd-analyze and systemd-sysusers (systemd),
+  # and kill (procps), the unit's ExecReload, which verify looks up.
+  systemd procps
 )
 
 missing=()
