@@ -127,12 +127,21 @@ std::optional<PhaseSchedule> Service::next(const RecordRow& row) const {
   return phases[static_cast<std::size_t>(row.next_phase)];
 }
 
-void Service::reschedule(RecordRow& row, const policy::Category& category) const {
+void reschedule_under(RecordRow& row, const policy::Category& category, calendar::MonthDay fiscal_year_end) {
   row.due.reset();
-  if (static_cast<std::size_t>(row.next_phase) >= category.phases.size()) return;
-  const auto at = category.phases[static_cast<std::size_t>(row.next_phase)].at.evaluate(
-      row.dates, m_policy->daemon.fiscal_year_end);
+  const auto n = static_cast<int>(category.phases.size());
+  // A changed category with fewer phases than a record has reached: when its
+  // last phase is a purge, the record still owes it.
+  if (row.next_phase >= n && n > 0 && category.phases.back().action == policy::Action::purge) {
+    row.next_phase = n - 1;
+  }
+  if (row.next_phase >= n) return;
+  const auto at = category.phases[static_cast<std::size_t>(row.next_phase)].at.evaluate(row.dates, fiscal_year_end);
   if (at && *at <= calendar::kMaxInstant) row.due = *at;
+}
+
+void Service::reschedule(RecordRow& row, const policy::Category& category) const {
+  reschedule_under(row, category, m_policy->daemon.fiscal_year_end);
 }
 
 Result<RecordRow> Service::prepare_put(const nlohmann::json& params) const {
@@ -404,7 +413,8 @@ Result<SweepCounts> Service::count_due() {
   }
 }
 
-Result<SweepCounts> Service::sweep_batch(std::size_t max_records, const Actor& actor, SweepCursor& cursor) {
+Result<SweepCounts> Service::sweep_batch(std::size_t max_records, const Actor& actor, SweepCursor& cursor,
+                                         std::optional<std::chrono::steady_clock::time_point> deadline) {
   SweepCounts counts;
   SweepCursor next = cursor;
   const Instant now = m_clock.now();
@@ -416,8 +426,14 @@ Result<SweepCounts> Service::sweep_batch(std::size_t max_records, const Actor& a
     auto due = m_store.due(now, max_records, cursor.position);
     if (!due) return std::move(due).error();
     next.done = due->size() < max_records;
-    if (!due->empty()) next.position = store::Store::DueCursor{*due->back().due, due->back().key};
-    for (auto& row : *due) {
+    for (std::size_t i = 0; i < due->size(); ++i) {
+      auto& row = (*due)[i];
+      // Out of time: stop after this many, the cursor just past the last done.
+      if (i > 0 && deadline && std::chrono::steady_clock::now() >= *deadline) {
+        next.done = false;
+        break;
+      }
+      next.position = store::Store::DueCursor{*row.due, row.key};
       if (holds->covers(row)) {
         ++counts.held;
         continue;

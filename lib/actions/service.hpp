@@ -6,6 +6,7 @@
 // It works against the Store interface only, so any backend serves. Not
 // thread-safe: used from the daemon's single io_context thread.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -113,6 +114,12 @@ struct SweepCursor {
   bool done = false;
 };
 
+// Sets row.due to the due time of its next phase under `category` (null
+// when a date is missing or no phase is left). A record past the end of a
+// category whose phases were shortened by a reload, and which ends with a
+// purge, is moved back to that purge.
+void reschedule_under(store::RecordRow& row, const policy::Category& category, calendar::MonthDay fiscal_year_end);
+
 class Service {
  public:
   Service(store::Store& store, audit::AuditLog& audit, const calendar::Clock& clock,
@@ -125,6 +132,7 @@ class Service {
   std::shared_ptr<const policy::Policy> policy_ptr() const { return m_policy; }
   const calendar::Clock& clock() const { return m_clock; }
   store::Store& store() { return m_store; }
+  audit::AuditLog& audit() { return m_audit; }
 
   // Validates and stores one record (JSON params of record.put). Returns the
   // stored row, or invalid_params (with a finer reason), conflict, storage_error.
@@ -155,8 +163,11 @@ class Service {
 
   // Runs every due phase of the next `max_records` due records after
   // `cursor`, in one transaction (all of the batch or none of it), and moves
-  // the cursor past them. Held records are skipped and counted.
-  Result<SweepCounts> sweep_batch(std::size_t max_records, const Actor& actor, SweepCursor& cursor);
+  // the cursor past them. Held records are skipped and counted. With a
+  // deadline, the batch ends early (after at least one record) once it has
+  // passed.
+  Result<SweepCounts> sweep_batch(std::size_t max_records, const Actor& actor, SweepCursor& cursor,
+                                  std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
 
   // Unheld records whose next phase is due now (status.backlog).
   Result<std::int64_t> backlog();

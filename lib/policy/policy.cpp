@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -504,35 +505,7 @@ class Builder {
     }
   }
 
-  // ---- hash --------------------------------------------------------------
-
-  // The hash covers what decides retention — the fiscal year end and every
-  // category with its expressions in canonical form — and not operational
-  // settings (paths, limits, log level), so moving a socket is not a policy
-  // change, and a TOML file and its YAML twin hash the same.
-  static std::string compute_hash(const Policy& p) {
-    nlohmann::json j;
-    j["fiscal_year_end"] = calendar::format_month_day(p.daemon.fiscal_year_end);
-    j["categories"] = nlohmann::json::array();
-    for (const auto& c : p.categories) {
-      nlohmann::json cj;
-      cj["name"] = c.name;
-      cj["purpose"] = c.purpose;
-      cj["legal_basis"] = c.legal_basis;
-      cj["source"] = c.source;
-      cj["erasable"] = c.erasable;
-      cj["dates"] = c.declares_dates ? nlohmann::json(c.dates) : nlohmann::json(nullptr);
-      cj["phases"] = nlohmann::json::array();
-      for (const auto& ph : c.phases) {
-        cj["phases"].push_back({{"action", to_string(ph.action)}, {"at", ph.at.canonical()}});
-      }
-      nlohmann::json anon = nlohmann::json::object();
-      for (const auto& [field, strategy] : c.anonymise) anon[field] = to_string(strategy);
-      cj["anonymise"] = c.has_anonymise ? anon : nlohmann::json(nullptr);
-      j["categories"].push_back(std::move(cj));
-    }
-    return crypto::sha256_hex(j.dump());
-  }
+  static std::string compute_hash(const Policy& p) { return crypto::sha256_hex(canonical_json(p).dump()); }
 
   std::string m_file;
   std::vector<Diagnostic> m_diags;
@@ -540,6 +513,58 @@ class Builder {
 };
 
 }  // namespace
+
+nlohmann::json canonical_json(const Category& c) {
+  nlohmann::json cj;
+  cj["name"] = c.name;
+  cj["purpose"] = c.purpose;
+  cj["legal_basis"] = c.legal_basis;
+  cj["source"] = c.source;
+  cj["erasable"] = c.erasable;
+  cj["dates"] = c.declares_dates ? nlohmann::json(c.dates) : nlohmann::json(nullptr);
+  cj["phases"] = nlohmann::json::array();
+  for (const auto& ph : c.phases) {
+    cj["phases"].push_back({{"action", to_string(ph.action)}, {"at", ph.at.canonical()}});
+  }
+  nlohmann::json anon = nlohmann::json::object();
+  for (const auto& [field, strategy] : c.anonymise) anon[field] = to_string(strategy);
+  cj["anonymise"] = c.has_anonymise ? anon : nlohmann::json(nullptr);
+  return cj;
+}
+
+// The hash covers what decides retention — the fiscal year end and every
+// category with its expressions in canonical form — and not operational
+// settings (paths, limits, log level), so moving a socket is not a policy
+// change, and a TOML file and its YAML twin hash the same.
+nlohmann::json canonical_json(const Policy& p) {
+  nlohmann::json j;
+  j["fiscal_year_end"] = calendar::format_month_day(p.daemon.fiscal_year_end);
+  j["categories"] = nlohmann::json::array();
+  for (const auto& c : p.categories) j["categories"].push_back(canonical_json(c));
+  return j;
+}
+
+PolicyDiff diff_policies(const nlohmann::json& before, const Policy& after) {
+  PolicyDiff d;
+  std::map<std::string, nlohmann::json> old;
+  if (before.is_object() && before.contains("categories")) {
+    for (const auto& c : before.at("categories")) old.emplace(c.value("name", std::string()), c);
+  }
+  const bool fiscal_changed = !before.is_object() || before.value("fiscal_year_end", std::string()) !=
+                                                         calendar::format_month_day(after.daemon.fiscal_year_end);
+  for (const auto& c : after.categories) {
+    const auto it = old.find(c.name);
+    if (it == old.end()) {
+      d.added.push_back(c.name);
+    } else {
+      // A new fiscal year end can move any expression that uses end_of_fiscal_year.
+      if (fiscal_changed || it->second != canonical_json(c)) d.changed.push_back(c.name);
+      old.erase(it);
+    }
+  }
+  for (const auto& [name, _] : old) d.removed.push_back(name);
+  return d;
+}
 
 LoadResult load_policy_text(std::string_view text, ConfFormat format, const std::string& display_name) {
   ConfDocument doc = parse_conf(text, format);

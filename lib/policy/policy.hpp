@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "lib/calendar/calendar.hpp"
 #include "lib/policy/conf_tree.hpp"
 #include "lib/policy/expr.hpp"
@@ -99,6 +101,21 @@ struct LoadResult {
   // The first error as one line, for logs and protocol messages.
   std::string first_error() const;
 };
+
+// The canonical form of a policy (what its hash covers: the fiscal year end
+// and every category, expressions in canonical form) and of one category.
+nlohmann::json canonical_json(const Policy& p);
+nlohmann::json canonical_json(const Category& c);
+
+// How `after` differs from the policy whose canonical form is `before`
+// (null for none): categories added, changed (any canonical difference, or
+// all of them when the fiscal year end moved), and removed; names sorted as
+// in `after` (removed: by name).
+struct PolicyDiff {
+  std::vector<std::string> added, changed, removed;
+  bool empty() const { return added.empty() && changed.empty() && removed.empty(); }
+};
+PolicyDiff diff_policies(const nlohmann::json& before, const Policy& after);
 
 // Loads and validates a policy file; the format comes from its extension.
 LoadResult load_policy_file(const std::filesystem::path& path);

@@ -72,7 +72,13 @@ std::string Dispatcher::error_line(ErrorCode code, const std::string& reason, co
   return error_response(nullptr, Error{code, reason, message, json::object()}).dump();
 }
 
-std::optional<std::string> Dispatcher::handle_line(std::string_view line, const Caller& caller) {
+namespace {
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+}  // namespace
+
+void Dispatcher::handle_line(std::string_view line, const Caller& caller, Reply reply) {
   json parsed;
   try {
     const std::size_t max_depth = m_limits.max_json_depth;
@@ -81,74 +87,100 @@ std::optional<std::string> Dispatcher::handle_line(std::string_view line, const 
       return true;
     });
   } catch (const TooDeep&) {
-    return error_line(ErrorCode::invalid_request, "too_large",
-                      "JSON nesting deeper than " + std::to_string(m_limits.max_json_depth) + " levels");
+    reply(error_line(ErrorCode::invalid_request, "too_large",
+                     "JSON nesting deeper than " + std::to_string(m_limits.max_json_depth) + " levels"));
+    return;
   } catch (const json::exception& e) {
-    return error_response(nullptr, Error{static_cast<ErrorCode>(-32700), "parse_error",
-                                         std::string("not valid JSON: ") + e.what(), json::object()})
-        .dump();
+    reply(error_response(nullptr, Error{static_cast<ErrorCode>(-32700), "parse_error",
+                                        std::string("not valid JSON: ") + e.what(), json::object()})
+              .dump());
+    return;
   }
 
-  if (parsed.is_array()) {
-    if (parsed.empty()) return error_line(ErrorCode::invalid_request, "invalid_request", "empty batch");
-    json out = json::array();
-    for (const auto& request : parsed) {
-      if (auto r = handle_request(request, caller)) out.push_back(std::move(*r));
-    }
-    if (out.empty()) return std::nullopt;  // a batch of notifications
-    return out.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (!parsed.is_array()) {
+    handle_request(parsed, caller, [reply = std::move(reply)](std::optional<json> r) {
+      reply(r ? std::optional<std::string>(dump(*r)) : std::nullopt);
+    });
+    return;
   }
-  auto r = handle_request(parsed, caller);
-  if (!r) return std::nullopt;
-  return r->dump(-1, ' ', false, json::error_handler_t::replace);
+  if (parsed.empty()) {
+    reply(error_line(ErrorCode::invalid_request, "invalid_request", "empty batch"));
+    return;
+  }
+  // A batch: the responses, in request order, once every request is done.
+  struct Batch {
+    std::vector<std::optional<json>> responses;
+    std::size_t pending;
+    Reply reply;
+  };
+  auto batch = std::make_shared<Batch>(Batch{std::vector<std::optional<json>>(parsed.size()), parsed.size(), std::move(reply)});
+  for (std::size_t i = 0; i < parsed.size(); ++i) {
+    handle_request(parsed[i], caller, [batch, i](std::optional<json> r) {
+      batch->responses[i] = std::move(r);
+      if (--batch->pending > 0) return;
+      json out = json::array();
+      for (auto& x : batch->responses) {
+        if (x) out.push_back(std::move(*x));
+      }
+      // Nothing at all for a batch of notifications.
+      batch->reply(out.empty() ? std::nullopt : std::optional<std::string>(dump(out)));
+    });
+  }
 }
 
-std::optional<json> Dispatcher::handle_request(const json& request, const Caller& caller) {
+void Dispatcher::handle_request(const json& request, const Caller& caller,
+                                std::function<void(std::optional<json>)> done) {
   const auto invalid = [](const json& id, const std::string& message) {
     return error_response(id, Error{ErrorCode::invalid_request, "invalid_request", message, json::object()});
   };
-  if (!request.is_object()) return invalid(nullptr, "a request must be a JSON object");
+  if (!request.is_object()) return done(invalid(nullptr, "a request must be a JSON object"));
   json id = nullptr;
   const bool has_id = request.contains("id");
   if (has_id) {
     id = request["id"];
-    if (!id.is_string() && !id.is_number() && !id.is_null()) return invalid(nullptr, "'id' must be a string, a number or null");
+    if (!id.is_string() && !id.is_number() && !id.is_null()) {
+      return done(invalid(nullptr, "'id' must be a string, a number or null"));
+    }
   }
-  if (request.value("jsonrpc", json()) != "2.0") return invalid(id, "'jsonrpc' must be \"2.0\"");
+  if (request.value("jsonrpc", json()) != "2.0") return done(invalid(id, "'jsonrpc' must be \"2.0\""));
   const auto m = request.find("method");
-  if (m == request.end() || !m->is_string()) return invalid(id, "'method' must be a string");
+  if (m == request.end() || !m->is_string()) return done(invalid(id, "'method' must be a string"));
   json params = json::object();
   if (const auto p = request.find("params"); p != request.end()) {
     if (!p->is_object()) {
-      if (!has_id) return std::nullopt;
-      return error_response(id, Error::invalid_params("invalid_params", "'params' must be an object"));
+      if (!has_id) return done(std::nullopt);
+      return done(error_response(id, Error::invalid_params("invalid_params", "'params' must be an object")));
     }
     params = *p;
   }
 
+  auto respond = [id, has_id, done = std::move(done)](Result<json> result) {
+    if (!has_id) return done(std::nullopt);  // a notification: done, nothing to say
+    if (!result) return done(error_response(id, result.error()));
+    done(json{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result).value()}});
+  };
   const std::string& name = m->get_ref<const std::string&>();
   const auto method = std::find_if(m_methods.begin(), m_methods.end(), [&](const Method& x) { return x.name == name; });
-  Result<json> result = json(nullptr);
   if (method == m_methods.end()) {
-    result = Error{ErrorCode::method_not_found, "method_not_found", "unknown method '" + name + "' (see 'help')", json::object()};
-  } else {
-    result = call(*method, params, caller);
+    return respond(Error{ErrorCode::method_not_found, "method_not_found", "unknown method '" + name + "' (see 'help')",
+                         json::object()});
   }
-  if (!has_id) return std::nullopt;  // a notification: done, nothing to say
-  if (!result) return error_response(id, result.error());
-  return json{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result).value()}};
+  call(*method, params, caller, std::move(respond));
 }
 
-Result<json> Dispatcher::call(const Method& m, const json& params, const Caller& caller) {
+void Dispatcher::call(const Method& m, const json& params, const Caller& caller, Done done) {
   if (caller.role == Role::none || (m.role == Role::admin && caller.role != Role::admin)) {
-    return Error{ErrorCode::forbidden, "forbidden",
-                 "uid " + std::to_string(caller.uid) + " may not call '" + m.name + "'", json::object()};
+    return done(Error{ErrorCode::forbidden, "forbidden",
+                      "uid " + std::to_string(caller.uid) + " may not call '" + m.name + "'", json::object()});
   }
   try {
-    return m.handler(params, caller);
+    if (m.async_handler) return m.async_handler(params, caller, std::move(done));
+    Result<json> result = m.handler(params, caller);
+    if (result && m.changes_records) m_ctx.scheduler.records_changed();
+    done(std::move(result));
   } catch (const std::exception& e) {
     // A bug, not the caller's fault; the daemon keeps serving.
-    return Error::internal(std::string("internal error in '") + m.name + "': " + e.what());
+    done(Error::internal(std::string("internal error in '") + m.name + "': " + e.what()));
   }
 }
 
@@ -156,6 +188,7 @@ void Dispatcher::register_methods() {
   const auto bind0 = [this](Result<json> (Dispatcher::*fn)(const json&)) {
     return [this, fn](const json& p, const Caller&) { return (this->*fn)(p); };
   };
+  // {name, role, summary, handler, async handler, changes records}
   m_methods = {
       {"help", Role::reader, "List the methods, their role and what they do", bind0(&Dispatcher::help)},
       {"status", Role::reader, "Daemon, policy, record counts, next due time and backlog", bind0(&Dispatcher::status)},
@@ -164,14 +197,15 @@ void Dispatcher::register_methods() {
        bind0(&Dispatcher::policy_table)},
       {"plan", Role::reader, "Forecast: what falls due before a date, by month, category and action",
        bind0(&Dispatcher::plan)},
-      {"record.put", Role::admin, "Create or replace an active record", bind0(&Dispatcher::record_put)},
-      {"record.put_many", Role::admin, "Store many records, all or nothing", bind0(&Dispatcher::record_put_many)},
+      {"record.put", Role::admin, "Create or replace an active record", bind0(&Dispatcher::record_put), {}, true},
+      {"record.put_many", Role::admin, "Store many records, all or nothing", bind0(&Dispatcher::record_put_many), {},
+       true},
       {"record.explain", Role::reader, "Every phase of a record with its due time, or its proof of disposal",
        bind0(&Dispatcher::record_explain)},
       {"record.get", Role::admin, "A record with its fields (archived ones with include_archived)",
        bind0(&Dispatcher::record_get)},
       {"event.record", Role::admin, "Set a date on a subject's records or one record; recompute due times",
-       bind0(&Dispatcher::event_record)},
+       bind0(&Dispatcher::event_record), {}, true},
       {"audit.tail", Role::reader, "Audit entries, newest last (filters: after, key, subject, limit)",
        bind0(&Dispatcher::audit_tail)},
       {"audit.verify", Role::reader, "Recompute the audit hash chain and name the first bad entry",
@@ -183,10 +217,12 @@ void Dispatcher::register_methods() {
       {"hold.place", Role::admin, "Stop every phase and erasure of a subject's, a category's or a key's records",
        [this](const json& p, const Caller& c) { return hold_place(p, c); }},
       {"hold.release", Role::admin, "Release a hold; overdue phases run at the next sweep",
-       [this](const json& p, const Caller& c) { return hold_release(p, c); }},
+       [this](const json& p, const Caller& c) { return hold_release(p, c); }, {}, true},
       {"hold.list", Role::admin, "The holds in force", bind0(&Dispatcher::hold_list)},
-      {"sweep", Role::admin, "Run every due phase now (dry_run: count only)",
-       [this](const json& p, const Caller& c) { return sweep(p, c); }},
+      {"sweep", Role::admin, "Run every due phase now (dry_run: count only)", {},
+       [this](const json& p, const Caller& c, Done d) { sweep(p, c, std::move(d)); }},
+      {"config.reload", Role::admin, "Reload the policy file through the reload guard (confirm: accept it)",
+       [this](const json& p, const Caller& c) { return config_reload(p, c); }},
   };
 }
 
@@ -211,7 +247,7 @@ Result<json> Dispatcher::status(const json& params) {
   if (!holds) return std::move(holds).error();
   const auto& policy = m_ctx.service.policy();
   json last = nullptr;
-  if (const auto& r = m_ctx.sweeper.last()) {
+  if (const auto& r = m_ctx.scheduler.last()) {
     last = {{"at", calendar::format_instant(r->finished_at)}, {"archived", r->counts.archived},
             {"anonymised", r->counts.anonymised}, {"purged", r->counts.purged}, {"held", r->counts.held},
             {"duration_ms", r->duration_ms}};
@@ -226,8 +262,8 @@ Result<json> Dispatcher::status(const json& params) {
       {"holds", holds->holds.size()},
       {"next_due", instant_or_null(*next_due)},
       {"backlog", *backlog},
-      {"paused", nullptr},
-      {"pause", nullptr},
+      {"paused", m_ctx.scheduler.paused() ? json("reload_guard") : json(nullptr)},
+      {"pause", m_ctx.scheduler.paused() ? m_ctx.pause : json(nullptr)},
       {"last_sweep", last},
   };
 }
@@ -435,21 +471,29 @@ Result<json> Dispatcher::hold_list(const json& params) {
   return json{{"holds", out}};
 }
 
-Result<json> Dispatcher::sweep(const json& params, const Caller& caller) {
-  if (auto st = only_keys(params, {"dry_run"}); !st) return std::move(st).error();
+void Dispatcher::sweep(const json& params, const Caller& caller, Done done) {
+  if (auto st = only_keys(params, {"dry_run"}); !st) return done(std::move(st).error());
   auto dry_run = optional_bool(params, "dry_run", false);
-  if (!dry_run) return std::move(dry_run).error();
+  if (!dry_run) return done(std::move(dry_run).error());
   if (*dry_run) {
     auto counts = m_ctx.service.count_due();
-    if (!counts) return std::move(counts).error();
-    return json{{"archived", counts->archived}, {"anonymised", counts->anonymised}, {"purged", counts->purged},
-                {"held", counts->held}, {"duration_ms", 0}, {"dry_run", true}};
+    if (!counts) return done(std::move(counts).error());
+    return done(json{{"archived", counts->archived}, {"anonymised", counts->anonymised}, {"purged", counts->purged},
+                     {"held", counts->held}, {"duration_ms", 0}, {"dry_run", true}});
   }
-  auto report = m_ctx.sweeper.run_to_completion(actions::Actor{caller.actor()});
-  if (!report) return std::move(report).error();
-  return json{{"archived", report->counts.archived}, {"anonymised", report->counts.anonymised},
-              {"purged", report->counts.purged}, {"held", report->counts.held},
-              {"duration_ms", report->duration_ms}};
+  m_ctx.scheduler.sweep(actions::Actor{caller.actor()}, [done = std::move(done)](const Result<scheduler::SweepReport>& r) {
+    if (!r) return done(r.error());
+    done(json{{"archived", r->counts.archived}, {"anonymised", r->counts.anonymised}, {"purged", r->counts.purged},
+              {"held", r->counts.held}, {"duration_ms", r->duration_ms}});
+  });
+}
+
+Result<json> Dispatcher::config_reload(const json& params, const Caller& caller) {
+  if (auto st = only_keys(params, {"confirm"}); !st) return std::move(st).error();
+  auto confirm = optional_bool(params, "confirm", false);
+  if (!confirm) return std::move(confirm).error();
+  if (!m_ctx.reload) return Error::internal("config.reload is not available in this process");
+  return m_ctx.reload(*confirm, caller);
 }
 
 }  // namespace retentiond::protocol

@@ -1,8 +1,10 @@
 #pragma once
 // Dispatcher: JSON-RPC 2.0 over lines (shared/spec/admin-protocol.md).
-// Pure request-in, response-out: it knows nothing of sockets. One line in
-// gives at most one line out (nothing for notifications); batches give an
-// array. No exception crosses it: every failure becomes an error response.
+// Request in, response out: it knows nothing of sockets. One line in gives at
+// most one line out (nothing for notifications); batches give an array. Most
+// methods answer at once; `sweep` answers when its pass ends, with the event
+// loop serving others meanwhile, so the answer comes through a callback. No
+// exception crosses it: every failure becomes an error response.
 //
 // Not thread-safe: called from the daemon's io_context thread.
 
@@ -18,7 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lib/actions/service.hpp"
-#include "lib/scheduler/sweeper.hpp"
+#include "lib/scheduler/scheduler.hpp"
 
 namespace retentiond::protocol {
 
@@ -40,37 +42,49 @@ struct Limits {
 struct Context {
   actions::Service& service;
   audit::AuditLog& audit;
-  scheduler::Sweeper& sweeper;
+  scheduler::Scheduler& scheduler;
   std::string version;
   calendar::Instant started_at;
   calendar::Instant policy_loaded_at;
+  // config.reload, provided by the daemon (it knows the file and the guard).
+  std::function<Result<nlohmann::json>(bool confirm, const Caller& caller)> reload;
+  // status.pause while the reload guard holds the daemon paused, else null.
+  nlohmann::json pause = nullptr;
 };
 
 class Dispatcher {
  public:
   Dispatcher(Context& context, Limits limits);
 
-  // Handles one request line (a request or a batch). Returns the response
-  // line without its trailing newline, or nullopt when nothing is to be sent.
-  std::optional<std::string> handle_line(std::string_view line, const Caller& caller);
+  // Receives the response line (without its trailing newline), or nullopt
+  // when nothing is to be sent. Called exactly once per handled line, at
+  // once or later (sweep), always on the io_context's thread.
+  using Reply = std::function<void(std::optional<std::string>)>;
 
-  // Handles one parsed request object; nullopt for a notification.
-  std::optional<nlohmann::json> handle_request(const nlohmann::json& request, const Caller& caller);
+  // Handles one request line (a request or a batch).
+  void handle_line(std::string_view line, const Caller& caller, Reply reply);
 
   // An error response with a null id, for transport-level refusals.
   static std::string error_line(ErrorCode code, const std::string& reason, const std::string& message);
 
  private:
+  using Done = std::function<void(Result<nlohmann::json>)>;
   using Handler = std::function<Result<nlohmann::json>(const nlohmann::json& params, const Caller& caller)>;
+  using AsyncHandler = std::function<void(const nlohmann::json& params, const Caller& caller, Done done)>;
   struct Method {
     std::string name;
     Role role;
     std::string summary;
-    Handler handler;
+    Handler handler = {};             // answers at once, or
+    AsyncHandler async_handler = {};  // answers through `done`
+    bool changes_records = false;     // re-arms the scheduler after success
   };
 
+  // Handles one parsed request object; `done` receives nullopt for a notification.
+  void handle_request(const nlohmann::json& request, const Caller& caller,
+                      std::function<void(std::optional<nlohmann::json>)> done);
   void register_methods();
-  Result<nlohmann::json> call(const Method& m, const nlohmann::json& params, const Caller& caller);
+  void call(const Method& m, const nlohmann::json& params, const Caller& caller, Done done);
 
   Result<nlohmann::json> help(const nlohmann::json& params);
   Result<nlohmann::json> status(const nlohmann::json& params);
@@ -89,7 +103,8 @@ class Dispatcher {
   Result<nlohmann::json> hold_place(const nlohmann::json& params, const Caller& caller);
   Result<nlohmann::json> hold_release(const nlohmann::json& params, const Caller& caller);
   Result<nlohmann::json> hold_list(const nlohmann::json& params);
-  Result<nlohmann::json> sweep(const nlohmann::json& params, const Caller& caller);
+  void sweep(const nlohmann::json& params, const Caller& caller, Done done);
+  Result<nlohmann::json> config_reload(const nlohmann::json& params, const Caller& caller);
 
   Context& m_ctx;
   Limits m_limits;

@@ -102,16 +102,21 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
       read();  // blank lines are ignored
       return;
     }
-    auto response = m_server.m_dispatcher.handle_line(line, m_caller);
-    if (!response) {
-      read();
-      return;
-    }
-    m_out = std::move(*response);
-    m_out += '\n';
-    asio::async_write(m_socket, asio::buffer(m_out), [self = shared_from_this()](auto wec, std::size_t) {
-      if (wec) self->close();
-      else self->read();
+    // No idle timeout while a request is being answered (a sweep can take
+    // a while); the next read re-arms it.
+    m_idle.cancel();
+    m_server.m_dispatcher.handle_line(line, m_caller, [self = shared_from_this()](std::optional<std::string> response) {
+      if (!*self->m_alive || !self->m_socket.is_open()) return;
+      if (!response) {
+        self->read();
+        return;
+      }
+      self->m_out = std::move(*response);
+      self->m_out += '\n';
+      asio::async_write(self->m_socket, asio::buffer(self->m_out), [self](auto wec, std::size_t) {
+        if (wec) self->close();
+        else self->read();
+      });
     });
   }
 

@@ -338,6 +338,53 @@ class SqliteStore final : public Store {
     }
   }
 
+  Result<std::vector<RecordRow>> schedules(const std::string& category, std::size_t limit,
+                                           const std::string& after_key) override {
+    try {
+      std::vector<RecordRow> out;
+      for (auto* t : {&m_active, &m_archive}) {
+        SQLite::Statement q(m_db, "SELECT key, category, state, dates, next_phase, due, done, created_at FROM " +
+                                      t->schema + ".records WHERE category = ? AND key > ? ORDER BY key LIMIT ?");
+        q.bind(1, category);
+        q.bind(2, after_key);
+        q.bind(3, static_cast<std::int64_t>(limit));
+        while (q.executeStep()) {
+          RecordRow r;
+          r.location = t->location;
+          r.key = q.getColumn(0).getString();
+          r.category = q.getColumn(1).getString();
+          r.state = state_from(q.getColumn(2).getString());
+          r.dates = dates_from_json(q.getColumn(3).getString());
+          r.next_phase = q.getColumn(4).getInt();
+          if (!q.getColumn(5).isNull()) r.due = Instant{q.getColumn(5).getInt64()};
+          r.done = done_from_json(q.getColumn(6).getString());
+          r.created_at = Instant{q.getColumn(7).getInt64()};
+          out.push_back(std::move(r));
+        }
+      }
+      std::sort(out.begin(), out.end(), [](const RecordRow& a, const RecordRow& b) { return a.key < b.key; });
+      if (out.size() > limit) out.resize(limit);
+      return out;
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
+  Result<std::int64_t> count_category(const std::string& category) override {
+    try {
+      std::int64_t n = 0;
+      for (const char* schema : {"main", "archive"}) {
+        SQLite::Statement q(m_db, std::string("SELECT count(*) FROM ") + schema + ".records WHERE category = ?");
+        q.bind(1, category);
+        q.executeStep();
+        n += q.getColumn(0).getInt64();
+      }
+      return n;
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
   Result<std::optional<Instant>> next_due() override {
     try {
       std::optional<Instant> best;

@@ -111,6 +111,14 @@ class Store {
   virtual Result<std::int64_t> count_due(calendar::Instant now) = 0;
   virtual Result<RecordCounts> counts() = 0;
 
+  // Schedules of a category's records in both databases, at most `limit`
+  // in key order after `after_key`: the rows without subject and fields
+  // (nothing is unsealed), for rescheduling after a policy change.
+  virtual Result<std::vector<RecordRow>> schedules(const std::string& category, std::size_t limit,
+                                                   const std::string& after_key) = 0;
+  // How many records (active, archived or anonymised) a category holds.
+  virtual Result<std::int64_t> count_category(const std::string& category) = 0;
+
   // Records of a subject (an index lookup), in key order.
   virtual Result<std::vector<RecordRow>> by_subject(const std::string& subject) = 0;
 

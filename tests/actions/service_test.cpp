@@ -60,6 +60,11 @@ class FaultyStore final : public store::Store {
   Result<std::int64_t> count_due(calendar::Instant now) override { return m_real.count_due(now); }
   Result<store::RecordCounts> counts() override { return m_real.counts(); }
   Result<std::vector<store::RecordRow>> by_subject(const std::string& s) override { return m_real.by_subject(s); }
+  Result<std::vector<store::RecordRow>> schedules(const std::string& c, std::size_t limit,
+                                                  const std::string& after) override {
+    return m_real.schedules(c, limit, after);
+  }
+  Result<std::int64_t> count_category(const std::string& c) override { return m_real.count_category(c); }
   Status append_audit(const store::AuditRow& row) override { return m_real.append_audit(row); }
   Result<std::optional<store::AuditRow>> last_audit() override { return m_real.last_audit(); }
   Result<std::vector<store::AuditRow>> audit_entries(const AuditQuery& q) override { return m_real.audit_entries(q); }

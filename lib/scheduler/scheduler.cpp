@@ -1,0 +1,208 @@
+#include "lib/scheduler/scheduler.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace retentiond::scheduler {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::int64_t ms_since(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+
+}  // namespace
+
+Scheduler::Scheduler(asio::io_context& io, actions::Service& service, SchedulerOptions options)
+    : m_io(io), m_service(service), m_options(options), m_timer(io) {}
+
+void Scheduler::start() {
+  m_stopped = false;
+  // The catch-up pass is queued before anything else the loop will do, so
+  // its first turn runs before the first request is read.
+  if (m_paused) arm(m_options.check_interval);
+  else begin(actions::Actor{"scheduler"}, {}, true);
+}
+
+void Scheduler::stop() {
+  m_stopped = true;
+  m_timer.cancel();
+  m_armed_for.reset();
+  m_queued.clear();
+  m_pass.reset();
+}
+
+void Scheduler::set_paused(bool paused) {
+  m_paused = paused;
+  if (!paused && !m_stopped) arm(Clock::duration::zero());
+}
+
+void Scheduler::arm(Clock::duration delay) {
+  if (m_stopped) return;
+  const auto when = Clock::now() + delay;
+  m_armed_for = when;
+  m_timer.expires_at(when);
+  m_timer.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) on_timer();
+  });
+}
+
+// The next wake-up: the earliest due time, capped at the check interval. A
+// due time already past can only belong to a record the last pass skipped
+// (held): wait for the check interval instead of spinning on it.
+void Scheduler::arm_next() {
+  auto delay = Clock::duration(m_options.check_interval);
+  if (auto next = m_service.store().next_due(); next && *next) {
+    const auto until = std::chrono::seconds((**next).seconds - m_service.clock().now().seconds);
+    if (until > std::chrono::seconds::zero()) delay = std::min<Clock::duration>(until, delay);
+  }
+  arm(delay);
+}
+
+void Scheduler::on_timer() {
+  m_armed_for.reset();
+  if (m_pass) return;  // it re-arms when it ends
+  if (m_paused) {
+    arm(m_options.check_interval);
+    return;
+  }
+  begin(actions::Actor{"scheduler"}, {}, true);
+}
+
+void Scheduler::records_changed(std::optional<calendar::Instant> earliest_due) {
+  if (m_stopped || m_paused) return;
+  if (!earliest_due) {
+    auto next = m_service.store().next_due();
+    if (!next || !*next) return;
+    earliest_due = **next;
+  }
+  const auto until = std::chrono::seconds(earliest_due->seconds - m_service.clock().now().seconds);
+  // Already due: the next check (within check_interval) or an explicit sweep
+  // takes it, like anything a pass skipped. A pass is not started on every
+  // put of an overdue record: an import of old records is not raced, and a
+  // script may put then sweep and read the counts.
+  if (until <= std::chrono::seconds::zero()) return;
+  if (m_pass) {
+    return;  // the pass re-arms from the store when it ends
+  }
+  if (!m_armed_for || Clock::now() + until < *m_armed_for) arm(std::min<Clock::duration>(until, m_options.check_interval));
+}
+
+void Scheduler::sweep(const actions::Actor& actor, Done done) {
+  if (m_paused) {
+    done(Error{ErrorCode::confirmation_required, "confirmation_required",
+               "the daemon is paused by the reload guard: confirm the policy (config.reload with confirm) first",
+               nlohmann::json::object()});
+    return;
+  }
+  if (m_pass) {
+    m_queued.emplace_back(actor, std::move(done));
+    return;
+  }
+  std::vector<Done> waiters;
+  waiters.push_back(std::move(done));
+  begin(actor, std::move(waiters), false);
+}
+
+void Scheduler::begin(actions::Actor actor, std::vector<Done> waiters, bool timer_driven) {
+  m_timer.cancel();
+  m_armed_for.reset();
+  m_pass = Pass{std::move(actor), {}, {}, Clock::now(), std::move(waiters), timer_driven};
+  asio::post(m_io, [this] { turn(); });
+}
+
+void Scheduler::turn() {
+  if (!m_pass || m_stopped) return;
+  Pass& pass = *m_pass;
+  auto counts = m_service.sweep_batch(m_options.max_batch_records, pass.actor, pass.cursor,
+                                      Clock::now() + m_options.max_batch_time);
+  if (!counts) {
+    finish(std::move(counts).error());
+    return;
+  }
+  ++pass.report.batches;
+  pass.report.counts += *counts;
+  if (!pass.cursor.done) {
+    asio::post(m_io, [this] { turn(); });  // yield: let the socket be served
+    return;
+  }
+  pass.report.duration_ms = ms_since(pass.started);
+  pass.report.finished_at = m_service.clock().now();
+  finish(pass.report);
+}
+
+void Scheduler::finish(const Result<SweepReport>& result) {
+  Pass pass = std::move(*m_pass);
+  m_pass.reset();
+  if (result) {
+    m_failures = 0;
+    m_last = *result;
+    const auto& c = result->counts;
+    // One summary line per pass that found anything, never one per record.
+    if (c.actions() > 0 || c.held > 0 || c.stuck > 0) {
+      spdlog::info("sweep.done actor={} archived={} anonymised={} purged={} held={} stuck={} batches={} ms={}",
+                   pass.actor.name, c.archived, c.anonymised, c.purged, c.held, c.stuck, result->batches,
+                   result->duration_ms);
+    }
+  } else {
+    ++m_failures;
+  }
+  for (auto& done : pass.waiters) done(result);
+  if (m_stopped) return;
+
+  if (!result) {
+    const auto backoff = std::min<std::chrono::seconds>(std::chrono::seconds(1LL << std::min(m_failures - 1, 16)),
+                                                         m_options.max_backoff);
+    spdlog::error("sweep.failed actor={} error={} retry_in={}s", pass.actor.name, result.error().message,
+                  backoff.count());
+    // Sweeps queued behind the failed pass get its answer: they asked for a
+    // pass now, and the next one is not now.
+    for (auto& [actor, done] : m_queued) done(result);
+    m_queued.clear();
+    arm(backoff);
+    if (on_pass_end) on_pass_end();
+    return;
+  }
+  if (pass.timer_driven) check_backlog();
+  if (!m_queued.empty()) {
+    // One fresh pass per actor: those queued by the same actor share it.
+    const actions::Actor actor = m_queued.front().first;
+    std::vector<Done> waiters;
+    for (auto it = m_queued.begin(); it != m_queued.end();) {
+      if (it->first.name == actor.name) {
+        waiters.push_back(std::move(it->second));
+        it = m_queued.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    begin(actor, std::move(waiters), false);
+  } else {
+    arm_next();
+  }
+  if (on_pass_end) on_pass_end();
+}
+
+// Work left after a timer pass: records that became due behind its cursor,
+// or more arriving than a pass can take. Held records do not count.
+void Scheduler::check_backlog() {
+  auto due = m_service.store().count_due(m_service.clock().now());
+  if (!due || !m_last) return;
+  const std::int64_t left = *due - m_last->counts.held;
+  if (left <= 0) {
+    m_undrained = 0;
+    return;
+  }
+  ++m_undrained;
+  if (m_undrained % m_options.unwarned_cycles == 0) {
+    spdlog::warn("sweep.backlog remaining={} cycles={} (records become due faster than passes drain them; "
+                 "consider raising max_batch_records or max_batch_ms)",
+                 left, m_undrained);
+  }
+}
+
+}  // namespace retentiond::scheduler

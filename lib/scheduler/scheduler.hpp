@@ -1,0 +1,119 @@
+#pragma once
+// Scheduler: acts on time without being asked, and never hogs the event
+// loop (Kea's expired-lease reclamation: max-reclaim-leases and
+// max-reclaim-time per turn).
+//
+// A *pass* walks the due range once, in (due, key) order, in turns: each
+// turn is one Service::sweep_batch (one transaction) of at most
+// max_batch_records records and max_batch_time, after which the next turn is
+// posted to the io_context, so socket handlers run in between. When a pass
+// ends, no unheld record has a phase that was due when the pass reached it.
+//
+// Passes start from the timer, and from sweep() (the `sweep` method), whose
+// callers are answered when their pass ends. The timer is armed for the
+// earliest due time and at least every check interval, so wall-clock jumps
+// and suspends are caught; records_changed() re-arms it when a change brings
+// a due time closer. Records already overdue when stored (an import of old
+// records, an event in the past) are left to the next check or an explicit
+// sweep rather than starting a pass on every put. A
+// failing turn changes nothing (its transaction rolls back); the pass ends,
+// is logged (sweep.failed) and retried with exponential back-off. Several
+// passes in a row that end with work left log sweep.backlog.
+//
+// Paused (the reload guard tripped at start-up), the timer runs no pass and
+// sweep() is refused with confirmation_required.
+//
+// Single-threaded: all calls and callbacks on the io_context's thread.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lib/actions/service.hpp"
+#include "lib/util/asio.hpp"
+
+namespace retentiond::scheduler {
+
+struct SweepReport {
+  actions::SweepCounts counts;
+  std::int64_t duration_ms = 0;
+  std::int64_t batches = 0;
+  calendar::Instant finished_at;
+};
+
+struct SchedulerOptions {
+  std::size_t max_batch_records = 1000;
+  std::chrono::milliseconds max_batch_time{50};
+  std::chrono::seconds check_interval{60};
+  std::chrono::seconds max_backoff{60};
+  int unwarned_cycles = 5;  // passes in a row ending with a backlog before sweep.backlog
+};
+
+class Scheduler {
+ public:
+  using Done = std::function<void(const Result<SweepReport>&)>;
+
+  Scheduler(boost::asio::io_context& io, actions::Service& service, SchedulerOptions options);
+
+  // Starts the timer with an immediate pass: catch-up of everything overdue.
+  void start();
+  // Cancels the timer and abandons the current pass between two turns
+  // (each turn is one transaction, so nothing is half-done). Waiting
+  // callers are not answered: their connections are closing.
+  void stop();
+
+  // Records changed. `earliest_due` is the earliest due time among them when
+  // the caller knows it (a put), nullopt when not (an event, a release, a
+  // reload): then the store's next due time is looked up.
+  void records_changed(std::optional<calendar::Instant> earliest_due = std::nullopt);
+
+  // A full pass on behalf of `actor`; `done` is called when it ends. While a
+  // pass is running, a fresh one follows it (the running one may already be
+  // past records that became due since it started).
+  void sweep(const actions::Actor& actor, Done done);
+
+  void set_paused(bool paused);
+  bool paused() const { return m_paused; }
+  bool running() const { return m_pass.has_value(); }
+  const std::optional<SweepReport>& last() const { return m_last; }
+
+  // Called after every pass (for sd_notify STATUS=).
+  std::function<void()> on_pass_end;
+
+ private:
+  struct Pass {
+    actions::Actor actor;
+    actions::SweepCursor cursor;
+    SweepReport report;
+    std::chrono::steady_clock::time_point started;
+    std::vector<Done> waiters;
+    bool timer_driven = false;
+  };
+
+  void arm(std::chrono::steady_clock::duration delay);
+  void arm_next();
+  void on_timer();
+  void begin(actions::Actor actor, std::vector<Done> waiters, bool timer_driven);
+  void turn();
+  void finish(const Result<SweepReport>& result);
+  void check_backlog();
+
+  boost::asio::io_context& m_io;
+  actions::Service& m_service;
+  SchedulerOptions m_options;
+  boost::asio::steady_timer m_timer;
+  std::optional<std::chrono::steady_clock::time_point> m_armed_for;
+  std::optional<Pass> m_pass;
+  std::deque<std::pair<actions::Actor, Done>> m_queued;  // explicit sweeps waiting for a fresh pass
+  bool m_paused = false;
+  bool m_stopped = false;
+  int m_failures = 0;      // consecutive failed passes (back-off)
+  int m_undrained = 0;     // consecutive passes ending with a backlog
+  std::optional<SweepReport> m_last;
+};
+
+}  // namespace retentiond::scheduler
