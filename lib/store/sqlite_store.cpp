@@ -103,7 +103,7 @@ void bind_optional(SQLite::Statement& q, int index, const std::optional<std::str
 
 // Resets a cached statement when the scope ends, on every path. A statement
 // left mid-result holds its read transaction open: later reads would see a
-// stale snapshot and WAL checkpoints could never complete.
+// stale snapshot (and, in rollback mode, block other connections' writes).
 class Using {
  public:
   explicit Using(SQLite::Statement& q) : m_q(q) {
@@ -707,8 +707,11 @@ class SqliteStore final : public Store {
     const bool main_data = table_exists("main", "plaintext_record_data");
     const bool archive_data = table_exists("archive", "plaintext_record_data");
     const bool holds = table_exists("main", "plaintext_holds");
-    if (!main_data && !archive_data && !holds) return {};
+    if (!main_data && !archive_data && !holds) return vacuum_if_pending();
     Status st = transaction([&]() -> Status {
+      // Marked in the same transaction: a crash before the VACUUM below
+      // completes has it redone at the next start.
+      m_db.exec("INSERT OR REPLACE INTO meta (name, value) VALUES ('vacuum_pending', 'sealed plaintext tables')");
       for (auto* t : {&m_active, &m_archive}) {
         if (!(t == &m_active ? main_data : archive_data)) continue;
         SQLite::Statement q(m_db, "SELECT r.key, r.category, r.state, d.subject, d.fields FROM " + t->schema +
@@ -743,8 +746,14 @@ class SqliteStore final : public Store {
       return {};
     });
     if (!st) return st;
+    return vacuum_if_pending();
+  }
+
+  Status vacuum_if_pending() {
+    if (!m_db.execAndGet("SELECT count(*) FROM meta WHERE name = 'vacuum_pending'").getInt()) return {};
     m_db.exec("VACUUM main");
     m_db.exec("VACUUM archive");
+    m_db.exec("DELETE FROM meta WHERE name = 'vacuum_pending'");
     return {};
   }
 

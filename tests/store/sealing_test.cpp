@@ -250,6 +250,20 @@ TEST(SealingMigration, PlaintextDatabasesAreSealedOnceAndScrubbed) {
       EXPECT_EQ(bytes.find(plain), std::string::npos) << plain << " in " << entry.path();
     }
   }
+  EXPECT_FALSE(store->get_meta("vacuum_pending")->has_value());
+}
+
+// A crash after the sealing committed but before its VACUUM finished: the
+// next start vacuums.
+TEST(SealingMigration, AnInterruptedVacuumIsRedoneAtTheNextStart) {
+  testing::TempDir dir;
+  open_at(dir.path()).reset();
+  {
+    SQLite::Database conn((dir.path() / "retention.db").string(), SQLite::OPEN_READWRITE);
+    conn.exec("INSERT INTO meta (name, value) VALUES ('vacuum_pending', 'x')");
+  }
+  auto store = open_at(dir.path());
+  EXPECT_FALSE(store->get_meta("vacuum_pending")->has_value());
 }
 
 }  // namespace
