@@ -1,232 +1,1089 @@
 // retentionctl: the command-line client of retentiond's admin socket.
-// `call METHOD [JSON]` reaches any method; the other subcommands print
-// tables for people, or the raw result with --json.
 //
-// Exit codes: 0 success, 1 the daemon answered with an error, 2 usage,
-// 3 cannot reach the daemon (socket missing, permission denied...).
+// Each subcommand is one function: it turns its arguments into the params of
+// one method, calls it, and prints the result as aligned columns for people,
+// or with --json the raw result for scripts. `call METHOD [JSON]` reaches any
+// method; `import` streams a JSON-lines file through record.put_many.
+// docs/retentionctl.md is the user documentation.
+//
+// Exit codes:
+//   0  success
+//   1  the daemon answered with an error; import stopped at a bad line;
+//      the import file cannot be read
+//   2  usage: unknown command or option, wrong arguments
+//   3  cannot reach the daemon: no socket, permission denied, nobody
+//      listening, connection lost
+//   4  verify: the audit chain is broken
 
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 // cxxopts splits vector values at ',' by default; JSON and field values
 // contain commas, so splitting is turned off.
 #define CXXOPTS_VECTOR_DELIMITER '\0'
 #include <cxxopts.hpp>
-
-#include "lib/util/asio.hpp"
-#include <iostream>
 #include <nlohmann/json.hpp>
-#include <string>
-#include <vector>
 
 #include "daemon/version.hpp"
+#include "lib/util/asio.hpp"
 
 namespace asio = boost::asio;
 using nlohmann::json;
 
 namespace {
 
-enum Exit { kOk = 0, kRpcError = 1, kUsage = 2, kUnreachable = 3 };
+enum Exit { kOk = 0, kFailed = 1, kUsage = 2, kUnreachable = 3, kBrokenChain = 4 };
 
+constexpr const char* kDefaultSocket = "/run/retentiond/admin.sock";
+
+// The daemon's default max_put_many; a larger batch would be refused.
+constexpr long kMaxBatch = 10000;
+constexpr long kDefaultBatch = 1000;
+// Keeps a batch well under the daemon's default 16 MiB request line, whatever
+// the size of the records.
+constexpr std::size_t kMaxBatchBytes = 8u << 20;
+
+// Ends the process: main prints `message` after "retentionctl: " and exits
+// with `code`. The client has nothing to recover from, so every failure
+// travels up to main this way.
 struct Failure {
   int code;
   std::string message;
 };
 
-json rpc(const std::string& socket_path, const std::string& method, const json& params) {
-  asio::io_context io;
-  asio::local::stream_protocol::socket socket(io);
-  boost::system::error_code ec;
-  socket.connect(asio::local::stream_protocol::endpoint(socket_path), ec);
-  if (ec) {
-    std::string hint;
-    if (ec == boost::system::errc::no_such_file_or_directory || ec == asio::error::connection_refused) {
-      hint = " (is retentiond running? the socket comes from --socket, RETENTIOND_SOCKET, or /run/retentiond/admin.sock)";
-    } else if (ec == boost::system::errc::permission_denied) {
-      hint = " (you need to be in the daemon's admin or reader group)";
-    }
-    throw Failure{kUnreachable, "cannot connect to " + socket_path + ": " + ec.message() + hint};
-  }
-  json request = {{"jsonrpc", "2.0"}, {"id", 1}, {"method", method}};
-  if (!params.is_null()) request["params"] = params;
-  const std::string line = request.dump() + "\n";
-  asio::write(socket, asio::buffer(line), ec);
-  if (ec) throw Failure{kUnreachable, "cannot send to " + socket_path + ": " + ec.message()};
-  asio::streambuf buf;
-  asio::read_until(socket, buf, '\n', ec);
-  if (ec) throw Failure{kUnreachable, "no answer from " + socket_path + ": " + ec.message()};
-  std::istream in(&buf);
-  std::string reply;
-  std::getline(in, reply);
-  const json response = json::parse(reply);
-  if (response.contains("error")) {
-    const auto& e = response["error"];
-    std::string message = e.value("message", "error");
-    if (e.contains("data") && e["data"].contains("reason")) message += " [" + e["data"]["reason"].get<std::string>() + "]";
-    throw Failure{kRpcError, message};
-  }
-  return response["result"];
+// ---------------------------------------------------------------------------
+// JSON helpers
+
+// The member `name` of `j`, or null when `j` is not an object or lacks it.
+// (operator[] on a const json with a missing key is undefined behaviour.)
+const json& member(const json& j, const char* name) {
+  static const json null_value;
+  if (!j.is_object()) return null_value;
+  const auto it = j.find(name);
+  return it == j.end() ? null_value : *it;
 }
 
+// A value as a person reads it: null "-", strings bare, booleans yes/no.
 std::string text(const json& v) {
   if (v.is_null()) return "-";
   if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
   return v.dump();
 }
 
-void print_status(const json& s) {
-  std::cout << "version      " << text(s["version"]) << "\n"
-            << "now          " << text(s["now"]) << "\n"
-            << "started at   " << text(s["started_at"]) << "\n"
-            << "policy       " << text(s["policy"]["hash"]).substr(0, 16) << "  (" << text(s["policy"]["categories"])
-            << " categories)\n"
-            << "records      active " << text(s["records"]["active"]) << ", archived " << text(s["records"]["archived"])
-            << ", anonymised " << text(s["records"]["anonymised"]) << "\n"
-            << "next due     " << text(s["next_due"]) << "\n"
-            << "backlog      " << text(s["backlog"]) << "\n"
-            << "paused       " << text(s["paused"]) << "\n";
+std::string join(const json& values, const char* separator) {
+  std::string out;
+  if (!values.is_array()) return out;
+  for (const auto& v : values) {
+    if (!out.empty()) out += separator;
+    out += text(v);
+  }
+  return out;
 }
 
-void print_explain(const json& e) {
-  std::cout << "key       " << text(e["key"]) << "\nstate     " << text(e["state"]) << "\n";
-  if (e["state"] == "purged") {
-    std::cout << "purged at " << text(e["purged_at"]) << "\naudit seq " << text(e["audit_seq"]) << "\n";
-    return;
-  }
-  std::cout << "category  " << text(e["category"]) << "\nheld      " << text(e["held"]) << "\n\n";
-  std::printf("%-3s %-10s %-22s %-6s %s\n", "#", "ACTION", "DUE", "DONE", "AT");
-  for (const auto& p : e["phases"]) {
-    std::string due = text(p["due"]);
-    if (p["due"].is_null() && !p["missing"].empty()) {
-      due = "waiting:";
-      for (const auto& m : p["missing"]) due += " " + m.get<std::string>();
-    }
-    std::printf("%-3s %-10s %-22s %-6s %s\n", text(p["index"]).c_str(), text(p["action"]).c_str(), due.c_str(),
-                p["done"].get<bool>() ? "yes" : "no", text(p["at"]).c_str());
-  }
+// "1 record", "2 records"; "1 entry", "2 entries".
+std::string count_of(const json& n, const char* singular, const char* plural) {
+  return text(n) + " " + (n == 1 ? singular : plural);
 }
+
+// A phase's due time, or why it has none.
+std::string due_text(const json& due, const json& waiting_for) {
+  if (!due.is_null()) return text(due);
+  if (waiting_for.is_array() && !waiting_for.empty()) {
+    return "waiting for " + join(waiting_for, ", ");
+  }
+  return "never";  // past 9999-12-31
+}
+
+// "name=value, name=value": the fields of a record on one line.
+std::string assignments(const json& object) {
+  std::string out;
+  if (!object.is_object()) return out;
+  for (const auto& [name, value] : object.items()) {
+    if (!out.empty()) out += ", ";
+    out += name + "=" + (value.is_string() ? value.get<std::string>() : value.dump());
+  }
+  return out;
+}
+
+int print_json(const json& result) {
+  std::cout << result.dump(2) << '\n';
+  return kOk;
+}
+
+// ---------------------------------------------------------------------------
+// Aligned output
+
+// Rows of cells printed in columns two spaces apart; the first row added is
+// usually the header. Widths count UTF-8 code points, so subjects and
+// reasons with accents stay aligned. The last column is not padded.
+class Table {
+ public:
+  Table() = default;
+  explicit Table(std::vector<std::string> header) { add(std::move(header)); }
+
+  Table& align_right(std::size_t column) {
+    if (m_right.size() <= column) m_right.resize(column + 1, false);
+    m_right[column] = true;
+    return *this;
+  }
+  void add(std::vector<std::string> row) { m_rows.push_back(std::move(row)); }
+
+  void print(std::ostream& out) const {
+    std::vector<std::size_t> widths;
+    for (const auto& row : m_rows) {
+      if (widths.size() < row.size()) widths.resize(row.size(), 0);
+      for (std::size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], width(row[c]));
+    }
+    for (const auto& row : m_rows) {
+      std::string line;
+      for (std::size_t c = 0; c < row.size(); ++c) {
+        const std::string pad(widths[c] - width(row[c]), ' ');
+        const bool last = c + 1 == row.size();
+        if (c > 0) line += "  ";
+        const bool right = c < m_right.size() && m_right[c];
+        if (right) {
+          line += pad + row[c];
+        } else {
+          line += last ? row[c] : row[c] + pad;  // no trailing blanks
+        }
+      }
+      out << line << '\n';
+    }
+  }
+
+ private:
+  static std::size_t width(const std::string& s) {
+    return static_cast<std::size_t>(std::count_if(s.begin(), s.end(), [](char ch) {
+      return (static_cast<unsigned char>(ch) & 0xC0) != 0x80;
+    }));
+  }
+
+  std::vector<std::vector<std::string>> m_rows;
+  std::vector<bool> m_right;
+};
+
+// ---------------------------------------------------------------------------
+// The connection
+
+// What came back for one request: `result` on success, else `error`
+// ({"code", "message", "data"}).
+struct Reply {
+  json result;
+  json error;
+  bool ok() const { return error.is_null(); }
+};
+
+// "MESSAGE [reason]", the way every error reply is shown. A tripped reload
+// guard (confirmation_required, from config.reload or from sweep while the
+// daemon is paused) adds the counts it carries and what to do about it.
+std::string describe(const json& error) {
+  std::string out = text(member(error, "message"));
+  const json& data = member(error, "data");
+  const json& reason = member(data, "reason");
+  if (reason.is_string()) out += " [" + reason.get<std::string>() + "]";
+  if (reason == "confirmation_required") {
+    std::string counts;
+    for (const auto& [name, value] : data.items()) {
+      if (name == "reason") continue;
+      if (!counts.empty()) counts += ", ";
+      counts += name + " " + (value.is_array() ? join(value, ", ") : text(value));
+    }
+    if (!counts.empty()) out += " (" + counts + ")";
+    out += "\nretentionctl: run 'retentionctl reload --confirm' to apply the new policy anyway";
+  }
+  return out;
+}
+
+// One connection to the admin socket, carrying requests one at a time.
+class Connection {
+ public:
+  // Connects to `path`. Throws Failure{kUnreachable} naming the likely cause:
+  // no socket file, no permission, nobody listening.
+  explicit Connection(std::string path) : m_path(std::move(path)), m_socket(m_io) {
+    boost::system::error_code ec;
+    asio::local::stream_protocol::endpoint endpoint;
+    try {
+      endpoint = asio::local::stream_protocol::endpoint(m_path);
+    } catch (const boost::system::system_error&) {
+      throw Failure{kUnreachable, "socket path too long: " + m_path};
+    }
+    m_socket.connect(endpoint, ec);
+    if (ec) throw Failure{kUnreachable, connect_failure(ec)};
+  }
+
+  // Sends one request and waits for its reply. An error reply is returned,
+  // not thrown; a lost connection throws Failure{kUnreachable} and a reply
+  // that is not JSON-RPC throws Failure{kFailed}.
+  Reply call(const std::string& method, const json& params) {
+    json request = {{"jsonrpc", "2.0"}, {"id", m_next_id++}, {"method", method}};
+    if (!params.is_null()) request["params"] = params;
+    const std::string line = request.dump() + "\n";
+    boost::system::error_code ec;
+    asio::write(m_socket, asio::buffer(line), ec);
+    if (ec) {
+      throw Failure{kUnreachable, method + ": cannot send to " + m_path + ": " + ec.message()};
+    }
+    asio::read_until(m_socket, m_buffer, '\n', ec);
+    if (ec == asio::error::eof) {
+      throw Failure{kUnreachable, method + ": the daemon closed the connection without answering"};
+    }
+    if (ec) {
+      throw Failure{kUnreachable, method + ": no answer from " + m_path + ": " + ec.message()};
+    }
+    std::istream in(&m_buffer);
+    std::string reply_line;
+    std::getline(in, reply_line);
+    const json reply = json::parse(reply_line, nullptr, /*allow_exceptions=*/false);
+    if (reply.is_discarded() || !reply.is_object() ||
+        (!reply.contains("result") && !reply.contains("error"))) {
+      throw Failure{kFailed,
+                    method + ": unreadable reply from the daemon: " + reply_line.substr(0, 200)};
+    }
+    return {member(reply, "result"), member(reply, "error")};
+  }
+
+ private:
+  std::string connect_failure(const boost::system::error_code& ec) const {
+    if (ec == boost::system::errc::no_such_file_or_directory ||
+        ec == boost::system::errc::not_a_directory) {
+      return "no daemon socket at " + m_path +
+             " (is retentiond running? set --socket or RETENTIOND_SOCKET)";
+    }
+    if (ec == boost::system::errc::permission_denied) {
+      return "permission denied on " + m_path +
+             " (are you in the retention-admin or retention-read group?)";
+    }
+    if (ec == asio::error::connection_refused) return "nothing is listening on " + m_path;
+    return "cannot connect to " + m_path + ": " + ec.message();
+  }
+
+  std::string m_path;
+  asio::io_context m_io;
+  asio::local::stream_protocol::socket m_socket;
+  asio::streambuf m_buffer;
+  int m_next_id = 1;
+};
+
+// ---------------------------------------------------------------------------
+// Subcommands
+
+// What a subcommand runs with: its positional arguments, its parsed options,
+// and the daemon, connected on first use.
+class Context {
+ public:
+  Context(std::string socket_path, const cxxopts::ParseResult& opts, std::vector<std::string> args)
+      : m_socket_path(std::move(socket_path)), m_opts(opts), m_args(std::move(args)) {}
+
+  const std::vector<std::string>& args() const { return m_args; }
+  bool json_output() const { return flag("json"); }
+  bool flag(const char* name) const { return m_opts.count(name) > 0 && m_opts[name].as<bool>(); }
+  std::optional<std::string> option(const char* name) const {
+    if (m_opts.count(name) == 0) return std::nullopt;
+    return m_opts[name].as<std::string>();
+  }
+  template <typename T>
+  std::optional<T> option_as(const char* name) const {
+    if (m_opts.count(name) == 0) return std::nullopt;
+    return m_opts[name].as<T>();
+  }
+  std::vector<std::string> repeated(const char* name) const {
+    if (m_opts.count(name) == 0) return {};
+    return m_opts[name].as<std::vector<std::string>>();
+  }
+
+  Connection& connection() {
+    if (!m_connection) m_connection = std::make_unique<Connection>(m_socket_path);
+    return *m_connection;
+  }
+  Reply try_call(const std::string& method, const json& params = nullptr) {
+    return connection().call(method, params);
+  }
+  // The result of `method`; an error reply throws Failure{kFailed}.
+  json call(const std::string& method, const json& params = nullptr) {
+    Reply reply = try_call(method, params);
+    if (!reply.ok()) throw Failure{kFailed, method + ": " + describe(reply.error)};
+    return std::move(reply.result);
+  }
+
+ private:
+  std::string m_socket_path;
+  const cxxopts::ParseResult& m_opts;
+  std::vector<std::string> m_args;
+  std::unique_ptr<Connection> m_connection;
+};
+
+Failure usage(std::string message) { return Failure{kUsage, std::move(message)}; }
 
 // "name=value" -> (name, value).
 std::pair<std::string, std::string> split_assignment(const std::string& s, const char* what) {
   const auto eq = s.find('=');
-  if (eq == std::string::npos || eq == 0) throw Failure{kUsage, std::string("expected ") + what + " as name=value, got '" + s + "'"};
+  if (eq == std::string::npos || eq == 0) {
+    throw usage(std::string("expected ") + what + " as name=value, got '" + s + "'");
+  }
   return {s.substr(0, eq), s.substr(eq + 1)};
+}
+
+// The one of `names` given as an option, as {name, value}. Usage error when
+// none or several are given.
+std::pair<std::string, std::string> exactly_one(const Context& ctx,
+                                                std::vector<const char*> names) {
+  std::string all;
+  for (const char* name : names) all += std::string(all.empty() ? "" : ", ") + "--" + name;
+  std::optional<std::pair<std::string, std::string>> found;
+  for (const char* name : names) {
+    const auto value = ctx.option(name);
+    if (!value) continue;
+    if (found) throw usage("give exactly one of " + all + ", not several");
+    found.emplace(name, *value);
+  }
+  if (!found) throw usage("give exactly one of " + all);
+  return *found;
+}
+
+int cmd_call(Context& ctx) {
+  const auto& args = ctx.args();
+  json params = nullptr;
+  if (args.size() == 2) {
+    params = json::parse(args[1], nullptr, /*allow_exceptions=*/false);
+    if (params.is_discarded()) throw usage("the params are not valid JSON: " + args[1]);
+  }
+  return print_json(ctx.call(args[0], params));
+}
+
+int cmd_status(Context& ctx) {
+  const json s = ctx.call("status");
+  if (ctx.json_output()) return print_json(s);
+  const json& policy = member(s, "policy");
+  const json& records = member(s, "records");
+  std::string paused = "no";
+  if (!member(s, "paused").is_null()) {
+    const json& pause = member(s, "pause");
+    paused = text(member(s, "paused")) + ": " + text(member(pause, "newly_due")) +
+             " newly due, guard " + text(member(pause, "guard")) +
+             " (confirm with 'retentionctl reload --confirm')";
+  }
+  std::string last_sweep = "never";
+  if (const json& sweep = member(s, "last_sweep"); !sweep.is_null()) {
+    const json& at = member(sweep, "at");  // an addition of this daemon to the spec
+    last_sweep = (at.is_null() ? "" : text(at) + ": ") + "archived " +
+                 text(member(sweep, "archived")) + ", anonymised " +
+                 text(member(sweep, "anonymised")) + ", purged " + text(member(sweep, "purged")) +
+                 ", held " + text(member(sweep, "held")) + " (" +
+                 text(member(sweep, "duration_ms")) + " ms)";
+  }
+  Table t;
+  t.add({"version", text(member(s, "version"))});
+  t.add({"now", text(member(s, "now"))});
+  t.add({"started at", text(member(s, "started_at"))});
+  t.add({"policy", text(member(policy, "hash"))});
+  t.add({"categories", text(member(policy, "categories"))});
+  t.add({"loaded at", text(member(policy, "loaded_at"))});
+  t.add({"records", text(member(records, "active")) + " active, " +
+                        text(member(records, "archived")) + " archived, " +
+                        text(member(records, "anonymised")) + " anonymised"});
+  t.add({"holds", text(member(s, "holds"))});
+  t.add({"next due", text(member(s, "next_due"))});
+  t.add({"backlog", text(member(s, "backlog"))});
+  t.add({"paused", paused});
+  t.add({"last sweep", last_sweep});
+  t.print(std::cout);
+  return kOk;
+}
+
+int cmd_put(Context& ctx) {
+  const auto subject = ctx.option("subject");
+  const auto category = ctx.option("category");
+  if (!subject || !category) throw usage("put needs --subject and --category");
+  json params = {{"key", ctx.args()[0]}, {"subject", *subject}, {"category", *category}};
+  json fields = json::object();
+  for (const auto& f : ctx.repeated("field")) {
+    auto [name, value] = split_assignment(f, "a field");
+    fields[name] = value;
+  }
+  json dates = json::object();
+  for (const auto& d : ctx.repeated("date")) {
+    auto [name, value] = split_assignment(d, "a date");
+    dates[name] = value;
+  }
+  if (!fields.empty()) params["fields"] = fields;
+  if (!dates.empty()) params["dates"] = dates;
+  const json r = ctx.call("record.put", params);
+  if (ctx.json_output()) return print_json(r);
+  const json& next = member(r, "next");
+  Table t({"KEY", "STATE", "NEXT", "DUE"});
+  t.add({text(member(r, "key")), text(member(r, "state")),
+         next.is_null() ? "none" : text(member(next, "action")),
+         next.is_null() ? "-" : due_text(member(next, "due"), member(next, "waiting_for"))});
+  t.print(std::cout);
+  return kOk;
+}
+
+int cmd_explain(Context& ctx) {
+  const json e = ctx.call("record.explain", {{"key", ctx.args()[0]}});
+  if (ctx.json_output()) return print_json(e);
+  Table about;
+  about.add({"key", text(member(e, "key"))});
+  about.add({"state", text(member(e, "state"))});
+  if (member(e, "state") == "purged") {
+    about.add({"purged at", text(member(e, "purged_at"))});
+    about.add({"audit seq", text(member(e, "audit_seq"))});
+    about.print(std::cout);
+    return kOk;
+  }
+  const json& holds = member(e, "holds");
+  about.add({"category", text(member(e, "category"))});
+  about.add({"held", member(e, "held") == true ? "yes (holds " + join(holds, ", ") + ")" : "no"});
+  about.print(std::cout);
+  std::cout << '\n';
+  Table phases({"#", "ACTION", "AT", "DUE", "DONE"});
+  for (const auto& p : member(e, "phases")) {
+    std::string done = "no";
+    if (member(p, "done") == true) {
+      done = member(p, "done_at").is_null() ? "yes" : text(member(p, "done_at"));
+    }
+    phases.add({text(member(p, "index")), text(member(p, "action")), text(member(p, "at")),
+                due_text(member(p, "due"), member(p, "missing")), done});
+  }
+  phases.print(std::cout);
+  return kOk;
+}
+
+int cmd_event(Context& ctx) {
+  const auto [scope, target] = exactly_one(ctx, {"subject", "key"});
+  const json r =
+      ctx.call("event.record", {{"name", ctx.args()[0]}, {"at", ctx.args()[1]}, {scope, target}});
+  if (ctx.json_output()) return print_json(r);
+  std::cout << "updated " << count_of(member(r, "updated"), "record", "records") << '\n';
+  return kOk;
+}
+
+int cmd_export(Context& ctx) {
+  const json r = ctx.call("subject.export", {{"subject", ctx.args()[0]}});
+  if (ctx.json_output()) return print_json(r);
+  const json& records = member(r, "records");
+  std::cout << "subject " << text(member(r, "subject")) << ": "
+            << count_of(json(records.size()), "record", "records") << ", exported at "
+            << text(member(r, "exported_at")) << '\n';
+  if (records.empty()) return kOk;
+  std::cout << '\n';
+  Table t({"KEY", "CATEGORY", "STATE", "LEGAL BASIS", "NEXT", "DUE", "FIELDS"});
+  for (const auto& rec : records) {
+    const json& next = member(rec, "next");
+    t.add({text(member(rec, "key")), text(member(rec, "category")), text(member(rec, "state")),
+           text(member(rec, "legal_basis")), next.is_null() ? "none" : text(member(next, "action")),
+           next.is_null() ? "-" : due_text(member(next, "due"), member(next, "waiting_for")),
+           assignments(member(rec, "fields"))});
+  }
+  t.print(std::cout);
+  return kOk;
+}
+
+int cmd_erase(Context& ctx) {
+  const auto reason = ctx.option("reason");
+  if (!reason) throw usage("erase needs --reason (it goes into the audit log)");
+  const bool dry_run = ctx.flag("dry-run");
+  const json r = ctx.call("subject.erase",
+                          {{"subject", ctx.args()[0]}, {"reason", *reason}, {"dry_run", dry_run}});
+  if (ctx.json_output()) return print_json(r);
+  const json& erased = member(r, "erased");
+  const json& retained = member(r, "retained");
+  std::cout << (dry_run ? "dry run, nothing changed: would erase " : "erased ")
+            << count_of(json(erased.size()), "record", "records") << ", retained "
+            << retained.size() << '\n';
+  if (erased.empty() && retained.empty()) return kOk;
+  std::cout << '\n';
+  Table t({"KEY", "CATEGORY", "OUTCOME", "REASON", "UNTIL"});
+  for (const auto& key : erased)
+    t.add({text(key), "-", dry_run ? "would erase" : "erased", "-", "-"});
+  for (const auto& rec : retained) {
+    t.add({text(member(rec, "key")), text(member(rec, "category")), "retained",
+           text(member(rec, "reason")), text(member(rec, "until"))});
+  }
+  t.print(std::cout);
+  return kOk;
+}
+
+int cmd_hold(Context& ctx) {
+  const auto [scope, target] = exactly_one(ctx, {"subject", "category", "key"});
+  const auto reason = ctx.option("reason");
+  if (!reason) throw usage("hold needs --reason");
+  const json r = ctx.call("hold.place", {{scope, target}, {"reason", *reason}});
+  if (ctx.json_output()) return print_json(r);
+  std::cout << "placed hold " << text(member(r, "id")) << " on " << scope << " " << target << '\n';
+  return kOk;
+}
+
+int cmd_release(Context& ctx) {
+  const std::string& id_text = ctx.args()[0];
+  char* end = nullptr;
+  errno = 0;
+  const long long id = std::strtoll(id_text.c_str(), &end, 10);
+  if (id_text.empty() || *end != '\0' || errno != 0 || id < 1) {
+    throw usage("the hold ID is a number, got '" + id_text + "'");
+  }
+  json params = {{"id", id}};
+  if (const auto reason = ctx.option("reason")) params["reason"] = *reason;
+  const json r = ctx.call("hold.release", params);
+  if (ctx.json_output()) return print_json(r);
+  std::cout << "released hold " << id << '\n';
+  return kOk;
+}
+
+int cmd_holds(Context& ctx) {
+  const json r = ctx.call("hold.list");
+  if (ctx.json_output()) return print_json(r);
+  const json& holds = member(r, "holds");
+  if (holds.empty()) {
+    std::cout << "no holds\n";
+    return kOk;
+  }
+  Table t({"ID", "SCOPE", "TARGET", "PLACED AT", "PLACED BY", "REASON"});
+  t.align_right(0);
+  for (const auto& h : holds) {
+    t.add({text(member(h, "id")), text(member(h, "scope")), text(member(h, "target")),
+           text(member(h, "placed_at")), text(member(h, "placed_by")), text(member(h, "reason"))});
+  }
+  t.print(std::cout);
+  return kOk;
+}
+
+int cmd_plan(Context& ctx) {
+  const auto until = ctx.option("until");
+  if (!until) throw usage("plan needs --until TIME");
+  json params = {{"until", *until}};
+  if (const auto from = ctx.option("from")) params["from"] = *from;
+  const json r = ctx.call("plan", params);
+  if (ctx.json_output()) return print_json(r);
+  std::cout << "from " << text(member(r, "from")) << " until " << text(member(r, "until"))
+            << "\n\n";
+  const json& actions = member(r, "actions");
+  if (actions.empty()) {
+    std::cout << "nothing falls due\n";
+  } else {
+    Table t({"MONTH", "CATEGORY", "ACTION", "COUNT"});
+    t.align_right(3);
+    for (const auto& a : actions) {
+      t.add({text(member(a, "month")), text(member(a, "category")), text(member(a, "action")),
+             text(member(a, "count"))});
+    }
+    t.print(std::cout);
+  }
+  const json& totals = member(r, "totals");
+  std::cout << "\ntotals: archive " << text(member(totals, "archive")) << ", anonymise "
+            << text(member(totals, "anonymise")) << ", purge " << text(member(totals, "purge"))
+            << "; waiting " << text(member(r, "waiting")) << ", held " << text(member(r, "held"))
+            << '\n';
+  return kOk;
+}
+
+int cmd_sweep(Context& ctx) {
+  const bool dry_run = ctx.flag("dry-run");
+  const json r = ctx.call("sweep", {{"dry_run", dry_run}});
+  if (ctx.json_output()) return print_json(r);
+  std::cout << (dry_run ? "dry run, nothing changed: would have " : "") << "archived "
+            << text(member(r, "archived")) << ", anonymised " << text(member(r, "anonymised"))
+            << ", purged " << text(member(r, "purged")) << ", held " << text(member(r, "held"))
+            << " (" << text(member(r, "duration_ms")) << " ms)\n";
+  return kOk;
+}
+
+int cmd_audit(Context& ctx) {
+  json params = json::object();
+  if (const auto limit = ctx.option_as<long>("limit")) params["limit"] = *limit;
+  if (const auto after = ctx.option_as<long>("after")) params["after"] = *after;
+  if (const auto key = ctx.option("key")) params["key"] = *key;
+  if (const auto subject = ctx.option("subject")) params["subject"] = *subject;
+  const json r = ctx.call("audit.tail", params);
+  if (ctx.json_output()) return print_json(r);
+  const json& entries = member(r, "entries");
+  if (entries.empty()) {
+    std::cout << "no audit entries\n";
+    return kOk;
+  }
+  Table t({"SEQ", "AT", "ACTION", "KEY", "CATEGORY", "PHASE", "ACTOR", "REASON"});
+  t.align_right(0);
+  for (const auto& e : entries) {
+    t.add({text(member(e, "seq")), text(member(e, "at")), text(member(e, "action")),
+           text(member(e, "key")), text(member(e, "category")), text(member(e, "phase")),
+           text(member(e, "actor")), text(member(e, "reason"))});
+  }
+  t.print(std::cout);
+  return kOk;
+}
+
+int cmd_verify(Context& ctx) {
+  const json r = ctx.call("audit.verify");
+  const bool ok = member(r, "ok") == true;
+  if (ctx.json_output()) {
+    print_json(r);
+  } else if (ok) {
+    std::cout << "audit chain intact: " << count_of(member(r, "entries"), "entry", "entries")
+              << ", head " << text(member(r, "head")) << '\n';
+  } else {
+    std::cout << "audit chain BROKEN: first bad entry is seq " << text(member(r, "first_bad"))
+              << " (of " << count_of(member(r, "entries"), "entry", "entries") << ")\n";
+  }
+  return ok ? kOk : kBrokenChain;
+}
+
+int cmd_reload(Context& ctx) {
+  const json r = ctx.call("config.reload", {{"confirm", ctx.flag("confirm")}});
+  if (ctx.json_output()) return print_json(r);
+  const json& changed = member(r, "changed_categories");
+  Table t;
+  t.add({"policy", text(member(r, "hash"))});
+  t.add({"changed categories", changed.empty() ? "none" : join(changed, ", ")});
+  t.add({"newly due", text(member(r, "newly_due"))});
+  std::cout << "policy reloaded\n";
+  t.print(std::cout);
+  return kOk;
+}
+
+// ---------------------------------------------------------------------------
+// import
+
+// Streams a JSON-lines file into record.put_many batches. Only the batch
+// being built is in memory.
+class Importer {
+ public:
+  Importer(Context& ctx, std::string name, std::istream& in, std::size_t batch_size,
+           std::optional<std::uintmax_t> total_bytes)
+      : m_ctx(ctx),
+        m_name(std::move(name)),
+        m_in(in),
+        m_batch_size(batch_size),
+        m_total_bytes(total_bytes),
+        m_progress(::isatty(STDERR_FILENO) == 1) {}
+
+  int run() {
+    m_ctx.connection();  // a missing daemon is reported before reading anything
+    m_start = std::chrono::steady_clock::now();
+    std::string line;
+    while (std::getline(m_in, line)) {
+      ++m_line_no;
+      m_bytes_read += line.size() + 1;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.find_first_not_of(" \t") == std::string::npos) continue;
+      add(line);
+    }
+    if (m_in.bad()) stop(m_name + ": read error after line " + std::to_string(m_line_no));
+    if (!m_batch.empty()) send();
+    const double seconds = elapsed_seconds();
+    clear_progress();
+    if (m_ctx.json_output()) {
+      return print_json({{"imported", m_imported},
+                         {"lines", m_line_no},
+                         {"batches", m_batches},
+                         {"seconds", seconds}});
+    }
+    char summary[128];
+    std::snprintf(summary, sizeof summary, "imported %zu record%s in %.2f s (%.0f/s)\n", m_imported,
+                  m_imported == 1 ? "" : "s", seconds,
+                  static_cast<double>(m_imported) / std::max(seconds, 0.001));
+    std::cout << summary;
+    return kOk;
+  }
+
+ private:
+  void add(const std::string& line) {
+    json record;
+    try {
+      record = json::parse(line);
+    } catch (const json::parse_error& e) {
+      stop(where(m_line_no) + ": not valid JSON: " + parse_error_text(e));
+    }
+    if (!record.is_object()) {
+      stop(where(m_line_no) + ": not a JSON object (got " + record.type_name() + ")");
+    }
+    if (!m_batch.empty() && m_batch_bytes + line.size() > kMaxBatchBytes) send();
+    m_batch.push_back(std::move(record));
+    m_batch_lines.push_back(m_line_no);
+    m_batch_bytes += line.size() + 1;
+    if (m_batch.size() >= m_batch_size) send();
+  }
+
+  void send() {
+    const Reply reply = m_ctx.try_call("record.put_many", {{"records", std::move(m_batch)}});
+    if (!reply.ok()) {
+      const json& index = member(member(reply.error, "data"), "index");
+      std::string message = describe(reply.error);
+      const std::string method = "record.put_many: ";
+      if (index.is_number_unsigned() && index.get<std::size_t>() < m_batch_lines.size()) {
+        // The daemon counts within the batch; the operator needs the file's line.
+        const std::string prefix = "records[" + index.dump() + "]: ";
+        if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
+        stop(where(m_batch_lines[index.get<std::size_t>()]) + ": " + method + message);
+      }
+      if (m_batch_lines.size() == 1) stop(where(m_batch_lines.front()) + ": " + method + message);
+      stop(m_name + ": lines " + std::to_string(m_batch_lines.front()) + "-" +
+           std::to_string(m_batch_lines.back()) + ": " + method + message);
+    }
+    m_imported += m_batch_lines.size();
+    ++m_batches;
+    m_batch = json::array();
+    m_batch_lines.clear();
+    m_batch_bytes = 0;
+    show_progress();
+  }
+
+  // Stops the import. Batches already sent stay committed; the one being
+  // built, and the rest of the file, are not stored.
+  [[noreturn]] void stop(const std::string& what) {
+    clear_progress();
+    const std::string first_unsent =
+        std::to_string(m_batch_lines.empty() ? m_line_no : m_batch_lines.front());
+    std::string outcome = "nothing was imported";
+    if (m_imported > 0) {
+      outcome = "the " + count_of(json(m_imported), "record", "records") + " before line " +
+                first_unsent + " were imported and stay committed; nothing from line " +
+                first_unsent + " on was stored";
+    }
+    throw Failure{kFailed, "import: " + what + "\nretentionctl: import: stopped: " + outcome};
+  }
+
+  std::string where(std::size_t line) const { return m_name + ":" + std::to_string(line); }
+
+  // nlohmann's message without its "[json.exception.parse_error.101] " tag,
+  // and with "line 1" left out: the whole text is one line of the file.
+  static std::string parse_error_text(const json::parse_error& e) {
+    std::string message = e.what();
+    if (const auto end = message.find("] ");
+        message.rfind("[json.", 0) == 0 && end != std::string::npos) {
+      message.erase(0, end + 2);
+    }
+    if (const auto at = message.find("at line 1, column"); at != std::string::npos) {
+      message.erase(at + 3, std::string_view("line 1, ").size());
+    }
+    return message;
+  }
+
+  void show_progress() {
+    if (!m_progress) return;
+    std::string bar;
+    if (m_total_bytes && *m_total_bytes > 0) {
+      constexpr int kWidth = 30;
+      const double done =
+          std::min(1.0, static_cast<double>(m_bytes_read) / static_cast<double>(*m_total_bytes));
+      const int filled = static_cast<int>(done * kWidth);
+      bar = "[" + std::string(static_cast<std::size_t>(filled), '#') +
+            std::string(static_cast<std::size_t>(kWidth - filled), '.') + "] " +
+            std::to_string(static_cast<int>(done * 100)) + "%  ";
+    }
+    const double rate = static_cast<double>(m_imported) / std::max(elapsed_seconds(), 0.001);
+    std::cerr << "\r" << bar << m_imported << " records, line " << m_line_no << ", "
+              << static_cast<long>(rate) << "/s" << std::flush;
+  }
+
+  double elapsed_seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - m_start).count();
+  }
+
+  void clear_progress() {
+    if (m_progress) std::cerr << "\r\033[K" << std::flush;
+  }
+
+  Context& m_ctx;
+  std::string m_name;
+  std::istream& m_in;
+  std::size_t m_batch_size;
+  std::optional<std::uintmax_t> m_total_bytes;
+  bool m_progress;
+  json m_batch = json::array();
+  std::vector<std::size_t> m_batch_lines;  // the file line of each record in m_batch
+  std::size_t m_batch_bytes = 0;
+  std::size_t m_line_no = 0;
+  std::uintmax_t m_bytes_read = 0;
+  std::size_t m_imported = 0;
+  std::size_t m_batches = 0;
+  std::chrono::steady_clock::time_point m_start;
+};
+
+int cmd_import(Context& ctx) {
+  const long batch = ctx.option_as<long>("batch").value_or(kDefaultBatch);
+  if (batch < 1 || batch > kMaxBatch) {
+    throw usage("--batch must be 1.." + std::to_string(kMaxBatch));
+  }
+  const std::string& path = ctx.args()[0];
+  if (path == "-") {
+    return Importer(ctx, "stdin", std::cin, static_cast<std::size_t>(batch), std::nullopt).run();
+  }
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw Failure{kFailed, "import: cannot open " + path + ": " + std::strerror(errno)};
+  std::optional<std::uintmax_t> size;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    size = static_cast<std::uintmax_t>(st.st_size);
+  }
+  return Importer(ctx, path, file, static_cast<std::size_t>(batch), size).run();
+}
+
+// ---------------------------------------------------------------------------
+// The table of subcommands
+
+using cxxopts::value;
+
+void put_options(cxxopts::Options& o) {
+  auto add = o.add_options();
+  add("subject", "the record's subject", value<std::string>(), "S");
+  add("category", "the record's category", value<std::string>(), "C");
+  add("f,field", "a field, sent as a string (repeatable)", value<std::vector<std::string>>(),
+      "NAME=VALUE");
+  add("d,date", "a date (repeatable)", value<std::vector<std::string>>(), "NAME=TIME");
+}
+
+void event_options(cxxopts::Options& o) {
+  auto add = o.add_options();
+  add("subject", "every record of this subject", value<std::string>(), "S");
+  add("key", "this record only", value<std::string>(), "K");
+}
+
+void erase_options(cxxopts::Options& o) {
+  auto add = o.add_options();
+  add("reason", "why (required; written to the audit log)", value<std::string>(), "TEXT");
+  add("dry-run", "show what would be erased and retained, change nothing");
+}
+
+void hold_options(cxxopts::Options& o) {
+  auto add = o.add_options();
+  add("subject", "hold every record of this subject", value<std::string>(), "S");
+  add("category", "hold every record of this category", value<std::string>(), "C");
+  add("key", "hold this record", value<std::string>(), "K");
+  add("reason", "why (required; written to the audit log)", value<std::string>(), "TEXT");
+}
+
+void release_options(cxxopts::Options& o) {
+  o.add_options()("reason", "why (written to the audit log)", value<std::string>(), "TEXT");
+}
+
+void plan_options(cxxopts::Options& o) {
+  auto add = o.add_options();
+  add("until", "count the phases due before this time (required)", value<std::string>(), "TIME");
+  add("from", "start here (default: the daemon's now)", value<std::string>(), "TIME");
+}
+
+void sweep_options(cxxopts::Options& o) {
+  o.add_options()("dry-run", "count what would run, change nothing");
+}
+
+void audit_options(cxxopts::Options& o) {
+  auto add = o.add_options();
+  add("limit", "at most N entries (default 100, at most 10000)", value<long>(), "N");
+  add("after", "the first entries after this sequence number", value<long>(), "SEQ");
+  add("key", "only the entries of this record key", value<std::string>(), "K");
+  add("subject", "only the entries of this subject", value<std::string>(), "S");
+}
+
+void reload_options(cxxopts::Options& o) {
+  o.add_options()("confirm", "apply the policy even when the reload guard trips");
+}
+
+void import_options(cxxopts::Options& o) {
+  o.add_options()("batch", "records per record.put_many (default 1000, at most 10000)",
+                  value<long>(), "N");
+}
+
+struct Command {
+  const char* name;
+  const char* synopsis;  // after "retentionctl "
+  const char* summary;
+  std::size_t min_args;
+  std::size_t max_args;
+  void (*add_options)(cxxopts::Options&);  // null: only the common options
+  int (*run)(Context&);
+};
+
+// clang-format off
+const Command kCommands[] = {
+    {"status", "status",
+     "the daemon's state: policy, records, next due time, backlog, last sweep",
+     0, 0, nullptr, cmd_status},
+    {"put", "put KEY --subject S --category C [-f NAME=VALUE]... [-d NAME=TIME]...",
+     "store a record, or replace an active one (record.put)",
+     1, 1, put_options, cmd_put},
+    {"explain", "explain KEY",
+     "a record's phases and when each is due, or the proof of its disposal",
+     1, 1, nullptr, cmd_explain},
+    {"event", "event NAME TIME (--subject S | --key K)",
+     "set a date (left, contract_end...) on a subject's records or one record",
+     2, 2, event_options, cmd_event},
+    {"export", "export SUBJECT",
+     "a subject's active and archived records, with their fields",
+     1, 1, nullptr, cmd_export},
+    {"erase", "erase SUBJECT --reason TEXT [--dry-run]",
+     "erase a subject's records, except those under legal obligation or hold",
+     1, 1, erase_options, cmd_erase},
+    {"hold", "hold (--subject S | --category C | --key K) --reason TEXT",
+     "stop the disposal and erasure of records until released",
+     0, 0, hold_options, cmd_hold},
+    {"release", "release ID [--reason TEXT]",
+     "release a hold",
+     1, 1, release_options, cmd_release},
+    {"holds", "holds",
+     "the holds in force",
+     0, 0, nullptr, cmd_holds},
+    {"plan", "plan --until TIME [--from TIME]",
+     "what will be archived, anonymised and purged, month by month",
+     0, 0, plan_options, cmd_plan},
+    {"sweep", "sweep [--dry-run]",
+     "run every due phase now",
+     0, 0, sweep_options, cmd_sweep},
+    {"audit", "audit [--limit N] [--after SEQ] [--key K] [--subject S]",
+     "audit log entries: the last N, or the first N after SEQ",
+     0, 0, audit_options, cmd_audit},
+    {"verify", "verify",
+     "recompute the audit log's hash chain (exit 4 when it is broken)",
+     0, 0, nullptr, cmd_verify},
+    {"reload", "reload [--confirm]",
+     "reload the policy file",
+     0, 0, reload_options, cmd_reload},
+    {"import", "import FILE.jsonl|- [--batch N]",
+     "store the records of a JSON-lines file, one record.put params per line",
+     1, 1, import_options, cmd_import},
+    {"call", "call METHOD ['JSON params']",
+     "call any method and print its result as JSON",
+     1, 2, nullptr, cmd_call},
+};
+// clang-format on
+
+const Command* find_command(std::string_view name) {
+  for (const auto& c : kCommands) {
+    if (name == c.name) return &c;
+  }
+  return nullptr;
+}
+
+void add_common_options(cxxopts::Options& o) {
+  auto add = o.add_options();
+  add("s,socket",
+      std::string("admin socket (default: $RETENTIOND_SOCKET, or ") + kDefaultSocket + ")",
+      value<std::string>(), "PATH");
+  add("json", "print the daemon's result as JSON");
+  add("h,help", "print this help and exit");
+}
+
+// The option list of `o`, without cxxopts' own usage line.
+std::string options_help(const cxxopts::Options& o) {
+  std::string help = o.help({}, /*print_usage=*/false);
+  help.erase(0, help.find_first_not_of('\n'));
+  return help;
+}
+
+void print_general_help(std::ostream& out) {
+  out << "usage: retentionctl [--socket PATH] [--json] COMMAND [ARGS...]\n\n"
+         "Talk to retentiond over its admin socket.\n\nCommands:\n";
+  Table commands;
+  for (const auto& c : kCommands) commands.add({std::string("  ") + c.name, c.summary});
+  commands.print(out);
+  cxxopts::Options o("retentionctl");
+  o.custom_help("").set_width(110);
+  add_common_options(o);
+  o.add_options()("version", "print the version and exit");
+  out << "\nOptions:\n"
+      << options_help(o)
+      << "\nRun 'retentionctl COMMAND --help' for a command's arguments and options.\n"
+         "Exit codes: 0 ok, 1 the daemon answered with an error (or import stopped), 2 usage,\n"
+         "3 cannot reach the daemon, 4 verify found a broken audit chain.\n";
+}
+
+// The position of the command word in argv: the first word that is not an
+// option, skipping the value of --socket. 0 when there is none.
+int command_position(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "-s" || arg == "--socket") {
+      ++i;
+    } else if (arg.empty() || arg[0] != '-' || arg == "-") {
+      return i;
+    }
+  }
+  return 0;
+}
+
+int run_command(const Command& command, int argc, char** argv) {
+  cxxopts::Options options(std::string("retentionctl ") + command.name);
+  options.custom_help("").set_width(110);
+  if (command.add_options != nullptr) command.add_options(options);
+  add_common_options(options);
+  const auto opts = options.parse(argc, argv);
+  if (opts.count("help")) {
+    std::cout << "usage: retentionctl " << command.synopsis << "\n\n"
+              << command.summary << "\n\nOptions:\n"
+              << options_help(options);
+    return kOk;
+  }
+  std::vector<std::string> args = opts.unmatched();
+  if (!args.empty()) args.erase(args.begin());  // the command word itself
+  if (args.size() < command.min_args || args.size() > command.max_args) {
+    throw usage(
+        std::string(command.name) + ": expected " +
+        (command.min_args == command.max_args
+             ? std::to_string(command.min_args)
+             : std::to_string(command.min_args) + " to " + std::to_string(command.max_args)) +
+        " argument" + (command.max_args == 1 ? "" : "s") + ", got " + std::to_string(args.size()));
+  }
+  std::string socket_path = kDefaultSocket;
+  if (const char* env = std::getenv("RETENTIOND_SOCKET"); env != nullptr && *env != '\0') {
+    socket_path = env;
+  }
+  if (opts.count("socket")) socket_path = opts["socket"].as<std::string>();
+  Context ctx(socket_path, opts, std::move(args));
+  return command.run(ctx);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  cxxopts::Options options("retentionctl", "Talk to retentiond over its admin socket.");
-  options.positional_help("COMMAND [ARGS...]").show_positional_help();
-  options.add_options()
-      ("s,socket", "admin socket (default: $RETENTIOND_SOCKET or /run/retentiond/admin.sock)", cxxopts::value<std::string>())
-      ("json", "print the raw JSON result")
-      ("subject", "put: the record's subject", cxxopts::value<std::string>())
-      ("category", "put: the record's category", cxxopts::value<std::string>())
-      ("f,field", "put: a field, name=value (repeatable)", cxxopts::value<std::vector<std::string>>())
-      ("d,date", "put: a date, name=time (repeatable)", cxxopts::value<std::vector<std::string>>())
-      ("dry-run", "sweep: count what would happen, change nothing")
-      ("version", "print the version and exit")
-      ("h,help", "print this help and exit");
-  // Positional words (COMMAND ARGS...) are left unmatched and read below.
-  const std::string commands =
-      "\nCommands:\n"
-      "  call METHOD [JSON]      call any method, print its result as JSON\n"
-      "  status                  daemon status\n"
-      "  put KEY --subject S --category C [-f name=value]... [-d name=time]...\n"
-      "  explain KEY             every phase of a record and when it is due\n"
-      "  sweep [--dry-run]       run every due phase now\n";
+  const int at = command_position(argc, argv);
+  const Command* command = at > 0 ? find_command(argv[at]) : nullptr;
   try {
-    const auto opts = options.parse(argc, argv);
-    if (opts.count("version")) {
-      std::cout << "retentionctl " << RETENTIOND_VERSION << '\n';
-      return kOk;
-    }
-    std::vector<std::string> words = opts.unmatched();
-    if (opts.count("help") || words.empty()) {
-      std::cout << options.help() << commands;
-      return opts.count("help") ? kOk : kUsage;
-    }
-    std::string socket_path = "/run/retentiond/admin.sock";
-    if (const char* env = std::getenv("RETENTIOND_SOCKET"); env != nullptr && *env != '\0') socket_path = env;
-    if (opts.count("socket")) socket_path = opts["socket"].as<std::string>();
-    const bool as_json = opts.count("json") > 0;
-    const std::string command = words.front();
-    const std::vector<std::string> args(words.begin() + 1, words.end());
-
-    if (command == "call") {
-      if (args.empty() || args.size() > 2) throw Failure{kUsage, "usage: retentionctl call METHOD ['JSON params']"};
-      json params = nullptr;
-      if (args.size() == 2) {
-        try {
-          params = json::parse(args[1]);
-        } catch (const json::exception& e) {
-          throw Failure{kUsage, std::string("the params are not valid JSON: ") + e.what()};
+    if (at == 0) {
+      for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "--version") {
+          std::cout << "retentionctl " << RETENTIOND_VERSION << '\n';
+          return kOk;
+        }
+        if (arg == "-h" || arg == "--help") {
+          print_general_help(std::cout);
+          return kOk;
         }
       }
-      std::cout << rpc(socket_path, args[0], params).dump(2) << '\n';
-      return kOk;
+      throw usage("no command given");
     }
-    if (command == "status") {
-      const json r = rpc(socket_path, "status", nullptr);
-      if (as_json) std::cout << r.dump(2) << '\n';
-      else print_status(r);
-      return kOk;
-    }
-    if (command == "explain") {
-      if (args.size() != 1) throw Failure{kUsage, "usage: retentionctl explain KEY"};
-      const json r = rpc(socket_path, "record.explain", {{"key", args[0]}});
-      if (as_json) std::cout << r.dump(2) << '\n';
-      else print_explain(r);
-      return kOk;
-    }
-    if (command == "put") {
-      if (args.size() != 1 || !opts.count("subject") || !opts.count("category")) {
-        throw Failure{kUsage, "usage: retentionctl put KEY --subject S --category C [-f name=value]... [-d name=time]..."};
-      }
-      json params = {{"key", args[0]}, {"subject", opts["subject"].as<std::string>()},
-                     {"category", opts["category"].as<std::string>()}, {"fields", json::object()}, {"dates", json::object()}};
-      if (opts.count("field")) {
-        for (const auto& f : opts["field"].as<std::vector<std::string>>()) {
-          auto [n, v] = split_assignment(f, "a field");
-          params["fields"][n] = v;
-        }
-      }
-      if (opts.count("date")) {
-        for (const auto& d : opts["date"].as<std::vector<std::string>>()) {
-          auto [n, v] = split_assignment(d, "a date");
-          params["dates"][n] = v;
-        }
-      }
-      const json r = rpc(socket_path, "record.put", params);
-      if (as_json) {
-        std::cout << r.dump(2) << '\n';
-      } else {
-        const json& next = r["next"];
-        std::cout << "stored " << text(r["key"]) << ": "
-                  << (next.is_null() ? std::string("no phase")
-                                     : text(next["action"]) + " due " +
-                                           (next["due"].is_null() ? std::string("when ") + next["waiting_for"].dump() + " are recorded"
-                                                                  : text(next["due"])))
-                  << '\n';
-      }
-      return kOk;
-    }
-    if (command == "sweep") {
-      const json r = rpc(socket_path, "sweep", {{"dry_run", opts.count("dry-run") > 0}});
-      if (as_json) std::cout << r.dump(2) << '\n';
-      else std::cout << "archived " << r["archived"] << ", anonymised " << r["anonymised"] << ", purged " << r["purged"]
-                     << ", held " << r["held"] << " (" << r["duration_ms"] << " ms)\n";
-      return kOk;
-    }
-    throw Failure{kUsage, "unknown command '" + command + "' (see --help)"};
+    if (command == nullptr) throw usage(std::string("unknown command '") + argv[at] + "'");
+    return run_command(*command, argc, argv);
   } catch (const Failure& f) {
     std::cerr << "retentionctl: " << f.message << '\n';
+    if (f.code == kUsage) {
+      std::cerr << "usage: retentionctl "
+                << (command != nullptr ? command->synopsis
+                                       : "[--socket PATH] [--json] COMMAND [ARGS...]")
+                << "  (see --help)\n";
+    }
     return f.code;
   } catch (const cxxopts::exceptions::exception& e) {
-    std::cerr << "retentionctl: " << e.what() << " (see --help)\n";
+    std::cerr << "retentionctl: " << e.what() << '\n'
+              << "usage: retentionctl " << (command != nullptr ? command->synopsis : "COMMAND")
+              << "  (see --help)\n";
     return kUsage;
   } catch (const std::exception& e) {
     std::cerr << "retentionctl: " << e.what() << '\n';
-    return kRpcError;
+    return kFailed;
   }
 }

@@ -1,0 +1,730 @@
+// retentionctl end to end: the real client binary against the real daemon
+// on a temporary socket, whole outputs compared. The daemon's clock starts
+// at 2030-01-01T00:00:00Z and runs on in real time, so the times it stamps
+// (now, placed_at, audit entries...) are compared as 2030-01-01T00:mm:ssZ.
+
+#include <cstring>
+#include <fstream>
+#include <regex>
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "tests/ctl/run_ctl.hpp"
+#include "tests/support/daemon_process.hpp"
+
+namespace retentiond::testing {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kPolicy = R"toml([daemon]
+state_dir = "unused"
+
+[[categories]]
+name = "lead"
+purpose = "Prospecting"
+legal_basis = "legitimate_interest"
+dates = ["collected", "last_contact"]
+phases = [ { action = "purge", at = "max(collected, last_contact) + 3 years" } ]
+
+[[categories]]
+name = "invoice"
+purpose = "Invoicing"
+legal_basis = "legal_obligation"
+dates = ["collected", "issued"]
+phases = [
+  { action = "archive", at = "fiscal_year_end(issued)" },
+  { action = "purge",   at = "fiscal_year_end(issued) + 10 years" },
+]
+
+[[categories]]
+name = "student"
+purpose = "Student file"
+legal_basis = "contract"
+dates = ["collected", "left"]
+phases = [ { action = "purge", at = "left + 5 years" } ]
+)toml";
+
+// Times the daemon stamps during the test, and durations, made comparable.
+// Both keep their width, so column alignment is still checked.
+std::string normalised(const std::string& s) {
+  static const std::regex stamped("2030-01-01T00:[0-5][0-9]:[0-5][0-9]Z");
+  static const std::regex duration(R"(\(\d+ ms\))");
+  return std::regex_replace(std::regex_replace(s, stamped, "2030-01-01T00:mm:ssZ"), duration,
+                            "(N ms)");
+}
+
+json parsed(const CtlResult& r) {
+  const json j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  EXPECT_FALSE(j.is_discarded()) << r.out;
+  return j;
+}
+
+std::string uid() { return "uid:" + std::to_string(::getuid()); }
+
+CtlOptions with_env(std::string assignment) {
+  CtlOptions o;
+  o.env.push_back(std::move(assignment));
+  return o;
+}
+
+CtlOptions with_stdin(std::filesystem::path file) {
+  CtlOptions o;
+  o.stdin_file = std::move(file);
+  return o;
+}
+
+class CtlTest : public ::testing::Test {
+ protected:
+  CtlTest()
+      : m_policy(write_policy(m_dir.path())),
+        m_daemon(m_dir.path(), {"--config", m_policy.string(), "--now", "2030-01-01T00:00:00Z"}),
+        m_client(m_daemon.socket()) {}
+
+  static std::filesystem::path write_policy(const std::filesystem::path& dir) {
+    const auto path = dir / "policy.toml";
+    std::ofstream(path) << kPolicy;
+    return path;
+  }
+
+  // retentionctl --socket <the daemon's> ARGS...
+  CtlResult ctl(std::vector<std::string> args, const CtlOptions& options = {}) {
+    args.insert(args.begin(), {"--socket", m_daemon.socket().string()});
+    return run_ctl(args, options);
+  }
+
+  json call(const std::string& method, const json& params = nullptr) {
+    const json reply = m_client.call(method, params);
+    EXPECT_FALSE(reply.contains("error")) << reply.dump();
+    return reply.value("result", json());
+  }
+
+  // alice has a lead; bob a student file (waiting for `left`) and an invoice.
+  void seed() {
+    call("record.put", {{"key", "crm-42"},
+                        {"subject", "alice@example.com"},
+                        {"category", "lead"},
+                        {"fields", {{"email", "alice@example.com"}}},
+                        {"dates", {{"collected", "2027-01-31"}, {"last_contact", "2028-06-01"}}}});
+    call("record.put", {{"key", "st-1"},
+                        {"subject", "bob"},
+                        {"category", "student"},
+                        {"fields", {{"name", "Bob"}}},
+                        {"dates", {{"collected", "2025-09-01"}}}});
+    call("record.put", {{"key", "inv-1"},
+                        {"subject", "bob"},
+                        {"category", "invoice"},
+                        {"fields", {{"amount", "120.00"}}},
+                        {"dates", {{"collected", "2030-05-10"}, {"issued", "2030-05-10"}}}});
+  }
+
+  std::filesystem::path write_file(const std::string& name, const std::string& content) {
+    const auto path = m_dir.path() / name;
+    std::ofstream(path) << content;
+    return path;
+  }
+
+  // `count` lines of record.put params, keys imp-1..imp-<count>.
+  static std::string records_jsonl(int first, int last) {
+    std::string out;
+    for (int i = first; i <= last; ++i) {
+      out += json{{"key", "imp-" + std::to_string(i)},
+                  {"subject", "s" + std::to_string(i % 7)},
+                  {"category", "lead"},
+                  {"fields", {{"n", std::to_string(i)}}},
+                  {"dates", {{"collected", "2029-01-01"}}}}
+                 .dump() +
+             "\n";
+    }
+    return out;
+  }
+
+  TempDir m_dir;
+  std::filesystem::path m_policy;
+  DaemonProcess m_daemon;
+  Client m_client;
+};
+
+// --- Help and usage (no daemon needed) ---
+
+TEST(CtlHelp, ListsEverySubcommandOnOneLineEach) {
+  const CtlResult r = run_ctl({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.err, "");
+  for (const char* name :
+       {"status", "put", "explain", "event", "export", "erase", "hold", "release", "holds", "plan",
+        "sweep", "audit", "verify", "reload", "import", "call"}) {
+    const std::regex line(std::string("\n  ") + name + " +[a-z][^\n]+\n");
+    EXPECT_TRUE(std::regex_search(r.out, line)) << name << " missing from:\n" << r.out;
+  }
+}
+
+TEST(CtlHelp, ASubcommandsHelpShowsItsOptions) {
+  const CtlResult r = run_ctl({"erase", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n')),
+            "usage: retentionctl erase SUBJECT --reason TEXT [--dry-run]");
+  EXPECT_NE(r.out.find("\n      --reason TEXT  why (required; written to the audit log)\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("\n      --dry-run      "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\n  -s, --socket PATH  "), std::string::npos) << r.out;
+}
+
+TEST(CtlUsage, UsageErrorsExitTwoWithAUsageLine) {
+  CtlResult r = run_ctl({"frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err,
+            "retentionctl: unknown command 'frobnicate'\n"
+            "usage: retentionctl [--socket PATH] [--json] COMMAND [ARGS...]  (see --help)\n");
+
+  r = run_ctl({});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "retentionctl: no command given\n"
+            "usage: retentionctl [--socket PATH] [--json] COMMAND [ARGS...]  (see --help)\n");
+
+  r = run_ctl({"explain"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "retentionctl: explain: expected 1 argument, got 0\n"
+            "usage: retentionctl explain KEY  (see --help)\n");
+
+  r = run_ctl({"erase", "bob"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "retentionctl: erase needs --reason (it goes into the audit log)\n"
+            "usage: retentionctl erase SUBJECT --reason TEXT [--dry-run]  (see --help)\n");
+
+  r = run_ctl({"hold", "--key", "k", "--subject", "s", "--reason", "r"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.substr(0, r.err.find('\n')),
+            "retentionctl: give exactly one of --subject, --category, --key, not several");
+
+  r = run_ctl({"audit", "--limit", "many"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.substr(r.err.find('\n') + 1),
+            "usage: retentionctl audit [--limit N] [--after SEQ] [--key K] [--subject S]  (see "
+            "--help)\n");
+
+  r = run_ctl({"import", "x.jsonl", "--batch", "10001"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.substr(0, r.err.find('\n')), "retentionctl: --batch must be 1..10000");
+
+  r = run_ctl({"call", "status", "{not json"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.substr(0, r.err.find('\n')),
+            "retentionctl: the params are not valid JSON: {not json");
+}
+
+// --- Reaching the daemon ---
+
+TEST(CtlConnection, AMissingSocketExitsThreeAndNamesThePath) {
+  TempDir dir;
+  const std::string path = (dir.path() / "none.sock").string();
+  const std::string expected = "retentionctl: no daemon socket at " + path +
+                               " (is retentiond running? set --socket or RETENTIOND_SOCKET)\n";
+  CtlResult r = run_ctl({"--socket", path, "status"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, expected);
+  // The same from the environment.
+  r = run_ctl({"status"}, with_env("RETENTIOND_SOCKET=" + path));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.err, expected);
+  // import reports it before reading its file.
+  r = run_ctl({"--socket", path, "import", "-"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.err, expected);
+}
+
+// A bound socket that is not listening refuses connections, like one left
+// behind by a daemon that died.
+TEST(CtlConnection, ASocketNobodyListensOnExitsThree) {
+  TempDir dir;
+  const std::string path = (dir.path() / "dead.sock").string();
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  const CtlResult r = run_ctl({"--socket", path, "status"});
+  ::close(fd);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.err, "retentionctl: nothing is listening on " + path + "\n");
+}
+
+TEST(CtlConnection, PermissionDeniedExitsThreeAndNamesTheGroups) {
+  TempDir dir;
+  const std::string path = (dir.path() / "admin.sock").string();
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(path.c_str(), 0660), 0);
+  // root may open anything: drop to nobody. Otherwise a mode-000 socket is enough.
+  const bool root = ::geteuid() == 0;
+  if (!root) {
+    ASSERT_EQ(::chmod(path.c_str(), 0), 0);
+  }
+  CtlOptions options;
+  options.as_nobody = root;
+  const CtlResult r = run_ctl({"--socket", path, "status"}, options);
+  ::close(fd);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.err, "retentionctl: permission denied on " + path +
+                       " (are you in the retention-admin or retention-read group?)\n");
+}
+
+// --- Subcommands ---
+
+TEST_F(CtlTest, StatusPrintsOneAlignedLinePerFieldAndJsonTheRawResult) {
+  seed();
+  const CtlResult j = ctl({"--json", "status"});
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  const json s = parsed(j);
+  EXPECT_EQ(s["records"], json::parse(R"({"active":3,"archived":0,"anonymised":0})"));
+  EXPECT_EQ(s["policy"]["categories"], 3);
+  EXPECT_EQ(s["next_due"], "2031-01-01T00:00:00Z");
+  EXPECT_EQ(s["paused"], nullptr);
+
+  const CtlResult r = ctl({"status"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(
+      normalised(r.out),
+      "version     " + s["version"].get<std::string>() +
+          "\n"
+          "now         2030-01-01T00:mm:ssZ\n"
+          "started at  2030-01-01T00:mm:ssZ\n"
+          "policy      " +
+          s["policy"]["hash"].get<std::string>() +
+          "\n"
+          "categories  3\n"
+          "loaded at   2030-01-01T00:mm:ssZ\n"
+          "records     3 active, 0 archived, 0 anonymised\n"
+          "holds       0\n"
+          "next due    2031-01-01T00:00:00Z\n"
+          "backlog     0\n"
+          "paused      no\n"
+          "last sweep  2030-01-01T00:mm:ssZ: archived 0, anonymised 0, purged 0, held 0 (N ms)\n");
+}
+
+TEST_F(CtlTest, PutPrintsTheNextPhase) {
+  CtlResult r = ctl({"put", "crm-42", "--subject", "alice@example.com", "--category", "lead", "-f",
+                     "email=alice@example.com", "-f", "note=a, b=c", "-d", "collected=2027-01-31",
+                     "--date", "last_contact=2028-06-01"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "KEY     STATE   NEXT   DUE\n"
+            "crm-42  active  purge  2031-06-01T00:00:00Z\n");
+  // Values keep their commas and everything after the first '='.
+  const json got = call("record.get", {{"key", "crm-42"}});
+  EXPECT_EQ(got["fields"], json::parse(R"({"email":"alice@example.com","note":"a, b=c"})"));
+  EXPECT_EQ(
+      got["dates"],
+      json::parse(R"({"collected":"2027-01-31T00:00:00Z","last_contact":"2028-06-01T00:00:00Z"})"));
+
+  r = ctl(
+      {"put", "st-1", "--subject", "bob", "--category", "student", "-d", "collected=2025-09-01"});
+  EXPECT_EQ(r.out,
+            "KEY   STATE   NEXT   DUE\n"
+            "st-1  active  purge  waiting for left\n");
+
+  r = ctl({"--json", "put", "st-2", "--subject", "bob", "--category", "student"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(parsed(r), json::parse(R"({"key":"st-2","state":"active",
+      "next":{"phase":0,"action":"purge","due":null,"waiting_for":["left"]}})"));
+}
+
+TEST_F(CtlTest, AnErrorReplyExitsOneNamingTheMethodAndReason) {
+  CtlResult r = ctl({"put", "x", "--subject", "s", "--category", "nope"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "retentionctl: record.put: unknown category 'nope' [unknown_category]\n");
+  r = ctl({"--json", "explain", "nope"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "retentionctl: record.explain: no record with key 'nope' [not_found]\n");
+  r = ctl({"put", "x", "--subject", "s", "--category", "lead", "-f", "novalue"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.substr(0, r.err.find('\n')),
+            "retentionctl: expected a field as name=value, got 'novalue'");
+}
+
+TEST_F(CtlTest, ExplainPrintsEachPhaseThenTheProofOfDisposal) {
+  seed();
+  CtlResult r = ctl({"explain", "inv-1"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "key       inv-1\n"
+            "state     active\n"
+            "category  invoice\n"
+            "held      no\n"
+            "\n"
+            "#  ACTION   AT                                  DUE                   DONE\n"
+            "0  archive  fiscal_year_end(issued)             2031-01-01T00:00:00Z  no\n"
+            "1  purge    fiscal_year_end(issued) + 10 years  2041-01-01T00:00:00Z  no\n");
+
+  call("hold.place", {{"subject", "bob"}, {"reason", "case 9"}});
+  r = ctl({"explain", "st-1"});
+  EXPECT_EQ(r.out,
+            "key       st-1\n"
+            "state     active\n"
+            "category  student\n"
+            "held      yes (holds 1)\n"
+            "\n"
+            "#  ACTION  AT              DUE               DONE\n"
+            "0  purge   left + 5 years  waiting for left  no\n");
+
+  r = ctl({"--json", "explain", "st-1"});
+  EXPECT_EQ(parsed(r), call("record.explain", {{"key", "st-1"}}));
+
+  call("subject.erase", {{"subject", "alice@example.com"}, {"reason", "art. 17"}});
+  r = ctl({"explain", "crm-42"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(normalised(r.out),
+            "key        crm-42\n"
+            "state      purged\n"
+            "purged at  2030-01-01T00:mm:ssZ\n"
+            "audit seq  2\n");
+}
+
+TEST_F(CtlTest, EventSetsADateAndCountsTheRecords) {
+  seed();
+  CtlResult r = ctl({"event", "left", "2029-06-30", "--subject", "bob"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "updated 1 record\n");  // the invoice does not declare `left`
+  EXPECT_EQ(call("record.explain", {{"key", "st-1"}})["next"]["due"], "2034-06-30T00:00:00Z");
+
+  r = ctl({"--json", "event", "left", "2029-07-31", "--key", "st-1"});
+  EXPECT_EQ(parsed(r), json::parse(R"({"updated":1})"));
+  EXPECT_EQ(call("record.explain", {{"key", "st-1"}})["next"]["due"], "2034-07-31T00:00:00Z");
+
+  r = ctl({"event", "left", "2029-06-30", "--key", "crm-42"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "retentionctl: event.record: category 'lead' does not declare the date 'left' "
+            "[unknown_date]\n");
+}
+
+TEST_F(CtlTest, ExportListsTheSubjectsRecordsWithTheirFields) {
+  seed();
+  CtlResult r = ctl({"export", "bob"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(
+      normalised(r.out),
+      "subject bob: 2 records, exported at 2030-01-01T00:mm:ssZ\n"
+      "\n"
+      "KEY    CATEGORY  STATE   LEGAL BASIS       NEXT     DUE                   FIELDS\n"
+      "inv-1  invoice   active  legal_obligation  archive  2031-01-01T00:00:00Z  amount=120.00\n"
+      "st-1   student   active  contract          purge    waiting for left      name=Bob\n");
+
+  r = ctl({"--json", "export", "bob"});
+  const json e = parsed(r);
+  EXPECT_EQ(e["subject"], "bob");
+  ASSERT_EQ(e["records"].size(), 2u);
+  EXPECT_EQ(e["records"][0]["key"], "inv-1");
+  EXPECT_EQ(e["records"][0]["purpose"], "Invoicing");
+  EXPECT_EQ(e["records"][1]["fields"], json::parse(R"({"name":"Bob"})"));
+  EXPECT_EQ(e["records"][1]["dates"], json::parse(R"({"collected":"2025-09-01T00:00:00Z"})"));
+
+  r = ctl({"export", "nobody"});
+  EXPECT_EQ(normalised(r.out), "subject nobody: 0 records, exported at 2030-01-01T00:mm:ssZ\n");
+}
+
+TEST_F(CtlTest, EraseShowsWhatIsErasedAndWhatIsRetainedAndWhy) {
+  seed();
+  call("record.put", {{"key", "lead-2"},
+                      {"subject", "bob"},
+                      {"category", "lead"},
+                      {"dates", {{"collected", "2029-03-01"}}}});
+  call("hold.place", {{"key", "st-1"}, {"reason", "litigation"}});
+
+  CtlResult r = ctl({"erase", "bob", "--reason", "art. 17 request", "--dry-run"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "dry run, nothing changed: would erase 1 record, retained 2\n"
+            "\n"
+            "KEY     CATEGORY  OUTCOME      REASON            UNTIL\n"
+            "lead-2  -         would erase  -                 -\n"
+            "inv-1   invoice   retained     legal_obligation  2041-01-01T00:00:00Z\n"
+            "st-1    student   retained     hold              -\n");
+  EXPECT_EQ(call("record.explain", {{"key", "lead-2"}})["state"], "active");
+
+  r = ctl({"--json", "erase", "bob", "--reason", "art. 17 request"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(parsed(r), json::parse(R"({"erased":["lead-2"],"retained":[
+      {"key":"inv-1","category":"invoice","reason":"legal_obligation","until":"2041-01-01T00:00:00Z"},
+      {"key":"st-1","category":"student","reason":"hold","until":null}]})"));
+  EXPECT_EQ(call("record.explain", {{"key", "lead-2"}})["state"], "purged");
+
+  r = ctl({"erase", "alice@example.com", "--reason", "art. 17 request"});
+  EXPECT_EQ(r.out,
+            "erased 1 record, retained 0\n"
+            "\n"
+            "KEY     CATEGORY  OUTCOME  REASON  UNTIL\n"
+            "crm-42  -         erased   -       -\n");
+  r = ctl({"erase", "alice@example.com", "--reason", "again"});
+  EXPECT_EQ(r.out, "erased 0 records, retained 0\n");
+}
+
+TEST_F(CtlTest, HoldHoldsAndReleaseManageHolds) {
+  seed();
+  CtlResult r = ctl({"holds"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "no holds\n");
+
+  r = ctl({"hold", "--key", "st-1", "--reason", "litigation 2030-17"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "placed hold 1 on key st-1\n");
+  r = ctl({"--json", "hold", "--category", "invoice", "--reason", "tax audit"});
+  EXPECT_EQ(parsed(r), json::parse(R"({"id":2})"));
+
+  r = ctl({"holds"});
+  EXPECT_EQ(normalised(r.out),
+            "ID  SCOPE     TARGET   PLACED AT             PLACED BY  REASON\n"
+            " 1  key       st-1     2030-01-01T00:mm:ssZ  " +
+                uid() +
+                "      litigation 2030-17\n"
+                " 2  category  invoice  2030-01-01T00:mm:ssZ  " +
+                uid() + "      tax audit\n");
+  r = ctl({"--json", "holds"});
+  const json holds = parsed(r)["holds"];
+  ASSERT_EQ(holds.size(), 2u);
+  EXPECT_EQ(holds[0]["scope"], "key");
+  EXPECT_EQ(holds[0]["target"], "st-1");
+  EXPECT_EQ(holds[1]["placed_by"], uid());
+
+  r = ctl({"release", "1", "--reason", "case closed"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "released hold 1\n");
+  r = ctl({"--json", "release", "2"});
+  EXPECT_EQ(parsed(r), json::parse(R"({"released":true})"));
+  EXPECT_EQ(ctl({"holds"}).out, "no holds\n");
+
+  r = ctl({"release", "2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "retentionctl: hold.release: no hold with id 2 [not_found]\n");
+  r = ctl({"release", "two"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.substr(0, r.err.find('\n')), "retentionctl: the hold ID is a number, got 'two'");
+}
+
+TEST_F(CtlTest, PlanCountsWhatFallsDueMonthByMonth) {
+  seed();
+  CtlResult r = ctl({"plan", "--from", "2030-02-01", "--until", "2032-01-01"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "from 2030-02-01T00:00:00Z until 2032-01-01T00:00:00Z\n"
+            "\n"
+            "MONTH    CATEGORY  ACTION   COUNT\n"
+            "2031-01  invoice   archive      1\n"
+            "2031-06  lead      purge        1\n"
+            "\n"
+            "totals: archive 1, anonymise 0, purge 1; waiting 1, held 0\n");
+
+  r = ctl({"--json", "plan", "--from", "2030-02-01", "--until", "2031-03-01"});
+  EXPECT_EQ(parsed(r), json::parse(R"({"from":"2030-02-01T00:00:00Z","until":"2031-03-01T00:00:00Z",
+      "actions":[{"month":"2031-01","category":"invoice","action":"archive","count":1}],
+      "totals":{"archive":1,"anonymise":0,"purge":0},"waiting":1,"held":0})"));
+
+  r = ctl({"plan", "--from", "2030-02-01", "--until", "2030-03-01"});
+  EXPECT_EQ(r.out,
+            "from 2030-02-01T00:00:00Z until 2030-03-01T00:00:00Z\n"
+            "\n"
+            "nothing falls due\n"
+            "\n"
+            "totals: archive 0, anonymise 0, purge 0; waiting 1, held 0\n");
+
+  r = ctl({"plan"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.substr(0, r.err.find('\n')), "retentionctl: plan needs --until TIME");
+}
+
+// The daemon's timer sweeps at start-up and then waits up to 60 s
+// (docs/operations.md): the overdue record put here is left to `sweep`.
+TEST_F(CtlTest, SweepRunsWhatIsDueAndADryRunChangesNothing) {
+  seed();
+  call("record.put", {{"key", "old-1"},
+                      {"subject", "carol"},
+                      {"category", "lead"},
+                      {"dates", {{"collected", "2020-01-01"}}}});
+  call("hold.place", {{"key", "crm-42"}, {"reason", "keep"}});
+
+  CtlResult r = ctl({"sweep", "--dry-run"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(
+      normalised(r.out),
+      "dry run, nothing changed: would have archived 0, anonymised 0, purged 1, held 0 (N ms)\n");
+  EXPECT_EQ(call("record.explain", {{"key", "old-1"}})["state"], "active");
+
+  r = ctl({"sweep"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(normalised(r.out), "archived 0, anonymised 0, purged 1, held 0 (N ms)\n");
+  EXPECT_EQ(call("record.explain", {{"key", "old-1"}})["state"], "purged");
+
+  json again = parsed(ctl({"--json", "sweep"}));
+  ASSERT_TRUE(again["duration_ms"].is_number_integer());
+  again.erase("duration_ms");
+  EXPECT_EQ(again, json::parse(R"({"archived":0,"anonymised":0,"purged":0,"held":0})"));
+}
+
+TEST_F(CtlTest, AuditListsEntriesAndFilters) {
+  seed();
+  EXPECT_EQ(ctl({"audit"}).out, "no audit entries\n");
+  call("hold.place", {{"key", "st-1"}, {"reason", "litigation"}});
+  call("hold.release", {{"id", 1}});
+  call("subject.erase", {{"subject", "alice@example.com"}, {"reason", "art. 17 request"}});
+
+  CtlResult r = ctl({"audit"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(normalised(r.out),
+            "SEQ  AT                    ACTION        KEY     CATEGORY  PHASE  ACTOR  REASON\n"
+            "  1  2030-01-01T00:mm:ssZ  hold.place    st-1    -         -      " +
+                uid() +
+                "  hold 1: litigation\n"
+                "  2  2030-01-01T00:mm:ssZ  hold.release  st-1    -         -      " +
+                uid() +
+                "  hold 1\n"
+                "  3  2030-01-01T00:mm:ssZ  erase         crm-42  lead      -      " +
+                uid() + "  art. 17 request\n");
+
+  r = ctl({"audit", "--key", "crm-42"});
+  EXPECT_EQ(normalised(r.out),
+            "SEQ  AT                    ACTION  KEY     CATEGORY  PHASE  ACTOR  REASON\n"
+            "  3  2030-01-01T00:mm:ssZ  erase   crm-42  lead      -      " +
+                uid() + "  art. 17 request\n");
+
+  r = ctl({"--json", "audit", "--after", "1", "--limit", "1"});
+  const json entries = parsed(r)["entries"];
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0]["seq"], 2);
+  EXPECT_EQ(entries[0]["action"], "hold.release");
+  EXPECT_EQ(entries[0]["hash"].get<std::string>().size(), 64u);
+
+  r = ctl({"--json", "audit", "--subject", "alice@example.com"});
+  ASSERT_EQ(parsed(r)["entries"].size(), 1u);
+  EXPECT_EQ(parsed(r)["entries"][0]["key"], "crm-42");
+}
+
+TEST_F(CtlTest, VerifyExitsFourWhenTheChainIsBroken) {
+  seed();
+  call("hold.place", {{"key", "st-1"}, {"reason", "one"}});
+  call("hold.place", {{"key", "inv-1"}, {"reason", "two"}});
+  const json tail = call("audit.tail");
+  const std::string head = tail["entries"][1]["hash"];
+
+  CtlResult r = ctl({"verify"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "audit chain intact: 2 entries, head " + head + "\n");
+  r = ctl({"--json", "verify"});
+  EXPECT_EQ(parsed(r),
+            json({{"ok", true}, {"entries", 2}, {"first_bad", nullptr}, {"head", head}}));
+
+  const auto db = m_daemon.state_dir() / "retention.db";
+  const std::string tamper =
+      "sqlite3 " + db.string() + " \"UPDATE audit SET reason = 'hold 1: none' WHERE seq = 1\"";
+  ASSERT_EQ(std::system(tamper.c_str()), 0);
+  r = ctl({"verify"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_EQ(r.out, "audit chain BROKEN: first bad entry is seq 1 (of 2 entries)\n");
+  r = ctl({"--json", "verify"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_EQ(parsed(r)["first_bad"], 1);
+}
+
+TEST_F(CtlTest, CallReachesAnyMethod) {
+  seed();
+  CtlResult r = ctl({"call", "record.get", R"({"key":"st-1"})"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(parsed(r), call("record.get", {{"key", "st-1"}}));
+  r = ctl({"call", "no.such.method"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.substr(0, 30), "retentionctl: no.such.method: ");
+  EXPECT_NE(r.err.find("[method_not_found]\n"), std::string::npos) << r.err;
+}
+
+// --- import ---
+
+TEST_F(CtlTest, ImportStreamsAFileInBatches) {
+  const auto file =
+      write_file("records.jsonl", records_jsonl(1, 1200) + "\n  \n" + records_jsonl(1201, 2500));
+  CtlResult r = ctl({"import", file.string(), "--batch", "1000"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");  // no progress bar when stderr is not a terminal
+  EXPECT_TRUE(
+      std::regex_match(r.out, std::regex(R"(imported 2500 records in \d+\.\d\d s \(\d+/s\)\n)")))
+      << r.out;
+
+  EXPECT_EQ(call("status")["records"]["active"], 2500);
+  const json got = call("record.get", {{"key", "imp-2500"}});
+  EXPECT_EQ(got["subject"], "s1");
+  EXPECT_EQ(got["fields"], json::parse(R"({"n":"2500"})"));
+  EXPECT_EQ(call("record.explain", {{"key", "imp-1"}})["next"]["due"], "2032-01-01T00:00:00Z");
+
+  // Again, from standard input, as JSON: the same keys are replaced.
+  r = ctl({"--json", "import", "-", "--batch", "700"}, with_stdin(file));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  json summary = parsed(r);
+  EXPECT_TRUE(summary["seconds"].is_number());
+  summary.erase("seconds");
+  EXPECT_EQ(summary, json::parse(R"({"imported":2500,"lines":2502,"batches":4})"));
+  EXPECT_EQ(call("status")["records"]["active"], 2500);
+}
+
+TEST_F(CtlTest, ImportStopsAtALineThatIsNotAJsonObjectAndKeepsEarlierBatches) {
+  const auto file =
+      write_file("bad.jsonl", records_jsonl(1, 1500) + "[1, 2]\n" + records_jsonl(1501, 1600));
+  CtlResult r = ctl({"import", file.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(
+      r.err,
+      "retentionctl: import: " + file.string() +
+          ":1501: not a JSON object (got array)\n"
+          "retentionctl: import: stopped: the 1000 records before line 1001 were imported and "
+          "stay committed; nothing from line 1001 on was stored\n");
+  EXPECT_EQ(call("status")["records"]["active"], 1000);
+  EXPECT_EQ(call("record.explain", {{"key", "imp-1000"}})["state"], "active");
+  EXPECT_EQ(m_client.call("record.explain", {{"key", "imp-1001"}})["error"]["data"]["reason"],
+            "not_found");
+
+  const auto broken = write_file("broken.jsonl", records_jsonl(1, 3) + "{\"key\": \"x\",\n");
+  r = ctl({"import", broken.string(), "--batch", "2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(
+      r.err,
+      "retentionctl: import: " + broken.string() +
+          ":4: not valid JSON: parse error at column 13: syntax error while parsing object key - "
+          "unexpected end of input; expected string literal\n"
+          "retentionctl: import: stopped: the 2 records before line 3 were imported and stay "
+          "committed; nothing from line 3 on was stored\n");
+}
+
+TEST_F(CtlTest, ImportNamesTheFileLineOfARecordTheDaemonRejects) {
+  const std::string bad = R"({"key":"zz","subject":"s","category":"nope"})";
+  const auto file =
+      write_file("rejected.jsonl", records_jsonl(1, 1200) + bad + "\n" + records_jsonl(1201, 1300));
+  CtlResult r = ctl({"import", file.string(), "--batch", "500"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(
+      r.err,
+      "retentionctl: import: " + file.string() +
+          ":1201: record.put_many: unknown category 'nope' [unknown_category]\n"
+          "retentionctl: import: stopped: the 1000 records before line 1001 were imported and "
+          "stay committed; nothing from line 1001 on was stored\n");
+  EXPECT_EQ(call("status")["records"]["active"], 1000);
+}
+
+}  // namespace
+}  // namespace retentiond::testing
