@@ -481,6 +481,12 @@ void Dispatcher::sweep(const json& params, const Caller& caller, Done done) {
     return done(json{{"archived", counts->archived}, {"anonymised", counts->anonymised}, {"purged", counts->purged},
                      {"held", counts->held}, {"duration_ms", 0}, {"dry_run", true}});
   }
+  if (m_ctx.scheduler.paused()) {
+    Error e{ErrorCode::confirmation_required, "confirmation_required",
+            "the daemon is paused by the reload guard: confirm the policy (config.reload with confirm) first",
+            m_ctx.pause.is_object() ? m_ctx.pause : json::object()};
+    return done(std::move(e));
+  }
   m_ctx.scheduler.sweep(actions::Actor{caller.actor()}, [done = std::move(done)](const Result<scheduler::SweepReport>& r) {
     if (!r) return done(r.error());
     done(json{{"archived", r->counts.archived}, {"anonymised", r->counts.anonymised}, {"purged", r->counts.purged},
