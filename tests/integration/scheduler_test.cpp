@@ -139,11 +139,25 @@ TEST(Scheduler, SigtermMidSweepExitsZeroWithNothingHalfDoneAndTheRestartFinishes
   EXPECT_EQ(last["seq"], kRecords);
 }
 
-TEST(ReloadGuard, RefusesAChangeThatMakesTooManyRecordsDueUntilConfirmed) {
+// Each test starts from the first policy (leads kept 3 years) in a fresh
+// directory; `file` is rewritten to change the policy.
+class ReloadGuard : public ::testing::Test {
+ protected:
+  void SetUp() override { write(file, policy("collected + 3 years")); }
+  std::vector<std::string> args() const { return {"--config", file.string(), "--now", kNow}; }
+  // A first run that stores the leads under the first policy.
+  void store_leads_and_stop() {
+    DaemonProcess daemon(dir.path(), args());
+    Client client(daemon.socket());
+    put_leads(client);
+  }
+
   TempDir dir;
-  const auto file = dir.path() / "p.toml";
-  write(file, policy("collected + 3 years"));
-  DaemonProcess daemon(dir.path(), {"--config", file.string(), "--now", kNow});
+  std::filesystem::path file = dir.path() / "p.toml";
+};
+
+TEST_F(ReloadGuard, RefusesAChangeThatMakesTooManyRecordsDueUntilConfirmed) {
+  DaemonProcess daemon(dir.path(), args());
   Client client(daemon.socket());
   put_leads(client);
   const std::string old_hash = result_of(client.call("status"))["policy"]["hash"];
@@ -174,11 +188,8 @@ TEST(ReloadGuard, RefusesAChangeThatMakesTooManyRecordsDueUntilConfirmed) {
   EXPECT_EQ(result_of(client.call("sweep"))["purged"], 3);
 }
 
-TEST(ReloadGuard, AChangeUnderTheGuardIsTakenAndAudited) {
-  TempDir dir;
-  const auto file = dir.path() / "p.toml";
-  write(file, policy("collected + 3 years"));
-  DaemonProcess daemon(dir.path(), {"--config", file.string(), "--now", kNow});
+TEST_F(ReloadGuard, AChangeUnderTheGuardIsTakenAndAudited) {
+  DaemonProcess daemon(dir.path(), args());
   Client client(daemon.socket());
   put_leads(client);
   // Two years: lead-1..3 (collected 2028-06-01) fall due in 2030-06, later than now.
@@ -195,11 +206,8 @@ TEST(ReloadGuard, AChangeUnderTheGuardIsTakenAndAudited) {
   EXPECT_EQ(entries[1]["reason"], "no category changed; newly due: 0");
 }
 
-TEST(ReloadGuard, AnInvalidFileChangesNothingAndTheErrorNamesTheLine) {
-  TempDir dir;
-  const auto file = dir.path() / "p.toml";
-  write(file, policy("collected + 3 years"));
-  DaemonProcess daemon(dir.path(), {"--config", file.string(), "--now", kNow});
+TEST_F(ReloadGuard, AnInvalidFileChangesNothingAndTheErrorNamesTheLine) {
+  DaemonProcess daemon(dir.path(), args());
   Client client(daemon.socket());
   const std::string old_hash = result_of(client.call("status"))["policy"]["hash"];
   write(file, policy("collected + 3 yaers"));
@@ -212,13 +220,9 @@ TEST(ReloadGuard, AnInvalidFileChangesNothingAndTheErrorNamesTheLine) {
   EXPECT_EQ(result_of(client.call("status"))["policy"]["hash"], old_hash);
 }
 
-TEST(ReloadGuard, DroppingACategoryThatStillHoldsRecordsIsRefused) {
-  TempDir dir;
-  const auto file = dir.path() / "p.toml";
-  write(file, policy("collected + 3 years"));
-  const std::vector<std::string> args = {"--config", file.string(), "--now", kNow};
+TEST_F(ReloadGuard, DroppingACategoryThatStillHoldsRecordsIsRefused) {
   {
-    DaemonProcess daemon(dir.path(), args);
+    DaemonProcess daemon(dir.path(), args());
     Client client(daemon.socket());
     put_leads(client);
     write(file, policy("collected + 3 years", /*with_cookie=*/false));
@@ -239,18 +243,10 @@ TEST(ReloadGuard, DroppingACategoryThatStillHoldsRecordsIsRefused) {
   EXPECT_EQ(WEXITSTATUS(status), 1);
 }
 
-TEST(ReloadGuard, AtStartUpATrippedGuardPausesTheDaemonUntilConfirmed) {
-  TempDir dir;
-  const auto file = dir.path() / "p.toml";
-  write(file, policy("collected + 3 years"));
-  const std::vector<std::string> args = {"--config", file.string(), "--now", kNow};
-  {
-    DaemonProcess daemon(dir.path(), args);
-    Client client(daemon.socket());
-    put_leads(client);
-  }
+TEST_F(ReloadGuard, AtStartUpATrippedGuardPausesTheDaemonUntilConfirmed) {
+  store_leads_and_stop();
   write(file, policy("collected + 1 year"));
-  DaemonProcess daemon(dir.path(), args);
+  DaemonProcess daemon(dir.path(), args());
   Client client(daemon.socket());
   const json status = result_of(client.call("status"));
   EXPECT_EQ(status["paused"], "reload_guard");
@@ -272,19 +268,12 @@ TEST(ReloadGuard, AtStartUpATrippedGuardPausesTheDaemonUntilConfirmed) {
   EXPECT_EQ(result_of(client.call("record.explain", {{"key", "lead-1"}}))["state"], "purged");
 }
 
-TEST(ReloadGuard, ConfirmPolicyAtStartUpTakesTheChangeAndAuditsIt) {
-  TempDir dir;
-  const auto file = dir.path() / "p.toml";
-  write(file, policy("collected + 3 years"));
-  std::vector<std::string> args = {"--config", file.string(), "--now", kNow};
-  {
-    DaemonProcess daemon(dir.path(), args);
-    Client client(daemon.socket());
-    put_leads(client);
-  }
+TEST_F(ReloadGuard, ConfirmPolicyAtStartUpTakesTheChangeAndAuditsIt) {
+  store_leads_and_stop();
   write(file, policy("collected + 1 year"));
-  args.push_back("--confirm-policy");
-  DaemonProcess daemon(dir.path(), args);
+  auto confirming = args();
+  confirming.push_back("--confirm-policy");
+  DaemonProcess daemon(dir.path(), confirming);
   Client client(daemon.socket());
   EXPECT_EQ(result_of(client.call("status"))["paused"], nullptr);
   const json entries = result_of(client.call("audit.tail", {{"limit", 10000}}))["entries"];
@@ -296,11 +285,8 @@ TEST(ReloadGuard, ConfirmPolicyAtStartUpTakesTheChangeAndAuditsIt) {
   EXPECT_TRUE(eventually([&] { return result_of(client.call("status"))["records"]["active"] == 2; }));
 }
 
-TEST(ReloadGuard, SighupTakesAChangeUnderTheGuard) {
-  TempDir dir;
-  const auto file = dir.path() / "p.toml";
-  write(file, policy("collected + 3 years"));
-  DaemonProcess daemon(dir.path(), {"--config", file.string(), "--now", kNow});
+TEST_F(ReloadGuard, SighupTakesAChangeUnderTheGuard) {
+  DaemonProcess daemon(dir.path(), args());
   Client client(daemon.socket());
   put_leads(client);
   const std::string old_hash = result_of(client.call("status"))["policy"]["hash"];
