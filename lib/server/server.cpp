@@ -113,6 +113,8 @@ class Server::Connection : public std::enable_shared_from_this<Server::Connectio
       }
       self->m_out = std::move(*response);
       self->m_out += '\n';
+      // A client that stops reading must not hold its slot for ever.
+      self->arm_idle_timer();
       asio::async_write(self->m_socket, asio::buffer(self->m_out), [self](auto wec, std::size_t) {
         if (wec) self->close();
         else self->read();
