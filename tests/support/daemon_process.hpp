@@ -6,9 +6,15 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -42,10 +48,41 @@ class Client {
   // Sends {"jsonrpc","id","method","params"} and returns the parsed reply.
   nlohmann::json call(const std::string& method, const nlohmann::json& params = nullptr);
 
+  // Sends `data` as it is (no newline added). Returns false, with errno set,
+  // when the peer is gone (EPIPE, ECONNRESET...) instead of throwing.
+  bool send_raw(std::string_view data);
+  // True once a read has seen the end of the stream (or a reset): tells a
+  // closed connection apart from a read_line timeout.
+  bool eof() const { return m_eof; }
+  int fd() const { return m_fd; }
+
  private:
   int m_fd = -1;
   std::string m_pending;
   int m_next_id = 1;
+  bool m_eof = false;
+};
+
+// How DaemonProcess starts the daemon. The defaults are the plain
+// constructor's behaviour.
+struct DaemonOptions {
+  // Words put before the retentiond command line, e.g. a launcher such as
+  // {"systemd-socket-activate", "-l", path}. Empty: retentiond runs directly.
+  std::vector<std::string> launcher;
+  bool pass_state_dir = true;  // append --state-dir <dir>/state
+  bool pass_socket = true;     // append --socket <dir>/admin.sock
+  // Wait in the constructor for READY=1 (or the exit) for up to 20 s. A
+  // launcher that starts the daemon only on the first connection needs false.
+  bool wait_ready = true;
+  // Keep the notify socket open and record every datagram on it (from a
+  // background thread, so the daemon never blocks on a full queue); read
+  // them with wait_notify() and notifications().
+  bool record_notify = false;
+  // Extra NAME=VALUE environment entries for the child.
+  std::vector<std::string> env;
+  // Sets WATCHDOG_USEC to this value and WATCHDOG_PID to the child's own
+  // pid (written after fork, before exec), as systemd does.
+  std::optional<std::uint64_t> watchdog_usec;
 };
 
 class DaemonProcess {
@@ -54,7 +91,27 @@ class DaemonProcess {
   // and waits up to 20 s for READY=1. Throws std::runtime_error if it exits
   // or never becomes ready.
   DaemonProcess(const std::filesystem::path& dir, std::vector<std::string> args);
+  // The same with options: a launcher, which paths to pass, whether to wait
+  // for READY=1, whether to record notify messages, watchdog variables.
+  DaemonProcess(const std::filesystem::path& dir, std::vector<std::string> args, DaemonOptions options);
   ~DaemonProcess();
+  DaemonProcess(const DaemonProcess&) = delete;
+  DaemonProcess& operator=(const DaemonProcess&) = delete;
+
+  pid_t pid() const { return m_pid; }
+  const std::filesystem::path& notify_socket() const { return m_notify_path; }
+
+  // With record_notify: the first datagram not yet returned by an earlier
+  // call that contains `needle` (or satisfies `match`), waiting up to
+  // `timeout` for more to arrive. Each call moves past the datagram it
+  // returns, so two calls return two distinct datagrams. nullopt on timeout
+  // or when the process has exited and no recorded datagram matches.
+  std::optional<std::string> wait_notify(const std::string& needle,
+                                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  std::optional<std::string> wait_notify(const std::function<bool(const std::string&)>& match,
+                                         std::chrono::milliseconds timeout);
+  // Every datagram recorded so far, in arrival order.
+  std::vector<std::string> notifications() const;
 
   const std::filesystem::path& socket() const { return m_socket; }
   const std::filesystem::path& state_dir() const { return m_state; }
@@ -68,8 +125,25 @@ class DaemonProcess {
   std::filesystem::path m_socket;
   pid_t m_pid = -1;
   int m_pidfd = -1;
+
+  // Notify recording (record_notify).
+  void record_loop();
+  void stop_recorder();
+  std::filesystem::path m_notify_path;
+  int m_notify = -1;
+  int m_stop_pipe[2] = {-1, -1};
+  std::thread m_recorder;
+  mutable std::mutex m_mutex;
+  std::condition_variable m_cv;
+  std::vector<std::string> m_notes;
+  std::size_t m_note_cursor = 0;
+  bool m_exited = false;
 };
 
 std::string retentiond_binary();
+
+// Waits until `path` exists (watching its directory with inotify, no
+// polling). True if it exists within `timeout`.
+bool wait_for_path(const std::filesystem::path& path, std::chrono::milliseconds timeout);
 
 }  // namespace retentiond::testing
