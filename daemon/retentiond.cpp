@@ -62,11 +62,19 @@ int check(const std::string& config) {
   return kOk;
 }
 
+// Command-line options override the file, at start-up and at every reload.
+void apply_overrides(const cxxopts::ParseResult& opts, rd::policy::DaemonSettings& settings) {
+  if (opts.count("state-dir")) settings.state_dir = opts["state-dir"].as<std::string>();
+  if (opts.count("socket")) settings.socket = opts["socket"].as<std::string>();
+  if (opts.count("log-level")) settings.log_level = opts["log-level"].as<std::string>();
+}
+
 // The first policy of a new state directory becomes the adopted one without
 // an audit entry: nothing changed.
 rd::Status store_first_policy(rd::store::Store& store, const rd::policy::Policy& policy) {
   return store.transaction([&]() -> rd::Status {
     if (auto st = store.set_meta("policy", rd::policy::canonical_json(policy).dump()); !st) return st;
+    if (auto st = store.set_meta("reload_guard", std::to_string(policy.daemon.reload_guard)); !st) return st;
     return store.set_meta("policy_hash", policy.hash);
   });
 }
@@ -129,9 +137,7 @@ int run(const cxxopts::ParseResult& opts) {
   print_diagnostics(loaded);
   if (!loaded.ok()) return kConfigError;
   auto policy = std::make_shared<rd::policy::Policy>(*loaded.policy);
-  if (opts.count("state-dir")) policy->daemon.state_dir = opts["state-dir"].as<std::string>();
-  if (opts.count("socket")) policy->daemon.socket = opts["socket"].as<std::string>();
-  if (opts.count("log-level")) policy->daemon.log_level = opts["log-level"].as<std::string>();
+  apply_overrides(opts, policy->daemon);
   const auto& settings = policy->daemon;
   rd::daemon::setup_logging(settings.log_level);
 
@@ -188,9 +194,31 @@ int run(const cxxopts::ParseResult& opts) {
   rd::protocol::Dispatcher dispatcher(ctx, {static_cast<std::size_t>(settings.max_json_depth),
                                             static_cast<std::size_t>(settings.max_put_many)});
 
-  // 5. The reload guard at start-up, against the policy the daemon last ran.
+  // 5. The admin socket: systemd's, or our own. Bound before anything is
+  //    adopted, so a second daemon on a live socket changes nothing.
+  rd::server::ServerOptions server_options;
+  server_options.socket_path = settings.socket;
+  server_options.socket_mode = settings.socket_mode;
+  server_options.admin_group = settings.admin_group;
+  server_options.reader_group = settings.reader_group;
+  server_options.max_request_bytes = static_cast<std::size_t>(settings.max_request_bytes);
+  server_options.max_connections = static_cast<std::size_t>(settings.max_connections);
+  server_options.idle_timeout = std::chrono::seconds(settings.idle_timeout_s);
+  if (sd_listen_fds(1) == 1) {
+    server_options.inherited_fd = SD_LISTEN_FDS_START;
+    server_options.socket_path.clear();
+  }
+  rd::server::Server server(io, dispatcher, server_options);
+  if (auto st = server.start(); !st) {
+    spdlog::critical("startup.failed {}", st.error().message);
+    return kStartupError;
+  }
+
+  // 6. The reload guard at start-up, against the policy the daemon last ran
+  //    and with the guard in force then.
   rd::actions::PolicyChange change(service);
   std::int64_t guard = settings.reload_guard;
+  if (auto kept = (**store).get_meta("reload_guard"); kept && *kept) guard = std::stoll(**kept);
   {
     auto assessment = change.assess(*policy);
     if (!assessment) {
@@ -245,6 +273,7 @@ int run(const cxxopts::ParseResult& opts) {
       return rd::Error::invalid_params("bad_config", message);
     }
     auto candidate = std::make_shared<rd::policy::Policy>(*next.policy);
+    apply_overrides(opts, candidate->daemon);  // the command line still wins
     candidate->daemon = policy_settings_for_reload(service.policy().daemon, candidate->daemon);
     auto assessment = change.assess(*candidate);
     if (!assessment) {
@@ -280,32 +309,17 @@ int run(const cxxopts::ParseResult& opts) {
                  rd::actions::describe(assessment->diff), assessment->newly_due);
     return nlohmann::json{{"hash", candidate->hash}, {"changed_categories", names}, {"newly_due", assessment->newly_due}};
   };
-  ctx.reload = [&](bool confirm, const rd::protocol::Caller& caller) { return reload(confirm, caller.actor()); };
-
-  // 6. The admin socket: systemd's, or our own.
-  rd::server::ServerOptions server_options;
-  server_options.socket_path = settings.socket;
-  server_options.socket_mode = settings.socket_mode;
-  server_options.admin_group = settings.admin_group;
-  server_options.reader_group = settings.reader_group;
-  server_options.max_request_bytes = static_cast<std::size_t>(settings.max_request_bytes);
-  server_options.max_connections = static_cast<std::size_t>(settings.max_connections);
-  server_options.idle_timeout = std::chrono::seconds(settings.idle_timeout_s);
-  if (sd_listen_fds(1) == 1) {
-    server_options.inherited_fd = SD_LISTEN_FDS_START;
-    server_options.socket_path.clear();
-  }
-  rd::server::Server server(io, dispatcher, server_options);
-  if (auto st = server.start(); !st) {
-    spdlog::critical("startup.failed {}", st.error().message);
-    return kStartupError;
-  }
 
   // 7. systemd: STATUS= after every pass, WATCHDOG=1 at half the interval.
   const auto notify_status = [&] {
     sd_notify(0, ("STATUS=" + status_line(service, scheduler)).c_str());
   };
   scheduler.on_pass_end = notify_status;
+  ctx.reload = [&](bool confirm, const rd::protocol::Caller& caller) {
+    auto result = reload(confirm, caller.actor());
+    notify_status();
+    return result;
+  };
   asio::steady_timer watchdog(io);
   std::uint64_t watchdog_usec = 0;
   std::function<void()> pet = [&] {

@@ -100,6 +100,8 @@ Status PolicyChange::adopt(std::shared_ptr<const policy::Policy> candidate, cons
     }
     if (auto s = store.set_meta(kAdoptedPolicy, policy::canonical_json(*candidate).dump()); !s) return s;
     if (auto s = store.set_meta("policy_hash", candidate->hash); !s) return s;
+    // The guard that protects the next change, at start-up too.
+    if (auto s = store.set_meta("reload_guard", std::to_string(candidate->daemon.reload_guard)); !s) return s;
     audit::Entry entry;
     entry.at = m_service.clock().now();
     entry.action = "config.reload";

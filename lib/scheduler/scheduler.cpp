@@ -51,12 +51,13 @@ void Scheduler::arm(Clock::duration delay) {
   });
 }
 
-// The next wake-up: the earliest due time, capped at the check interval. A
-// due time already past can only belong to a record the last pass skipped
-// (held): wait for the check interval instead of spinning on it.
+// The next wake-up: the earliest due time still ahead, capped at the check
+// interval. Due times already past belong to records the last pass skipped
+// (held) or that arrived overdue: the check interval takes them, without
+// spinning on them.
 void Scheduler::arm_next() {
   auto delay = Clock::duration(m_options.check_interval);
-  if (auto next = m_service.store().next_due(); next && *next) {
+  if (auto next = m_service.store().next_due(m_service.clock().now()); next && *next) {
     const auto until = std::chrono::seconds((**next).seconds - m_service.clock().now().seconds);
     if (until > std::chrono::seconds::zero()) delay = std::min<Clock::duration>(until, delay);
   }
@@ -76,7 +77,7 @@ void Scheduler::on_timer() {
 void Scheduler::records_changed(std::optional<calendar::Instant> earliest_due) {
   if (m_stopped || m_paused) return;
   if (!earliest_due) {
-    auto next = m_service.store().next_due();
+    auto next = m_service.store().next_due(m_service.clock().now());
     if (!next || !*next) return;
     earliest_due = **next;
   }
@@ -86,9 +87,7 @@ void Scheduler::records_changed(std::optional<calendar::Instant> earliest_due) {
   // put of an overdue record: an import of old records is not raced, and a
   // script may put then sweep and read the counts.
   if (until <= std::chrono::seconds::zero()) return;
-  if (m_pass) {
-    return;  // the pass re-arms from the store when it ends
-  }
+  if (m_pass) return;  // the pass re-arms from the store when it ends
   if (!m_armed_for || Clock::now() + until < *m_armed_for) arm(std::min<Clock::duration>(until, m_options.check_interval));
 }
 

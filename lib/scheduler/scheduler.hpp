@@ -66,9 +66,9 @@ class Scheduler {
   // callers are not answered: their connections are closing.
   void stop();
 
-  // Records changed. `earliest_due` is the earliest due time among them when
-  // the caller knows it (a put), nullopt when not (an event, a release, a
-  // reload): then the store's next due time is looked up.
+  // Records changed (a put, an event, a release, a reload). The earliest
+  // due time still ahead, given or looked up in the store, re-arms the timer
+  // when it is closer than the one armed.
   void records_changed(std::optional<calendar::Instant> earliest_due = std::nullopt);
 
   // A full pass on behalf of `actor`; `done` is called when it ends. While a

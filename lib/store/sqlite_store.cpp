@@ -385,11 +385,12 @@ class SqliteStore final : public Store {
     }
   }
 
-  Result<std::optional<Instant>> next_due() override {
+  Result<std::optional<Instant>> next_due(std::optional<Instant> after) override {
     try {
       std::optional<Instant> best;
       for (const char* schema : {"main", "archive"}) {
-        SQLite::Statement q(m_db, std::string("SELECT min(due) FROM ") + schema + ".records WHERE due IS NOT NULL");
+        SQLite::Statement q(m_db, std::string("SELECT min(due) FROM ") + schema + ".records WHERE due IS NOT NULL AND due > ?");
+        q.bind(1, after ? after->seconds : INT64_MIN);
         q.executeStep();
         if (q.getColumn(0).isNull()) continue;
         const Instant t{q.getColumn(0).getInt64()};

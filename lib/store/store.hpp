@@ -105,7 +105,8 @@ class Store {
   // `after` when given: an index range, never a table scan.
   virtual Result<std::vector<RecordRow>> due(calendar::Instant now, std::size_t limit,
                                              const std::optional<DueCursor>& after = std::nullopt) = 0;
-  virtual Result<std::optional<calendar::Instant>> next_due() = 0;
+  // The earliest due time (after `after` when given): an index lookup.
+  virtual Result<std::optional<calendar::Instant>> next_due(std::optional<calendar::Instant> after = std::nullopt) = 0;
   // At most `limit` records without a due time, in key order after `after_key`.
   virtual Result<std::vector<RecordRow>> undue(std::size_t limit, const std::string& after_key) = 0;
   virtual Result<std::int64_t> count_due(calendar::Instant now) = 0;

@@ -53,7 +53,9 @@ class FaultyStore final : public store::Store {
                                             const std::optional<DueCursor>& after) override {
     return m_real.due(now, limit, after);
   }
-  Result<std::optional<calendar::Instant>> next_due() override { return m_real.next_due(); }
+  Result<std::optional<calendar::Instant>> next_due(std::optional<calendar::Instant> after) override {
+    return m_real.next_due(after);
+  }
   Result<std::vector<store::RecordRow>> undue(std::size_t limit, const std::string& after) override {
     return m_real.undue(limit, after);
   }
