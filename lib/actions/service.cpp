@@ -25,6 +25,7 @@ SweepCounts& SweepCounts::operator+=(const SweepCounts& o) {
   purged += o.purged;
   held += o.held;
   stuck += o.stuck;
+  visited += o.visited;
   return *this;
 }
 
@@ -434,6 +435,7 @@ Result<SweepCounts> Service::sweep_batch(std::size_t max_records, const Actor& a
         break;
       }
       next.position = store::Store::DueCursor{*row.due, row.key};
+      ++counts.visited;
       if (holds->covers(row)) {
         ++counts.held;
         continue;

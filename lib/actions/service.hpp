@@ -66,6 +66,7 @@ struct SweepCounts {
   std::int64_t held = 0;
   std::int64_t stuck = 0;  // due, but the category is not in the policy (cannot happen after a guarded reload)
   std::int64_t due_records = 0;  // count_due only: unheld records with a due phase
+  std::int64_t visited = 0;      // sweep_batch only: records the batch got through (held ones included)
 
   SweepCounts& operator+=(const SweepCounts& o);
   std::int64_t actions() const { return archived + anonymised + purged; }

@@ -18,7 +18,7 @@ std::int64_t ms_since(Clock::time_point t) {
 }  // namespace
 
 Scheduler::Scheduler(asio::io_context& io, actions::Service& service, SchedulerOptions options)
-    : m_io(io), m_service(service), m_options(options), m_timer(io) {}
+    : m_io(io), m_service(service), m_options(options), m_timer(io), m_batch_limit(options.max_batch_records) {}
 
 void Scheduler::start() {
   m_stopped = false;
@@ -117,11 +117,19 @@ void Scheduler::begin(actions::Actor actor, std::vector<Done> waiters, bool time
 void Scheduler::turn() {
   if (!m_pass || m_stopped) return;
   Pass& pass = *m_pass;
-  auto counts = m_service.sweep_batch(m_options.max_batch_records, pass.actor, pass.cursor,
-                                      Clock::now() + m_options.max_batch_time);
+  const std::size_t limit = m_batch_limit;
+  auto counts = m_service.sweep_batch(limit, pass.actor, pass.cursor, Clock::now() + m_options.max_batch_time);
   if (!counts) {
     finish(std::move(counts).error());
     return;
+  }
+  // Fetch about what a turn can get through: a batch cut short by the time
+  // bound wasted the rows it read but did not reach, and would again.
+  const auto visited = static_cast<std::size_t>(counts->visited);
+  if (!pass.cursor.done && visited < limit) {
+    m_batch_limit = std::max<std::size_t>(1, visited);
+  } else if (visited == limit) {
+    m_batch_limit = std::min(m_options.max_batch_records, limit * 2);
   }
   ++pass.report.batches;
   pass.report.counts += *counts;

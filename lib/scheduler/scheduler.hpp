@@ -113,6 +113,7 @@ class Scheduler {
   bool m_stopped = false;
   int m_failures = 0;      // consecutive failed passes (back-off)
   int m_undrained = 0;     // consecutive passes ending with a backlog
+  std::size_t m_batch_limit = 1;  // records fetched per turn: adapts to what max_batch_time allows
   std::optional<SweepReport> m_last;
 };
 
