@@ -190,7 +190,7 @@ int run(const cxxopts::ParseResult& opts) {
   scheduler_options.max_batch_records = static_cast<std::size_t>(settings.max_batch_records);
   scheduler_options.max_batch_time = std::chrono::milliseconds(settings.max_batch_ms);
   rd::scheduler::Scheduler scheduler(io, service, scheduler_options);
-  rd::protocol::Context ctx{service, audit, scheduler, RETENTIOND_VERSION, started_at, started_at, {}, nullptr};
+  rd::protocol::Context ctx{service, audit, scheduler, RETENTIOND_VERSION, started_at, started_at, {}};
   rd::protocol::Dispatcher dispatcher(ctx, {static_cast<std::size_t>(settings.max_json_depth),
                                             static_cast<std::size_t>(settings.max_put_many)});
 
@@ -242,8 +242,7 @@ int run(const cxxopts::ParseResult& opts) {
         spdlog::warn("reload_guard.tripped newly_due={} guard={} {}; starting paused until confirmed "
                      "(config.reload with confirm, or --confirm-policy)",
                      assessment->newly_due, guard, rd::actions::describe(assessment->diff));
-        scheduler.set_paused(true);
-        ctx.pause = {{"newly_due", assessment->newly_due}, {"guard", guard}};
+        scheduler.set_paused(rd::scheduler::Scheduler::Pause{assessment->newly_due, guard});
       } else if (auto st = change.adopt(policy, *assessment, rd::actions::Actor{"scheduler"},
                                         confirmed ? "at start-up, confirmed with --confirm-policy" : "at start-up");
                  !st) {
@@ -302,8 +301,7 @@ int run(const cxxopts::ParseResult& opts) {
     guard = candidate->daemon.reload_guard;  // a new guard protects the next change, not this one
     spdlog::set_level(spdlog::level::from_str(candidate->daemon.log_level));
     ctx.policy_loaded_at = service.clock().now();
-    ctx.pause = nullptr;
-    if (scheduler.paused()) scheduler.set_paused(false);
+    if (scheduler.paused()) scheduler.set_paused(std::nullopt);
     scheduler.records_changed();
     spdlog::info("config.reloaded actor={} hash={} {} newly_due={}", actor, candidate->hash.substr(0, 12),
                  rd::actions::describe(assessment->diff), assessment->newly_due);

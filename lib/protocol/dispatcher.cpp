@@ -252,6 +252,8 @@ Result<json> Dispatcher::status(const json& params) {
             {"anonymised", r->counts.anonymised}, {"purged", r->counts.purged}, {"held", r->counts.held},
             {"duration_ms", r->duration_ms}};
   }
+  json pause = nullptr;
+  if (const auto& p = m_ctx.scheduler.pause()) pause = {{"newly_due", p->newly_due}, {"guard", p->guard}};
   return json{
       {"version", m_ctx.version},
       {"now", calendar::format_instant(now)},
@@ -263,7 +265,7 @@ Result<json> Dispatcher::status(const json& params) {
       {"next_due", instant_or_null(*next_due)},
       {"backlog", *backlog},
       {"paused", m_ctx.scheduler.paused() ? json("reload_guard") : json(nullptr)},
-      {"pause", m_ctx.scheduler.paused() ? m_ctx.pause : json(nullptr)},
+      {"pause", pause},
       {"last_sweep", last},
   };
 }
@@ -480,12 +482,6 @@ void Dispatcher::sweep(const json& params, const Caller& caller, Done done) {
     if (!counts) return done(std::move(counts).error());
     return done(json{{"archived", counts->archived}, {"anonymised", counts->anonymised}, {"purged", counts->purged},
                      {"held", counts->held}, {"duration_ms", 0}, {"dry_run", true}});
-  }
-  if (m_ctx.scheduler.paused()) {
-    Error e{ErrorCode::confirmation_required, "confirmation_required",
-            "the daemon is paused by the reload guard: confirm the policy (config.reload with confirm) first",
-            m_ctx.pause.is_object() ? m_ctx.pause : json::object()};
-    return done(std::move(e));
   }
   m_ctx.scheduler.sweep(actions::Actor{caller.actor()}, [done = std::move(done)](const Result<scheduler::SweepReport>& r) {
     if (!r) return done(r.error());

@@ -48,8 +48,6 @@ struct Context {
   calendar::Instant policy_loaded_at;
   // config.reload, provided by the daemon (it knows the file and the guard).
   std::function<Result<nlohmann::json>(bool confirm, const Caller& caller)> reload;
-  // status.pause while the reload guard holds the daemon paused, else null.
-  nlohmann::json pause = nullptr;
 };
 
 class Dispatcher {

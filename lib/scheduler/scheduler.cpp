@@ -24,7 +24,7 @@ void Scheduler::start() {
   m_stopped = false;
   // The catch-up pass is queued before anything else the loop will do, so
   // its first turn runs before the first request is read.
-  if (m_paused) arm(m_options.check_interval);
+  if (paused()) arm(m_options.check_interval);
   else begin(actions::Actor{"scheduler"}, {}, true);
 }
 
@@ -36,9 +36,9 @@ void Scheduler::stop() {
   m_pass.reset();
 }
 
-void Scheduler::set_paused(bool paused) {
-  m_paused = paused;
-  if (!paused && !m_stopped) arm(Clock::duration::zero());
+void Scheduler::set_paused(std::optional<Pause> pause) {
+  m_pause = pause;
+  if (!pause && !m_stopped) arm(Clock::duration::zero());
 }
 
 void Scheduler::arm(Clock::duration delay) {
@@ -67,7 +67,7 @@ void Scheduler::arm_next() {
 void Scheduler::on_timer() {
   m_armed_for.reset();
   if (m_pass) return;  // it re-arms when it ends
-  if (m_paused) {
+  if (paused()) {
     arm(m_options.check_interval);
     return;
   }
@@ -75,7 +75,7 @@ void Scheduler::on_timer() {
 }
 
 void Scheduler::records_changed(std::optional<calendar::Instant> earliest_due) {
-  if (m_stopped || m_paused) return;
+  if (m_stopped || paused()) return;
   if (!earliest_due) {
     auto next = m_service.store().next_due(m_service.clock().now());
     if (!next || !*next) return;
@@ -92,10 +92,10 @@ void Scheduler::records_changed(std::optional<calendar::Instant> earliest_due) {
 }
 
 void Scheduler::sweep(const actions::Actor& actor, Done done) {
-  if (m_paused) {
+  if (m_pause) {
     done(Error{ErrorCode::confirmation_required, "confirmation_required",
                "the daemon is paused by the reload guard: confirm the policy (config.reload with confirm) first",
-               nlohmann::json::object()});
+               {{"newly_due", m_pause->newly_due}, {"guard", m_pause->guard}}});
     return;
   }
   if (m_pass) {

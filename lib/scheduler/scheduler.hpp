@@ -76,8 +76,15 @@ class Scheduler {
   // past records that became due since it started).
   void sweep(const actions::Actor& actor, Done done);
 
-  void set_paused(bool paused);
-  bool paused() const { return m_paused; }
+  // Why the daemon is paused: the reload guard's counts at start-up.
+  struct Pause {
+    std::int64_t newly_due = 0;
+    std::int64_t guard = 0;
+  };
+  // Pauses (with the guard's counts) or, given nullopt, resumes with a pass at once.
+  void set_paused(std::optional<Pause> pause);
+  bool paused() const { return m_pause.has_value(); }
+  const std::optional<Pause>& pause() const { return m_pause; }
   bool running() const { return m_pass.has_value(); }
   const std::optional<SweepReport>& last() const { return m_last; }
 
@@ -109,7 +116,7 @@ class Scheduler {
   std::optional<std::chrono::steady_clock::time_point> m_armed_for;
   std::optional<Pass> m_pass;
   std::deque<std::pair<actions::Actor, Done>> m_queued;  // explicit sweeps waiting for a fresh pass
-  bool m_paused = false;
+  std::optional<Pause> m_pause;
   bool m_stopped = false;
   int m_failures = 0;      // consecutive failed passes (back-off)
   int m_undrained = 0;     // consecutive passes ending with a backlog

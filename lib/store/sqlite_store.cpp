@@ -135,6 +135,9 @@ std::string hold_aad(const std::string& scope) { return "hold\n" + scope; }
 constexpr const char* kJournalMode = "TRUNCATE";
 constexpr int kCacheKiB = 32 * 1024;
 
+// A record's scheduling columns, in the order schedule_from() reads them.
+constexpr const char* kScheduleColumns = "r.key, r.category, r.state, r.dates, r.next_phase, r.due, r.done, r.created_at";
+
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(const std::filesystem::path& path, const std::filesystem::path& archive_path, KeyFile keys,
@@ -343,24 +346,12 @@ class SqliteStore final : public Store {
     try {
       std::vector<RecordRow> out;
       for (auto* t : {&m_active, &m_archive}) {
-        SQLite::Statement q(m_db, "SELECT key, category, state, dates, next_phase, due, done, created_at FROM " +
-                                      t->schema + ".records WHERE category = ? AND key > ? ORDER BY key LIMIT ?");
+        SQLite::Statement q(m_db, "SELECT " + std::string(kScheduleColumns) + " FROM " + t->schema +
+                                      ".records r WHERE category = ? AND key > ? ORDER BY key LIMIT ?");
         q.bind(1, category);
         q.bind(2, after_key);
         q.bind(3, static_cast<std::int64_t>(limit));
-        while (q.executeStep()) {
-          RecordRow r;
-          r.location = t->location;
-          r.key = q.getColumn(0).getString();
-          r.category = q.getColumn(1).getString();
-          r.state = state_from(q.getColumn(2).getString());
-          r.dates = dates_from_json(q.getColumn(3).getString());
-          r.next_phase = q.getColumn(4).getInt();
-          if (!q.getColumn(5).isNull()) r.due = Instant{q.getColumn(5).getInt64()};
-          r.done = done_from_json(q.getColumn(6).getString());
-          r.created_at = Instant{q.getColumn(7).getInt64()};
-          out.push_back(std::move(r));
-        }
+        while (q.executeStep()) out.push_back(schedule_from(q, t->location));
       }
       std::sort(out.begin(), out.end(), [](const RecordRow& a, const RecordRow& b) { return a.key < b.key; });
       if (out.size() > limit) out.resize(limit);
@@ -775,7 +766,7 @@ class SqliteStore final : public Store {
 
   // "<columns> FROM <schema>.records r JOIN <schema>.record_data d ON ..."
   static std::string record_columns(const std::string& schema) {
-    return "r.key, d.slot, d.sealed, r.category, r.state, r.dates, r.next_phase, r.due, r.done, r.created_at "
+    return std::string(kScheduleColumns) + ", d.slot, d.sealed "
            "FROM " + schema + ".records r JOIN " + schema + ".record_data d ON d.key = r.key";
   }
 
@@ -844,20 +835,27 @@ class SqliteStore final : public Store {
     return c.getString();
   }
 
-  RecordRow row_from(SQLite::Statement& q, Location location) const {
+  // A record without its personal values, from kScheduleColumns.
+  static RecordRow schedule_from(SQLite::Statement& q, Location location) {
     RecordRow r;
     r.location = location;
     r.key = q.getColumn(0).getString();
-    const auto plain = nlohmann::json::parse(unseal(q.getColumn(1).getInt64(), record_aad(r.key), q.getColumn(2).getString()));
+    r.category = q.getColumn(1).getString();
+    r.state = state_from(q.getColumn(2).getString());
+    r.dates = dates_from_json(q.getColumn(3).getString());
+    r.next_phase = q.getColumn(4).getInt();
+    if (!q.getColumn(5).isNull()) r.due = Instant{q.getColumn(5).getInt64()};
+    r.done = done_from_json(q.getColumn(6).getString());
+    r.created_at = Instant{q.getColumn(7).getInt64()};
+    return r;
+  }
+
+  // A whole record, from record_columns(): the schedule, then the sealed values.
+  RecordRow row_from(SQLite::Statement& q, Location location) const {
+    RecordRow r = schedule_from(q, location);
+    const auto plain = nlohmann::json::parse(unseal(q.getColumn(8).getInt64(), record_aad(r.key), q.getColumn(9).getString()));
     if (plain.at("subject").is_string()) r.subject = plain.at("subject").get<std::string>();
     r.fields = plain.at("fields");
-    r.category = q.getColumn(3).getString();
-    r.state = state_from(q.getColumn(4).getString());
-    r.dates = dates_from_json(q.getColumn(5).getString());
-    r.next_phase = q.getColumn(6).getInt();
-    if (!q.getColumn(7).isNull()) r.due = Instant{q.getColumn(7).getInt64()};
-    r.done = done_from_json(q.getColumn(8).getString());
-    r.created_at = Instant{q.getColumn(9).getInt64()};
     return r;
   }
 
