@@ -120,7 +120,7 @@ Result<Instant> parse_instant(std::string_view s) {
   if (second > 59) return bad_time("second " + std::to_string(second) + " in " + quoted(s) + " is out of range (00..59; leap seconds are not supported)");
 
   std::size_t pos = 19;
-  if (s[pos] == '.') {
+  if (pos < s.size() && s[pos] == '.') {
     const std::size_t start = ++pos;
     while (pos < s.size() && is_digit(s[pos])) ++pos;
     if (pos == start) return bad_time("the fraction in " + quoted(s) + " has no digits");

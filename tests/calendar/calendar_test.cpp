@@ -560,6 +560,18 @@ TEST(ParseInstant, RejectsAMissingOffsetSayingSo) {
   }
 }
 
+// Found by fuzz_calendar: the text ending right after the seconds was read
+// one character past its end. A view that stops there, inside a longer
+// string, shows it without ASan: the '.' beyond the end must not be taken
+// for the start of a fraction.
+TEST(ParseInstant, StopsReadingAtTheEndOfTheTextAfterTheSeconds) {
+  const std::string_view text = std::string_view("2023-01-01T12:00:00.5Z").substr(0, 19);
+  const Error e = instant_error(text);
+  EXPECT_EQ(e.reason, "bad_time");
+  EXPECT_TRUE(contains(e.message, "missing time-zone offset")) << "message: " << e.message;
+  EXPECT_TRUE(contains(e.message, "'2023-01-01T12:00:00'")) << "message: " << e.message;
+}
+
 TEST(ParseInstant, RejectsBadOffsets) {
   const std::vector<Rejected> cases = {
       {"2023-01-01T12:00:00+24:00", {"'+24:00'"}},
