@@ -15,6 +15,7 @@ struct ExprNode {
   std::vector<ExprNode> args;    // functions; shift: args[0] is the base
   Duration duration;             // shift
   bool minus = false;            // shift
+  int height = 1;                // levels of the tree from here down
 };
 
 namespace {
@@ -40,6 +41,12 @@ std::string_view function_name(Kind k) {
   }
   return "?";
 }
+
+// How deep an expression may nest: brackets and calls in the text, and
+// levels in the tree (each `+ duration` adds one). Far beyond any real rule;
+// it keeps the recursive parser and the recursive evaluation, printing and
+// destruction of the tree within a small stack, whatever the policy file says.
+constexpr int kMaxDepth = 64;
 
 bool is_ident_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool is_ident_char(char c) { return is_ident_start(c) || (c >= '0' && c <= '9'); }
@@ -73,12 +80,23 @@ class Parser {
   Error fail(std::string message) const { return fail(std::move(message), m_pos); }
 
   Result<ExprNode> parse_expr() {
+    if (m_nesting >= kMaxDepth) return fail("expression nested too deeply (more than " + std::to_string(kMaxDepth) + " levels)");
+    ++m_nesting;
+    auto e = parse_chain();
+    --m_nesting;
+    return e;
+  }
+
+  Result<ExprNode> parse_chain() {
     auto base = parse_primary();
     if (!base) return base;
     ExprNode node = std::move(base).value();
     for (;;) {
       skip_blanks();
       if (m_pos >= m_text.size() || (m_text[m_pos] != '+' && m_text[m_pos] != '-')) return node;
+      if (node.height >= kMaxDepth) {
+        return fail("expression nested too deeply (more than " + std::to_string(kMaxDepth) + " levels)");
+      }
       const bool minus = m_text[m_pos] == '-';
       ++m_pos;
       skip_blanks();
@@ -103,6 +121,7 @@ class Parser {
       shift.kind = Kind::shift;
       shift.minus = minus;
       shift.duration = *d;
+      shift.height = node.height + 1;
       shift.args.push_back(std::move(node));
       node = std::move(shift);
     }
@@ -150,6 +169,7 @@ class Parser {
       for (;;) {
         auto arg = parse_expr();
         if (!arg) return arg;
+        node.height = std::max(node.height, arg->height + 1);
         node.args.push_back(std::move(arg).value());
         skip_blanks();
         if (m_pos < m_text.size() && m_text[m_pos] == ',') {
@@ -161,6 +181,9 @@ class Parser {
           break;
         }
         return fail("expected ',' or ')' in " + std::string(ident) + "(...)");
+      }
+      if (node.height > kMaxDepth) {
+        return fail("expression nested too deeply (more than " + std::to_string(kMaxDepth) + " levels)", start);
       }
       const bool variadic = node.kind == Kind::min || node.kind == Kind::max;
       if (!variadic && node.args.size() != 1) {
@@ -190,6 +213,7 @@ class Parser {
 
   std::string_view m_text;
   std::size_t m_pos = 0;
+  int m_nesting = 0;  // parse_expr calls under way
 };
 
 std::optional<Instant> eval(const ExprNode& n, const Dates& dates, calendar::MonthDay fye) {

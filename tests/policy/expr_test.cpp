@@ -379,6 +379,32 @@ TEST(ExprParseError, TrailingGarbageIsRejected) {
   expect_parse_error("collected * 2", 10, "unexpected '*'");
 }
 
+// Found by fuzz_expr: 1207 '(' overflowed the stack of the recursive parser
+// (under ASan; some thousands without). Nesting and chains of shifts (each
+// one a level of the tree, which evaluation, printing and destruction walk
+// recursively) are limited to 64 levels.
+std::string repeated(std::string_view part, int times) {
+  std::string out;
+  for (int i = 0; i < times; ++i) out += part;
+  return out;
+}
+
+TEST(ExprParseError, DeepNestingIsRejectedNotAStackOverflow) {
+  expect_parse_error(repeated("(", 100000) + "a" + repeated(")", 100000), 64, "nested too deeply");
+  expect_parse_error(repeated("max(", 100000) + "a" + repeated(")", 100000), 256, "nested too deeply");
+  // At the operator that would make the 65th level.
+  expect_parse_error("a" + repeated(" + 1 day", 100000), 1 + 63 * 8 + 1, "nested too deeply");
+  expect_parse_error("min(a, b" + repeated(" + 1 day", 64) + ")", 8 + 63 * 8 + 1, "nested too deeply");
+}
+
+TEST(ExprParse, SixtyFourLevelsAreAllowed) {
+  // The expression itself is the first level.
+  EXPECT_EQ(parse(repeated("(", 63) + "a" + repeated(")", 63)).canonical(), "a");
+  EXPECT_EQ(parse("a" + repeated(" + 1 day", 63)).evaluate({{"a", Instant{0}}}, kDec31), Instant{63 * 86400});
+  EXPECT_EQ(parse(repeated("end_of_day(", 63) + "a" + repeated(")", 63)).evaluate({{"a", Instant{0}}}, kDec31),
+            Instant{63 * 86400});
+}
+
 TEST(ExprParseError, ValidSpellingsOfTheSeedRulesParse) {
   for (const char* text :
        {"collected + 13 months", "min(collected + 13 months, consent_withdrawn)",
