@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <set>
 #include <utility>
 #include <toml++/toml.h>
@@ -151,10 +152,56 @@ ConfNode from_yaml(const YAML::Node& n, std::vector<SyntaxError>& errors) {
   return out;
 }
 
+// Offset of the first byte that does not start a well-formed UTF-8 sequence
+// (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF), or
+// npos. The same rule as nlohmann::json's, which hashes the policy.
+std::size_t invalid_utf8_at(std::string_view text) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char c = byte(i);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c == 0xE0) { len = 3; lo = 0xA0; }
+    else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) len = 3;
+    else if (c == 0xED) { len = 3; hi = 0x9F; }
+    else if (c == 0xF0) { len = 4; lo = 0x90; }
+    else if (c >= 0xF1 && c <= 0xF3) len = 4;
+    else if (c == 0xF4) { len = 4; hi = 0x8F; }
+    else return i;
+    if (i + len > text.size() || byte(i + 1) < lo || byte(i + 1) > hi) return i;
+    for (std::size_t k = 2; k < len; ++k) {
+      if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return i;
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace
 
 ConfDocument parse_conf(std::string_view text, ConfFormat format) {
   ConfDocument doc;
+  // Both formats are UTF-8 by their specs; yaml-cpp does not check, and a
+  // byte that is not UTF-8 would make the policy's hash (a JSON dump) throw.
+  if (const std::size_t bad = invalid_utf8_at(text); bad != std::string_view::npos) {
+    // The column counts characters: what comes before `bad` is valid UTF-8.
+    const std::size_t newline = text.substr(0, bad).rfind('\n');
+    const auto from = text.begin() + static_cast<std::ptrdiff_t>(newline == std::string_view::npos ? 0 : newline + 1);
+    const auto column = std::count_if(from, text.begin() + static_cast<std::ptrdiff_t>(bad),
+                                      [](char ch) { return (static_cast<unsigned char>(ch) & 0xC0) != 0x80; });
+    const auto line = std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(text[bad])));
+    doc.errors.push_back({SourcePos{static_cast<int>(line) + 1, static_cast<int>(column) + 1},
+                          std::string("not valid UTF-8 (byte ") + hex + "): the policy file must be UTF-8"});
+    return doc;
+  }
   if (format == ConfFormat::toml) {
     try {
       const toml::table table = toml::parse(text);

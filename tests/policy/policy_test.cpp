@@ -812,6 +812,32 @@ TEST(PolicyErrorsYaml, DuplicateKeyIsAnErrorAtTheSecondKey) {
   EXPECT_TRUE(contains(r.first_error(), "duplicate key 'state_dir'")) << dump(r);
 }
 
+// Found by fuzz_policy_yaml: yaml-cpp passes bytes that are not UTF-8 (a
+// file saved as Latin-1) through, and hashing the policy then threw out of
+// the loader (retentiond --check and a SIGHUP reload died). Both formats now
+// report the first such byte as a syntax error.
+TEST(PolicyErrors, TextThatIsNotUtf8IsASyntaxErrorAtItsByte) {
+  const std::string yaml =
+      "daemon: {state_dir: /var/lib/rd}\n"                            // 1
+      "categories:\n"                                                 // 2
+      "  - name: prospect\n"                                          // 3
+      "    purpose: Donn\xe9" "es\n"                                  // 4: Latin-1 e acute
+      "    legal_basis: consent\n"                                    // 5
+      "    phases: [{action: purge, at: collected + 1 year}]\n";      // 6
+  const auto y = load_yaml(yaml);
+  EXPECT_FALSE(y.ok());
+  ASSERT_EQ(y.diagnostics.size(), 1u) << dump(y);
+  EXPECT_EQ(y.first_error(), "p.yaml:4:18: not valid UTF-8 (byte 0xE9): the policy file must be UTF-8");
+
+  const auto t = load_toml("[daemon]\nstate_dir = \"/var/lib/rd\"\n# caf\xc3\xa9 \xed\xa0\x80\n");  // a surrogate
+  EXPECT_FALSE(t.ok());
+  EXPECT_EQ(t.first_error(), "p.toml:3:8: not valid UTF-8 (byte 0xED): the policy file must be UTF-8");
+
+  // Well-formed UTF-8, up to four bytes, is text like any other.
+  const auto ok = load_yaml(std::string(yaml).replace(yaml.find("Donn\xe9"), 5, "Donn\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\x81 "));
+  EXPECT_TRUE(ok.ok()) << dump(ok);
+}
+
 TEST(PolicyErrorsYaml, TopLevelMustBeAMapping) {
   const auto r = load_yaml("- a\n- b\n");
   EXPECT_FALSE(r.ok());
