@@ -12,6 +12,8 @@ packages=(
   # scripts/check-units.sh: systemd-analyze and systemd-sysusers (systemd),
   # and kill (procps), the unit's ExecReload, which verify looks up.
   systemd procps
+  # scripts/fuzz.sh: clang with libFuzzer and the sanitizer runtimes.
+  clang libclang-rt-14-dev
 )
 
 missing=()
