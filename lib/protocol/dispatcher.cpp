@@ -29,6 +29,11 @@ json error_object(const Error& e) {
   return {{"code", static_cast<int>(e.code)}, {"message", e.message}, {"data", data}};
 }
 
+// Every reply is dumped with invalid UTF-8 replaced: a message can quote the
+// caller's bytes (a parse error's "last read: ..."), and a strict dump would
+// throw out of handle_line and stop the daemon.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 json error_response(const json& id, const Error& e) {
   return {{"jsonrpc", "2.0"}, {"id", id}, {"error", error_object(e)}};
 }
@@ -69,14 +74,8 @@ Result<bool> optional_bool(const json& params, const char* name, bool fallback) 
 Dispatcher::Dispatcher(Context& context, Limits limits) : m_ctx(context), m_limits(limits) { register_methods(); }
 
 std::string Dispatcher::error_line(ErrorCode code, const std::string& reason, const std::string& message) {
-  return error_response(nullptr, Error{code, reason, message, json::object()}).dump();
+  return dump(error_response(nullptr, Error{code, reason, message, json::object()}));
 }
-
-namespace {
-
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-}  // namespace
 
 void Dispatcher::handle_line(std::string_view line, const Caller& caller, Reply reply) {
   json parsed;
@@ -91,9 +90,8 @@ void Dispatcher::handle_line(std::string_view line, const Caller& caller, Reply 
                      "JSON nesting deeper than " + std::to_string(m_limits.max_json_depth) + " levels"));
     return;
   } catch (const json::exception& e) {
-    reply(error_response(nullptr, Error{static_cast<ErrorCode>(-32700), "parse_error",
-                                        std::string("not valid JSON: ") + e.what(), json::object()})
-              .dump());
+    reply(dump(error_response(nullptr, Error{static_cast<ErrorCode>(-32700), "parse_error",
+                                             std::string("not valid JSON: ") + e.what(), json::object()})));
     return;
   }
 
