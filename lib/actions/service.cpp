@@ -203,10 +203,10 @@ Result<RecordRow> Service::prepare_put(const nlohmann::json& params) const {
 }
 
 Status Service::store_put(const RecordRow& row) {
-  auto existing = m_store.get(row.key);
+  auto existing = m_store.state_of(row.key);
   if (!existing) return std::move(existing).error();
-  if (*existing && (*existing)->state != RecordState::active) {
-    return Error::conflict("record '" + row.key + "' is " + std::string(store::to_string((*existing)->state)) +
+  if (*existing && **existing != RecordState::active) {
+    return Error::conflict("record '" + row.key + "' is " + std::string(store::to_string(**existing)) +
                            " and can no longer be replaced");
   }
   return m_store.put(row);
@@ -339,12 +339,22 @@ void Service::anonymise(RecordRow& row, const policy::Category& category) const 
   // Fields the table does not name are dropped: the safe default.
   row.fields = std::move(out);
   row.subject.reset();
+  row.subject_ref.reset();
   row.state = RecordState::anonymised;
 }
 
 Status Service::run_phase(RecordRow& row, const policy::Category& category, int phase, Instant now,
                           const Actor& actor, SweepCounts& counts) {
   const Action action = category.phases[static_cast<std::size_t>(phase)].action;
+  // A purge needs no plaintext; the other actions rewrite the values.
+  if (action != Action::purge && !row.has_values) {
+    auto full = m_store.get(row.key);
+    if (!full) return std::move(full).error();
+    if (!*full) return Error::internal("record '" + row.key + "' vanished during its sweep");
+    row.subject = std::move((*full)->subject);
+    row.fields = std::move((*full)->fields);
+    row.has_values = true;
+  }
   audit::Entry entry;
   entry.at = now;
   entry.action = std::string(policy::to_string(action));
@@ -352,6 +362,7 @@ Status Service::run_phase(RecordRow& row, const policy::Category& category, int 
   entry.category = row.category;
   entry.phase = phase;
   entry.subject = row.subject;
+  entry.subject_ref = row.subject_ref;
   entry.actor = actor.name;
   entry.reason = "retention: " + category.phases[static_cast<std::size_t>(phase)].at_text;
   entry.policy_hash = m_policy->hash;
@@ -642,9 +653,11 @@ Result<std::string> Service::policy_table(const nlohmann::json& params) const {
 
 std::vector<std::int64_t> HoldSet::covering(const RecordRow& row) const {
   std::vector<std::int64_t> ids;
-  for (const auto& h : holds) {
+  for (std::size_t i = 0; i < holds.size(); ++i) {
+    const auto& h = holds[i];
     if ((h.scope == "key" && h.target == row.key) || (h.scope == "category" && h.target == row.category) ||
-        (h.scope == "subject" && row.subject && h.target == *row.subject)) {
+        (h.scope == "subject" && ((row.subject && h.target == *row.subject) ||
+                                  (row.subject_ref && i < subject_refs.size() && subject_refs[i] == *row.subject_ref)))) {
       ids.push_back(h.id);
     }
   }
@@ -672,7 +685,10 @@ audit::Entry Service::hold_entry(const store::HoldRow& hold, const char* action,
 Result<HoldSet> Service::load_holds() {
   auto rows = m_store.holds();
   if (!rows) return std::move(rows).error();
-  return HoldSet{std::move(*rows)};
+  HoldSet set;
+  for (const auto& h : *rows) set.subject_refs.push_back(h.scope == "subject" ? m_audit.subject_ref(h.target) : std::string());
+  set.holds = std::move(*rows);
+  return set;
 }
 
 Result<std::int64_t> Service::place_hold(const nlohmann::json& params, const Actor& actor) {

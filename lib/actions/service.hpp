@@ -75,6 +75,9 @@ struct SweepCounts {
 // The active holds, loaded once per batch or request (holds are few).
 struct HoldSet {
   std::vector<store::HoldRow> holds;
+  // The subject_ref of each subject hold's target (parallel to holds; empty
+  // for other scopes): rows read without values are matched by it.
+  std::vector<std::string> subject_refs;
   // Ids of the holds covering `row` (by key, category or subject).
   std::vector<std::int64_t> covering(const store::RecordRow& row) const;
   bool covers(const store::RecordRow& row) const;

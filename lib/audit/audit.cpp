@@ -65,7 +65,7 @@ Result<store::AuditRow> AuditLog::append(const Entry& e) {
   row.key = e.key;
   row.category = e.category;
   row.phase = e.phase;
-  if (e.subject) row.subject_ref = subject_ref(*e.subject);
+  row.subject_ref = e.subject ? std::optional(subject_ref(*e.subject)) : e.subject_ref;
   row.actor = e.actor;
   row.reason = e.reason;
   row.policy_hash = e.policy_hash;

@@ -27,6 +27,7 @@ struct Entry {
   std::optional<std::string> category;
   std::optional<int> phase;
   std::optional<std::string> subject;  // raw; only its HMAC is stored
+  std::optional<std::string> subject_ref;  // the HMAC itself, when the subject is not at hand
   std::string actor;                   // "scheduler" or "uid:N"
   std::optional<std::string> reason;
   std::string policy_hash;

@@ -87,6 +87,10 @@ class Scheduler {
   const std::optional<Pause>& pause() const { return m_pause; }
   bool running() const { return m_pass.has_value(); }
   const std::optional<SweepReport>& last() const { return m_last; }
+  // When the timer fires next; nullopt while a pass runs (it re-arms when it
+  // ends) or once stopped. For tests and diagnostics: with it, a test checks
+  // that the next check is at most check_interval away without waiting.
+  const std::optional<std::chrono::steady_clock::time_point>& armed_for() const { return m_armed_for; }
 
   // Called after every pass (for sd_notify STATUS=).
   std::function<void()> on_pass_end;

@@ -49,6 +49,16 @@ Status KeyFile::write(std::int64_t slot, std::string_view key) {
   return {};
 }
 
+Status KeyFile::write_run(std::int64_t first_slot, std::string_view keys) {
+  if (first_slot < 0 || keys.empty() || keys.size() % kSlotBytes != 0) {
+    return Error::internal("KeyFile::write_run: bad slot or key size");
+  }
+  if (::pwrite(m_fd, keys.data(), keys.size(), offset_of(first_slot)) != static_cast<ssize_t>(keys.size())) {
+    return io_error("cannot write key file", m_path);
+  }
+  return {};
+}
+
 Result<std::string> KeyFile::read(std::int64_t slot) const {
   std::string key(kSlotBytes, '\0');
   const ssize_t n = slot < 0 ? -1 : ::pread(m_fd, key.data(), key.size(), offset_of(slot));
@@ -65,6 +75,15 @@ Status KeyFile::zero(std::int64_t slot) {
   if (slot < 0) return Error::internal("KeyFile::zero: bad slot");
   if (::pwrite(m_fd, kZeros, kSlotBytes, offset_of(slot)) != static_cast<ssize_t>(kSlotBytes)) {
     return io_error("cannot zero key in", m_path);
+  }
+  return {};
+}
+
+Status KeyFile::zero_run(std::int64_t first_slot, std::size_t count) {
+  if (first_slot < 0) return Error::internal("KeyFile::zero_run: bad slot");
+  const std::string zeros(count * kSlotBytes, '\0');
+  if (::pwrite(m_fd, zeros.data(), zeros.size(), offset_of(first_slot)) != static_cast<ssize_t>(zeros.size())) {
+    return io_error("cannot zero keys in", m_path);
   }
   return {};
 }

@@ -31,10 +31,15 @@ class KeyFile {
   ~KeyFile();
 
   Status write(std::int64_t slot, std::string_view key);
+  // Writes the keys of the consecutive slots first_slot, first_slot + 1...:
+  // `keys` is a whole number of slots. One system call for the run.
+  Status write_run(std::int64_t first_slot, std::string_view keys);
   // The key in `slot`; fails when the slot is beyond the file or zeroed
   // (its record was destroyed).
   Result<std::string> read(std::int64_t slot) const;
   Status zero(std::int64_t slot);
+  // Zeroes `count` consecutive slots from first_slot, in one system call.
+  Status zero_run(std::int64_t first_slot, std::size_t count);
   // Makes the writes so far durable (fdatasync).
   Status sync();
 

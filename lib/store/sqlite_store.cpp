@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 
 #include "lib/crypto/crypto.hpp"
 #include "lib/store/key_file.hpp"
@@ -135,8 +136,47 @@ std::string hold_aad(const std::string& scope) { return "hold\n" + scope; }
 constexpr const char* kJournalMode = "TRUNCATE";
 constexpr int kCacheKiB = 32 * 1024;
 
-// A record's scheduling columns, in the order schedule_from() reads them.
-constexpr const char* kScheduleColumns = "r.key, r.category, r.state, r.dates, r.next_phase, r.due, r.done, r.created_at";
+// A record's scheduling columns (and its subject_ref), in the order
+// schedule_from() reads them; kRecordColumns adds the sealed values.
+constexpr const char* kScheduleColumns =
+    "r.key, r.category, r.state, r.dates, r.next_phase, r.due, r.done, r.created_at, r.subject_ref";
+constexpr const char* kRecordColumns =
+    "r.key, r.category, r.state, r.dates, r.next_phase, r.due, r.done, r.created_at, r.subject_ref, r.slot, r.sealed";
+
+// Key slot lists (key_slot_lists.slots): 8-byte little-endian numbers.
+std::string pack_slots(const std::vector<std::int64_t>& slots) {
+  std::string out;
+  out.reserve(slots.size() * 8);
+  for (const auto slot : slots) {
+    auto v = static_cast<std::uint64_t>(slot);
+    for (int i = 0; i < 8; ++i, v >>= 8) out.push_back(static_cast<char>(v & 0xff));
+  }
+  return out;
+}
+
+std::vector<std::int64_t> unpack_slots(const std::string& blob) {
+  std::vector<std::int64_t> out;
+  out.reserve(blob.size() / 8);
+  for (std::size_t at = 0; at + 8 <= blob.size(); at += 8) {
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(blob[at + static_cast<std::size_t>(i)]);
+    out.push_back(static_cast<std::int64_t>(v));
+  }
+  return out;
+}
+
+// Calls `run(first, count)` for each run of consecutive numbers in the
+// sorted `slots`.
+template <typename Run>
+void for_each_run(const std::vector<std::int64_t>& slots, Run run) {
+  std::size_t i = 0;
+  while (i < slots.size()) {
+    std::size_t j = i + 1;
+    while (j < slots.size() && slots[j] == slots[j - 1] + 1) ++j;
+    run(slots[i], j - i);
+    i = j;
+  }
+}
 
 class SqliteStore final : public Store {
  public:
@@ -184,6 +224,8 @@ class SqliteStore final : public Store {
         m_db.exec(std::string("PRAGMA ") + schema + ".cache_size = -" + std::to_string(kCacheKiB));
       }
       prepare();
+      if (auto st = convert_slot_tables(); !st) return st;
+      if (auto st = load_slot_lists(); !st) return st;
       if (auto st = seal_plaintext_tables(); !st) return st;
       return zero_pending_slots();
     } catch (const std::exception& e) {
@@ -191,30 +233,34 @@ class SqliteStore final : public Store {
     }
   }
 
-  // Key slots and transactions: a slot allocated here gets its key written
-  // (and synced) before the commit; a rollback zeroes it again. A slot
-  // released here is queued in key_slots_to_zero in the same transaction and
-  // zeroed once the commit has succeeded; the next transaction moves it to
-  // the free list. A crash in between leaves it queued, and start-up zeroes
-  // the queue (zero_pending_slots), so no released key outlives a restart.
+  // Key slots and transactions. A slot allocated here gets a fresh key,
+  // written to the key file (and synced) just before the commit; a rollback
+  // zeroes it again. The slots a transaction releases are listed in one
+  // key_slot_lists row (zeroed = 0) in that same transaction and zeroed once
+  // the commit has succeeded; the next transaction marks the list zeroed,
+  // which makes its slots free for reuse. A crash in between leaves the list
+  // unmarked and start-up zeroes it (zero_pending_slots), so no released key
+  // outlives a restart. The bookkeeping costs a few statements per
+  // transaction, not per record: the free lists and the slot counter live in
+  // memory and are written back once, before the commit.
   Status transaction(const std::function<Status()>& work) override {
     if (m_in_tx) return Error::internal("Store::transaction is not reentrant");
     m_in_tx = true;
-    m_new_slots.clear();
+    m_new_keys.clear();
     m_released.clear();
-    const std::vector<std::int64_t> freeing = m_zeroed;
+    m_taken.clear();
+    m_keys_written = false;
+    const std::int64_t next_slot_before = m_next_slot;
+    const std::vector<SlotList> marking = m_zeroed;
+    std::optional<std::int64_t> released_list;
     Status result;
     try {
       SQLite::Transaction tx(m_db);
-      for (const auto slot : freeing) {
-        exec_int(*m_unqueue_slot, slot);
-        exec_int(*m_free_slot, slot);
-      }
+      for (const auto& list : marking) exec_int(*m_mark_list_zeroed, list.id);
       result = work();
       if (result) {
-        if (!m_new_slots.empty()) {
-          if (auto st = m_keys.sync(); !st) fail(st.error());
-        }
+        released_list = save_slot_bookkeeping(next_slot_before);
+        write_new_keys();
         tx.commit();
       }
     } catch (const std::exception& e) {
@@ -222,13 +268,41 @@ class SqliteStore final : public Store {
     }
     m_in_tx = false;
     if (!result) {
-      for (const auto slot : m_new_slots) (void)m_keys.zero(slot);  // best effort: nothing names them
+      // Nothing of the transaction stays: its keys, its slot bookkeeping and
+      // what the audit head cache saw.
+      if (m_keys_written) {
+        for (const auto& [slot, key] : m_new_keys) (void)m_keys.zero(slot);  // best effort: nothing names them
+      }
+      for (auto it = m_taken.rbegin(); it != m_taken.rend(); ++it) m_free[it->first].slots.push_back(it->second);
+      for (auto& list : m_free) list.dirty = false;
+      m_next_slot = next_slot_before;
+      m_new_keys.clear();
+      m_head_known = false;
       return result;
     }
-    m_zeroed.erase(m_zeroed.begin(), m_zeroed.begin() + static_cast<std::ptrdiff_t>(freeing.size()));
-    m_to_zero.insert(m_to_zero.end(), m_released.begin(), m_released.end());
+    m_new_keys.clear();
+    std::erase_if(m_free, [](const SlotList& l) { return l.slots.empty(); });
+    for (auto& list : m_free) list.dirty = false;
+    m_free.insert(m_free.end(), marking.begin(), marking.end());
+    m_zeroed.erase(m_zeroed.begin(), m_zeroed.begin() + static_cast<std::ptrdiff_t>(marking.size()));
+    if (released_list) m_to_zero.push_back(SlotList{*released_list, std::move(m_released), false});
+    m_released.clear();
     zero_released();
     return result;
+  }
+
+  Result<std::optional<RecordState>> state_of(const std::string& key) override {
+    try {
+      for (auto* t : {&m_active, &m_archive}) {
+        Using use(*t->state_of);
+        auto& q = *use;
+        q.bind(1, key);
+        if (q.executeStep()) return std::optional<RecordState>{state_from(q.getColumn(0).getString())};
+      }
+      return std::optional<RecordState>{};
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
   }
 
   Result<std::optional<RecordRow>> get(const std::string& key) override {
@@ -247,13 +321,14 @@ class SqliteStore final : public Store {
 
   Status put(const RecordRow& row) override {
     if (!m_in_tx) return transaction([&] { return put(row); });
+    if (!row.has_values) return Error::internal("Store::put: record '" + row.key + "' was read without its values");
     try {
       Tables& t = tables(row.location);
       // Every write of personal values gets a fresh key: replacing releases
       // the old row's slot, so the replaced values die with it.
-      release_data(t, row.key);
-      insert_data(t, row);
-      Using use_r(*t.upsert_record);
+      delete_record(t, row.key);
+      const Sealed sealed = seal_record(row);
+      Using use_r(*t.insert_record);
       auto& r = *use_r;
       r.bind(1, row.key);
       r.bind(2, row.category);
@@ -264,6 +339,9 @@ class SqliteStore final : public Store {
       else r.bind(6);
       r.bind(7, done_to_json(row.done));
       r.bind(8, row.created_at.seconds);
+      r.bind(9, sealed.slot);
+      bind_optional(r, 10, sealed.subject_ref);
+      r.bind(11, sealed.bytes.data(), static_cast<int>(sealed.bytes.size()));
       r.exec();
       return {};
     } catch (const std::exception& e) {
@@ -291,9 +369,7 @@ class SqliteStore final : public Store {
   Status remove(const std::string& key, Location where) override {
     if (!m_in_tx) return transaction([&] { return remove(key, where); });
     try {
-      Tables& t = tables(where);
-      release_data(t, key);
-      exec_key(*t.delete_record, key);
+      delete_record(tables(where), key);
       return {};
     } catch (const std::exception& e) {
       return storage_error(e);
@@ -311,7 +387,7 @@ class SqliteStore final : public Store {
         q.bind(2, after ? after->due.seconds : INT64_MIN);
         q.bind(3, after ? after->key : std::string());
         q.bind(4, static_cast<std::int64_t>(limit));
-        while (q.executeStep()) out.push_back(row_from(q, t->location));
+        while (q.executeStep()) out.push_back(schedule_from(q, t->location));
       }
       std::sort(out.begin(), out.end(), [](const RecordRow& a, const RecordRow& b) {
         return *a.due != *b.due ? *a.due < *b.due : a.key < b.key;
@@ -327,8 +403,8 @@ class SqliteStore final : public Store {
     try {
       std::vector<RecordRow> out;
       for (auto* t : {&m_active, &m_archive}) {
-        SQLite::Statement q(m_db, "SELECT " + record_columns(t->schema) + " WHERE r.due IS NULL AND r.key > ? "
-                                  "ORDER BY r.key LIMIT ?");
+        SQLite::Statement q(m_db, "SELECT " + std::string(kRecordColumns) + " FROM " + t->schema +
+                                      ".records r WHERE r.due IS NULL AND r.key > ? ORDER BY r.key LIMIT ?");
         q.bind(1, after_key);
         q.bind(2, static_cast<std::int64_t>(limit));
         while (q.executeStep()) out.push_back(row_from(q, t->location));
@@ -444,18 +520,25 @@ class SqliteStore final : public Store {
       q.bind(10, a.policy_hash);
       q.bind(11, a.hash);
       q.exec();
+      m_head = a;
+      m_head_known = true;
       return {};
     } catch (const std::exception& e) {
       return storage_error(e);
     }
   }
 
+  // Served from memory once known: the chain's head changes only through
+  // append_audit on this connection (a rollback forgets it).
   Result<std::optional<AuditRow>> last_audit() override {
+    if (m_head_known) return m_head;
     try {
       Using use(*m_last_audit);
       auto& q = *use;
-      if (!q.executeStep()) return std::optional<AuditRow>{};
-      return std::optional<AuditRow>{audit_from(q)};
+      m_head.reset();
+      if (q.executeStep()) m_head = audit_from(q);
+      m_head_known = true;
+      return m_head;
     } catch (const std::exception& e) {
       return storage_error(e);
     }
@@ -465,7 +548,9 @@ class SqliteStore final : public Store {
     try {
       std::vector<RecordRow> out;
       for (auto* t : {&m_active, &m_archive}) {
-        SQLite::Statement q(m_db, "SELECT " + record_columns(t->schema) + " WHERE d.subject_ref = ? ORDER BY d.key");
+        SQLite::Statement q(m_db, "SELECT " + std::string(kRecordColumns) + " FROM " + t->schema +
+                                      ".records r WHERE substr(r.subject_ref, 1, 16) = substr(?1, 1, 16) "
+                                      "AND r.subject_ref = ?1 ORDER BY r.key");
         q.bind(1, subject_ref(subject));
         while (q.executeStep()) out.push_back(row_from(q, t->location));
       }
@@ -482,7 +567,7 @@ class SqliteStore final : public Store {
       std::string where = "WHERE 1";
       if (aq.after_seq) where += " AND seq > :after";
       if (aq.key) where += " AND key = :key";
-      if (aq.subject_ref) where += " AND subject_ref = :ref";
+      if (aq.subject_ref) where += " AND substr(subject_ref, 1, 16) = substr(:ref, 1, 16) AND subject_ref = :ref";
       const std::string cols = "seq, at, action, key, category, phase, subject_ref, actor, reason, policy_hash, hash";
       std::string sql = "SELECT " + cols + " FROM audit " + where + " ORDER BY seq " + (aq.after_seq ? "ASC" : "DESC") + " LIMIT :limit";
       SQLite::Statement q(m_db, sql);
@@ -589,70 +674,151 @@ class SqliteStore final : public Store {
   }
 
  private:
-  // The statements of one database's record tables.
+  // The statements of one database's record table.
   struct Tables {
     Location location;
     std::string schema;
-    std::unique_ptr<SQLite::Statement> get, due, delete_data, delete_record, insert_data, upsert_record,
-        update_schedule;
+    std::unique_ptr<SQLite::Statement> get, state_of, due, find_slot, delete_record, insert_record, update_schedule,
+        seal_values;
+  };
+
+  // A list of key slots: a key_slot_lists row (id), as kept in memory.
+  struct SlotList {
+    std::int64_t id = 0;
+    std::vector<std::int64_t> slots;
+    bool dirty = false;  // changed by the open transaction
   };
 
   std::string subject_ref(const std::string& subject) const { return crypto::hmac_sha256_hex(m_secret, subject); }
 
   // A fresh slot (reusing a zeroed one when there is one) holding a fresh
-  // key, written but not yet synced (the commit syncs).
+  // key, kept in memory until the commit writes it.
   std::pair<std::int64_t, std::string> allocate_slot() {
-    std::int64_t slot = 0;
-    {
-      Using use(*m_take_free_slot);
-      if ((*use).executeStep()) {
-        slot = (*use).getColumn(0).getInt64();
-      } else {
-        Using next(*m_take_next_slot);
-        if (!(*next).executeStep()) fail(Error::storage("the key slot counter is missing from meta"));
-        slot = (*next).getColumn(0).getInt64();
-      }
+    std::int64_t slot = -1;
+    for (std::size_t i = m_free.size(); i-- > 0;) {
+      auto& list = m_free[i];
+      if (list.slots.empty()) continue;
+      slot = list.slots.back();
+      list.slots.pop_back();
+      list.dirty = true;
+      m_taken.emplace_back(i, slot);
+      break;
     }
+    if (slot < 0) slot = m_next_slot++;
     std::string key = crypto::random_bytes(KeyFile::kSlotBytes);
-    if (auto st = m_keys.write(slot, key); !st) fail(st.error());
-    m_new_slots.push_back(slot);
+    m_new_keys[slot] = key;
     return {slot, std::move(key)};
   }
 
   void release_slot(std::int64_t slot) {
-    exec_int(*m_queue_slot, slot);
+    // A slot allocated and released by the same transaction (a record put
+    // and replaced in one put_many) is released like any other: its key is
+    // written at the commit and zeroed right after.
     m_released.push_back(slot);
   }
 
-  // Deletes the personal-data row of `key` in `t`, releasing its key slot.
-  void release_data(Tables& t, const std::string& key) {
-    Using use(*t.delete_data);
-    (*use).bind(1, key);
-    if ((*use).executeStep()) release_slot((*use).getColumn(0).getInt64());
+  // Deletes the record `key` from `t`, releasing its key slot. (A lookup
+  // then a delete by id: cheaper than DELETE ... RETURNING, which goes
+  // through a statement journal.)
+  void delete_record(Tables& t, const std::string& key) {
+    std::int64_t id = 0;
+    {
+      Using use(*t.find_slot);
+      auto& q = *use;
+      q.bind(1, key);
+      if (!q.executeStep()) return;
+      id = q.getColumn(0).getInt64();
+      if (!q.getColumn(1).isNull()) release_slot(q.getColumn(1).getInt64());
+    }
+    exec_int(*t.delete_record, id);
+  }
+
+  // Before the commit: the free lists the transaction took slots from, the
+  // slot counter, and the list of the slots it released (returns its id).
+  std::optional<std::int64_t> save_slot_bookkeeping(std::int64_t next_slot_before) {
+    for (const auto& list : m_free) {
+      if (!list.dirty) continue;
+      if (list.slots.empty()) {
+        exec_int(*m_delete_list, list.id);
+      } else {
+        Using use(*m_update_list);
+        const std::string blob = pack_slots(list.slots);
+        (*use).bind(1, blob.data(), static_cast<int>(blob.size()));
+        (*use).bind(2, list.id);
+        (*use).exec();
+      }
+    }
+    if (m_next_slot != next_slot_before) {
+      Using use(*m_set_next_slot);
+      (*use).bind(1, std::to_string(m_next_slot));
+      (*use).exec();
+    }
+    if (m_released.empty()) return std::nullopt;
+    std::sort(m_released.begin(), m_released.end());
+    Using use(*m_insert_list);
+    const std::string blob = pack_slots(m_released);
+    (*use).bind(1, blob.data(), static_cast<int>(blob.size()));
+    (*use).exec();
+    return m_db.getLastInsertRowid();
+  }
+
+  // Before the commit: the new keys, one write per run of consecutive
+  // slots, then one sync.
+  void write_new_keys() {
+    if (m_new_keys.empty()) return;
+    std::vector<std::int64_t> slots;
+    slots.reserve(m_new_keys.size());
+    for (const auto& [slot, key] : m_new_keys) slots.push_back(slot);  // a std::map: sorted
+    m_keys_written = true;
+    for_each_run(slots, [&](std::int64_t first, std::size_t count) {
+      std::string run;
+      run.reserve(count * KeyFile::kSlotBytes);
+      for (std::size_t i = 0; i < count; ++i) run += m_new_keys.at(first + static_cast<std::int64_t>(i));
+      if (auto st = m_keys.write_run(first, run); !st) fail(st.error());
+    });
+    if (auto st = m_keys.sync(); !st) fail(st.error());
   }
 
   // Zeroes the released slots of committed transactions and syncs. On
-  // failure they stay queued (here and in key_slots_to_zero) for the next
-  // commit or start-up.
+  // failure they stay queued (here, and unmarked in key_slot_lists) for the
+  // next commit or start-up.
   void zero_released() {
     if (m_to_zero.empty()) return;
-    for (const auto slot : m_to_zero) {
-      if (!m_keys.zero(slot)) return;
+    for (const auto& list : m_to_zero) {
+      bool ok = true;
+      for_each_run(list.slots, [&](std::int64_t first, std::size_t count) {
+        if (ok && !m_keys.zero_run(first, count)) ok = false;
+      });
+      if (!ok) return;
     }
     if (!m_keys.sync()) return;
     m_zeroed.insert(m_zeroed.end(), m_to_zero.begin(), m_to_zero.end());
     m_to_zero.clear();
   }
 
-  // Start-up: zero every slot a crash may have left queued, then free them.
+  // Start-up: the free lists and the slot counter into memory.
+  Status load_slot_lists() {
+    m_free.clear();
+    SQLite::Statement q(m_db, "SELECT id, slots FROM key_slot_lists WHERE zeroed = 1 ORDER BY id");
+    while (q.executeStep()) m_free.push_back(SlotList{q.getColumn(0).getInt64(), unpack_slots(q.getColumn(1).getString()), false});
+    SQLite::Statement next(m_db, "SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'next_key_slot'");
+    if (!next.executeStep()) return Error::storage("the key slot counter is missing from meta");
+    m_next_slot = next.getColumn(0).getInt64();
+    return {};
+  }
+
+  // Start-up: zero every list of slots a crash may have left unmarked; the
+  // next transaction marks them free.
   Status zero_pending_slots() {
     try {
-      std::vector<std::int64_t> pending;
-      SQLite::Statement q(m_db, "SELECT slot FROM key_slots_to_zero");
-      while (q.executeStep()) pending.push_back(q.getColumn(0).getInt64());
+      std::vector<SlotList> pending;
+      SQLite::Statement q(m_db, "SELECT id, slots FROM key_slot_lists WHERE zeroed = 0 ORDER BY id");
+      while (q.executeStep()) pending.push_back(SlotList{q.getColumn(0).getInt64(), unpack_slots(q.getColumn(1).getString()), false});
       if (pending.empty()) return {};
-      for (const auto slot : pending) {
-        if (auto st = m_keys.zero(slot); !st) return st;
+      for (const auto& list : pending) {
+        for (const auto slot : list.slots) {
+          if (auto st = m_keys.zero(slot); !st) return st;
+        }
       }
       if (auto st = m_keys.sync(); !st) return st;
       m_zeroed = std::move(pending);
@@ -662,10 +828,44 @@ class SqliteStore final : public Store {
     }
   }
 
-  std::string unseal(std::int64_t slot, const std::string& aad, const std::string& sealed) const {
+  // Databases from before migration 005 kept one row per slot in
+  // key_slots_to_zero and key_slots_free (renamed old_* by 005): zero the
+  // queued ones, then keep them all as one free list.
+  Status convert_slot_tables() {
+    if (!table_exists("main", "old_key_slots_to_zero")) return {};
+    std::vector<std::int64_t> slots;
+    for (const char* table : {"old_key_slots_to_zero", "old_key_slots_free"}) {
+      SQLite::Statement q(m_db, std::string("SELECT slot FROM ") + table);
+      while (q.executeStep()) slots.push_back(q.getColumn(0).getInt64());
+    }
+    for (const auto slot : slots) {
+      if (auto st = m_keys.zero(slot); !st) return st;
+    }
+    if (auto st = m_keys.sync(); !st) return st;
+    std::sort(slots.begin(), slots.end());
+    slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
+    SQLite::Transaction tx(m_db);
+    if (!slots.empty()) {
+      SQLite::Statement ins(m_db, "INSERT INTO key_slot_lists (zeroed, slots) VALUES (1, ?)");
+      const std::string blob = pack_slots(slots);
+      ins.bind(1, blob.data(), static_cast<int>(blob.size()));
+      ins.exec();
+    }
+    m_db.exec("DROP TABLE old_key_slots_to_zero");
+    m_db.exec("DROP TABLE old_key_slots_free");
+    tx.commit();
+    return {};
+  }
+
+  std::string key_of_slot(std::int64_t slot) const {
+    if (const auto it = m_new_keys.find(slot); it != m_new_keys.end()) return it->second;
     auto key = m_keys.read(slot);
     if (!key) fail(std::move(key).error());
-    auto plain = crypto::open_sealed(*key, aad, sealed);
+    return std::move(*key);
+  }
+
+  std::string unseal(std::int64_t slot, const std::string& aad, const std::string& sealed) const {
+    auto plain = crypto::open_sealed(key_of_slot(slot), aad, sealed);
     if (!plain) fail(Error::storage("sealed data in key slot " + std::to_string(slot) + " does not open: damaged or tampered with"));
     return std::move(*plain);
   }
@@ -721,7 +921,16 @@ class SqliteStore final : public Store {
         }
         q.reset();
         m_db.exec("DROP TABLE " + t->schema + ".plaintext_record_data");
-        for (const auto& r : rows) insert_data(*t, r);
+        for (const auto& r : rows) {
+          const Sealed sealed = seal_record(r);
+          Using use(*t->seal_values);
+          auto& u = *use;
+          u.bind(1, sealed.slot);
+          bind_optional(u, 2, sealed.subject_ref);
+          u.bind(3, sealed.bytes.data(), static_cast<int>(sealed.bytes.size()));
+          u.bind(4, r.key);
+          u.exec();
+        }
       }
       if (holds) {
         SQLite::Statement q(m_db, "SELECT id, scope, target, reason, placed_at, placed_by FROM plaintext_holds");
@@ -749,44 +958,41 @@ class SqliteStore final : public Store {
     return {};
   }
 
-  void insert_data(Tables& t, const RecordRow& row) {
+  // A record's personal values sealed under a fresh key.
+  struct Sealed {
+    std::int64_t slot = 0;
+    std::optional<std::string> subject_ref;
+    std::string bytes;
+  };
+
+  Sealed seal_record(const RecordRow& row) {
     const auto [slot, key] = allocate_slot();
     const nlohmann::json plain = {{"subject", row.subject ? nlohmann::json(*row.subject) : nlohmann::json()},
                                   {"fields", row.fields}};
-    Using use_d(*t.insert_data);
-    auto& d = *use_d;
-    d.bind(1, row.key);
-    d.bind(2, slot);
-    bind_optional(d, 3, row.subject ? std::optional(subject_ref(*row.subject)) : std::nullopt);
-    const std::string sealed = crypto::seal_once(key, record_aad(row.key), plain.dump());
-    d.bind(4, sealed.data(), static_cast<int>(sealed.size()));
-    d.exec();
-  }
-
-
-  // "<columns> FROM <schema>.records r JOIN <schema>.record_data d ON ..."
-  static std::string record_columns(const std::string& schema) {
-    return std::string(kScheduleColumns) + ", d.slot, d.sealed "
-           "FROM " + schema + ".records r JOIN " + schema + ".record_data d ON d.key = r.key";
+    Sealed out;
+    out.slot = slot;
+    if (row.subject) out.subject_ref = subject_ref(*row.subject);
+    out.bytes = crypto::seal_once(key, record_aad(row.key), plain.dump());
+    return out;
   }
 
   Tables& tables(Location where) { return where == Location::active ? m_active : m_archive; }
 
   void prepare_tables(Tables& t) {
-    const std::string& s = t.schema;
-    t.get = stmt("SELECT " + record_columns(s) + " WHERE r.key = ?");
-    t.due = stmt("SELECT " + record_columns(s) +
-                 " WHERE r.due IS NOT NULL AND r.due <= ?1 AND (r.due > ?2 OR (r.due = ?2 AND r.key > ?3)) "
+    const std::string from = " FROM " + t.schema + ".records r";
+    t.get = stmt("SELECT " + std::string(kRecordColumns) + from + " WHERE r.key = ?");
+    t.state_of = stmt("SELECT r.state" + from + " WHERE r.key = ?");
+    // The (due, key) index gives both the range and the order: no sort.
+    t.due = stmt("SELECT " + std::string(kScheduleColumns) + from +
+                 " WHERE r.due IS NOT NULL AND r.due <= ?1 AND (r.due, r.key) > (?2, ?3) "
                  "ORDER BY r.due, r.key LIMIT ?4");
-    t.delete_data = stmt("DELETE FROM " + s + ".record_data WHERE key = ? RETURNING slot");
-    t.delete_record = stmt("DELETE FROM " + s + ".records WHERE key = ?");
-    t.insert_data = stmt("INSERT INTO " + s + ".record_data (key, slot, subject_ref, sealed) VALUES (?, ?, ?, ?)");
-    t.upsert_record = stmt(
-        "INSERT INTO " + s + ".records (key, category, state, dates, next_phase, due, done, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET category = excluded.category, "
-        "state = excluded.state, dates = excluded.dates, next_phase = excluded.next_phase, "
-        "due = excluded.due, done = excluded.done, created_at = excluded.created_at");
-    t.update_schedule = stmt("UPDATE " + s + ".records SET dates = ?, next_phase = ?, due = ?, done = ? WHERE key = ?");
+    t.find_slot = stmt("SELECT r.id, r.slot" + from + " WHERE r.key = ?");
+    t.delete_record = stmt("DELETE FROM " + t.schema + ".records WHERE id = ?");
+    t.insert_record = stmt("INSERT INTO " + t.schema +
+                           ".records (key, category, state, dates, next_phase, due, done, created_at, slot, "
+                           "subject_ref, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    t.update_schedule = stmt("UPDATE " + t.schema + ".records SET dates = ?, next_phase = ?, due = ?, done = ? WHERE key = ?");
+    t.seal_values = stmt("UPDATE " + t.schema + ".records SET slot = ?, subject_ref = ?, sealed = ? WHERE key = ?");
   }
 
   void prepare() {
@@ -802,12 +1008,11 @@ class SqliteStore final : public Store {
     const std::string audit_cols =
         "seq, at, action, key, category, phase, subject_ref, actor, reason, policy_hash, hash";
     m_last_audit = stmt("SELECT " + audit_cols + " FROM audit ORDER BY seq DESC LIMIT 1");
-    m_take_free_slot = stmt("DELETE FROM key_slots_free WHERE slot = (SELECT min(slot) FROM key_slots_free) RETURNING slot");
-    m_take_next_slot = stmt("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'next_key_slot' "
-                            "RETURNING CAST(value AS INTEGER) - 1");
-    m_queue_slot = stmt("INSERT INTO key_slots_to_zero (slot) VALUES (?)");
-    m_unqueue_slot = stmt("DELETE FROM key_slots_to_zero WHERE slot = ?");
-    m_free_slot = stmt("INSERT OR IGNORE INTO key_slots_free (slot) VALUES (?)");
+    m_insert_list = stmt("INSERT INTO key_slot_lists (zeroed, slots) VALUES (0, ?)");
+    m_update_list = stmt("UPDATE key_slot_lists SET slots = ? WHERE id = ?");
+    m_delete_list = stmt("DELETE FROM key_slot_lists WHERE id = ?");
+    m_mark_list_zeroed = stmt("UPDATE key_slot_lists SET zeroed = 1 WHERE id = ?");
+    m_set_next_slot = stmt("UPDATE meta SET value = ? WHERE name = 'next_key_slot'");
     m_find_disposal = stmt("SELECT " + audit_cols + " FROM audit WHERE key = ? AND action IN ('purge', 'erase') "
                            "ORDER BY seq DESC LIMIT 1");
   }
@@ -847,15 +1052,19 @@ class SqliteStore final : public Store {
     if (!q.getColumn(5).isNull()) r.due = Instant{q.getColumn(5).getInt64()};
     r.done = done_from_json(q.getColumn(6).getString());
     r.created_at = Instant{q.getColumn(7).getInt64()};
+    r.subject_ref = optional_text(q.getColumn(8));
+    r.has_values = false;
     return r;
   }
 
-  // A whole record, from record_columns(): the schedule, then the sealed values.
+  // A whole record, from kRecordColumns: the schedule, then the sealed values.
   RecordRow row_from(SQLite::Statement& q, Location location) const {
     RecordRow r = schedule_from(q, location);
-    const auto plain = nlohmann::json::parse(unseal(q.getColumn(8).getInt64(), record_aad(r.key), q.getColumn(9).getString()));
+    if (q.getColumn(9).isNull()) fail(Error::storage("record '" + r.key + "' has no sealed values"));
+    const auto plain = nlohmann::json::parse(unseal(q.getColumn(9).getInt64(), record_aad(r.key), q.getColumn(10).getString()));
     if (plain.at("subject").is_string()) r.subject = plain.at("subject").get<std::string>();
     r.fields = plain.at("fields");
+    r.has_values = true;
     return r;
   }
 
@@ -881,13 +1090,21 @@ class SqliteStore final : public Store {
   std::string m_secret;  // HMAC key of subject_ref
   int m_busy_timeout_ms;
   Tables m_active, m_archive;
-  std::unique_ptr<SQLite::Statement> m_insert_audit, m_last_audit, m_find_disposal, m_take_free_slot,
-      m_take_next_slot, m_queue_slot, m_unqueue_slot, m_free_slot;
+  std::unique_ptr<SQLite::Statement> m_insert_audit, m_last_audit, m_find_disposal, m_insert_list, m_update_list,
+      m_delete_list, m_mark_list_zeroed, m_set_next_slot;
   bool m_in_tx = false;
-  std::vector<std::int64_t> m_new_slots;  // allocated by the open transaction
-  std::vector<std::int64_t> m_released;   // released by the open transaction
-  std::vector<std::int64_t> m_to_zero;    // released by committed ones, not yet zeroed
-  std::vector<std::int64_t> m_zeroed;     // zeroed and synced, not yet in key_slots_free
+  // Key slots.
+  std::int64_t m_next_slot = 0;                      // next never-used slot (meta next_key_slot)
+  std::vector<SlotList> m_free;                      // zeroed lists: free for reuse
+  std::map<std::int64_t, std::string> m_new_keys;    // allocated by the open transaction: slot -> key
+  bool m_keys_written = false;                       // ...and already written to the key file
+  std::vector<std::pair<std::size_t, std::int64_t>> m_taken;  // (m_free index, slot) taken by the open transaction
+  std::vector<std::int64_t> m_released;              // released by the open transaction
+  std::vector<SlotList> m_to_zero;                   // released by committed ones, not yet zeroed
+  std::vector<SlotList> m_zeroed;                    // zeroed and synced, not yet marked in key_slot_lists
+  // The audit chain's head, once read (last_audit).
+  std::optional<AuditRow> m_head;
+  bool m_head_known = false;
 };
 
 }  // namespace

@@ -33,6 +33,12 @@ enum class Location { active, archive };
 struct RecordRow {
   std::string key;
   std::optional<std::string> subject;  // null once anonymised
+  // The subject's HMAC (as in the audit log), filled in by the store on
+  // every read, including reads that leave subject and fields out.
+  std::optional<std::string> subject_ref;
+  // False for rows read without their personal values (Store::due): such a
+  // row must not be written back with put.
+  bool has_values = true;
   std::string category;
   RecordState state = RecordState::active;
   Location location = Location::active;
@@ -95,6 +101,10 @@ class Store {
   // readable from any of its files (SqliteStore: key_file.hpp).
   virtual Status remove(const std::string& key, Location where) = 0;
 
+  // The state of the record with `key` in either database, without reading
+  // its values; nullopt for an unknown key.
+  virtual Result<std::optional<RecordState>> state_of(const std::string& key) = 0;
+
   // Position in the (due, key) order, for paging through what is due.
   struct DueCursor {
     calendar::Instant due;
@@ -102,7 +112,9 @@ class Store {
   };
 
   // At most `limit` records with due <= now, in (due, key) order, after
-  // `after` when given: an index range, never a table scan.
+  // `after` when given: an index range, never a table scan. The rows carry
+  // their schedule and subject_ref but no subject and no fields (nothing is
+  // unsealed: a purge needs no plaintext); `get` reads a whole record.
   virtual Result<std::vector<RecordRow>> due(calendar::Instant now, std::size_t limit,
                                              const std::optional<DueCursor>& after = std::nullopt) = 0;
   // The earliest due time (after `after` when given): an index lookup.

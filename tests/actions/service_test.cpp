@@ -43,6 +43,7 @@ class FaultyStore final : public store::Store {
 
   Status transaction(const std::function<Status()>& work) override { return m_real.transaction(work); }
   Result<std::optional<store::RecordRow>> get(const std::string& key) override { return m_real.get(key); }
+  Result<std::optional<store::RecordState>> state_of(const std::string& key) override { return m_real.state_of(key); }
   Status put(const store::RecordRow& row) override { return m_real.put(row); }
   Status update_schedule(const store::RecordRow& row) override { return m_real.update_schedule(row); }
   Status remove(const std::string& key, store::Location where) override {

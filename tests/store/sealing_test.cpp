@@ -55,9 +55,9 @@ struct Sealed {
 // The slot and sealed bytes of `key`, read with a separate connection.
 Sealed sealed_of(const std::filesystem::path& db, const std::string& key) {
   SQLite::Database conn(db.string(), SQLite::OPEN_READONLY);
-  SQLite::Statement q(conn, "SELECT slot, sealed FROM record_data WHERE key = ?");
+  SQLite::Statement q(conn, "SELECT slot, sealed FROM records WHERE key = ?");
   q.bind(1, key);
-  if (!q.executeStep()) throw std::runtime_error("no record_data row for " + key);
+  if (!q.executeStep()) throw std::runtime_error("no records row for " + key);
   return {q.getColumn(0).getInt64(), q.getColumn(1).getString()};
 }
 
@@ -186,15 +186,20 @@ TEST_F(Sealing, AKeyQueuedForZeroingByACrashIsZeroedAtStartUp) {
   {
     SQLite::Database conn(db().string(), SQLite::OPEN_READWRITE);
     conn.exec("DELETE FROM records WHERE key = 'a'");
-    conn.exec("DELETE FROM record_data WHERE key = 'a'");
-    conn.exec("INSERT INTO key_slots_to_zero (slot) VALUES (" + std::to_string(a.slot) + ")");
+    // The slot list the commit wrote: 8-byte little-endian slot numbers.
+    std::string list(8, '\0');
+    for (int i = 0; i < 8; ++i) list[static_cast<std::size_t>(i)] = static_cast<char>((a.slot >> (8 * i)) & 0xff);
+    SQLite::Statement ins(conn, "INSERT INTO key_slot_lists (zeroed, slots) VALUES (0, ?)");
+    ins.bind(1, list.data(), static_cast<int>(list.size()));
+    ins.exec();
   }
   ASSERT_TRUE(any_key_opens(keys(), "record\na", a));
   m_store = open_at(m_dir.path());
   EXPECT_FALSE(any_key_opens(keys(), "record\na", a));
   SQLite::Database conn(db().string(), SQLite::OPEN_READONLY);
-  EXPECT_EQ(conn.execAndGet("SELECT count(*) FROM key_slots_to_zero").getInt(), 0);
-  EXPECT_EQ(conn.execAndGet("SELECT count(*) FROM key_slots_free WHERE slot = " + std::to_string(a.slot)).getInt(), 1);
+  // The list is now marked zeroed: its slot is free for reuse.
+  EXPECT_EQ(conn.execAndGet("SELECT count(*) FROM key_slot_lists WHERE zeroed = 0").getInt(), 0);
+  EXPECT_EQ(conn.execAndGet("SELECT count(*) FROM key_slot_lists WHERE zeroed = 1").getInt(), 1);
 }
 
 TEST_F(Sealing, AZeroedKeyIsReportedNotReadAsGarbage) {
