@@ -1,0 +1,64 @@
+#pragma once
+// Benchmark data: deterministic records and the policy that disposes of
+// them. Record i depends only on (seed, i), so a fill of 10 million records
+// and a run of one million give the same first million records, and two runs
+// with the same seed store the same bytes.
+//
+// Thread safety: RecordGenerator is immutable after construction; make() may
+// be called from any number of threads.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace retentiond::bench {
+
+// The two categories of the bench policy. Even indexes are purged, odd
+// indexes anonymised.
+inline constexpr const char* kPurgeCategory = "bench.purge";
+inline constexpr const char* kAnonymiseCategory = "bench.anonymise";
+
+// The clocks (--now) of the phases. With last_contact in
+// 2020-01-02..2021-06-30:
+//   purge due     = last_contact + 3 years: 2023-01-02..2024-06-30
+//   anonymise due = last_contact + 6 years: 2026-01-02..2027-06-30
+// so nothing is due at kIngestNow, every purge and no anonymisation at
+// kPurgeNow, and every anonymisation at kAnonymiseNow. The daemon's clock then
+// runs in real time, which leaves months of margin either way.
+inline constexpr const char* kIngestNow = "2022-01-01T00:00:00Z";
+inline constexpr const char* kPurgeNow = "2025-06-01T00:00:00Z";
+inline constexpr const char* kAnonymiseNow = "2030-01-01T00:00:00Z";
+
+struct BenchRecord {
+  std::string key;
+  std::string subject;
+  const char* category = kPurgeCategory;
+  std::string fields_json;   // compact JSON object, 2-4 fields of ~10-40 bytes
+  std::string dates_json;    // {"collected":"YYYY-MM-DD","last_contact":"YYYY-MM-DD"}
+  std::string last_contact;  // YYYY-MM-DD, the purge order's first component
+};
+
+class RecordGenerator {
+ public:
+  explicit RecordGenerator(std::uint64_t seed) : m_seed(seed) {}
+
+  BenchRecord make(std::uint64_t index) const;
+
+  // The record as one element of record.put_many's `records`, appended to
+  // `out` (compact JSON, no escaping needed: every generated string is plain
+  // ASCII without quotes or backslashes).
+  static void append_json(const BenchRecord& r, std::string& out);
+
+  // What the bench's anonymise strategies leave of `r`'s fields: the value
+  // the raw SQLite UPDATE writes in place of the daemon's anonymisation.
+  static std::string anonymised_fields(const BenchRecord& r);
+
+ private:
+  std::uint64_t m_seed;
+};
+
+// The bench policy (TOML): one category purged 3 years after the last
+// contact, one anonymised 6 years after it; state_dir and socket inside `dir`.
+std::string policy_toml(const std::filesystem::path& dir);
+
+}  // namespace retentiond::bench

@@ -1,0 +1,1019 @@
+// retentiond-bench: runs the real retentiond binary and measures, in one run
+// on one machine, ingest, purge and anonymise sweeps, admin latency during a
+// sweep, and start-up with many records stored, each beside the same work
+// done with bare SQLite. bench/README.md says exactly what each figure times.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "bench/records.hpp"
+#include "bench/sysinfo.hpp"
+#include "tests/support/daemon_process.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace rb = retentiond::bench;
+namespace rdt = retentiond::testing;
+using json = nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+
+// The daemon's defaults (docs/configuration.md): a sweep batch takes at most
+// this many records, so the raw DELETE and UPDATE commit as often.
+constexpr std::size_t kDaemonMaxBatchRecords = 1000;
+constexpr std::size_t kDaemonMaxPutMany = 10000;
+constexpr double kMiB = 1024.0 * 1024.0;
+
+struct Options {
+  std::uint64_t records = 1000000;
+  std::size_t batch = kDaemonMaxPutMany;
+  std::size_t delete_batch = kDaemonMaxBatchRecords;
+  std::uint64_t startup_records = 10000000;
+  int startup_runs = 3;
+  std::uint64_t seed = 20240301;
+  int probe_period_ms = 100;
+  std::string json_out = "retentiond-bench.json";
+  std::string work_dir;
+  bool keep = false;
+};
+
+double seconds_since(SteadyClock::time_point t0) {
+  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
+}
+
+double ms_between(SteadyClock::time_point a, SteadyClock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+void say(const std::string& line) { std::cerr << "[bench] " << line << std::endl; }
+
+std::string with_commas(std::uint64_t v) {
+  const std::string digits = std::to_string(v);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// JSON-RPC over a test-support Client, with our own ids and timeouts (a
+// sweep or a 10,000-record put_many can take longer than Client::call's).
+class Rpc {
+ public:
+  explicit Rpc(const fs::path& socket) : m_client(socket) {}
+
+  // The result, or throws with the error object.
+  json call(const std::string& method, const json& params = nullptr,
+            std::chrono::milliseconds timeout = std::chrono::minutes(30)) {
+    json request = {{"jsonrpc", "2.0"}, {"id", m_next_id++}, {"method", method}};
+    if (!params.is_null()) request["params"] = params;
+    m_client.send_line(request.dump());
+    const auto line = m_client.read_line(timeout);
+    if (!line) throw std::runtime_error("no reply to " + method);
+    json reply = json::parse(*line);
+    if (reply.contains("error")) throw std::runtime_error(method + ": " + reply["error"].dump());
+    return reply["result"];
+  }
+
+  rdt::Client& client() { return m_client; }
+
+ private:
+  rdt::Client m_client;
+  std::int64_t m_next_id = 1;
+};
+
+// ---------------------------------------------------------------------------
+// The daemon
+
+struct Daemon {
+  std::unique_ptr<rdt::DaemonProcess> process;
+  double startup_s = 0;  // spawn to READY=1
+  fs::path log;
+};
+
+// Starts retentiond on `dir`/policy.toml with its clock at `now`, its stderr
+// appended to `log`, and waits for READY=1 (no time limit: start-up with
+// millions of records is one of the things measured).
+Daemon start_daemon(const fs::path& dir, const std::string& now, const fs::path& log) {
+  rdt::DaemonOptions options;
+  // sh execs the daemon in place (same pid) with its log redirected.
+  options.launcher = {"sh", "-c", "exec \"$0\" \"$@\" 2>>\"$RD_BENCH_LOG\""};
+  options.env = {"RD_BENCH_LOG=" + log.string()};
+  options.wait_ready = false;
+  options.record_notify = true;
+  const std::vector<std::string> args = {"--config", (dir / "policy.toml").string(), "--now", now};
+  Daemon d;
+  d.log = log;
+  const auto t0 = SteadyClock::now();
+  d.process = std::make_unique<rdt::DaemonProcess>(dir, args, options);
+  if (!d.process->wait_notify("READY=1", std::chrono::hours(6))) {
+    throw std::runtime_error("retentiond did not become ready; see " + log.string());
+  }
+  d.startup_s = seconds_since(t0);
+  return d;
+}
+
+void stop_daemon(Daemon& d) {
+  const int rc = d.process->stop(SIGTERM);
+  if (rc != 0)
+    throw std::runtime_error("retentiond exited with " + std::to_string(rc) + "; see " +
+                             d.log.string());
+}
+
+std::uint64_t vm_kib(const Daemon& d, const char* field) {
+  return rb::proc_status_kib(d.process->pid(), field).value_or(0);
+}
+
+// The last "sweep.done" line of a log: its batches= and ms=, when present.
+json last_sweep_log(const fs::path& log) {
+  std::ifstream in(log);
+  std::string line;
+  std::string last;
+  while (std::getline(in, line)) {
+    if (line.find("sweep.done") != std::string::npos) last = line;
+  }
+  json out = {{"line", last.empty() ? json(nullptr) : json(last)}};
+  for (const char* name : {"batches", "ms"}) {
+    const std::string needle = std::string(" ") + name + "=";
+    if (const auto at = last.find(needle); at != std::string::npos) {
+      out[name] = std::stoull(last.substr(at + needle.size()));
+    } else {
+      out[name] = nullptr;
+    }
+  }
+  return out;
+}
+
+void write_policy(const fs::path& dir) {
+  fs::create_directories(dir);
+  std::ofstream(dir / "policy.toml") << rb::policy_toml(dir);
+}
+
+// ---------------------------------------------------------------------------
+// Ingest through the socket
+
+struct IngestStats {
+  std::uint64_t records = 0;
+  std::size_t requests = 0;
+  double seconds = 0;
+};
+
+// A record.put_many request line for records [begin, end) of `records`.
+std::string put_many_line(std::size_t id, const std::vector<rb::BenchRecord>& records,
+                          std::size_t begin, std::size_t end) {
+  std::string line = "{\"jsonrpc\":\"2.0\",\"id\":" + std::to_string(id) +
+                     ",\"method\":\"record.put_many\",\"params\":{\"records\":[";
+  line.reserve(line.size() + (end - begin) * 300);
+  for (std::size_t i = begin; i < end; ++i) {
+    if (i != begin) line += ',';
+    rb::RecordGenerator::append_json(records[i], line);
+  }
+  line += "]}}";
+  return line;
+}
+
+// Sends `requests` record.put_many lines on one connection, pipelined: line
+// k+1 is written before the reply to line k is read, so the daemon always
+// has the next request waiting while at most two are outstanding (replies
+// are a few bytes, so neither side can block the other). `render(k)` gives
+// line k (with id k) and its record count; it runs while the daemon works
+// on line k-1.
+IngestStats put_pipelined(
+    rdt::Client& client, std::size_t requests,
+    const std::function<std::pair<std::string, std::size_t>(std::size_t)>& render,
+    const std::string& label) {
+  IngestStats stats;
+  const auto t0 = SteadyClock::now();
+  std::deque<std::pair<std::size_t, std::size_t>> outstanding;  // (id, count)
+  auto send = [&](std::size_t k) {
+    auto [line, count] = render(k);
+    client.send_line(line);
+    outstanding.emplace_back(k, count);
+  };
+  if (requests > 0) send(0);
+  std::size_t next_report = requests / 10;
+  for (std::size_t k = 1; k <= requests; ++k) {
+    if (k < requests) send(k);
+    const auto line = client.read_line(std::chrono::minutes(30));
+    if (!line) throw std::runtime_error(label + ": no reply to record.put_many");
+    const json reply = json::parse(*line);
+    const auto [id, count] = outstanding.front();
+    outstanding.pop_front();
+    if (reply.contains("error"))
+      throw std::runtime_error(label + ": record.put_many: " + reply["error"].dump());
+    if (reply.value("id", json(nullptr)) != json(id) ||
+        reply["result"].value("count", std::size_t{0}) != count) {
+      throw std::runtime_error(label + ": unexpected reply " + *line);
+    }
+    stats.records += count;
+    ++stats.requests;
+    if (requests >= 20 && k == next_report) {
+      const double s = seconds_since(t0);
+      say(label + ": " + with_commas(stats.records) + " records in " + fixed(s, 1) + " s (" +
+          with_commas(static_cast<std::uint64_t>(static_cast<double>(stats.records) / s)) + "/s)");
+      next_report += requests / 10;
+    }
+  }
+  stats.seconds = seconds_since(t0);
+  return stats;
+}
+
+// ---------------------------------------------------------------------------
+// Bare SQLite: the same rows, the daemon's pragmas, the same transaction sizes
+
+SQLite::Database open_raw(const fs::path& path) {
+  SQLite::Database db(path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  // As lib/store/sqlite_store.cpp sets them for retention.db.
+  db.exec("PRAGMA journal_mode = TRUNCATE");
+  db.exec("PRAGMA synchronous = FULL");
+  db.exec("PRAGMA secure_delete = ON");
+  db.exec("PRAGMA temp_store = MEMORY");
+  db.exec("PRAGMA cache_size = -32768");
+  return db;
+}
+
+double raw_insert(const fs::path& path, const std::vector<rb::BenchRecord>& records,
+                  std::size_t batch) {
+  SQLite::Database db = open_raw(path);
+  db.exec(
+      "CREATE TABLE records (key TEXT PRIMARY KEY, subject TEXT, category TEXT NOT NULL, fields "
+      "TEXT NOT NULL, "
+      "dates TEXT NOT NULL)");
+  SQLite::Statement insert(
+      db, "INSERT INTO records (key, subject, category, fields, dates) VALUES (?, ?, ?, ?, ?)");
+  const auto t0 = SteadyClock::now();
+  for (std::size_t begin = 0; begin < records.size(); begin += batch) {
+    SQLite::Transaction tx(db);
+    for (std::size_t i = begin; i < std::min(records.size(), begin + batch); ++i) {
+      const auto& r = records[i];
+      insert.bindNoCopy(1, r.key);
+      insert.bindNoCopy(2, r.subject);
+      insert.bindNoCopy(3, r.category);
+      insert.bindNoCopy(4, r.fields_json);
+      insert.bindNoCopy(5, r.dates_json);
+      insert.exec();
+      insert.reset();
+    }
+    tx.commit();
+  }
+  return seconds_since(t0);
+}
+
+// One statement per key (`sql` binds the key last), in transactions of
+// `batch` keys; each must change exactly one row.
+double raw_per_key(const fs::path& path, const std::vector<std::string>& keys,
+                   const std::string& sql, const std::vector<std::string>* first_values,
+                   std::size_t batch) {
+  SQLite::Database db = open_raw(path);
+  SQLite::Statement stmt(db, sql);
+  const int key_index = first_values != nullptr ? 2 : 1;
+  const auto t0 = SteadyClock::now();
+  for (std::size_t begin = 0; begin < keys.size(); begin += batch) {
+    SQLite::Transaction tx(db);
+    for (std::size_t i = begin; i < std::min(keys.size(), begin + batch); ++i) {
+      if (first_values != nullptr) stmt.bindNoCopy(1, (*first_values)[i]);
+      stmt.bindNoCopy(key_index, keys[i]);
+      if (stmt.exec() != 1) throw std::runtime_error("raw SQLite: no row for key " + keys[i]);
+      stmt.reset();
+    }
+    tx.commit();
+  }
+  return seconds_since(t0);
+}
+
+// ---------------------------------------------------------------------------
+// Sweeps with admin probes
+
+json latency_summary(std::vector<double> v) {
+  if (v.empty())
+    return {{"count", 0}, {"p50_ms", nullptr}, {"p99_ms", nullptr}, {"max_ms", nullptr}};
+  std::sort(v.begin(), v.end());
+  const auto pct = [&](double p) {
+    const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
+    return v[std::clamp<std::size_t>(rank, 1, v.size()) - 1];
+  };
+  return {{"count", v.size()}, {"p50_ms", pct(0.50)}, {"p99_ms", pct(0.99)}, {"max_ms", v.back()}};
+}
+
+struct Probe {
+  SteadyClock::time_point started;
+  double ms = 0;
+  bool status = false;
+};
+
+// Restarts the daemon on `dir` with its clock at `now`, where every record
+// of one category is overdue: the catch-up pass queued at start-up is the
+// sweep. Timed from READY=1 to the STATUS= notification the daemon sends when
+// that pass ends. Meanwhile a second thread, on its own connection, calls
+// status and record.explain (alternately, one every `probe_period_ms`) and
+// times each round trip.
+json run_sweep(const fs::path& dir, const char* now, const std::string& counter,
+               std::uint64_t expected, const std::vector<std::string>& probe_keys,
+               const Options& opt, const std::string& name) {
+  say(name + ": restarting with --now " + now + " (" + with_commas(expected) + " records due)");
+  Daemon d = start_daemon(dir, now, dir / (name + ".log"));
+  const auto t0 = SteadyClock::now();
+
+  std::atomic<bool> stop{false};
+  std::vector<Probe> probes;
+  std::string probe_error;
+  std::thread prober([&] {
+    try {
+      Rpc rpc(d.process->socket());
+      std::mt19937_64 rng(opt.seed);
+      for (bool status = true; !stop.load(); status = !status) {
+        const auto start = SteadyClock::now();
+        if (status) {
+          rpc.call("status");
+        } else {
+          rpc.call("record.explain", {{"key", probe_keys[rng() % probe_keys.size()]}});
+        }
+        probes.push_back({start, ms_between(start, SteadyClock::now()), status});
+        // Pacing, not synchronisation: one call every probe_period_ms (start
+        // to start), as a monitor polls; a slower call is followed at once.
+        std::this_thread::sleep_until(start + std::chrono::milliseconds(opt.probe_period_ms));
+      }
+    } catch (const std::exception& e) {
+      probe_error = e.what();
+    }
+  });
+
+  const auto done = d.process->wait_notify(
+      [](const std::string& n) {
+        return n.find("STATUS=") != std::string::npos && n.find("last sweep") != std::string::npos;
+      },
+      std::chrono::hours(12));
+  const auto t1 = SteadyClock::now();
+  stop = true;
+  prober.join();
+  if (!done) throw std::runtime_error(name + ": the pass did not end; see " + d.log.string());
+  if (!probe_error.empty()) throw std::runtime_error(name + ": probe: " + probe_error);
+
+  std::vector<double> status_ms;
+  std::vector<double> explain_ms;
+  std::vector<double> admin_ms;
+  double probe_busy_ms = 0;
+  for (const auto& p : probes) {
+    if (p.started >= t1) continue;  // started after the pass ended
+    (p.status ? status_ms : explain_ms).push_back(p.ms);
+    admin_ms.push_back(p.ms);
+    // Only the part of the call that falls inside the pass.
+    const auto end = p.started + std::chrono::duration_cast<SteadyClock::duration>(
+                                     std::chrono::duration<double, std::milli>(p.ms));
+    probe_busy_ms += std::max(0.0, ms_between(std::max(p.started, t0), std::min(end, t1)));
+  }
+
+  Rpc rpc(d.process->socket());
+  const json status = rpc.call("status");
+  const json last = status["last_sweep"];
+  if (last.is_null() || last.value(counter, std::uint64_t{0}) != expected) {
+    throw std::runtime_error(name + ": expected " + std::to_string(expected) + " " + counter +
+                             ", status.last_sweep is " + last.dump());
+  }
+  const std::uint64_t hwm = vm_kib(d, "VmHWM");
+  stop_daemon(d);
+
+  const double wall = ms_between(t0, t1) / 1000.0;
+  json out = {{"records", expected},
+              {"now", now},
+              {"seconds", wall},
+              {"records_per_s", static_cast<double>(expected) / wall},
+              {"daemon_duration_ms", last["duration_ms"]},
+              {"startup_s", d.startup_s},
+              {"log", last_sweep_log(d.log)},
+              {"vm_hwm_kib", hwm},
+              {"records_after", status["records"]},
+              {"status", latency_summary(status_ms)},
+              {"explain", latency_summary(explain_ms)},
+              {"admin", latency_summary(admin_ms)},
+              // The share of the pass during which a probe call was waiting or
+              // being answered: how much the probes may have slowed it.
+              {"probe_busy_fraction", probe_busy_ms / (wall * 1000.0)}};
+  say(name + ": " + with_commas(expected) + " records in " + fixed(wall, 2) + " s (" +
+      with_commas(static_cast<std::uint64_t>(out["records_per_s"].get<double>())) +
+      "/s), admin p99 " +
+      (admin_ms.empty() ? std::string("n/a")
+                        : fixed(out["admin"]["p99_ms"].get<double>(), 1) + " ms") +
+      " over " + std::to_string(admin_ms.size()) + " calls");
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Start-up with M records stored
+
+json run_startup(const Options& opt, const fs::path& work, const rb::RecordGenerator& gen) {
+  const fs::path dir = work / "startup";
+  const json marker = {{"records", opt.startup_records}, {"seed", opt.seed}, {"generator", 1}};
+  json out;
+  bool reuse = false;
+  if (std::ifstream in(dir / "filled.json"); in) {
+    json found;
+    in >> found;
+    reuse = found == marker && fs::exists(dir / "state");
+  }
+  if (reuse) {
+    say("start-up: reusing " + dir.string() + " (" + with_commas(opt.startup_records) +
+        " records)");
+    out["fill"] = {{"reused", true}};
+  } else {
+    fs::remove_all(dir);
+    write_policy(dir);
+    Daemon d = start_daemon(dir, rb::kIngestNow, dir / "fill.log");
+    say("start-up: filling " + with_commas(opt.startup_records) + " records through the socket");
+    const std::size_t requests =
+        static_cast<std::size_t>((opt.startup_records + opt.batch - 1) / opt.batch);
+    std::vector<rb::BenchRecord> chunk;
+    rdt::Client client(d.process->socket());
+    const auto stats = put_pipelined(
+        client, requests,
+        [&](std::size_t k) {
+          const std::uint64_t begin = k * opt.batch;
+          const std::uint64_t end = std::min<std::uint64_t>(opt.startup_records, begin + opt.batch);
+          chunk.clear();
+          for (std::uint64_t i = begin; i < end; ++i) chunk.push_back(gen.make(i));
+          return std::make_pair(put_many_line(k, chunk, 0, chunk.size()), chunk.size());
+        },
+        "start-up fill");
+    Rpc rpc(d.process->socket());
+    const json records = rpc.call("status")["records"];
+    if (records.value("active", std::uint64_t{0}) != opt.startup_records) {
+      throw std::runtime_error("start-up fill: status.records is " + records.dump());
+    }
+    out["fill"] = {{"reused", false},
+                   {"records", stats.records},
+                   {"seconds", stats.seconds},
+                   {"records_per_s", static_cast<double>(stats.records) / stats.seconds},
+                   {"vm_hwm_kib", vm_kib(d, "VmHWM")}};
+    stop_daemon(d);
+    std::ofstream(dir / "filled.json") << marker.dump() << "\n";
+  }
+  out["disk_bytes"] = rb::disk_bytes(dir / "state");
+
+  json runs = json::array();
+  for (int run = 0; run < opt.startup_runs; ++run) {
+    Daemon d = start_daemon(dir, rb::kIngestNow, dir / "startup.log");
+    const std::uint64_t hwm_ready = vm_kib(d, "VmHWM");
+    Rpc rpc(d.process->socket());
+    auto t = SteadyClock::now();
+    const json status = rpc.call("status");
+    const double status_ms = ms_between(t, SteadyClock::now());
+    const std::uint64_t hwm_status = vm_kib(d, "VmHWM");
+    t = SteadyClock::now();
+    rpc.call("record.explain", {{"key", gen.make(opt.startup_records / 2).key}});
+    const double explain_ms = ms_between(t, SteadyClock::now());
+    const std::uint64_t hwm_explain = vm_kib(d, "VmHWM");
+    stop_daemon(d);
+    if (status["records"].value("active", std::uint64_t{0}) != opt.startup_records) {
+      throw std::runtime_error("start-up: status.records is " + status["records"].dump());
+    }
+    runs.push_back({{"startup_s", d.startup_s},
+                    {"vm_hwm_kib_after_ready", hwm_ready},
+                    {"status_ms", status_ms},
+                    {"vm_hwm_kib_after_status", hwm_status},
+                    {"explain_ms", explain_ms},
+                    {"vm_hwm_kib_after_explain", hwm_explain}});
+    say("start-up: run " + std::to_string(run + 1) + ": READY after " + fixed(d.startup_s, 3) +
+        " s, VmHWM " + fixed(static_cast<double>(hwm_ready) / 1024.0, 1) + " MiB, after status (" +
+        fixed(status_ms, 1) + " ms) " + fixed(static_cast<double>(hwm_status) / 1024.0, 1) +
+        " MiB");
+  }
+  std::vector<double> startup;
+  std::uint64_t peak = 0;
+  for (const auto& r : runs) {
+    startup.push_back(r["startup_s"].get<double>());
+    peak = std::max({peak, r["vm_hwm_kib_after_ready"].get<std::uint64_t>(),
+                     r["vm_hwm_kib_after_status"].get<std::uint64_t>(),
+                     r["vm_hwm_kib_after_explain"].get<std::uint64_t>()});
+  }
+  std::sort(startup.begin(), startup.end());
+  out["records"] = opt.startup_records;
+  out["runs"] = runs;
+  out["startup_s_median"] = startup[startup.size() / 2];
+  out["startup_s_max"] = startup.back();
+  out["vm_hwm_kib_max"] = peak;
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The table
+
+struct Row {
+  std::string measure;
+  std::string retentiond;
+  std::string raw = "-";
+  std::string ratio = "-";
+  std::string target = "-";
+  std::optional<bool> met;
+  json values;  // the same figures as numbers, for the JSON
+};
+
+std::string met_text(const std::optional<bool>& met) { return met ? (*met ? "yes" : "NO") : "-"; }
+
+void print_table(const std::vector<Row>& rows) {
+  const std::vector<std::string> head = {"measure", "retentiond", "raw SQLite",
+                                         "ratio",   "target",     "met?"};
+  std::vector<std::size_t> width(head.size());
+  for (std::size_t c = 0; c < head.size(); ++c) width[c] = head[c].size();
+  auto cells = [](const Row& r) {
+    return std::vector<std::string>{r.measure, r.retentiond, r.raw,
+                                    r.ratio,   r.target,     met_text(r.met)};
+  };
+  for (const auto& r : rows) {
+    const auto c = cells(r);
+    for (std::size_t i = 0; i < c.size(); ++i) width[i] = std::max(width[i], c[i].size());
+  }
+  auto line = [&](const std::vector<std::string>& c) {
+    std::string s = "|";
+    for (std::size_t i = 0; i < c.size(); ++i)
+      s += " " + c[i] + std::string(width[i] - c[i].size(), ' ') + " |";
+    std::cout << s << "\n";
+  };
+  line(head);
+  std::string sep = "|";
+  for (const auto w : width) sep += std::string(w + 2, '-') + "|";
+  std::cout << sep << "\n";
+  for (const auto& r : rows) line(cells(r));
+  std::cout.flush();
+}
+
+std::string rate_text(double v) { return with_commas(static_cast<std::uint64_t>(v)) + "/s"; }
+std::string mib_text(std::uint64_t kib) {
+  return fixed(static_cast<double>(kib) / 1024.0, 1) + " MiB";
+}
+
+std::string latency_text(const json& l) {
+  if (l["count"].get<std::size_t>() == 0) return "no calls";
+  return fixed(l["p50_ms"].get<double>(), 1) + " / " + fixed(l["p99_ms"].get<double>(), 1) + " / " +
+         fixed(l["max_ms"].get<double>(), 1) + " ms (" +
+         std::to_string(l["count"].get<std::size_t>()) + ")";
+}
+
+std::vector<Row> build_rows(const json& phases, const Options& opt) {
+  std::vector<Row> rows;
+  const auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+
+  const double ingest = phases["ingest"]["records_per_s"];
+  const double insert = phases["raw_insert"]["records_per_s"];
+  rows.push_back({"ingest, record.put_many x" + std::to_string(opt.batch) + " (records/s)",
+                  rate_text(ingest),
+                  rate_text(insert),
+                  fixed(ratio(ingest, insert), 2) + "x",
+                  ">= 100,000/s",
+                  ingest >= 100000,
+                  {{"retentiond", ingest},
+                   {"raw", insert},
+                   {"ratio", ratio(ingest, insert)},
+                   {"target", 100000}}});
+
+  const double purge = phases["purge_sweep"]["records_per_s"];
+  const double del = phases["raw_delete"]["records_per_s"];
+  rows.push_back(
+      {"purge sweep with audit (records/s)",
+       rate_text(purge),
+       rate_text(del),
+       fixed(ratio(purge, del), 2) + "x",
+       ">= 0.5x raw",
+       ratio(purge, del) >= 0.5,
+       {{"retentiond", purge}, {"raw", del}, {"ratio", ratio(purge, del)}, {"target_ratio", 0.5}}});
+
+  const double del_one = phases["raw_delete_one_transaction"]["records_per_s"];
+  rows.push_back({"  raw DELETE in one transaction (records/s)",
+                  "-",
+                  rate_text(del_one),
+                  "-",
+                  "-",
+                  std::nullopt,
+                  {{"raw", del_one}}});
+
+  const double anon = phases["anonymise_sweep"]["records_per_s"];
+  const double upd = phases["raw_update"]["records_per_s"];
+  rows.push_back({"anonymise sweep with audit (records/s)",
+                  rate_text(anon),
+                  rate_text(upd),
+                  fixed(ratio(anon, upd), 2) + "x",
+                  "-",
+                  std::nullopt,
+                  {{"retentiond", anon}, {"raw", upd}, {"ratio", ratio(anon, upd)}}});
+
+  for (const char* sweep : {"purge_sweep", "anonymise_sweep"}) {
+    const json& s = phases[sweep];
+    const std::string label = std::string(sweep) == "purge_sweep" ? "purge" : "anonymise";
+    const json& admin = s["admin"];
+    const bool any = admin["count"].get<std::size_t>() > 0;
+    rows.push_back({"admin p99 during the " + label + " sweep",
+                    any ? fixed(admin["p99_ms"], 1) + " ms" : "no calls",
+                    "-",
+                    "-",
+                    "<= 20 ms",
+                    any ? std::optional<bool>(admin["p99_ms"].get<double>() <= 20.0) : std::nullopt,
+                    {{"p99_ms", admin["p99_ms"]}, {"count", admin["count"]}, {"target_ms", 20}}});
+    rows.push_back({"  status p50 / p99 / max (calls)", latency_text(s["status"]), "-", "-", "-",
+                    std::nullopt, s["status"]});
+    rows.push_back({"  record.explain p50 / p99 / max (calls)", latency_text(s["explain"]), "-",
+                    "-", "-", std::nullopt, s["explain"]});
+    rows.push_back({"  share of the pass with a probe call open",
+                    fixed(s["probe_busy_fraction"].get<double>() * 100, 1) + " %",
+                    "-",
+                    "-",
+                    "-",
+                    std::nullopt,
+                    {{"fraction", s["probe_busy_fraction"]}}});
+  }
+
+  const std::uint64_t hwm_n =
+      std::max({phases["ingest"]["vm_hwm_kib"].get<std::uint64_t>(),
+                phases["purge_sweep"]["vm_hwm_kib"].get<std::uint64_t>(),
+                phases["anonymise_sweep"]["vm_hwm_kib"].get<std::uint64_t>()});
+  rows.push_back({"peak RSS, " + with_commas(opt.records) + " records (ingest, sweeps)",
+                  mib_text(hwm_n),
+                  "-",
+                  "-",
+                  "-",
+                  std::nullopt,
+                  {{"vm_hwm_kib", hwm_n}}});
+  const std::uint64_t disk = phases["ingest"]["disk_bytes"];
+  const std::uint64_t raw_disk = phases["raw_insert"]["disk_bytes"];
+  rows.push_back({"disk after ingest",
+                  fixed(static_cast<double>(disk) / kMiB, 1) + " MiB",
+                  fixed(static_cast<double>(raw_disk) / kMiB, 1) + " MiB",
+                  fixed(ratio(static_cast<double>(disk), static_cast<double>(raw_disk)), 2) + "x",
+                  "-",
+                  std::nullopt,
+                  {{"retentiond", disk}, {"raw", raw_disk}}});
+
+  const json& st = phases["startup"];
+  const std::string m = with_commas(opt.startup_records);
+  if (st.is_null()) {
+    rows.push_back({"start-up (skipped: --startup-records 0)", "-", "-", "-", "<= 1 s",
+                    std::nullopt, nullptr});
+    return rows;
+  }
+  const double median = st["startup_s_median"];
+  rows.push_back({"start-up to READY=1, " + m + " records (median of " +
+                      std::to_string(st["runs"].size()) + ")",
+                  fixed(median, 3) + " s",
+                  "-",
+                  "-",
+                  "<= 1 s",
+                  median <= 1.0,
+                  {{"median_s", median}, {"max_s", st["startup_s_max"]}, {"target_s", 1}}});
+  const std::uint64_t peak = st["vm_hwm_kib_max"];
+  rows.push_back({"peak RSS, " + m + " records (READY, status, explain)",
+                  mib_text(peak),
+                  "-",
+                  "-",
+                  "<= 100 MiB",
+                  peak <= 100 * 1024,
+                  {{"vm_hwm_kib", peak}, {"target_kib", 100 * 1024}}});
+  const double status_ms = st["runs"][0]["status_ms"];
+  rows.push_back({"first status after start-up, " + m + " records",
+                  fixed(status_ms, 1) + " ms",
+                  "-",
+                  "-",
+                  "-",
+                  std::nullopt,
+                  {{"ms", status_ms}}});
+  if (st["fill"].value("reused", false) == false) {
+    const double fill = st["fill"]["records_per_s"];
+    rows.push_back({"fill to " + m + " records (records/s)",
+                    rate_text(fill),
+                    "-",
+                    "-",
+                    "-",
+                    std::nullopt,
+                    {{"retentiond", fill}}});
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------
+
+int run(const Options& opt) {
+  if (opt.records < 2) throw std::invalid_argument("--records must be at least 2");
+  if (opt.batch < 1 || opt.batch > kDaemonMaxPutMany) {
+    throw std::invalid_argument("--batch must be 1.." + std::to_string(kDaemonMaxPutMany) +
+                                " (the daemon's default max_put_many)");
+  }
+  if (opt.delete_batch < 1) throw std::invalid_argument("--delete-batch must be at least 1");
+  if (opt.startup_runs < 1) throw std::invalid_argument("--startup-runs must be at least 1");
+  if (opt.probe_period_ms < 0) throw std::invalid_argument("--probe-period-ms must be at least 0");
+
+  // The work directory.
+  const bool temp = opt.work_dir.empty();
+  fs::path work;
+  if (temp) {
+    std::string tmpl = (fs::temp_directory_path() / "retentiond-bench.XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    work = tmpl;
+  } else {
+    work = fs::absolute(opt.work_dir);
+    fs::create_directories(work);
+  }
+  const fs::path ndir = work / "n";
+  const fs::path raw_db = work / "raw.db";
+  fs::remove_all(ndir);
+  fs::remove(raw_db);
+  fs::remove(work / "raw.db-journal");
+  write_policy(ndir);
+  say("work directory " + work.string());
+
+  json report = {{"bench", "retentiond-bench"}, {"format", 1}, {"started_at", utc_now()}};
+  report["machine"] = rb::machine_info(work);
+  report["build"] =
+      rb::build_info(RETENTIOND_SOURCE_DIR, RETENTIOND_BENCH_BUILD_TYPE, rdt::retentiond_binary());
+  report["config"] = {{"records", opt.records},
+                      {"batch", opt.batch},
+                      {"delete_batch", opt.delete_batch},
+                      {"startup_records", opt.startup_records},
+                      {"startup_runs", opt.startup_runs},
+                      {"seed", opt.seed},
+                      {"probe_period_ms", opt.probe_period_ms},
+                      {"work_dir", work.string()},
+                      {"daemon",
+                       "the bench policy with the daemon's default limits (max_batch_records 1000, "
+                       "max_batch_ms 50, max_put_many 10000)"}};
+  json phases;
+
+  // The records, generated before anything is timed.
+  const rb::RecordGenerator gen(opt.seed);
+  say("generating " + with_commas(opt.records) + " records");
+  std::vector<rb::BenchRecord> records;
+  records.reserve(opt.records);
+  for (std::uint64_t i = 0; i < opt.records; ++i) records.push_back(gen.make(i));
+  // The keys of each category in the order a pass visits them: due time,
+  // then key. Due is last_contact + 3 or 6 years, so last_contact orders it
+  // (29 February shares 28 February's due time and sorts just after it; the
+  // pass orders those by key among themselves, a negligible difference).
+  std::vector<std::size_t> order(records.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return std::tie(records[a].last_contact, records[a].key) <
+           std::tie(records[b].last_contact, records[b].key);
+  });
+  std::vector<std::string> purge_keys;
+  std::vector<std::string> anon_keys;
+  std::vector<std::string> anon_fields;
+  for (const std::size_t i : order) {
+    if (records[i].category == std::string(rb::kPurgeCategory)) {
+      purge_keys.push_back(records[i].key);
+    } else {
+      anon_keys.push_back(records[i].key);
+      anon_fields.push_back(rb::RecordGenerator::anonymised_fields(records[i]));
+    }
+  }
+
+  // (1) Ingest through the socket.
+  {
+    const std::size_t requests = (records.size() + opt.batch - 1) / opt.batch;
+    std::vector<std::string> lines;
+    lines.reserve(requests);
+    for (std::size_t k = 0; k < requests; ++k) {
+      lines.push_back(
+          put_many_line(k, records, k * opt.batch, std::min(records.size(), (k + 1) * opt.batch)));
+    }
+    Daemon d = start_daemon(ndir, rb::kIngestNow, ndir / "ingest.log");
+    say("ingest: " + with_commas(opt.records) + " records in " + std::to_string(requests) +
+        " record.put_many");
+    rdt::Client client(d.process->socket());
+    const auto stats = put_pipelined(
+        client, requests,
+        [&](std::size_t k) {
+          const std::size_t count = std::min(records.size(), (k + 1) * opt.batch) - k * opt.batch;
+          return std::make_pair(std::move(lines[k]), count);
+        },
+        "ingest");
+    lines.clear();
+    lines.shrink_to_fit();
+    Rpc rpc(d.process->socket());
+    const json status = rpc.call("status");
+    if (status["records"].value("active", std::uint64_t{0}) != opt.records ||
+        status["backlog"] != 0) {
+      throw std::runtime_error("ingest: unexpected status " + status.dump());
+    }
+    const std::uint64_t hwm = vm_kib(d, "VmHWM");
+    stop_daemon(d);
+    phases["ingest"] = {{"records", stats.records},
+                        {"requests", stats.requests},
+                        {"seconds", stats.seconds},
+                        {"records_per_s", static_cast<double>(stats.records) / stats.seconds},
+                        {"startup_s", d.startup_s},
+                        {"vm_hwm_kib", hwm},
+                        {"disk_bytes", rb::disk_bytes(ndir / "state")}};
+    say("ingest: " + fixed(stats.seconds, 2) + " s, " +
+        rate_text(phases["ingest"]["records_per_s"]));
+  }
+
+  // (2) The same rows INSERTed with bare SQLite.
+  {
+    const double s = raw_insert(raw_db, records, opt.batch);
+    phases["raw_insert"] = {{"records", records.size()},
+                            {"batch", opt.batch},
+                            {"seconds", s},
+                            {"records_per_s", static_cast<double>(records.size()) / s},
+                            {"disk_bytes", rb::disk_bytes(raw_db)}};
+    say("raw insert: " + fixed(s, 2) + " s, " + rate_text(phases["raw_insert"]["records_per_s"]));
+  }
+
+  // (3) The purge sweep, with admin probes.
+  phases["purge_sweep"] =
+      run_sweep(ndir, rb::kPurgeNow, "purged", purge_keys.size(), purge_keys, opt, "purge-sweep");
+
+  // (4) The same rows DELETEd with bare SQLite; and, on a copy, in a single
+  // transaction, which shows what the commits cost.
+  {
+    const fs::path copy = work / "raw-one-transaction.db";
+    fs::copy_file(raw_db, copy, fs::copy_options::overwrite_existing);
+    const double s = raw_per_key(raw_db, purge_keys, "DELETE FROM records WHERE key = ?", nullptr,
+                                 opt.delete_batch);
+    phases["raw_delete"] = {{"records", purge_keys.size()},
+                            {"batch", opt.delete_batch},
+                            {"seconds", s},
+                            {"records_per_s", static_cast<double>(purge_keys.size()) / s}};
+    say("raw delete: " + fixed(s, 2) + " s, " + rate_text(phases["raw_delete"]["records_per_s"]));
+    const double one = raw_per_key(copy, purge_keys, "DELETE FROM records WHERE key = ?", nullptr,
+                                   purge_keys.size());
+    fs::remove(copy);
+    fs::remove(work / "raw-one-transaction.db-journal");
+    phases["raw_delete_one_transaction"] = {
+        {"records", purge_keys.size()},
+        {"batch", purge_keys.size()},
+        {"seconds", one},
+        {"records_per_s", static_cast<double>(purge_keys.size()) / one}};
+    say("raw delete, one transaction: " + fixed(one, 2) + " s, " +
+        rate_text(phases["raw_delete_one_transaction"]["records_per_s"]));
+  }
+
+  // (5) The anonymise sweep, and its bare-SQLite counterpart: an UPDATE of
+  // subject and fields.
+  phases["anonymise_sweep"] = run_sweep(ndir, rb::kAnonymiseNow, "anonymised", anon_keys.size(),
+                                        anon_keys, opt, "anonymise-sweep");
+  {
+    const double s = raw_per_key(raw_db, anon_keys,
+                                 "UPDATE records SET subject = NULL, fields = ? WHERE key = ?",
+                                 &anon_fields, opt.delete_batch);
+    phases["raw_update"] = {{"records", anon_keys.size()},
+                            {"batch", opt.delete_batch},
+                            {"seconds", s},
+                            {"records_per_s", static_cast<double>(anon_keys.size()) / s}};
+    say("raw update: " + fixed(s, 2) + " s, " + rate_text(phases["raw_update"]["records_per_s"]));
+  }
+  records.clear();
+  records.shrink_to_fit();
+
+  // (6) Start-up with M records stored.
+  phases["startup"] = opt.startup_records > 0 ? run_startup(opt, work, gen) : json(nullptr);
+
+  report["phases"] = phases;
+  report["finished_at"] = utc_now();
+  report["machine"]["load_average_at_end"] = rb::load_average();
+  const std::vector<Row> rows = build_rows(phases, opt);
+  json table = json::array();
+  int met = 0;
+  int targets = 0;
+  for (const auto& r : rows) {
+    table.push_back({{"measure", r.measure},
+                     {"retentiond", r.retentiond},
+                     {"raw_sqlite", r.raw},
+                     {"ratio", r.ratio},
+                     {"target", r.target},
+                     {"met", r.met ? json(*r.met) : json(nullptr)},
+                     {"values", r.values}});
+    if (r.met) {
+      ++targets;
+      if (*r.met) ++met;
+    }
+  }
+  report["table"] = table;
+  report["targets"] = {{"met", met}, {"of", targets}};
+
+  std::cout << "\nretentiond-bench: " << with_commas(opt.records) << " records, batch " << opt.batch
+            << ", start-up with " << with_commas(opt.startup_records) << " records\n"
+            << report["machine"].value("cpu_model", std::string("?")) << ", "
+            << report["machine"]["cores"].get<unsigned>() << " cores, "
+            << report["machine"]["work_dir_filesystem"]["type"].get<std::string>() << ", "
+            << report["build"]["build_type"].get<std::string>() << " "
+            << report["build"]["git_commit"].dump()
+            << (report["build"]["git_dirty"].get<bool>() ? " (dirty)" : "")
+            << "\nload average at start "
+            << report["machine"]["load_average_at_start"].get<std::string>() << ", at end "
+            << report["machine"]["load_average_at_end"].get<std::string>() << "\n\n";
+  print_table(rows);
+  std::cout << "\ntargets met: " << met << " of " << targets << "\n";
+
+  {
+    std::ofstream out(opt.json_out);
+    out << report.dump(2) << "\n";
+    if (!out) throw std::runtime_error("cannot write " + opt.json_out);
+  }
+  std::cout << "JSON: " << opt.json_out << "\n";
+
+  if (!opt.keep) {
+    if (temp) {
+      fs::remove_all(work);
+    } else {
+      fs::remove_all(ndir);
+      fs::remove(raw_db);
+      fs::remove(work / "raw.db-journal");
+      fs::remove_all(work / "startup");
+    }
+  } else {
+    std::cout << "kept: " << work.string() << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cxxopts::Options options(
+      "retentiond-bench",
+      "Benchmarks the retentiond binary against bare SQLite; see bench/README.md");
+  // clang-format off
+  options.add_options()
+      ("records", "records ingested and swept", cxxopts::value<std::uint64_t>()->default_value("1000000"))
+      ("batch", "records per record.put_many (and per raw INSERT transaction), 1..10000",
+       cxxopts::value<std::size_t>()->default_value(std::to_string(kDaemonMaxPutMany)))
+      ("delete-batch", "rows per raw DELETE/UPDATE transaction (the daemon's max_batch_records)",
+       cxxopts::value<std::size_t>()->default_value(std::to_string(kDaemonMaxBatchRecords)))
+      ("startup-records", "records stored for the start-up measure (0: skip it)",
+       cxxopts::value<std::uint64_t>()->default_value("10000000"))
+      ("startup-runs", "restarts timed with them (the median is reported)",
+       cxxopts::value<int>()->default_value("3"))
+      ("seed", "seed of the generated records", cxxopts::value<std::uint64_t>()->default_value("20240301"))
+      ("probe-period-ms", "one admin call every this many ms during a sweep (start to start)",
+       cxxopts::value<int>()->default_value("100"))
+      ("json-out", "where to write the JSON report",
+       cxxopts::value<std::string>()->default_value("retentiond-bench.json"))
+      ("work-dir", "directory for the state (default: a new temporary directory); large runs need disk",
+       cxxopts::value<std::string>())
+      ("keep", "keep the state directories afterwards (a kept start-up fill is reused by the next run "
+               "with the same --work-dir, --startup-records and --seed)")
+      ("h,help", "show this help");
+  // clang-format on
+  try {
+    const auto parsed = options.parse(argc, argv);
+    if (parsed.count("help")) {
+      std::cout << options.help() << "\n";
+      return 0;
+    }
+    Options opt;
+    opt.records = parsed["records"].as<std::uint64_t>();
+    opt.batch = parsed["batch"].as<std::size_t>();
+    opt.delete_batch = parsed["delete-batch"].as<std::size_t>();
+    opt.startup_records = parsed["startup-records"].as<std::uint64_t>();
+    opt.startup_runs = parsed["startup-runs"].as<int>();
+    opt.seed = parsed["seed"].as<std::uint64_t>();
+    opt.probe_period_ms = parsed["probe-period-ms"].as<int>();
+    opt.json_out = parsed["json-out"].as<std::string>();
+    if (parsed.count("work-dir")) opt.work_dir = parsed["work-dir"].as<std::string>();
+    opt.keep = parsed.count("keep") > 0;
+    return run(opt);
+  } catch (const cxxopts::exceptions::exception& e) {
+    std::cerr << "retentiond-bench: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "retentiond-bench: " << e.what() << "\n";
+    return 1;
+  }
+}
