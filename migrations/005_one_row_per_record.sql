@@ -59,3 +59,15 @@ CREATE TABLE key_slot_lists (
 -- the slot numbers, which SQL cannot), then dropped.
 ALTER TABLE key_slots_to_zero RENAME TO old_key_slots_to_zero;
 ALTER TABLE key_slots_free RENAME TO old_key_slots_free;
+
+-- Record counts by database and state, kept up to date by every transaction
+-- (status reads them: counting rows would scan the table). Filled by the
+-- store at the first start after this migration, when archive.db is
+-- attached.
+CREATE TABLE record_counts (
+  location  TEXT NOT NULL CHECK (location IN ('active', 'archive')),
+  state     TEXT NOT NULL,
+  n         INTEGER NOT NULL,
+  PRIMARY KEY (location, state)
+) WITHOUT ROWID;
+INSERT INTO meta (name, value) VALUES ('record_counts_pending', '1');

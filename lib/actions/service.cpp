@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 #include <regex>
+#include <set>
 #include <tuple>
 
 #include <spdlog/spdlog.h>
@@ -470,10 +471,40 @@ Result<SweepCounts> Service::sweep_batch(std::size_t max_records, const Actor& a
   return counts;
 }
 
+// Without walking the due range: an index count of what is due, minus the
+// due records under a hold (a count per held category, a lookup per held
+// key or subject), each counted once.
 Result<std::int64_t> Service::backlog() {
-  auto counts = count_due();
-  if (!counts) return std::move(counts).error();
-  return counts->due_records;
+  const Instant now = m_clock.now();
+  auto due = m_store.count_due(now);
+  if (!due) return std::move(due).error();
+  auto holds = load_holds();
+  if (!holds) return std::move(holds).error();
+  if (holds->holds.empty()) return *due;
+  std::set<std::string> held_categories;
+  std::int64_t held = 0;
+  for (const auto& h : holds->holds) {
+    if (h.scope != "category" || !held_categories.insert(h.target).second) continue;
+    auto n = m_store.count_due_in_category(h.target, now);
+    if (!n) return std::move(n).error();
+    held += *n;
+  }
+  std::set<std::string> held_keys;
+  const auto count_row = [&](const RecordRow& row) {
+    if (row.due && *row.due <= now && !held_categories.count(row.category) && held_keys.insert(row.key).second) ++held;
+  };
+  for (const auto& h : holds->holds) {
+    if (h.scope == "key") {
+      auto row = m_store.get(h.target);
+      if (!row) return std::move(row).error();
+      if (*row) count_row(**row);
+    } else if (h.scope == "subject") {
+      auto rows = m_store.by_subject(h.target);
+      if (!rows) return std::move(rows).error();
+      for (const auto& row : *rows) count_row(row);
+    }
+  }
+  return *due - held;
 }
 
 Result<std::vector<RecordRow>> Service::subject_records(const nlohmann::json& params) {

@@ -112,9 +112,35 @@ SourcePos pos_of(const YAML::Mark& m) {
   return SourcePos{m.line + 1, m.column + 1};
 }
 
-ConfNode from_yaml(const YAML::Node& n, std::vector<SyntaxError>& errors) {
+// Aliases make a YAML document a graph: `&a {x: *a}` is a cycle, and ten
+// aliases of ten aliases of ... a billion values. The tree built from it is
+// bounded in depth and size (far beyond any policy), so neither overflows the
+// stack nor fills the memory.
+constexpr int kMaxYamlDepth = 64;
+constexpr std::size_t kMaxYamlValues = 100000;
+
+struct YamlBudget {
+  int depth = 0;
+  std::size_t values = 0;
+  bool exceeded = false;
+};
+
+ConfNode from_yaml(const YAML::Node& n, std::vector<SyntaxError>& errors, YamlBudget& budget) {
   ConfNode out;
   out.pos = pos_of(n.Mark());
+  if (budget.exceeded) return out;
+  if (++budget.values > kMaxYamlValues) {
+    budget.exceeded = true;
+    errors.push_back({out.pos, "more than " + std::to_string(kMaxYamlValues) + " values (do aliases expand too much?)"});
+    return out;
+  }
+  if (budget.depth >= kMaxYamlDepth) {
+    budget.exceeded = true;
+    errors.push_back({out.pos, "nested deeper than " + std::to_string(kMaxYamlDepth) +
+                                   " levels (is an alias inside its own anchor?)"});
+    return out;
+  }
+  ++budget.depth;
   switch (n.Type()) {
     case YAML::NodeType::Map: {
       out.kind = ConfNode::Kind::map;
@@ -129,13 +155,13 @@ ConfNode from_yaml(const YAML::Node& n, std::vector<SyntaxError>& errors) {
           errors.push_back({pos_of(kv.first.Mark()), "duplicate key '" + key + "'"});
           continue;
         }
-        out.entries.push_back({key, pos_of(kv.first.Mark()), from_yaml(kv.second, errors)});
+        out.entries.push_back({key, pos_of(kv.first.Mark()), from_yaml(kv.second, errors, budget)});
       }
       break;
     }
     case YAML::NodeType::Sequence:
       out.kind = ConfNode::Kind::seq;
-      for (const auto& item : n) out.items.push_back(from_yaml(item, errors));
+      for (const auto& item : n) out.items.push_back(from_yaml(item, errors, budget));
       break;
     case YAML::NodeType::Scalar:
       out.kind = ConfNode::Kind::yaml_scalar;
@@ -149,6 +175,7 @@ ConfNode from_yaml(const YAML::Node& n, std::vector<SyntaxError>& errors) {
       out.kind = ConfNode::Kind::null;
       break;
   }
+  --budget.depth;
   return out;
 }
 
@@ -214,7 +241,8 @@ ConfDocument parse_conf(std::string_view text, ConfFormat format) {
   }
   try {
     const YAML::Node root = YAML::Load(std::string(text));
-    doc.root = from_yaml(root, doc.errors);
+    YamlBudget budget;
+    doc.root = from_yaml(root, doc.errors, budget);
     if (doc.root.kind == ConfNode::Kind::null) doc.root.kind = ConfNode::Kind::map;  // empty file
   } catch (const YAML::Exception& e) {
     doc.errors.push_back({pos_of(e.mark), e.msg});

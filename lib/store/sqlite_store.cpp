@@ -226,6 +226,7 @@ class SqliteStore final : public Store {
       prepare();
       if (auto st = convert_slot_tables(); !st) return st;
       if (auto st = load_slot_lists(); !st) return st;
+      if (auto st = load_counts(); !st) return st;
       if (auto st = seal_plaintext_tables(); !st) return st;
       return zero_pending_slots();
     } catch (const std::exception& e) {
@@ -249,6 +250,7 @@ class SqliteStore final : public Store {
     m_new_keys.clear();
     m_released.clear();
     m_taken.clear();
+    m_count_delta = RecordCounts{};
     m_keys_written = false;
     const std::int64_t next_slot_before = m_next_slot;
     const std::vector<SlotList> marking = m_zeroed;
@@ -260,6 +262,7 @@ class SqliteStore final : public Store {
       result = work();
       if (result) {
         released_list = save_slot_bookkeeping(next_slot_before);
+        save_counts();
         write_new_keys();
         tx.commit();
       }
@@ -278,9 +281,13 @@ class SqliteStore final : public Store {
       m_next_slot = next_slot_before;
       m_new_keys.clear();
       m_head_known = false;
+      for (auto& row : m_location_delta) std::fill(std::begin(row), std::end(row), 0);
       return result;
     }
     m_new_keys.clear();
+    m_counts.active += m_count_delta.active;
+    m_counts.archived += m_count_delta.archived;
+    m_counts.anonymised += m_count_delta.anonymised;
     std::erase_if(m_free, [](const SlotList& l) { return l.slots.empty(); });
     for (auto& list : m_free) list.dirty = false;
     m_free.insert(m_free.end(), marking.begin(), marking.end());
@@ -343,6 +350,7 @@ class SqliteStore final : public Store {
       bind_optional(r, 10, sealed.subject_ref);
       r.bind(11, sealed.bytes.data(), static_cast<int>(sealed.bytes.size()));
       r.exec();
+      count(row.location, row.state, +1);
       return {};
     } catch (const std::exception& e) {
       return storage_error(e);
@@ -484,20 +492,21 @@ class SqliteStore final : public Store {
     }
   }
 
-  Result<RecordCounts> counts() override {
+  // From record_counts, kept by every transaction: no table scan.
+  Result<RecordCounts> counts() override { return m_counts; }
+
+  Result<std::int64_t> count_due_in_category(const std::string& category, Instant now) override {
     try {
-      RecordCounts c;
+      std::int64_t n = 0;
       for (const char* schema : {"main", "archive"}) {
-        SQLite::Statement q(m_db, std::string("SELECT state, count(*) FROM ") + schema + ".records GROUP BY state");
-        while (q.executeStep()) {
-          const std::string state = q.getColumn(0).getString();
-          const std::int64_t n = q.getColumn(1).getInt64();
-          if (state == "anonymised") c.anonymised += n;
-          else if (state == "archived") c.archived += n;
-          else c.active += n;
-        }
+        SQLite::Statement q(m_db, std::string("SELECT count(*) FROM ") + schema +
+                                      ".records WHERE category = ? AND due IS NOT NULL AND due <= ?");
+        q.bind(1, category);
+        q.bind(2, now.seconds);
+        q.executeStep();
+        n += q.getColumn(0).getInt64();
       }
-      return c;
+      return n;
     } catch (const std::exception& e) {
       return storage_error(e);
     }
@@ -691,6 +700,55 @@ class SqliteStore final : public Store {
 
   std::string subject_ref(const std::string& subject) const { return crypto::hmac_sha256_hex(m_secret, subject); }
 
+  // Record counts: per-transaction deltas, written once before the commit.
+  void count(Location where, RecordState state, std::int64_t delta) {
+    m_location_delta[where == Location::active ? 0 : 1][static_cast<int>(state)] += delta;
+    switch (state) {
+      case RecordState::active: m_count_delta.active += delta; break;
+      case RecordState::archived: m_count_delta.archived += delta; break;
+      case RecordState::anonymised: m_count_delta.anonymised += delta; break;
+    }
+  }
+
+  void save_counts() {
+    for (int where = 0; where < 2; ++where) {
+      for (int state = 0; state < 3; ++state) {
+        auto& delta = m_location_delta[where][state];
+        if (delta == 0) continue;
+        Using use(*m_add_count);
+        auto& q = *use;
+        q.bind(1, where == 0 ? "active" : "archive");
+        q.bind(2, std::string(to_string(static_cast<RecordState>(state))));
+        q.bind(3, delta);
+        q.exec();
+        delta = 0;
+      }
+    }
+  }
+
+  // Start-up: the counts into memory; counted once, after migration 005.
+  Status load_counts() {
+    if (m_db.execAndGet("SELECT count(*) FROM meta WHERE name = 'record_counts_pending'").getInt()) {
+      SQLite::Transaction tx(m_db);
+      m_db.exec("DELETE FROM record_counts");
+      m_db.exec("INSERT INTO record_counts (location, state, n) "
+                "SELECT 'active', state, count(*) FROM main.records GROUP BY state "
+                "UNION ALL SELECT 'archive', state, count(*) FROM archive.records GROUP BY state");
+      m_db.exec("DELETE FROM meta WHERE name = 'record_counts_pending'");
+      tx.commit();
+    }
+    m_counts = RecordCounts{};
+    SQLite::Statement q(m_db, "SELECT state, sum(n) FROM record_counts GROUP BY state");
+    while (q.executeStep()) {
+      const auto state = state_from(q.getColumn(0).getString());
+      const std::int64_t n = q.getColumn(1).getInt64();
+      if (state == RecordState::anonymised) m_counts.anonymised += n;
+      else if (state == RecordState::archived) m_counts.archived += n;
+      else m_counts.active += n;
+    }
+    return {};
+  }
+
   // A fresh slot (reusing a zeroed one when there is one) holding a fresh
   // key, kept in memory until the commit writes it.
   std::pair<std::int64_t, std::string> allocate_slot() {
@@ -729,6 +787,7 @@ class SqliteStore final : public Store {
       if (!q.executeStep()) return;
       id = q.getColumn(0).getInt64();
       if (!q.getColumn(1).isNull()) release_slot(q.getColumn(1).getInt64());
+      count(t.location, state_from(q.getColumn(2).getString()), -1);
     }
     exec_int(*t.delete_record, id);
   }
@@ -986,7 +1045,7 @@ class SqliteStore final : public Store {
     t.due = stmt("SELECT " + std::string(kScheduleColumns) + from +
                  " WHERE r.due IS NOT NULL AND r.due <= ?1 AND (r.due, r.key) > (?2, ?3) "
                  "ORDER BY r.due, r.key LIMIT ?4");
-    t.find_slot = stmt("SELECT r.id, r.slot" + from + " WHERE r.key = ?");
+    t.find_slot = stmt("SELECT r.id, r.slot, r.state" + from + " WHERE r.key = ?");
     t.delete_record = stmt("DELETE FROM " + t.schema + ".records WHERE id = ?");
     t.insert_record = stmt("INSERT INTO " + t.schema +
                            ".records (key, category, state, dates, next_phase, due, done, created_at, slot, "
@@ -1013,6 +1072,8 @@ class SqliteStore final : public Store {
     m_delete_list = stmt("DELETE FROM key_slot_lists WHERE id = ?");
     m_mark_list_zeroed = stmt("UPDATE key_slot_lists SET zeroed = 1 WHERE id = ?");
     m_set_next_slot = stmt("UPDATE meta SET value = ? WHERE name = 'next_key_slot'");
+    m_add_count = stmt("INSERT INTO record_counts (location, state, n) VALUES (?1, ?2, ?3) "
+                       "ON CONFLICT (location, state) DO UPDATE SET n = n + ?3");
     m_find_disposal = stmt("SELECT " + audit_cols + " FROM audit WHERE key = ? AND action IN ('purge', 'erase') "
                            "ORDER BY seq DESC LIMIT 1");
   }
@@ -1091,7 +1152,7 @@ class SqliteStore final : public Store {
   int m_busy_timeout_ms;
   Tables m_active, m_archive;
   std::unique_ptr<SQLite::Statement> m_insert_audit, m_last_audit, m_find_disposal, m_insert_list, m_update_list,
-      m_delete_list, m_mark_list_zeroed, m_set_next_slot;
+      m_delete_list, m_mark_list_zeroed, m_set_next_slot, m_add_count;
   bool m_in_tx = false;
   // Key slots.
   std::int64_t m_next_slot = 0;                      // next never-used slot (meta next_key_slot)
@@ -1102,6 +1163,10 @@ class SqliteStore final : public Store {
   std::vector<std::int64_t> m_released;              // released by the open transaction
   std::vector<SlotList> m_to_zero;                   // released by committed ones, not yet zeroed
   std::vector<SlotList> m_zeroed;                    // zeroed and synced, not yet marked in key_slot_lists
+  // Record counts: committed, and the open transaction's changes.
+  RecordCounts m_counts;
+  RecordCounts m_count_delta;
+  std::int64_t m_location_delta[2][3] = {};
   // The audit chain's head, once read (last_audit).
   std::optional<AuditRow> m_head;
   bool m_head_known = false;

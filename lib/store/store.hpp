@@ -122,7 +122,10 @@ class Store {
   // At most `limit` records without a due time, in key order after `after_key`.
   virtual Result<std::vector<RecordRow>> undue(std::size_t limit, const std::string& after_key) = 0;
   virtual Result<std::int64_t> count_due(calendar::Instant now) = 0;
+  // Kept up to date by every transaction: no scan.
   virtual Result<RecordCounts> counts() = 0;
+  // Records of `category` whose due time is <= now (status.backlog, held by category).
+  virtual Result<std::int64_t> count_due_in_category(const std::string& category, calendar::Instant now) = 0;
 
   // Schedules of a category's records in both databases, at most `limit`
   // in key order after `after_key`: the rows without subject and fields

@@ -44,6 +44,9 @@ class FaultyStore final : public store::Store {
   Status transaction(const std::function<Status()>& work) override { return m_real.transaction(work); }
   Result<std::optional<store::RecordRow>> get(const std::string& key) override { return m_real.get(key); }
   Result<std::optional<store::RecordState>> state_of(const std::string& key) override { return m_real.state_of(key); }
+  Result<std::int64_t> count_due_in_category(const std::string& category, calendar::Instant now) override {
+    return m_real.count_due_in_category(category, now);
+  }
   Status put(const store::RecordRow& row) override { return m_real.put(row); }
   Status update_schedule(const store::RecordRow& row) override { return m_real.update_schedule(row); }
   Status remove(const std::string& key, store::Location where) override {
@@ -285,6 +288,28 @@ TEST_F(ServiceTest, HeldRecordsAreSkippedAndCountedAndRunAfterRelease) {
   const auto again = m_service->release_hold({{"id", *key_hold}}, Actor{"uid:0"});
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, ErrorCode::not_found);
+}
+
+// status.backlog counts without walking the due range; the walk (what a
+// dry-run sweep counts) is the reference, with holds that overlap.
+TEST_F(ServiceTest, BacklogMatchesTheWalkUnderOverlappingHolds) {
+  for (int i = 0; i < 12; ++i) {
+    const std::string key = "u" + std::to_string(i);
+    ASSERT_TRUE(m_service->put({{"key", key}, {"subject", "s" + std::to_string(i % 4)}, {"category", "usage"},
+                                {"dates", {{"last_use", i < 10 ? "2020-01-01" : "2031-01-01"}}}}));
+  }
+  ASSERT_TRUE(m_service->put({{"key", "i1"}, {"subject", "s0"}, {"category", "invoice"}, {"dates", {{"issued", "2015-03-01"}}}}));
+  const auto walk = [&] { return m_service->count_due()->due_records; };
+  EXPECT_EQ(*m_service->backlog(), 11);  // 10 usage records and the invoice; two usage records not yet due
+  EXPECT_EQ(*m_service->backlog(), walk());
+  ASSERT_TRUE(m_service->place_hold({{"key", "u0"}, {"reason", "r"}}, Actor{"uid:0"}));
+  ASSERT_TRUE(m_service->place_hold({{"subject", "s0"}, {"reason", "r"}}, Actor{"uid:0"}));  // u0, u4, u8 and i1
+  ASSERT_TRUE(m_service->place_hold({{"key", "u10"}, {"reason", "r"}}, Actor{"uid:0"}));    // not due: no change
+  EXPECT_EQ(*m_service->backlog(), 7);
+  EXPECT_EQ(*m_service->backlog(), walk());
+  ASSERT_TRUE(m_service->place_hold({{"category", "usage"}, {"reason", "r"}}, Actor{"uid:0"}));
+  EXPECT_EQ(*m_service->backlog(), 0);
+  EXPECT_EQ(*m_service->backlog(), walk());
 }
 
 TEST_F(ServiceTest, HoldsAreAuditedWithoutTheRawSubject) {
