@@ -838,6 +838,41 @@ TEST(PolicyErrors, TextThatIsNotUtf8IsASyntaxErrorAtItsByte) {
   EXPECT_TRUE(ok.ok()) << dump(ok);
 }
 
+// An alias inside its own anchor made the tree infinite (a stack overflow,
+// in --check and at a SIGHUP reload), and aliases of aliases a billion
+// values. Both are errors now; plain aliases still work.
+TEST(PolicyErrorsYaml, AnAliasInsideItsOwnAnchorIsAnError) {
+  const auto r = load_yaml("daemon: &a {state_dir: /x, again: *a}\n");
+  EXPECT_FALSE(r.ok());
+  ASSERT_EQ(r.diagnostics.size(), 1u) << dump(r);
+  EXPECT_TRUE(contains(r.first_error(), "nested deeper than 64 levels")) << dump(r);
+}
+
+TEST(PolicyErrorsYaml, AliasesExpandingToTooManyValuesAreAnError) {
+  std::string text = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+  for (char c = 'b'; c <= 'i'; ++c) {  // 10^9 values
+    const std::string prev(1, static_cast<char>(c - 1));
+    text += std::string(1, c) + ": &" + std::string(1, c) + " [";
+    for (int i = 0; i < 10; ++i) text += (i ? ", *" : "*") + prev;
+    text += "]\n";
+  }
+  const auto r = load_yaml(text);
+  EXPECT_FALSE(r.ok());
+  ASSERT_EQ(r.diagnostics.size(), 1u) << dump(r);
+  EXPECT_TRUE(contains(r.first_error(), "more than 100000 values")) << dump(r);
+}
+
+TEST(PolicyYaml, AliasesShareAValue) {
+  const auto r = load_yaml(
+      "daemon: {state_dir: /x}\n"
+      "categories:\n"
+      "  - {name: a, purpose: p, legal_basis: consent, phases: &phases [{action: purge, at: collected + 1 year}]}\n"
+      "  - {name: b, purpose: p, legal_basis: consent, phases: *phases}\n");
+  ASSERT_TRUE(r.ok()) << dump(r);
+  ASSERT_EQ(r.policy->categories.size(), 2u);
+  EXPECT_EQ(r.policy->categories[1].phases.at(0).at.canonical(), "collected + 1 year");
+}
+
 TEST(PolicyErrorsYaml, TopLevelMustBeAMapping) {
   const auto r = load_yaml("- a\n- b\n");
   EXPECT_FALSE(r.ok());
