@@ -105,6 +105,13 @@ std::size_t find_identifier(const std::string& text, const std::string& name) {
   return std::string::npos;
 }
 
+// [a-z][a-z0-9_]*, by hand: std::regex_match recurses once per character
+// and overflowed the stack on a name of some 100000 characters.
+bool is_date_name(const std::string& s) {
+  if (s.empty() || s[0] < 'a' || s[0] > 'z') return false;
+  return std::all_of(s.begin(), s.end(), [](char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'; });
+}
+
 bool is_integer_text(const std::string& s) {
   if (s.empty() || s.size() > 18) return false;
   std::size_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
@@ -386,14 +393,13 @@ class Builder {
       error(v.pos, key, "expected an array of date names, got " + v.kind_name());
       return;
     }
-    static const std::regex kDate("[a-z][a-z0-9_]*");
     static const std::set<std::string> kReserved = {"min", "max", "fiscal_year_end", "end_of_month", "end_of_year", "end_of_day"};
     c.declares_dates = true;
     for (std::size_t i = 0; i < v.items.size(); ++i) {
       const std::string k = key + "[" + std::to_string(i) + "]";
       std::string name;
       if (!get_string(v.items[i], k, name)) continue;
-      if (!std::regex_match(name, kDate)) {
+      if (!is_date_name(name)) {
         error(v.items[i].pos, k, "invalid date name '" + name + "' (expected [a-z][a-z0-9_]*)");
       } else if (kReserved.count(name) != 0) {
         error(v.items[i].pos, k, "'" + name + "' is a function name and cannot name a date");

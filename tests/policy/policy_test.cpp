@@ -578,6 +578,19 @@ TEST(PolicyErrors, DateListedTwiceOrReservedIsRejected) {
   expect_one_error(reserved, "p.toml:9:", "categories[0].dates[0]", "function name");
 }
 
+// Found by hand next to the fuzzers: std::regex_match recursed once per
+// character of a date name, and a 200000-character name overflowed the stack.
+TEST(PolicyErrors, VeryLongDateNamesAreCheckedWithoutRegexRecursion) {
+  const std::string good(200000, 'a');
+  const auto r = load_toml(toml_category("name = \"p\"\npurpose = \"P\"\nlegal_basis = \"consent\"\ndates = [\"" +
+                                         good + "\"]\n"));  // 6-9
+  ASSERT_TRUE(r.ok()) << r.first_error();
+  EXPECT_EQ(r.policy->categories.at(0).dates.at(0).size(), good.size());
+  const auto bad = load_toml(toml_category("name = \"p\"\npurpose = \"P\"\nlegal_basis = \"consent\"\ndates = [\"" +
+                                           good + "-\"]\n"));
+  expect_one_error(bad, "p.toml:9:", "categories[0].dates[0]", "invalid date name");
+}
+
 // ---- configuration errors: [daemon] (TOML) -------------------------------------
 
 TEST(PolicyErrors, FebruaryTwentyNinthIsNotAFiscalYearEnd) {
