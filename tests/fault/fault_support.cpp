@@ -276,10 +276,16 @@ StateReport check_state(const std::filesystem::path& state_dir) {
       const std::string where = db == &main ? "retention.db" : "archive.db";
       const std::string check = db->execAndGet("PRAGMA integrity_check").getString();
       if (check != "ok") problem(where + " integrity_check: " + check);
-      SQLite::Statement orphans(*db, "SELECT key FROM records WHERE key NOT IN (SELECT key FROM record_data) "
-                                     "UNION ALL SELECT key FROM record_data WHERE key NOT IN (SELECT key FROM records)");
+      // Schema 004 keeps the sealed values in record_data beside records;
+      // 005 (archive 004) keeps them in the record's own row.
+      const bool split = db->execAndGet("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'record_data'")
+                             .getInt() > 0;
+      SQLite::Statement orphans(*db, split ? "SELECT key FROM records WHERE key NOT IN (SELECT key FROM record_data) "
+                                             "UNION ALL SELECT key FROM record_data WHERE key NOT IN (SELECT key FROM records)"
+                                           : "SELECT key FROM records WHERE slot IS NULL OR sealed IS NULL");
       while (orphans.executeStep()) problem(where + ": record '" + orphans.getColumn(0).getString() + "' is half there");
-      SQLite::Statement rows(*db, "SELECT r.key, r.state, d.slot, d.sealed FROM records r JOIN record_data d ON d.key = r.key");
+      SQLite::Statement rows(*db, split ? "SELECT r.key, r.state, d.slot, d.sealed FROM records r JOIN record_data d ON d.key = r.key"
+                                        : "SELECT key, state, slot, sealed FROM records WHERE slot IS NOT NULL AND sealed IS NOT NULL");
       while (rows.executeStep()) {
         const std::string key = rows.getColumn(0).getString();
         const std::int64_t slot = rows.getColumn(2).getInt64();

@@ -146,9 +146,10 @@ struct StateReport {
 };
 
 // Reads retention.db, archive.db and keys in `state_dir` (the daemon must
-// have stopped). A problem is: an integrity_check that is not "ok", a journal
-// left holding data, a records row without its record_data row or the
-// reverse, a key in both databases, a live row whose slot holds no key or a
+// have stopped). Reads schema 004 (values in record_data) and 005 (values in
+// the record's row). A problem is: an integrity_check that is not "ok", a
+// journal left holding data, a record without its sealed values (or sealed
+// values without their record), a key in both databases, a live row whose slot holds no key or a
 // key that does not open its sealed bytes, two rows sharing a slot, a
 // non-zero slot that no live row uses (a key that should have been
 // destroyed), a slot still queued for zeroing, an audit chain that does not
