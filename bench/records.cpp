@@ -1,5 +1,6 @@
 #include "bench/records.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <string_view>
@@ -175,6 +176,17 @@ std::string RecordGenerator::anonymised_fields(const BenchRecord& r) {
   }
   out += '}';
   return out;
+}
+
+std::string last_contact_cutoff(int percent) {
+  const std::int64_t days = std::max<std::int64_t>(0, kLastContactDays * percent / 100 - 1);
+  std::string date = date_from_days(kLastContactFirst + days);
+  if (date.substr(5) == "02-29") date = date_from_days(kLastContactFirst + days + 1);
+  return date;
+}
+
+std::string plus_years(const std::string& date, int years) {
+  return std::to_string(std::stoi(date.substr(0, 4)) + years) + date.substr(4) + "T00:00:00Z";
 }
 
 std::string policy_toml(const std::filesystem::path& dir) {

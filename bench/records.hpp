@@ -57,6 +57,16 @@ class RecordGenerator {
   std::uint64_t m_seed;
 };
 
+// The last_contact date (YYYY-MM-DD) below or at which about `percent` % of
+// the records fall (last_contact is uniform over 2020-01-02..2021-06-30);
+// never 29 February, so adding whole years to it is exact.
+std::string last_contact_cutoff(int percent);
+
+// `date` (YYYY-MM-DD, not 29 February) plus `years`, as an instant at midnight
+// UTC: the daemon clock at which records whose last_contact is at or before
+// `date` are due under "last_contact + <years> years".
+std::string plus_years(const std::string& date, int years);
+
 // The bench policy (TOML): one category purged 3 years after the last
 // contact, one anonymised 6 years after it; state_dir and socket inside `dir`.
 std::string policy_toml(const std::filesystem::path& dir);
