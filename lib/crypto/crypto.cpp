@@ -120,17 +120,39 @@ namespace retentiond::crypto {
 
 Result<std::string> load_or_create_secret(const std::filesystem::path& path, bool& created) {
   created = false;
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0) {
+  // Written under a temporary name and linked into place only when whole: a
+  // start that fails half-way (a full disk) leaves no empty secret behind
+  // to fail every later start.
+  if (::access(path.c_str(), F_OK) != 0) {
+    if (errno != ENOENT) return Error::storage("cannot read secret file " + path.string() + ": " + std::strerror(errno));
+    const std::filesystem::path tmp = path.string() + ".new";
+    ::unlink(tmp.c_str());
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return Error::storage("cannot create secret file " + tmp.string() + ": " + std::strerror(errno));
     const std::string key = random_bytes(32);
-    const bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
+    bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
+    int saved = errno;
     ::close(fd);
-    if (!ok) return Error::storage("cannot write secret file " + path.string() + ": " + std::strerror(errno));
-    created = true;
-    return key;
-  }
-  if (errno != EEXIST) {
-    return Error::storage("cannot create secret file " + path.string() + ": " + std::strerror(errno));
+    // link() refuses to replace: two starts racing keep the first secret.
+    const int link_rc = ok ? ::link(tmp.c_str(), path.c_str()) : -1;
+    const int link_errno = errno;
+    if (ok && link_rc != 0 && link_errno != EEXIST) {
+      ok = false;
+      saved = link_errno;
+    }
+    const bool linked = ok && link_rc == 0;
+    ::unlink(tmp.c_str());
+    if (!ok) return Error::storage("cannot write secret file " + path.string() + ": " + std::strerror(saved));
+    if (linked) {
+      const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+      const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dfd >= 0) {
+        (void)::fsync(dfd);
+        ::close(dfd);
+      }
+      created = true;
+      return key;
+    }
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error::storage("cannot read secret file " + path.string() + ": " + std::strerror(errno));

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <map>
 
+#include <spdlog/spdlog.h>
+
 #include "lib/crypto/crypto.hpp"
 #include "lib/store/key_file.hpp"
 #include "lib/store/migrations.hpp"
@@ -257,7 +259,9 @@ class SqliteStore final : public Store {
     std::optional<std::int64_t> released_list;
     Status result;
     try {
-      SQLite::Transaction tx(m_db);
+      // IMMEDIATE: take the write lock first, so a competing writer makes
+      // us wait (busy timeout) instead of failing at our first write.
+      SQLite::Transaction tx(m_db, SQLite::TransactionBehavior::IMMEDIATE);
       for (const auto& list : marking) exec_int(*m_mark_list_zeroed, list.id);
       result = work();
       if (result) {
@@ -843,14 +847,20 @@ class SqliteStore final : public Store {
   // next commit or start-up.
   void zero_released() {
     if (m_to_zero.empty()) return;
+    std::size_t pending = 0;
+    for (const auto& list : m_to_zero) pending += list.slots.size();
+    const auto failed = [&](const Error& e) {
+      spdlog::error("keys.zero_failed slots={} error=\"{}\" (retried after the next commit and at start-up)", pending,
+                    e.message);
+    };
     for (const auto& list : m_to_zero) {
-      bool ok = true;
+      Status st;
       for_each_run(list.slots, [&](std::int64_t first, std::size_t count) {
-        if (ok && !m_keys.zero_run(first, count)) ok = false;
+        if (st) st = m_keys.zero_run(first, count);
       });
-      if (!ok) return;
+      if (!st) return failed(st.error());
     }
-    if (!m_keys.sync()) return;
+    if (auto st = m_keys.sync(); !st) return failed(st.error());
     m_zeroed.insert(m_zeroed.end(), m_to_zero.begin(), m_to_zero.end());
     m_to_zero.clear();
   }

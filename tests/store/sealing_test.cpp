@@ -273,3 +273,31 @@ TEST(SealingMigration, AnInterruptedVacuumIsRedoneAtTheNextStart) {
 
 }  // namespace
 }  // namespace retentiond::store
+
+namespace retentiond::store {
+namespace {
+
+// The daemon's secret is created whole or not at all: an earlier attempt
+// that died half-way (a full disk) leaves at most a stray "secret.new",
+// never an empty "secret" that would fail every later start.
+TEST(Secret, CreatedWholeOnceThenKept) {
+  testing::TempDir dir;
+  const auto path = dir.path() / "secret";
+  { std::ofstream(path.string() + ".new") << "half"; }  // what a failed attempt could leave
+  bool created = false;
+  const auto first = crypto::load_or_create_secret(path, created);
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_TRUE(created);
+  EXPECT_EQ(first->size(), 32u);
+  EXPECT_FALSE(std::filesystem::exists(path.string() + ".new"));
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  const auto again = crypto::load_or_create_secret(path, created);
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(created);
+  EXPECT_EQ(*again, *first);
+}
+
+}  // namespace
+}  // namespace retentiond::store
