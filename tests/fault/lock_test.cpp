@@ -162,7 +162,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(LockCase{"retention.db", DatabaseLock::Mode::exclusive, false, false},
                       LockCase{"retention.db", DatabaseLock::Mode::immediate, false, false},
                       LockCase{"archive.db", DatabaseLock::Mode::exclusive, false, false},
-                      LockCase{"archive.db", DatabaseLock::Mode::immediate, true, true}),
+                      LockCase{"archive.db", DatabaseLock::Mode::immediate, false, false}),
     name_of);
 
 }  // namespace
