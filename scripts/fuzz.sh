@@ -51,12 +51,13 @@ for name in "${targets[@]}"; do
   status=0
   # The protocol target's state directory goes to the scratch space too.
   TMPDIR=$scratch/$name/tmp "$build"/fuzz/fuzz_"$name" "${args[@]}" "$corpus" >"$log" 2>&1 || status=$?
-  grep -v -E '^#[0-9]+' "$log" | tail -n 40 || true
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   size=$(find "$corpus" -type f | wc -l)
   if [ "$status" -eq 0 ]; then
     result=ok
   else
+    # The report, without libFuzzer's progress and dictionary lines.
+    grep -v -E '^#[0-9]+|# Uses: |NEW_FUNC' "$log" | tail -n 100 || true
     failed=1
     kind=crash
     grep -q -E 'ERROR: libFuzzer: timeout|ALARM: working on the last Unit for' "$log" && kind=timeout

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <set>
+#include <tuple>
 #include <utility>
 #include <toml++/toml.h>
 
@@ -243,6 +244,14 @@ ConfDocument parse_conf(std::string_view text, ConfFormat format) {
     const YAML::Node root = YAML::Load(std::string(text));
     YamlBudget budget;
     doc.root = from_yaml(root, doc.errors, budget);
+    // An alias visits its anchor's nodes again: report each error once, and
+    // in file order, as the validator does.
+    const auto key = [](const SyntaxError& e) { return std::tie(e.pos.line, e.pos.column, e.message); };
+    std::stable_sort(doc.errors.begin(), doc.errors.end(),
+                     [&](const SyntaxError& a, const SyntaxError& b) { return key(a) < key(b); });
+    doc.errors.erase(std::unique(doc.errors.begin(), doc.errors.end(),
+                                 [&](const SyntaxError& a, const SyntaxError& b) { return key(a) == key(b); }),
+                     doc.errors.end());
     if (doc.root.kind == ConfNode::Kind::null) doc.root.kind = ConfNode::Kind::map;  // empty file
   } catch (const YAML::Exception& e) {
     doc.errors.push_back({pos_of(e.mark), e.msg});

@@ -875,6 +875,19 @@ TEST(PolicyErrorsYaml, AliasesExpandingToTooManyValuesAreAnError) {
   EXPECT_TRUE(contains(r.first_error(), "more than 100000 values")) << dump(r);
 }
 
+// Found by fuzz_policy_yaml: an error inside an anchor was reported again at
+// every alias of it, and errors came out of file order.
+TEST(PolicyErrorsYaml, AnErrorInsideAnAliasedAnchorIsReportedOnceInFileOrder) {
+  const auto r = load_yaml(
+      "a: &a {k: 1, k: 2}\n"  // 1: the duplicate key, visited three times
+      "b: [*a, *a]\n"         // 2
+      "b: 3\n");              // 3
+  EXPECT_FALSE(r.ok());
+  ASSERT_EQ(r.diagnostics.size(), 2u) << dump(r);
+  EXPECT_EQ(r.diagnostics[0].to_string(), "p.yaml:1:14: duplicate key 'k'");
+  EXPECT_EQ(r.diagnostics[1].to_string(), "p.yaml:3:1: duplicate key 'b'");
+}
+
 TEST(PolicyYaml, AliasesShareAValue) {
   const auto r = load_yaml(
       "daemon: {state_dir: /x}\n"
