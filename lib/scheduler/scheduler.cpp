@@ -59,7 +59,8 @@ void Scheduler::arm_next() {
   auto delay = Clock::duration(m_options.check_interval);
   if (auto next = m_service.store().next_due(m_service.clock().now()); next && *next) {
     const auto until = std::chrono::seconds((**next).seconds - m_service.clock().now().seconds);
-    if (until > std::chrono::seconds::zero()) delay = std::min<Clock::duration>(until, delay);
+    // Compared in seconds: a due time centuries ahead overflows the timer's nanoseconds.
+    if (until > std::chrono::seconds::zero() && until < m_options.check_interval) delay = until;
   }
   arm(delay);
 }
@@ -88,7 +89,11 @@ void Scheduler::records_changed(std::optional<calendar::Instant> earliest_due) {
   // script may put then sweep and read the counts.
   if (until <= std::chrono::seconds::zero()) return;
   if (m_pass) return;  // the pass re-arms from the store when it ends
-  if (!m_armed_for || Clock::now() + until < *m_armed_for) arm(std::min<Clock::duration>(until, m_options.check_interval));
+  // Capped before it meets the timer's nanoseconds (a due time centuries
+  // ahead overflows them). The cap changes no decision: nothing is ever
+  // armed further ahead than the check interval or the longest back-off.
+  const auto wait = std::min(until, std::max(m_options.check_interval, m_options.max_backoff));
+  if (!m_armed_for || Clock::now() + wait < *m_armed_for) arm(std::min(wait, m_options.check_interval));
 }
 
 void Scheduler::sweep(const actions::Actor& actor, Done done) {

@@ -32,6 +32,11 @@ TEST(Anonymise, StrategiesGiveTheSpecifiedValues) {
   EXPECT_EQ(anonymise_value("2024-02-29T13:00:00", Strategy::year_only, kSecret), json("2024"));  // no offset
   EXPECT_EQ(anonymise_value("2023-02-30", Strategy::year_only, kSecret), json("[redacted]"));  // no such day
   EXPECT_EQ(anonymise_value(1984, Strategy::year_only, kSecret), json("[redacted]"));
+  EXPECT_EQ(anonymise_value("2024-02-29X", Strategy::year_only, kSecret), json("[redacted]"));
+  EXPECT_EQ(anonymise_value("2024-2-29", Strategy::year_only, kSecret), json("[redacted]"));
+  // A long value (found by fuzz_protocol: the regex this replaced recursed
+  // once per character and overflowed the stack).
+  EXPECT_EQ(anonymise_value("2024-01-01T" + std::string(200000, 'x'), Strategy::year_only, kSecret), json("2024"));
 }
 
 // A store that fails one kind of call on demand (leveldb's SpecialEnv idea):
