@@ -5,6 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -185,6 +189,7 @@ class SqliteStore final : public Store {
   explicit SqliteStore(const std::filesystem::path& path, const std::filesystem::path& archive_path, KeyFile keys,
                        const SqliteOptions& options)
       : m_db(path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE),
+        m_path(path),
         m_archive_path(archive_path),
         m_keys(std::move(keys)),
         m_secret(options.secret),
@@ -225,6 +230,7 @@ class SqliteStore final : public Store {
         // re-read its index pages from the OS.
         m_db.exec(std::string("PRAGMA ") + schema + ".cache_size = -" + std::to_string(kCacheKiB));
       }
+      remove_stale_super_journals();
       prepare();
       if (auto st = convert_slot_tables(); !st) return st;
       if (auto st = load_slot_lists(); !st) return st;
@@ -897,6 +903,79 @@ class SqliteStore final : public Store {
     }
   }
 
+  // A commit that writes both databases goes through a super-journal
+  // (retention.db-mj<hex>) naming the two child journals. SQLite deletes it
+  // when the commit completes, or when it rolls back a child journal that
+  // points to it; a kill after the super-journal is written but before any
+  // child journal points to it leaves it behind for good (about one kill in
+  // six during a sweep). Harmless, but they would pile up. At start-up,
+  // under an exclusive lock on both databases (so no commit is under way and
+  // every hot journal has been rolled back), a super-journal whose child
+  // journals are all missing or empty belongs to no transaction and is
+  // removed. Best effort: a failure here is logged and start-up goes on.
+  void remove_stale_super_journals() {
+    namespace fs = std::filesystem;
+    const fs::path dir = m_path.has_parent_path() ? m_path.parent_path() : fs::path(".");
+    const std::string prefix = m_path.filename().string() + "-mj";
+    std::vector<fs::path> candidates;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.size() > prefix.size() && name.starts_with(prefix) &&
+          std::all_of(name.begin() + static_cast<std::ptrdiff_t>(prefix.size()), name.end(),
+                      [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; })) {
+        candidates.push_back(it->path());
+      }
+    }
+    if (ec) {
+      spdlog::warn("stale super-journals not looked for: {}: {}", dir.string(), ec.message());
+      return;
+    }
+    if (candidates.empty()) return;
+    std::size_t removed = 0;
+    try {
+      SQLite::Transaction tx(m_db, SQLite::TransactionBehavior::EXCLUSIVE);
+      // EXCLUSIVE takes the locks of every attached database, rolling back
+      // hot journals on the way; reading both makes that explicit.
+      m_db.execAndGet("SELECT count(*) FROM main.sqlite_master");
+      m_db.execAndGet("SELECT count(*) FROM archive.sqlite_master");
+      for (const auto& super : candidates) {
+        if (!children_all_done(super)) continue;
+        if (fs::remove(super, ec)) ++removed;
+        else if (ec) spdlog::warn("stale super-journal not removed: {}: {}", super.string(), ec.message());
+      }
+      tx.commit();
+    } catch (const std::exception& e) {
+      spdlog::warn("stale super-journals not removed: {}", e.what());
+      return;
+    }
+    if (removed > 0) spdlog::info("removed {} stale super-journal file(s) left by an interrupted commit", removed);
+  }
+
+  // True when every child journal a super-journal names (NUL-separated
+  // paths) is missing or empty, i.e. no journal still points back to it.
+  static bool children_all_done(const std::filesystem::path& super) {
+    std::ifstream in(super, std::ios::binary);
+    if (!in) return false;
+    const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad()) return false;
+    std::size_t at = 0;
+    while (at < content.size()) {
+      const std::size_t end = std::min(content.find('\0', at), content.size());
+      if (end > at) {
+        std::error_code ec;
+        const auto size = std::filesystem::file_size(content.substr(at, end - at), ec);
+        if (ec) {
+          if (ec != std::errc::no_such_file_or_directory) return false;
+        } else if (size != 0) {
+          return false;
+        }
+      }
+      at = end + 1;
+    }
+    return true;
+  }
+
   // Databases from before migration 005 kept one row per slot in
   // key_slots_to_zero and key_slots_free (renamed old_* by 005): zero the
   // queued ones, then keep them all as one free list.
@@ -1156,6 +1235,7 @@ class SqliteStore final : public Store {
   }
 
   SQLite::Database m_db;
+  std::filesystem::path m_path;
   std::filesystem::path m_archive_path;
   KeyFile m_keys;
   std::string m_secret;  // HMAC key of subject_ref

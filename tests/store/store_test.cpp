@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 
@@ -210,6 +212,38 @@ TEST(SqliteStore, DatabaseFileIsPrivateAndMigratedToTheLatestVersion) {
   // Reopening an up-to-date database applies nothing and keeps the data.
   auto again = open_sqlite(dir.path());
   EXPECT_TRUE(again->counts());
+}
+
+// A kill during a commit over both databases can leave a super-journal
+// that no child journal points to; start-up removes those and only those.
+TEST(SqliteStore, StaleSuperJournalsAreRemovedAtStartUpAndLiveOnesKept) {
+  testing::TempDir dir;
+  open_sqlite(dir.path()).reset();
+  const auto write = [](const std::filesystem::path& p, const std::string& content) {
+    std::ofstream(p, std::ios::binary) << content;
+  };
+  const std::string ours = (dir.path() / "retention.db-journal").string() + std::string(1, '\0') +
+                           (dir.path() / "archive.db-journal").string() + std::string(1, '\0');
+  const auto stale = dir.path() / "retention.db-mj0A1B2C9D3";
+  const auto empty = dir.path() / "retention.db-mj4E5F609A1";
+  write(stale, ours);
+  write(empty, "");
+  // A child journal that still has content: its transaction may need the
+  // super-journal to be rolled back, so it stays.
+  const auto foreign_journal = dir.path() / "other.db-journal";
+  write(foreign_journal, "not empty");
+  const auto live = dir.path() / "retention.db-mj7C8D9E9F0";
+  write(live, ours + foreign_journal.string() + std::string(1, '\0'));
+  // Not a super-journal name: never touched.
+  const auto unrelated = dir.path() / "retention.db-mjnotes";
+  write(unrelated, "");
+
+  auto store = open_sqlite(dir.path());
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_FALSE(std::filesystem::exists(empty));
+  EXPECT_TRUE(std::filesystem::exists(live));
+  EXPECT_TRUE(std::filesystem::exists(unrelated));
+  EXPECT_TRUE(store->counts());
 }
 
 }  // namespace
