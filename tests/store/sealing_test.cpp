@@ -10,6 +10,7 @@
 
 #include <fstream>
 #include <iterator>
+#include <set>
 
 #include "lib/crypto/crypto.hpp"
 #include "lib/store/migrations.hpp"
@@ -256,6 +257,47 @@ TEST(SealingMigration, PlaintextDatabasesAreSealedOnceAndScrubbed) {
     }
   }
   EXPECT_FALSE(store->get_meta("vacuum_pending")->has_value());
+}
+
+// A database of schema 4 kept one row per key slot: key_slots_to_zero for
+// slots whose record a committed transaction destroyed (a crash can leave
+// their keys in the file) and key_slots_free for zeroed ones. Migration 005
+// renames them and the first start converts them: a queued key is zeroed,
+// both become one free list, and the slots are reused, not leaked.
+TEST(SealingMigration, OldPerSlotTablesAreZeroedAndBecomeOneFreeList) {
+  testing::TempDir dir;
+  const auto db = dir.path() / "retention.db";
+  const auto keys = dir.path() / "keys";
+  const std::string queued_key(32, 'Q');
+  const std::string free_key(32, '\0');
+  {
+    SQLite::Database conn(db.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    for (const auto& m : embedded_migrations()) {
+      if (m.version > 4) break;
+      conn.exec(m.sql);
+      conn.exec("PRAGMA user_version = " + std::to_string(m.version));
+    }
+    conn.exec("UPDATE meta SET value = '2' WHERE name = 'next_key_slot'");
+    conn.exec("INSERT INTO key_slots_to_zero (slot) VALUES (0)");
+    conn.exec("INSERT INTO key_slots_free (slot) VALUES (1)");
+    std::ofstream(keys, std::ios::binary) << queued_key << free_key;
+  }
+  auto store = open_at(dir.path());
+  EXPECT_EQ(read_file(keys), std::string(64, '\0'));
+  {
+    SQLite::Database conn(db.string(), SQLite::OPEN_READONLY);
+    EXPECT_EQ(conn.execAndGet("SELECT count(*) FROM sqlite_master WHERE name LIKE 'old_key_slots%'").getInt(), 0);
+    EXPECT_EQ(conn.execAndGet("SELECT count(*) FROM key_slot_lists WHERE zeroed = 0").getInt(), 0);
+    EXPECT_EQ(conn.execAndGet("SELECT group_concat(hex(slots)) FROM key_slot_lists WHERE zeroed = 1").getString(),
+              "0000000000000000" "0100000000000000");
+  }
+  // Both slots are handed out again before the file grows.
+  ASSERT_TRUE(store->put(row("a", "x")));
+  ASSERT_TRUE(store->put(row("b", "y")));
+  const std::set<std::int64_t> used{sealed_of(db, "a").slot, sealed_of(db, "b").slot};
+  EXPECT_EQ(used, (std::set<std::int64_t>{0, 1}));
+  EXPECT_EQ(std::filesystem::file_size(keys), 64u);
+  EXPECT_EQ(store->get("a")->value().fields["v"], "x");
 }
 
 // A crash after the sealing committed but before its VACUUM finished: the
