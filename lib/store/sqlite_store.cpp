@@ -1,6 +1,7 @@
 #include "lib/store/sqlite_store.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <sqlite3.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -908,11 +910,15 @@ class SqliteStore final : public Store {
   // when the commit completes, or when it rolls back a child journal that
   // points to it; a kill after the super-journal is written but before any
   // child journal points to it leaves it behind for good (about one kill in
-  // six during a sweep). Harmless, but they would pile up. At start-up,
-  // under an exclusive lock on both databases (so no commit is under way and
-  // every hot journal has been rolled back), a super-journal whose child
-  // journals are all missing or empty belongs to no transaction and is
-  // removed. Best effort: a failure here is logged and start-up goes on.
+  // six during a sweep): the child journals then have no valid header yet,
+  // so they are not hot and nothing ever looks at the super-journal again.
+  // Harmless, but they would pile up. At start-up, under an exclusive lock
+  // on both databases, SQLite has rolled back every hot journal of ours and
+  // no commit is under way: our two journals need no super-journal any
+  // more. A super-journal is removed when every other journal it names is
+  // missing or empty (one naming a foreign, non-empty journal is kept: that
+  // journal may still need it). Best effort: a failure is logged and
+  // start-up goes on.
   void remove_stale_super_journals() {
     namespace fs = std::filesystem;
     const fs::path dir = m_path.has_parent_path() ? m_path.parent_path() : fs::path(".");
@@ -939,8 +945,14 @@ class SqliteStore final : public Store {
       // hot journals on the way; reading both makes that explicit.
       m_db.execAndGet("SELECT count(*) FROM main.sqlite_master");
       m_db.execAndGet("SELECT count(*) FROM archive.sqlite_master");
+      std::set<std::string> ours;
+      for (const char* schema : {"main", "archive"}) {
+        if (const char* file = sqlite3_db_filename(m_db.getHandle(), schema); file && *file) {
+          ours.insert(std::string(file) + "-journal");
+        }
+      }
       for (const auto& super : candidates) {
-        if (!children_all_done(super)) continue;
+        if (!children_all_done(super, ours)) continue;
         if (fs::remove(super, ec)) ++removed;
         else if (ec) spdlog::warn("stale super-journal not removed: {}: {}", super.string(), ec.message());
       }
@@ -953,8 +965,8 @@ class SqliteStore final : public Store {
   }
 
   // True when every child journal a super-journal names (NUL-separated
-  // paths) is missing or empty, i.e. no journal still points back to it.
-  static bool children_all_done(const std::filesystem::path& super) {
+  // absolute paths) is one of `ours` (already recovered), missing or empty.
+  static bool children_all_done(const std::filesystem::path& super, const std::set<std::string>& ours) {
     std::ifstream in(super, std::ios::binary);
     if (!in) return false;
     const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -962,7 +974,7 @@ class SqliteStore final : public Store {
     std::size_t at = 0;
     while (at < content.size()) {
       const std::size_t end = std::min(content.find('\0', at), content.size());
-      if (end > at) {
+      if (end > at && ours.count(content.substr(at, end - at)) == 0) {
         std::error_code ec;
         const auto size = std::filesystem::file_size(content.substr(at, end - at), ec);
         if (ec) {

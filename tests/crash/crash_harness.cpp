@@ -149,6 +149,7 @@ struct Stats {
   std::uint64_t archive_journal = 0;
   std::uint64_t hot = 0;            // kills leaving a journal SQLite calls hot
   std::uint64_t super_journal = 0;  // kills inside a two-file commit: a new super-journal on disk
+  std::uint64_t super_journals_gone = 0;  // super-journals on disk after a kill, gone after the restart
   std::uint64_t deferred_integrity = 0;
   std::uint64_t requests = 0;
   std::uint64_t verify_calls = 0;
@@ -219,6 +220,7 @@ class Harness {
   std::vector<std::string> m_all_violations;
   bool m_injected = false;
   std::set<std::string> m_known_super_journals;  // on disk after the last restart
+  std::set<std::string> m_super_at_kill;         // on disk after the kills since the last check
   std::atomic<int> m_in_flight[kMaxWorkers] = {};
   std::atomic<std::uint64_t> m_requests{0};
   std::atomic<std::uint32_t> m_hold_requests{0};
@@ -582,6 +584,7 @@ void Harness::work_and_kill(DaemonProcess& daemon, int point, std::int64_t now) 
   std::size_t new_super = 0;
   for (const auto& name : c.super_journals) new_super += m_known_super_journals.count(name) == 0;
   if (new_super) ++m_stats.super_journal;
+  m_super_at_kill.insert(c.super_journals.begin(), c.super_journals.end());
   m_integrity_deferred = c.main_hot || c.archive_hot;
   if (m_integrity_deferred) ++m_stats.hot;
   if (!c.main_hot && c.integrity_main != "ok") violation(point, "retention.db integrity_check after the kill: " + c.integrity_main);
@@ -621,10 +624,18 @@ void Harness::prune_books() {
 
 bool Harness::check_after_start(DaemonProcess& daemon, int point, bool integrity) {
   Rpc rpc(daemon.socket());
-  // Super-journals the restart left: no journal names them any more (each
-  // hot journal was rolled back before READY), so nothing will delete them.
+  // Super-journals on disk now: at most that of a commit under way.
   const auto left = super_journals(m_state);
   m_known_super_journals = std::set<std::string>(left.begin(), left.end());
+  // Each super-journal a kill left is gone: rolled back with its journals,
+  // or, when no journal names it any more, removed by the daemon's start-up
+  // (otherwise they pile up, one per six kills in a sweep). A new one may be
+  // the catch-up pass committing right now; its name is new.
+  for (const auto& name : m_super_at_kill) {
+    if (m_known_super_journals.count(name)) violation(point, "the super-journal " + name + " left by the kill survived the restart");
+    else ++m_stats.super_journals_gone;
+  }
+  m_super_at_kill.clear();
   // 2. audit.verify over the socket (it rereads the whole log: --verify-every
   //    spaces it out on long runs; the snapshot checks every new entry's
   //    chaining at every point anyway).
@@ -868,7 +879,8 @@ void Harness::print_summary(double seconds) const {
     << "  kills leaving a non-empty journal: retention.db " << m_stats.main_journal << ", archive.db "
     << m_stats.archive_journal << "\n"
     << "  kills leaving a hot journal (recovered by the restarted daemon, integrity checked after): " << m_stats.hot << "\n"
-    << "  kills inside a two-file commit (a new super-journal on disk): " << m_stats.super_journal << "\n"
+    << "  kills inside a two-file commit (a new super-journal on disk): " << m_stats.super_journal
+    << "; super-journals left by kills and gone after the restart: " << m_stats.super_journals_gone << "\n"
     << "  super-journals left in the state directory at the end: " << m_final_super_journals << "\n"
     << "  audit entries:        " << (m_ledger ? m_ledger->last_seq() : 0) << " (";
   bool first = true;
