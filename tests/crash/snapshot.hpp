@@ -67,13 +67,15 @@ struct OfflineCheck {
   std::vector<std::string> super_journals;  // retention.db-mj* files present
   bool main_hot = false;       // SQLite refused a read-only open: hot journal
   bool archive_hot = false;
-  std::string integrity_main;     // "" when the file was hot
-  std::string integrity_archive;  // "" when the file was hot
+  std::string integrity_main;     // "" when the file was hot or not checked
+  std::string integrity_archive;  // "" when the file was hot or not checked
   std::vector<std::string> in_both;  // only when neither file was hot
 };
 
 // The files as the kill left them, before anything reopens them.
-OfflineCheck offline_check(const std::filesystem::path& state_dir);
+// check_integrity = false skips the integrity_check (it reads every page,
+// so its cost grows with the database) but still tells hot journals apart.
+OfflineCheck offline_check(const std::filesystem::path& state_dir, bool check_integrity = true);
 
 // The super-journals (retention.db-mj*) in the state directory. SQLite
 // creates one for each transaction that writes both databases and deletes
