@@ -974,9 +974,10 @@ class SqliteStore final : public Store {
     std::size_t at = 0;
     while (at < content.size()) {
       const std::size_t end = std::min(content.find('\0', at), content.size());
-      if (end > at && ours.count(content.substr(at, end - at)) == 0) {
+      const std::string child = content.substr(at, end - at);
+      if (!child.empty() && ours.count(child) == 0) {
         std::error_code ec;
-        const auto size = std::filesystem::file_size(content.substr(at, end - at), ec);
+        const auto size = std::filesystem::file_size(child, ec);
         if (ec) {
           if (ec != std::errc::no_such_file_or_directory) return false;
         } else if (size != 0) {
