@@ -25,6 +25,7 @@
 #include "lib/scheduler/scheduler.hpp"
 #include "lib/server/server.hpp"
 #include "lib/store/sqlite_store.hpp"
+#include "lib/util/state_lock.hpp"
 
 namespace rd = retentiond;
 namespace asio = boost::asio;
@@ -152,7 +153,7 @@ int run(const cxxopts::ParseResult& opts) {
     clock = std::make_unique<rd::calendar::OffsetClock>(*start);
   }
 
-  // 3. State directory (0700), database and its migrations, secret.
+  // 3. State directory (0700) and its lock, secret, database and its migrations.
   const std::filesystem::path state_dir = settings.state_dir;
   std::error_code fs_ec;
   if (!std::filesystem::exists(state_dir, fs_ec)) {
@@ -161,6 +162,13 @@ int run(const cxxopts::ParseResult& opts) {
   }
   if (fs_ec) {
     spdlog::critical("startup.failed cannot create state directory {}: {}", state_dir.string(), fs_ec.message());
+    return kStartupError;
+  }
+  // One daemon per state directory, locked before anything in it is opened
+  // (the secret, the databases, the keys); held until the process ends.
+  auto state_lock = rd::StateLock::acquire(state_dir);
+  if (!state_lock) {
+    spdlog::critical("startup.failed {}", state_lock.error().message);
     return kStartupError;
   }
   bool created = false;

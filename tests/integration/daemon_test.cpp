@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <fstream>
@@ -58,7 +59,8 @@ TEST(Daemon, PutExplainSweepExplainPurged) {
   EXPECT_EQ(explain, json::parse(R"({"jsonrpc":"2.0","id":2,"result":{"key":"crm-42","category":"l360.prospect",
       "state":"active","held":false,"holds":[],
       "phases":[{"index":0,"action":"purge","at":"max(collected, last_contact) + 3 years",
-                 "due":"2029-06-01T00:00:00Z","missing":[],"done":false,"done_at":null}],
+                 "due":"2029-06-01T00:00:00Z","missing":[],"done":false,"done_at":null,
+                 "runs_at":"2029-06-01T00:00:00Z","overdue":true}],
       "next":{"phase":0,"action":"purge","due":"2029-06-01T00:00:00Z","waiting_for":[]}}})"));
 
   json sweep = result_of(client.call("sweep"), 3);
@@ -174,7 +176,8 @@ TEST(Daemon, ErasureSparesInvoicesUnderLegalObligationAndHeldRecords) {
   const json hold = result_of(client.call("hold.place", {{"key", "ck-1"}, {"reason", "litigation"}}), 5);
 
   // Invoice: fiscal_year_end(2024-05-10) = 2025-01-01, + 10 years.
-  const json expected = json::parse(R"({"erased":["lead-1"],"retained":[
+  const json expected = json::parse(R"({"erased":["lead-1"],
+      "erased_records":[{"key":"lead-1","category":"l360.prospect"}],"retained":[
       {"key":"ck-1","category":"oc.cookie","reason":"hold","until":"2027-01-31T00:00:00Z"},
       {"key":"inv-1","category":"oc.invoice","reason":"legal_obligation","until":"2035-01-01T00:00:00Z"}]})");
   json dry = result_of(client.call("subject.erase", {{"subject", "eve"}, {"reason", "art. 17 request"}, {"dry_run", true}}), 6);
@@ -444,6 +447,63 @@ TEST(Daemon, SecondDaemonOnALiveSocketIsRefused) {
   EXPECT_NE(r.output.find("another daemon is answering"), std::string::npos) << r.output;
   Client client(daemon.socket());  // the first one still serves
   EXPECT_EQ(result_of(client.call("status"), 1)["records"]["active"], 0);
+}
+
+// Two daemons on one state directory would both append to the audit chain
+// and hand out the same key slots: the second is refused before it opens
+// anything, and names the directory and the holder's PID.
+TEST(Daemon, SecondDaemonOnAHeldStateDirectoryIsRefusedAndChangesNothing) {
+  TempDir dir;
+  DaemonProcess daemon(dir.path(), {"--config", kConfig});
+  Client client(daemon.socket());
+  ASSERT_FALSE(client.call("record.put", {{"key", "k1"}, {"subject", "a@example.com"}, {"category", "l360.prospect"}})
+                   .contains("error"));
+  const auto listing = [&] {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(daemon.state_dir())) {
+      out.push_back(e.path().filename().string() + ":" + std::to_string(std::filesystem::file_size(e.path())));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  const auto before = listing();
+  const auto second_socket = dir.path() / "second.sock";
+  for (const std::string extra : {"", " --now 2040-01-01"}) {  // a what-if run that forgot --state-dir
+    const auto r = run_command(retentiond_binary() + " --config " + kConfig + " --state-dir " +
+                               daemon.state_dir().string() + " --socket " + second_socket.string() + extra);
+    EXPECT_EQ(r.exit_code, 3) << r.output;
+    EXPECT_NE(r.output.find("the state directory " + daemon.state_dir().string() +
+                            " is in use by another retentiond (pid " + std::to_string(daemon.pid()) + ")"),
+              std::string::npos)
+        << r.output;
+    EXPECT_FALSE(std::filesystem::exists(second_socket));
+  }
+  EXPECT_EQ(listing(), before);
+  // The first daemon keeps working.
+  ASSERT_FALSE(client.call("record.put", {{"key", "k2"}, {"subject", "b@example.com"}, {"category", "l360.prospect"}})
+                   .contains("error"));
+  const auto status = client.call("status");
+  EXPECT_EQ(status["result"]["records"]["active"], 2) << status.dump();
+  EXPECT_EQ(client.call("audit.verify")["result"]["ok"], true);
+}
+
+// The lock is the kernel's (flock): a daemon killed with SIGKILL leaves the
+// lock file behind but not the lock, so a restart is not blocked.
+TEST(Daemon, AKilledDaemonsLockIsReleasedByTheKernel) {
+  TempDir dir;
+  std::filesystem::path state;
+  {
+    DaemonProcess daemon(dir.path(), {"--config", kConfig});
+    state = daemon.state_dir();
+    Client client(daemon.socket());
+    ASSERT_FALSE(client.call("record.put", {{"key", "k1"}, {"subject", "a@example.com"}, {"category", "l360.prospect"}})
+                     .contains("error"));
+    EXPECT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  }
+  EXPECT_TRUE(std::filesystem::exists(state / "lock"));
+  DaemonProcess again(dir.path(), {"--config", kConfig});
+  Client client(again.socket());
+  EXPECT_EQ(client.call("status")["result"]["records"]["active"], 1);
 }
 
 }  // namespace
