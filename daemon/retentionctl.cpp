@@ -509,8 +509,12 @@ int cmd_erase(Context& ctx) {
   if (erased.empty() && retained.empty()) return kOk;
   std::cout << '\n';
   Table t({"KEY", "CATEGORY", "OUTCOME", "REASON", "UNTIL"});
-  for (const auto& key : erased)
-    t.add({text(key), "-", dry_run ? "would erase" : "erased", "-", "-"});
+  // erased_records carries each erased key's category (erased: the keys alone).
+  const json& erased_records = r.contains("erased_records") ? r["erased_records"] : json::array();
+  for (std::size_t i = 0; i < erased.size(); ++i) {
+    const std::string category = i < erased_records.size() ? text(member(erased_records[i], "category")) : "-";
+    t.add({text(erased[i]), category, dry_run ? "would erase" : "erased", "-", "-"});
+  }
   for (const auto& rec : retained) {
     t.add({text(member(rec, "key")), text(member(rec, "category")), "retained",
            text(member(rec, "reason")), text(member(rec, "until"))});

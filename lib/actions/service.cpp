@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <regex>
@@ -130,6 +131,25 @@ std::vector<PhaseSchedule> Service::schedule(const RecordRow& row) const {
     if (s.done && i < row.done.size()) s.done_at = row.done[i];
     out.push_back(std::move(s));
   }
+  // When each phase not yet done will run: the later of its own due time and
+  // the run of the phase before it (for the next phase, the previous one's
+  // done_at). Undefined from the first waiting phase on.
+  const Instant now = m_clock.now();
+  std::optional<Instant> before;
+  bool defined = true;
+  for (auto& s : out) {
+    if (s.done) {
+      before = s.done_at;
+      continue;
+    }
+    if (!defined || !s.due) {
+      defined = false;
+      continue;
+    }
+    s.runs_at = before ? std::max(*s.due, *before) : *s.due;
+    s.overdue = *s.runs_at <= now;
+    before = s.runs_at;
+  }
   return out;
 }
 
@@ -213,25 +233,51 @@ Result<RecordRow> Service::prepare_put(const nlohmann::json& params) const {
   return row;
 }
 
-Status Service::store_put(const RecordRow& row) {
-  auto existing = m_store.state_of(row.key);
+namespace {
+
+std::string due_text(const std::optional<Instant>& due) {
+  return due ? calendar::format_instant(*due) : std::string("none (waiting for a date, or no phase left)");
+}
+
+}  // namespace
+
+Status Service::store_put(const RecordRow& row, const Actor& actor) {
+  auto existing = m_store.schedule_of(row.key);
   if (!existing) return std::move(existing).error();
-  if (*existing && **existing != RecordState::active) {
-    return Error::conflict("record '" + row.key + "' is " + std::string(store::to_string(**existing)) +
-                           " and can no longer be replaced");
+  if (*existing) {
+    const RecordRow& old = **existing;
+    if (old.state != RecordState::active || old.location != store::Location::active) {
+      return Error::conflict("record '" + row.key + "' is " + std::string(store::to_string(old.state)) +
+                             " and can no longer be replaced");
+    }
+    // Retention made longer by a replacement leaves a trace: the old next
+    // due time, and the new one (none at all counts as later).
+    if (old.due && (!row.due || *row.due > *old.due)) {
+      audit::Entry entry;
+      entry.at = m_clock.now();
+      entry.action = "extend";
+      entry.key = row.key;
+      entry.category = row.category;
+      entry.phase = row.next_phase;
+      entry.subject = row.subject;
+      entry.actor = actor.name;
+      entry.reason = "record.put replaced the record: next due " + due_text(old.due) + " -> " + due_text(row.due);
+      entry.policy_hash = m_policy->hash;
+      if (auto appended = m_audit.append(entry); !appended) return std::move(appended).error();
+    }
   }
   return m_store.put(row);
 }
 
-Result<RecordRow> Service::put(const nlohmann::json& params) {
+Result<RecordRow> Service::put(const nlohmann::json& params, const Actor& actor) {
   auto row = prepare_put(params);
   if (!row) return row;
-  Status st = m_store.transaction([&]() -> Status { return store_put(*row); });
+  Status st = m_store.transaction([&]() -> Status { return store_put(*row, actor); });
   if (!st) return std::move(st).error();
   return row;
 }
 
-Result<std::size_t> Service::put_many(const nlohmann::json& records) {
+Result<std::size_t> Service::put_many(const nlohmann::json& records, const Actor& actor) {
   if (!records.is_array()) return bad("invalid_params", "'records' must be an array");
   std::vector<RecordRow> rows;
   rows.reserve(records.size());
@@ -249,7 +295,7 @@ Result<std::size_t> Service::put_many(const nlohmann::json& records) {
   Status st = m_store.transaction([&]() -> Status {
     for (std::size_t i = 0; i < rows.size(); ++i) {
       failed_at = i;
-      if (auto s = store_put(rows[i]); !s) return s;
+      if (auto s = store_put(rows[i], actor); !s) return s;
     }
     return {};
   });
@@ -268,7 +314,43 @@ Result<store::RecordRow> Service::get(const std::string& key) {
   return std::move(**row);
 }
 
-Result<std::int64_t> Service::record_event(const nlohmann::json& params) {
+namespace {
+
+// Levenshtein distance, for "did you mean" (names are short).
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// "did you mean 'left'? " or "", then what the policy names.
+std::string date_suggestion(const std::string& name, const std::vector<std::string>& known) {
+  std::string best;
+  std::size_t best_distance = 3;  // at most two edits away
+  for (const auto& k : known) {
+    const std::size_t d = edit_distance(name, k);
+    if (d < best_distance) {
+      best_distance = d;
+      best = k;
+    }
+  }
+  std::string list;
+  for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+  return (best.empty() ? std::string() : "did you mean '" + best + "'? ") + "the policy names: " + list;
+}
+
+}  // namespace
+
+Result<std::int64_t> Service::record_event(const nlohmann::json& params, const Actor& actor) {
   if (auto st = only_keys(params, {"name", "at", "subject", "key"}); !st) return std::move(st).error();
   auto name = required_string(params, "name", 64);
   if (!name) return std::move(name).error();
@@ -282,26 +364,38 @@ Result<std::int64_t> Service::record_event(const nlohmann::json& params) {
   if (!at) return std::move(at).error();
   const bool by_key = params.contains("key");
   if (by_key == params.contains("subject")) return bad("invalid_params", "give exactly one of 'subject' and 'key'");
+  // A misspelt name would update nothing and leave records waiting for ever.
+  const auto& categories = m_policy->categories;
+  if (!by_key && std::none_of(categories.begin(), categories.end(),
+                              [&](const policy::Category& c) { return c.names_date(*name); })) {
+    return bad("unknown_date", "no category of the policy declares the date '" + *name + "'; nothing was changed (" +
+                                   date_suggestion(*name, m_policy->date_names()) + ")");
+  }
 
   std::int64_t updated = 0;
   Status st = m_store.transaction([&]() -> Status {
     std::vector<RecordRow> rows;
+    audit::Entry entry;
     if (by_key) {
       auto key = required_string(params, "key", kMaxKeyBytes);
       if (!key) return std::move(key).error();
-      auto row = m_store.get(*key);
+      auto row = m_store.schedule_of(*key);
       if (!row) return std::move(row).error();
       if (!*row) return Error::not_found("no record with key '" + *key + "'");
       const policy::Category* category = m_policy->find((*row)->category);
       if (category != nullptr && !category->allows_date(*name)) {
         return bad("unknown_date", "category '" + category->name + "' does not declare the date '" + *name + "'");
       }
+      entry.key = *key;
+      entry.category = (*row)->category;
+      entry.subject_ref = (*row)->subject_ref;
       rows.push_back(std::move(**row));
     } else {
       auto subject = required_string(params, "subject", kMaxSubjectBytes);
       if (!subject) return std::move(subject).error();
       auto found = m_store.by_subject(*subject);
       if (!found) return std::move(found).error();
+      entry.subject = *subject;
       rows = std::move(*found);
     }
     for (auto& row : rows) {
@@ -313,6 +407,13 @@ Result<std::int64_t> Service::record_event(const nlohmann::json& params) {
       if (auto s = m_store.update_schedule(row); !s) return s;
       ++updated;
     }
+    entry.at = m_clock.now();
+    entry.action = "event";
+    entry.actor = actor.name;
+    entry.reason = *name + " = " + calendar::format_instant(*at) + ": " + std::to_string(updated) +
+                   (updated == 1 ? " record updated" : " records updated");
+    entry.policy_hash = m_policy->hash;
+    if (auto appended = m_audit.append(entry); !appended) return std::move(appended).error();
     return {};
   });
   if (!st) return std::move(st).error();
@@ -517,17 +618,32 @@ Result<std::int64_t> Service::backlog() {
   return *due - held;
 }
 
-Result<std::vector<RecordRow>> Service::subject_records(const nlohmann::json& params) {
+Result<std::vector<RecordRow>> Service::subject_records(const nlohmann::json& params, const Actor& actor) {
   if (auto st = only_keys(params, {"subject"}); !st) return std::move(st).error();
   auto subject = required_string(params, "subject", kMaxSubjectBytes);
   if (!subject) return std::move(subject).error();
-  return m_store.by_subject(*subject);
+  std::vector<RecordRow> rows;
+  Status st = m_store.transaction([&]() -> Status {
+    auto found = m_store.by_subject(*subject);
+    if (!found) return std::move(found).error();
+    rows = std::move(*found);
+    audit::Entry entry;
+    entry.at = m_clock.now();
+    entry.action = "export";
+    entry.subject = *subject;
+    entry.actor = actor.name;
+    entry.reason = std::to_string(rows.size()) + (rows.size() == 1 ? " record exported" : " records exported");
+    entry.policy_hash = m_policy->hash;
+    if (auto appended = m_audit.append(entry); !appended) return std::move(appended).error();
+    return {};
+  });
+  if (!st) return std::move(st).error();
+  return rows;
 }
 
-Result<ErasureReport> Service::erase_subject(const nlohmann::json& params, const Actor& actor) {
-  if (auto st = only_keys(params, {"subject", "reason", "dry_run"}); !st) return std::move(st).error();
-  auto subject = required_string(params, "subject", kMaxSubjectBytes);
-  if (!subject) return std::move(subject).error();
+namespace {
+
+Result<std::pair<std::string, bool>> erase_common(const nlohmann::json& params) {
   auto reason = required_string(params, "reason", 1024);
   if (!reason) return std::move(reason).error();
   bool dry_run = false;
@@ -535,41 +651,93 @@ Result<ErasureReport> Service::erase_subject(const nlohmann::json& params, const
     if (!it->is_boolean()) return bad("invalid_params", "'dry_run' must be true or false");
     dry_run = it->get<bool>();
   }
+  return std::pair<std::string, bool>{*reason, dry_run};
+}
+
+}  // namespace
+
+Status Service::erase_rows(const std::vector<RecordRow>& rows, const std::string& reason, bool dry_run,
+                           const Actor& actor, ErasureReport& report) {
+  auto holds = load_holds();
+  if (!holds) return std::move(holds).error();
+  const Instant now = m_clock.now();
+  for (const auto& row : rows) {
+    const policy::Category* category = m_policy->find(row.category);
+    const bool erasable = category == nullptr || category->erasable;
+    if (!erasable || holds->covers(row)) {
+      std::optional<Instant> until;
+      for (const auto& phase : schedule(row)) {
+        if (phase.action == Action::purge) until = phase.due;
+      }
+      report.retained.push_back({row.key, row.category, erasable ? "hold" : "legal_obligation", until});
+      continue;
+    }
+    report.erased.push_back({row.key, row.category});
+    if (dry_run) continue;
+    if (auto r = m_store.remove(row.key, row.location); !r) return r;
+    audit::Entry entry;
+    entry.at = now;
+    entry.action = "erase";
+    entry.key = row.key;
+    entry.category = row.category;
+    entry.subject = row.subject;
+    entry.subject_ref = row.subject_ref;
+    entry.actor = actor.name;
+    entry.reason = reason;
+    entry.policy_hash = m_policy->hash;
+    auto appended = m_audit.append(entry);
+    if (!appended) return std::move(appended).error();
+  }
+  return {};
+}
+
+Result<ErasureReport> Service::erase_subject(const nlohmann::json& params, const Actor& actor) {
+  if (auto st = only_keys(params, {"subject", "reason", "dry_run", "categories"}); !st) return std::move(st).error();
+  auto subject = required_string(params, "subject", kMaxSubjectBytes);
+  if (!subject) return std::move(subject).error();
+  auto common = erase_common(params);
+  if (!common) return std::move(common).error();
+  // Purpose-limited erasure (an objection to marketing must not erase the
+  // invoices): only the records of the named categories are considered.
+  std::optional<std::set<std::string>> only;
+  if (const auto it = params.find("categories"); it != params.end()) {
+    if (!it->is_array() || it->empty()) {
+      return bad("invalid_params", "'categories' must be a non-empty array of category names");
+    }
+    only.emplace();
+    for (const auto& c : *it) {
+      if (!c.is_string()) return bad("invalid_params", "'categories' must be a non-empty array of category names");
+      if (m_policy->find(c.get<std::string>()) == nullptr) {
+        return bad("unknown_category", "unknown category '" + c.get<std::string>() + "'; nothing was changed");
+      }
+      only->insert(c.get<std::string>());
+    }
+  }
   ErasureReport report;
   Status st = m_store.transaction([&]() -> Status {
     report = ErasureReport{};
-    auto holds = load_holds();
-    if (!holds) return std::move(holds).error();
     auto rows = m_store.by_subject(*subject);
     if (!rows) return std::move(rows).error();
-    const Instant now = m_clock.now();
-    for (const auto& row : *rows) {
-      const policy::Category* category = m_policy->find(row.category);
-      const bool erasable = category == nullptr || category->erasable;
-      if (!erasable || holds->covers(row)) {
-        std::optional<Instant> until;
-        for (const auto& phase : schedule(row)) {
-          if (phase.action == Action::purge) until = phase.due;
-        }
-        report.retained.push_back({row.key, row.category, erasable ? "hold" : "legal_obligation", until});
-        continue;
-      }
-      report.erased.push_back(row.key);
-      if (dry_run) continue;
-      if (auto r = m_store.remove(row.key, row.location); !r) return r;
-      audit::Entry entry;
-      entry.at = now;
-      entry.action = "erase";
-      entry.key = row.key;
-      entry.category = row.category;
-      entry.subject = row.subject;
-      entry.actor = actor.name;
-      entry.reason = *reason;
-      entry.policy_hash = m_policy->hash;
-      auto appended = m_audit.append(entry);
-      if (!appended) return std::move(appended).error();
-    }
-    return {};
+    if (only) std::erase_if(*rows, [&](const RecordRow& r) { return only->count(r.category) == 0; });
+    return erase_rows(*rows, common->first, common->second, actor, report);
+  });
+  if (!st) return std::move(st).error();
+  return report;
+}
+
+Result<ErasureReport> Service::erase_record(const nlohmann::json& params, const Actor& actor) {
+  if (auto st = only_keys(params, {"key", "reason", "dry_run"}); !st) return std::move(st).error();
+  auto key = required_string(params, "key", kMaxKeyBytes);
+  if (!key) return std::move(key).error();
+  auto common = erase_common(params);
+  if (!common) return std::move(common).error();
+  ErasureReport report;
+  Status st = m_store.transaction([&]() -> Status {
+    report = ErasureReport{};
+    auto row = m_store.schedule_of(*key);
+    if (!row) return std::move(row).error();
+    if (!*row) return Error::not_found("no record with key '" + *key + "'");
+    return erase_rows({std::move(**row)}, common->first, common->second, actor, report);
   });
   if (!st) return std::move(st).error();
   return report;

@@ -44,6 +44,11 @@ struct PhaseSchedule {
   std::vector<std::string> missing;        // dates it waits for (empty when due is set)
   bool done = false;
   std::optional<calendar::Instant> done_at;
+  // When it will actually run: a phase never runs before the one before it,
+  // so the later of its own due time and that phase's run (or its done_at).
+  // Null when done, or when it or a phase before it is waiting.
+  std::optional<calendar::Instant> runs_at;
+  bool overdue = false;  // not done, and runs_at has passed
 };
 
 struct Explanation {
@@ -90,8 +95,12 @@ struct Retained {
   std::string reason;                     // "legal_obligation" or "hold"
   std::optional<calendar::Instant> until;  // the purge phase's due time
 };
+struct Erased {
+  std::string key;
+  std::string category;
+};
 struct ErasureReport {
-  std::vector<std::string> erased;
+  std::vector<Erased> erased;
   std::vector<Retained> retained;
 };
 
@@ -140,15 +149,18 @@ class Service {
 
   // Validates and stores one record (JSON params of record.put). Returns the
   // stored row, or invalid_params (with a finer reason), conflict, storage_error.
-  Result<store::RecordRow> put(const nlohmann::json& params);
+  // A replacement that moves the record's next due time later is audited
+  // (`extend`, old and new due in the reason), in the same transaction.
+  Result<store::RecordRow> put(const nlohmann::json& params, const Actor& actor = Actor{"uid:0"});
 
   // All or nothing: validates every element, then stores them in one
   // transaction. An error names the failing element in data["index"].
-  Result<std::size_t> put_many(const nlohmann::json& records);
+  Result<std::size_t> put_many(const nlohmann::json& records, const Actor& actor = Actor{"uid:0"});
 
   // event.record: sets the date `name` on the records of a subject or one key
-  // and recomputes their due times. Returns how many records were updated.
-  Result<std::int64_t> record_event(const nlohmann::json& params);
+  // and recomputes their due times, with one `event` audit entry. Returns how
+  // many records were updated. A name no category names is unknown_date.
+  Result<std::int64_t> record_event(const nlohmann::json& params, const Actor& actor = Actor{"uid:0"});
 
   // record.get: the record with `key`; not_found when absent.
   Result<store::RecordRow> get(const std::string& key);
@@ -176,11 +188,16 @@ class Service {
   // Unheld records whose next phase is due now (status.backlog).
   Result<std::int64_t> backlog();
 
-  // subject.export: the subject's active and archived records.
-  Result<std::vector<store::RecordRow>> subject_records(const nlohmann::json& params);
+  // subject.export: the subject's active and archived records, with one
+  // `export` audit entry (an access to personal data is accountable).
+  Result<std::vector<store::RecordRow>> subject_records(const nlohmann::json& params,
+                                                        const Actor& actor = Actor{"uid:0"});
   // subject.erase: destroys what may be destroyed, in one transaction with
-  // one audit entry per record; reports what is retained and why.
+  // one audit entry per record; reports what is retained and why. With
+  // `categories`, only the records of those categories are considered.
   Result<ErasureReport> erase_subject(const nlohmann::json& params, const Actor& actor);
+  // record.erase: the same for one record; not_found for an unknown key.
+  Result<ErasureReport> erase_record(const nlohmann::json& params, const Actor& actor);
 
   // plan: every phase due before `until`, overdue ones in the first month.
   Result<Plan> plan(const nlohmann::json& params);
@@ -199,7 +216,11 @@ class Service {
   // Rewrites row's fields by the category's strategies and drops its subject.
   void anonymise(store::RecordRow& row, const policy::Category& category) const;
   Result<store::RecordRow> prepare_put(const nlohmann::json& params) const;
-  Status store_put(const store::RecordRow& row);
+  Status store_put(const store::RecordRow& row, const Actor& actor);
+  // Erases each row that may be erased (appending its `erase` entry unless
+  // dry_run) and reports the others; inside the caller's transaction.
+  Status erase_rows(const std::vector<store::RecordRow>& rows, const std::string& reason, bool dry_run,
+                    const Actor& actor, ErasureReport& report);
   audit::Entry hold_entry(const store::HoldRow& hold, const char* action, const Actor& actor,
                           std::string reason) const;
   void reschedule(store::RecordRow& row, const policy::Category& category) const;

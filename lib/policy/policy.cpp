@@ -41,6 +41,26 @@ bool Category::allows_date(std::string_view date) const {
   return std::find(dates.begin(), dates.end(), date) != dates.end();
 }
 
+bool Category::names_date(std::string_view date) const {
+  if (date == "collected") return true;
+  if (declares_dates && std::find(dates.begin(), dates.end(), date) != dates.end()) return true;
+  return std::any_of(phases.begin(), phases.end(), [&](const Phase& p) {
+    const auto names = p.at.date_names();
+    return std::find(names.begin(), names.end(), date) != names.end();
+  });
+}
+
+std::vector<std::string> Policy::date_names() const {
+  std::set<std::string> names = {"collected"};
+  for (const auto& c : categories) {
+    if (c.declares_dates) names.insert(c.dates.begin(), c.dates.end());
+    for (const auto& p : c.phases) {
+      for (auto& n : p.at.date_names()) names.insert(std::move(n));
+    }
+  }
+  return {names.begin(), names.end()};
+}
+
 const Category* Policy::find(std::string_view name) const {
   for (const auto& c : categories) {
     if (c.name == name) return &c;
@@ -486,6 +506,53 @@ class Builder {
               "'purge' must be the last phase");
       }
     }
+    warn_overtaking_phases(v, key, c, item_of);
+  }
+
+  // A phase never runs before the one before it, so a later phase whose own
+  // date comes first waits: anonymise at +3 years then purge at +1 year
+  // keeps the data two years past the purge's own date. Judged on a typical
+  // record, every date on the same day (mid-month, so no month-end clamping
+  // hides a difference); the fiscal year end is the default one.
+  void warn_overtaking_phases(const ConfNode& v, const std::string& key, const Category& c,
+                              const std::vector<std::size_t>& item_of) {
+    constexpr calendar::Instant kTypical{1736899200};  // 2025-01-15T00:00:00Z
+    Dates dates;
+    for (const auto& phase : c.phases) {
+      for (const auto& name : phase.at.date_names()) dates.emplace(name, kTypical);
+    }
+    dates.emplace("collected", kTypical);
+    std::optional<calendar::Instant> previous;
+    std::size_t previous_index = 0;
+    for (std::size_t i = 0; i < c.phases.size(); ++i) {
+      const auto at = c.phases[i].at.evaluate(dates, calendar::MonthDay{12, 31});
+      if (!at) continue;
+      if (previous && *at < *previous) {
+        const std::int64_t days = (previous->seconds - at->seconds) / 86400;
+        const std::string gap = days >= 1 ? std::to_string(days) + " day" + (days == 1 ? "" : "s") +
+                                                (days >= 365 ? " (about " + years_text(days) + ")" : "")
+                                          : std::to_string(previous->seconds - at->seconds) + " seconds";
+        const ConfNode* at_node = v.items[item_of[i]].find("at");
+        warning(at_node ? at_node->pos : v.items[item_of[i]].pos, key + "[" + std::to_string(item_of[i]) + "].at",
+                "phase " + std::to_string(i) + " (" + std::string(to_string(c.phases[i].action)) + " at " +
+                    c.phases[i].at_text + ") falls " + gap + " before phase " + std::to_string(previous_index) + " (" +
+                    std::string(to_string(c.phases[previous_index].action)) + " at " +
+                    c.phases[previous_index].at_text +
+                    ") for a record whose dates are all the same day; a phase never runs before the one before it, "
+                    "so it would wait, and the data would be kept " + gap + " past its own date");
+      }
+      if (!previous || *at > *previous) {
+        previous = at;
+        previous_index = i;
+      }
+    }
+  }
+
+  static std::string years_text(std::int64_t days) {
+    const std::int64_t tenths = (days * 10 * 4 + 730) / 1461;  // days / 365.25, in tenths, rounded
+    std::string out = std::to_string(tenths / 10);
+    if (tenths % 10 != 0) out += "." + std::to_string(tenths % 10);
+    return out + (tenths == 10 ? " year" : " years");
   }
 
   void read_anonymise(const ConfNode& v, const std::string& key, Category& c) {

@@ -47,6 +47,10 @@ struct Category {
 
   // True if records of this category may carry the date `name`.
   bool allows_date(std::string_view name) const;
+  // True if this category names the date: in its `dates` list, in a phase's
+  // `at`, or `collected`. (A category without a `dates` list allows any
+  // name but names only those.)
+  bool names_date(std::string_view name) const;
 };
 
 // [daemon] settings. The spec fixes the first group; the rest are ours and
@@ -79,6 +83,8 @@ class Policy {
   std::string source_path;  // the file it came from, for messages
 
   const Category* find(std::string_view name) const;
+  // Every date name some category names (Category::names_date), sorted.
+  std::vector<std::string> date_names() const;
 };
 
 struct Diagnostic {

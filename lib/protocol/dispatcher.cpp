@@ -195,23 +195,27 @@ void Dispatcher::register_methods() {
        bind0(&Dispatcher::policy_table)},
       {"plan", Role::reader, "Forecast: what falls due before a date, by month, category and action",
        bind0(&Dispatcher::plan)},
-      {"record.put", Role::admin, "Create or replace an active record", bind0(&Dispatcher::record_put), {}, true},
-      {"record.put_many", Role::admin, "Store many records, all or nothing", bind0(&Dispatcher::record_put_many), {},
-       true},
+      {"record.put", Role::admin, "Create or replace an active record",
+       [this](const json& p, const Caller& c) { return record_put(p, c); }, {}, true},
+      {"record.put_many", Role::admin, "Store many records, all or nothing",
+       [this](const json& p, const Caller& c) { return record_put_many(p, c); }, {}, true},
       {"record.explain", Role::reader, "Every phase of a record with its due time, or its proof of disposal",
        bind0(&Dispatcher::record_explain)},
       {"record.get", Role::admin, "A record with its fields (archived ones with include_archived)",
        bind0(&Dispatcher::record_get)},
       {"event.record", Role::admin, "Set a date on a subject's records or one record; recompute due times",
-       bind0(&Dispatcher::event_record), {}, true},
+       [this](const json& p, const Caller& c) { return event_record(p, c); }, {}, true},
       {"audit.tail", Role::reader, "Audit entries, newest last (filters: after, key, subject, limit)",
        bind0(&Dispatcher::audit_tail)},
       {"audit.verify", Role::reader, "Recompute the audit hash chain and name the first bad entry",
        bind0(&Dispatcher::audit_verify)},
       {"subject.export", Role::admin, "Everything held about a subject, with purpose and legal basis (access, portability)",
-       bind0(&Dispatcher::subject_export)},
-      {"subject.erase", Role::admin, "Erase a subject's records, except those under legal obligation or hold",
+       [this](const json& p, const Caller& c) { return subject_export(p, c); }},
+      {"subject.erase", Role::admin,
+       "Erase a subject's records (or those of some categories), except those under legal obligation or hold",
        [this](const json& p, const Caller& c) { return subject_erase(p, c); }},
+      {"record.erase", Role::admin, "Erase one record, unless under legal obligation or hold",
+       [this](const json& p, const Caller& c) { return record_erase(p, c); }},
       {"hold.place", Role::admin, "Stop every phase and erasure of a subject's, a category's or a key's records",
        [this](const json& p, const Caller& c) { return hold_place(p, c); }},
       {"hold.release", Role::admin, "Release a hold; overdue phases run at the next sweep",
@@ -294,13 +298,13 @@ Result<json> Dispatcher::policy_get(const json& params) {
               {"categories", categories}};
 }
 
-Result<json> Dispatcher::record_put(const json& params) {
-  auto row = m_ctx.service.put(params);
+Result<json> Dispatcher::record_put(const json& params, const Caller& caller) {
+  auto row = m_ctx.service.put(params, actions::Actor{caller.actor()});
   if (!row) return std::move(row).error();
   return json{{"key", row->key}, {"state", "active"}, {"next", next_json(m_ctx.service.next(*row))}};
 }
 
-Result<json> Dispatcher::record_put_many(const json& params) {
+Result<json> Dispatcher::record_put_many(const json& params, const Caller& caller) {
   if (auto st = only_keys(params, {"records"}); !st) return std::move(st).error();
   const auto it = params.find("records");
   if (it == params.end()) return Error::invalid_params("invalid_params", "missing parameter 'records'");
@@ -308,7 +312,7 @@ Result<json> Dispatcher::record_put_many(const json& params) {
     return Error::invalid_params("too_large", std::to_string(it->size()) + " records in one call; the limit is " +
                                                   std::to_string(m_limits.max_put_many));
   }
-  auto count = m_ctx.service.put_many(*it);
+  auto count = m_ctx.service.put_many(*it, actions::Actor{caller.actor()});
   if (!count) return std::move(count).error();
   return json{{"count", *count}};
 }
@@ -328,7 +332,8 @@ Result<json> Dispatcher::record_explain(const json& params) {
   for (const auto& p : e.phases) {
     phases.push_back({{"index", p.index}, {"action", policy::to_string(p.action)}, {"at", p.at},
                       {"due", instant_or_null(p.due)}, {"missing", p.missing}, {"done", p.done},
-                      {"done_at", instant_or_null(p.done_at)}});
+                      {"done_at", instant_or_null(p.done_at)}, {"runs_at", instant_or_null(p.runs_at)},
+                      {"overdue", p.overdue}});
   }
   return json{{"key", e.record.key}, {"category", e.record.category},
               {"state", store::to_string(e.record.state)}, {"held", !e.holds.empty()}, {"holds", e.holds},
@@ -349,8 +354,8 @@ Result<json> Dispatcher::record_get(const json& params) {
   return record_json(*row, m_ctx.service.next(*row));
 }
 
-Result<json> Dispatcher::event_record(const json& params) {
-  auto updated = m_ctx.service.record_event(params);
+Result<json> Dispatcher::event_record(const json& params, const Caller& caller) {
+  auto updated = m_ctx.service.record_event(params, actions::Actor{caller.actor()});
   if (!updated) return std::move(updated).error();
   return json{{"updated", *updated}};
 }
@@ -397,8 +402,8 @@ Result<json> Dispatcher::audit_verify(const json& params) {
               {"head", report->head}};
 }
 
-Result<json> Dispatcher::subject_export(const json& params) {
-  auto rows = m_ctx.service.subject_records(params);
+Result<json> Dispatcher::subject_export(const json& params, const Caller& caller) {
+  auto rows = m_ctx.service.subject_records(params, actions::Actor{caller.actor()});
   if (!rows) return std::move(rows).error();
   const auto& policy = m_ctx.service.policy();
   json records = json::array();
@@ -415,16 +420,36 @@ Result<json> Dispatcher::subject_export(const json& params) {
               {"records", records}};
 }
 
+namespace {
+
+// subject.erase's and record.erase's result: `erased` (keys) and `retained`
+// as the spec fixes them, and `erased_records` with each key's category.
+json erasure_json(const actions::ErasureReport& report, const json& params) {
+  json erased = json::array(), erased_records = json::array(), retained = json::array();
+  for (const auto& e : report.erased) {
+    erased.push_back(e.key);
+    erased_records.push_back({{"key", e.key}, {"category", e.category}});
+  }
+  for (const auto& r : report.retained) {
+    retained.push_back({{"key", r.key}, {"category", r.category}, {"reason", r.reason}, {"until", instant_or_null(r.until)}});
+  }
+  json out = {{"erased", erased}, {"erased_records", erased_records}, {"retained", retained}};
+  if (params.value("dry_run", false)) out["dry_run"] = true;
+  return out;
+}
+
+}  // namespace
+
 Result<json> Dispatcher::subject_erase(const json& params, const Caller& caller) {
   auto report = m_ctx.service.erase_subject(params, actions::Actor{caller.actor()});
   if (!report) return std::move(report).error();
-  json retained = json::array();
-  for (const auto& r : report->retained) {
-    retained.push_back({{"key", r.key}, {"category", r.category}, {"reason", r.reason}, {"until", instant_or_null(r.until)}});
-  }
-  json out = {{"erased", report->erased}, {"retained", retained}};
-  if (params.value("dry_run", false)) out["dry_run"] = true;
-  return out;
+  return erasure_json(*report, params);
+}
+
+Result<json> Dispatcher::record_erase(const json& params, const Caller& caller) {
+  auto report = m_ctx.service.erase_record(params, actions::Actor{caller.actor()});
+  if (!report) return std::move(report).error();
+  return erasure_json(*report, params);
 }
 
 Result<json> Dispatcher::plan(const json& params) {

@@ -310,15 +310,15 @@ class SqliteStore final : public Store {
     return result;
   }
 
-  Result<std::optional<RecordState>> state_of(const std::string& key) override {
+  Result<std::optional<RecordRow>> schedule_of(const std::string& key) override {
     try {
       for (auto* t : {&m_active, &m_archive}) {
-        Using use(*t->state_of);
+        Using use(*t->schedule_of);
         auto& q = *use;
         q.bind(1, key);
-        if (q.executeStep()) return std::optional<RecordState>{state_from(q.getColumn(0).getString())};
+        if (q.executeStep()) return std::optional<RecordRow>{schedule_from(q, t->location)};
       }
-      return std::optional<RecordState>{};
+      return std::optional<RecordRow>{};
     } catch (const std::exception& e) {
       return storage_error(e);
     }
@@ -699,7 +699,7 @@ class SqliteStore final : public Store {
   struct Tables {
     Location location;
     std::string schema;
-    std::unique_ptr<SQLite::Statement> get, state_of, due, find_slot, delete_record, insert_record, update_schedule,
+    std::unique_ptr<SQLite::Statement> get, schedule_of, due, find_slot, delete_record, insert_record, update_schedule,
         seal_values;
   };
 
@@ -1142,7 +1142,7 @@ class SqliteStore final : public Store {
   void prepare_tables(Tables& t) {
     const std::string from = " FROM " + t.schema + ".records r";
     t.get = stmt("SELECT " + std::string(kRecordColumns) + from + " WHERE r.key = ?");
-    t.state_of = stmt("SELECT r.state" + from + " WHERE r.key = ?");
+    t.schedule_of = stmt("SELECT " + std::string(kScheduleColumns) + from + " WHERE r.key = ?");
     // The (due, key) index gives both the range and the order: no sort.
     t.due = stmt("SELECT " + std::string(kScheduleColumns) + from +
                  " WHERE r.due IS NOT NULL AND r.due <= ?1 AND (r.due, r.key) > (?2, ?3) "

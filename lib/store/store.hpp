@@ -101,9 +101,10 @@ class Store {
   // readable from any of its files (SqliteStore: key_file.hpp).
   virtual Status remove(const std::string& key, Location where) = 0;
 
-  // The state of the record with `key` in either database, without reading
-  // its values; nullopt for an unknown key.
-  virtual Result<std::optional<RecordState>> state_of(const std::string& key) = 0;
+  // The record with `key` in either database without its values (subject
+  // and fields; has_values false), as `due` returns rows; nullopt for an
+  // unknown key. Nothing is unsealed.
+  virtual Result<std::optional<RecordRow>> schedule_of(const std::string& key) = 0;
 
   // Position in the (due, key) order, for paging through what is due.
   struct DueCursor {

@@ -48,7 +48,7 @@ class FaultyStore final : public store::Store {
 
   Status transaction(const std::function<Status()>& work) override { return m_real.transaction(work); }
   Result<std::optional<store::RecordRow>> get(const std::string& key) override { return m_real.get(key); }
-  Result<std::optional<store::RecordState>> state_of(const std::string& key) override { return m_real.state_of(key); }
+  Result<std::optional<store::RecordRow>> schedule_of(const std::string& key) override { return m_real.schedule_of(key); }
   Result<std::int64_t> count_due_in_category(const std::string& category, calendar::Instant now) override {
     return m_real.count_due_in_category(category, now);
   }

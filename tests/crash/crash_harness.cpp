@@ -421,13 +421,13 @@ void Harness::worker(int w, std::uint64_t seed, std::int64_t now_base, std::chro
         }
         const int cat = book.category[id];
         const std::int64_t value = event_value(rng, cat, now());
-        m_ledger->begin_event({id}, value);
+        const auto event = m_ledger->begin_event({id}, value, id, std::nullopt);
         const auto reply = call(op, "event.record",
                                 {{"name", categories()[static_cast<std::size_t>(cat)].date}, {"at", format_time(value)}, {"key", key_name(id)}});
         if (reply && reply->contains("error") && reason_of(*reply) != "not_found") {
           violation(point, "event.record on " + key_name(id) + " refused: " + error_text(*reply));
         }
-        m_ledger->end_event({id}, value, reply && reply->contains("result"));
+        m_ledger->end_event(event, {id}, value, reply && reply->contains("result"));
         if (!reply) return;
         break;
       }
@@ -439,12 +439,12 @@ void Harness::worker(int w, std::uint64_t seed, std::int64_t now_base, std::chro
         for (const auto id : book.by_subject[subject]) {
           if (book.category[id] == cat) ids.push_back(id);
         }
-        m_ledger->begin_event(ids, value);
+        const auto event = m_ledger->begin_event(ids, value, std::nullopt, subject);
         const auto reply = call(op, "event.record",
                                 {{"name", categories()[static_cast<std::size_t>(cat)].date}, {"at", format_time(value)},
                                  {"subject", subject_name(subject)}});
         if (reply && reply->contains("error")) violation(point, "event.record on a subject refused: " + error_text(*reply));
-        m_ledger->end_event(ids, value, reply && reply->contains("result"));
+        m_ledger->end_event(event, ids, value, reply && reply->contains("result"));
         if (!reply) return;
         break;
       }

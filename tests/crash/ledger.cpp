@@ -80,20 +80,25 @@ void Ledger::end_put(std::uint32_t group, bool acked) {
   m_stats.keys_acked += g.ids.size();
 }
 
-void Ledger::begin_event(const std::vector<std::uint32_t>& ids, std::int64_t value) {
+std::uint32_t Ledger::begin_event(const std::vector<std::uint32_t>& ids, std::int64_t value,
+                                  std::optional<std::uint32_t> key, std::optional<std::uint32_t> subject) {
   std::lock_guard lock(m_mutex);
   ++m_stats.events_sent;
+  m_events.push_back(EventBook{key ? std::optional<std::string>(key_name(*key)) : std::nullopt, subject, value, false, false});
+  const auto event = static_cast<std::uint32_t>(m_events.size() - 1);
   for (const auto id : ids) {
     const auto it = m_dates.find(id);
     if (it == m_dates.end()) continue;
     add_unique(it->second[1].possible, value);
     add_unique(it->second[1].allowed, value);
   }
+  return event;
 }
 
-void Ledger::end_event(const std::vector<std::uint32_t>& ids, std::int64_t value, bool acked) {
+void Ledger::end_event(std::uint32_t event, const std::vector<std::uint32_t>& ids, std::int64_t value, bool acked) {
   if (!acked) return;
   std::lock_guard lock(m_mutex);
+  m_events[event].acked = true;
   // Answered: a record that is not anonymised now was not anonymised then,
   // so it took the value (its worker sends nothing else on it meanwhile).
   for (const auto id : ids) {
@@ -246,9 +251,40 @@ void Ledger::apply_record_action(const store::AuditRow& a, std::vector<std::stri
   }
 }
 
+// An `event` entry ("<name> = <time>: N records updated") belongs to one
+// event.record the harness sent since the last check, on the same key or
+// subject and with the same time.
+void Ledger::apply_event(const store::AuditRow& a, std::vector<std::string>& v) {
+  std::optional<std::int64_t> value;
+  if (a.reason) {
+    const auto eq = a.reason->find(" = ");
+    const auto colon = a.reason->find(": ", eq == std::string::npos ? 0 : eq);
+    if (eq != std::string::npos && colon != std::string::npos) {
+      if (auto t = calendar::parse_instant(a.reason->substr(eq + 3, colon - eq - 3))) value = t->seconds;
+    }
+  }
+  if (!value) {
+    v.push_back(seq_text(a) + " has no date in its reason '" + a.reason.value_or("null") + "'");
+    return;
+  }
+  for (auto& e : m_events) {
+    if (e.seen || e.value != *value) continue;
+    const bool same = e.key ? a.key == e.key : (!a.key && a.subject_ref == std::optional<std::string>(subject_ref(*e.subject)));
+    if (!same) continue;
+    e.seen = true;
+    return;
+  }
+  v.push_back(seq_text(a) + " records an event.record the harness never sent (key " + a.key.value_or("null") + ", " +
+              format_time(*value) + ")");
+}
+
 void Ledger::apply(const store::AuditRow& a, std::vector<std::string>& v) {
   if (a.action == "archive" || a.action == "anonymise" || a.action == "purge" || a.action == "erase") {
     apply_record_action(a, v);
+    return;
+  }
+  if (a.action == "event") {
+    apply_event(a, v);
     return;
   }
   if (a.action == "hold.place" || a.action == "hold.release") {
@@ -362,6 +398,15 @@ std::vector<std::string> Ledger::reconcile(const Snapshot& s, Reconciled& out) {
     apply(a, v);
   }
   if (s.max_seq != m_last_seq) v.push_back("the audit log ends at " + std::to_string(s.max_seq));
+  // Every answered event.record committed its entry; an unanswered one did
+  // or did not, and after the restart it never will.
+  for (const auto& e : m_events) {
+    if (e.acked && !e.seen) {
+      v.push_back("an answered event.record (" + (e.key ? "key " + *e.key : "subject " + subject_name(*e.subject)) +
+                  ", " + format_time(e.value) + ") has no `event` audit entry");
+    }
+  }
+  m_events.clear();
 
   // 2. Which keys are stored.
   ++m_generation;

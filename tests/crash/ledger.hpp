@@ -96,9 +96,11 @@ class Ledger {
   // Assigns ids to `records` and returns the group (request) id.
   std::uint32_t begin_put(int owner, std::vector<NewRecord>& records);
   void end_put(std::uint32_t group, bool acked);
-  // An event.record of the category's own date on `ids`.
-  void begin_event(const std::vector<std::uint32_t>& ids, std::int64_t value);
-  void end_event(const std::vector<std::uint32_t>& ids, std::int64_t value, bool acked);
+  // An event.record of the category's own date on `ids`, by key (`key` set)
+  // or by subject. Returns the event's id.
+  std::uint32_t begin_event(const std::vector<std::uint32_t>& ids, std::int64_t value,
+                            std::optional<std::uint32_t> key, std::optional<std::uint32_t> subject);
+  void end_event(std::uint32_t event, const std::vector<std::uint32_t>& ids, std::int64_t value, bool acked);
   std::uint32_t begin_erase(std::uint32_t subject);
   void end_erase(std::uint32_t request, bool acked, const std::vector<std::uint32_t>& erased);
   void hold_acked(std::int64_t id);
@@ -150,6 +152,15 @@ class Ledger {
     std::vector<std::uint32_t> ids;
     bool acked = false;
   };
+  // An event.record sent since the last check: each has at most one `event`
+  // entry, and an answered one has exactly one.
+  struct EventBook {
+    std::optional<std::string> key;
+    std::optional<std::uint32_t> subject;
+    std::int64_t value = 0;
+    bool acked = false;
+    bool seen = false;
+  };
   struct Erase {
     std::uint32_t subject = 0;
     bool acked = false;
@@ -159,6 +170,7 @@ class Ledger {
 
   void apply(const store::AuditRow& a, std::vector<std::string>& v);
   void apply_record_action(const store::AuditRow& a, std::vector<std::string>& v);
+  void apply_event(const store::AuditRow& a, std::vector<std::string>& v);
   bool covered_by_hold(const store::AuditRow& a, const KeyInfo& k, std::int64_t* which) const;
   void check_row(const RecordView& r, std::uint32_t id, std::vector<std::string>& v);
   void make_live(std::uint32_t id);
@@ -170,6 +182,7 @@ class Ledger {
   std::vector<Group> m_groups;
   std::vector<std::uint32_t> m_pending_groups;  // unanswered puts, decided at the next check
   std::vector<Erase> m_erasures;
+  std::vector<EventBook> m_events;  // sent since the last check
   std::vector<std::int64_t> m_acked_holds, m_acked_releases;
   std::map<std::int64_t, HoldBook> m_open_holds;  // placed and not released, by id
   std::unordered_map<std::int64_t, std::uint32_t> m_places, m_releases;  // entries per id (ids are reused)

@@ -455,14 +455,14 @@ TEST_F(CtlTest, EraseShowsWhatIsErasedAndWhatIsRetainedAndWhy) {
             "dry run, nothing changed: would erase 1 record, retained 2\n"
             "\n"
             "KEY     CATEGORY  OUTCOME      REASON            UNTIL\n"
-            "lead-2  -         would erase  -                 -\n"
+            "lead-2  lead      would erase  -                 -\n"
             "inv-1   invoice   retained     legal_obligation  2041-01-01T00:00:00Z\n"
             "st-1    student   retained     hold              -\n");
   EXPECT_EQ(call("record.explain", {{"key", "lead-2"}})["state"], "active");
 
   r = ctl({"--json", "erase", "bob", "--reason", "art. 17 request"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(parsed(r), json::parse(R"({"erased":["lead-2"],"retained":[
+  EXPECT_EQ(parsed(r), json::parse(R"({"erased":["lead-2"],"erased_records":[{"key":"lead-2","category":"lead"}],"retained":[
       {"key":"inv-1","category":"invoice","reason":"legal_obligation","until":"2041-01-01T00:00:00Z"},
       {"key":"st-1","category":"student","reason":"hold","until":null}]})"));
   EXPECT_EQ(call("record.explain", {{"key", "lead-2"}})["state"], "purged");
@@ -472,7 +472,7 @@ TEST_F(CtlTest, EraseShowsWhatIsErasedAndWhatIsRetainedAndWhy) {
             "erased 1 record, retained 0\n"
             "\n"
             "KEY     CATEGORY  OUTCOME  REASON  UNTIL\n"
-            "crm-42  -         erased   -       -\n");
+            "crm-42  lead      erased   -       -\n");
   r = ctl({"erase", "alice@example.com", "--reason", "again"});
   EXPECT_EQ(r.out, "erased 0 records, retained 0\n");
 }

@@ -214,14 +214,19 @@ TEST_F(DiskFull, ErasureOnAFullDiskErasesNothingAndSucceedsOnceSpaceIsFreed) {
   expect_storage_error(m_client->call("subject.erase", {{"subject", "alice"}, {"reason", "art. 17 request"}}),
                        "subject.erase on a full disk");
   EXPECT_EQ(snapshot(*m_client), before);
-  EXPECT_EQ(result_of(m_client->call("subject.export", {{"subject", "alice"}}))["records"].size(), 25u);
+  // An export is an access to personal data, audited like a change: when its
+  // entry cannot be written, it is refused too.
+  expect_storage_error(m_client->call("subject.export", {{"subject", "alice"}}), "subject.export on a full disk");
+  EXPECT_EQ(snapshot(*m_client), before);
   EXPECT_TRUE(result_of(m_client->call("audit.tail", {{"subject", "alice"}}))["entries"].empty());
 
   m_fs->release();
+  EXPECT_EQ(result_of(m_client->call("subject.export", {{"subject", "alice"}}))["records"].size(), 25u);
   const json erased = result_of(m_client->call("subject.erase", {{"subject", "alice"}, {"reason", "art. 17 request"}}));
   EXPECT_EQ(erased["erased"].size(), 25u);
   EXPECT_TRUE(result_of(m_client->call("subject.export", {{"subject", "alice"}}))["records"].empty());
-  EXPECT_EQ(result_of(m_client->call("audit.verify"))["entries"], before.audit_entries + 25);
+  // 25 erasures and the two exports.
+  EXPECT_EQ(result_of(m_client->call("audit.verify"))["entries"], before.audit_entries + 25 + 2);
   const auto state = stop_and_check();
   EXPECT_EQ(state.active, 2);
   EXPECT_EQ(state.live_keys, 2) << "every erased record's key is destroyed";

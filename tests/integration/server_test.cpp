@@ -229,7 +229,7 @@ TEST_F(Roles, APrimaryGidOfTheReaderGroupReadsButCannotWriteOrErase) {
   EXPECT_EQ(r.replies[1], (json{{"jsonrpc", "2.0"}, {"id", 2}, {"result", json::parse(R"({"key":"k1","category":"c",
       "state":"active","held":false,"holds":[],
       "phases":[{"index":0,"action":"purge","at":"collected + 1 day","due":"2030-01-01T12:00:00Z","missing":[],
-                 "done":false,"done_at":null}],
+                 "done":false,"done_at":null,"runs_at":"2030-01-01T12:00:00Z","overdue":false}],
       "next":{"phase":0,"action":"purge","due":"2030-01-01T12:00:00Z","waiting_for":[]}})")}}));
   EXPECT_EQ(r.replies[2], forbidden(3, m_nobody, "subject.erase"));
   EXPECT_EQ(r.replies[3], forbidden(4, m_nobody, "record.put"));
