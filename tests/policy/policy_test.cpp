@@ -194,7 +194,7 @@ TEST_P(BundledPolicy, SeedRulesAreWrittenAsTheSeedsState) {
       {"moodle.course_data", "purge: course_closed + 6 months"},
       {"oc.invoice", "archive: fiscal_year_end(issued); purge: fiscal_year_end(issued) + 10 years"},
       {"oc.student_file", "purge: left + 5 years"},
-      {"oc.account", "purge: min(contract_end, suspended + 2 years)"},
+      {"oc.account", "purge: max(contract_end, suspended + 2 years)"},
       {"oc.certificate", "purge: issued + 50 years"},
       {"oc.rights_request", "purge: collected + 6 years"},
       {"oc.cookie_consent", "purge: min(collected + 13 months, consent_withdrawn)"},
