@@ -207,7 +207,7 @@ TEST_P(BundledPolicy, SeedRulesAreWrittenAsTheSeedsState) {
       {"onetoone.cookie._gat", "purge: collected + 1 minute"},
       {"studi.marketing", "archive: max(collected, last_interaction) + 3 years"},
       {"studi.certification_history", "archive: max(collected, last_use) + 10 years"},
-      {"studi.usage", "anonymise: min(erasure_requested, max(collected, last_use) + 5 years)"},
+      {"studi.usage", "anonymise: erasure_requested"},
   };
   for (const auto& rule : rules) {
     const Category* c = p.find(rule.name);
@@ -218,6 +218,16 @@ TEST_P(BundledPolicy, SeedRulesAreWrittenAsTheSeedsState) {
   const Category* usage = p.find("studi.usage");
   EXPECT_TRUE(usage->has_anonymise);
   EXPECT_EQ(usage->anonymise.size(), 8u);
+  // Anonymised, not pseudonymised (GDPR Recital 26): no keyed hash that the
+  // controller, who holds the key, could match against known values, and
+  // no part of an address.
+  for (const auto& [field, strategy] : usage->anonymise) {
+    EXPECT_NE(strategy, Strategy::hmac) << field;
+    EXPECT_NE(strategy, Strategy::truncate_ip) << field;
+  }
+  EXPECT_EQ(strategy_of(*usage, "user_id"), "drop");
+  EXPECT_EQ(strategy_of(*usage, "ip"), "drop");
+  EXPECT_EQ(strategy_of(*usage, "visited_at"), "year_only");
   EXPECT_EQ(p.daemon.fiscal_year_end, (calendar::MonthDay{12, 31}));
   EXPECT_EQ(p.daemon.state_dir, "/var/lib/retentiond");
   EXPECT_EQ(p.daemon.socket, "/run/retentiond/admin.sock");
