@@ -135,12 +135,14 @@ const std::vector<std::string> kBundledNames = {
     "l360.newsletter",
     "l360.cookie",
     "l360.id_copy",
+    "moodle.personal_data",
     "moodle.course_data",
     "moodle.profile",
     "oc.application",
     "oc.invoice",
     "oc.student_file",
     "oc.account",
+    "oc.recovery_email",
     "oc.certificate",
     "oc.rights_request",
     "oc.marketing",
@@ -152,6 +154,7 @@ const std::vector<std::string> kBundledNames = {
     "onetoone.prospect",
     "onetoone.cookie._ga",
     "onetoone.cookie.__zlcmid",
+    "onetoone.cookie.__zlcprivacy",
     "onetoone.cookie._gid",
     "onetoone.cookie.onetoonessid",
     "onetoone.cookie._gat",
@@ -174,7 +177,7 @@ TEST_P(BundledPolicy, LoadsWithoutAnyDiagnostic) {
 TEST_P(BundledPolicy, HasOneCategoryPerSeedRuleInOrder) {
   const auto r = load_policy_file(source_file(GetParam()));
   ASSERT_TRUE(r.ok()) << dump(r);
-  EXPECT_EQ(r.policy->categories.size(), 31u);
+  EXPECT_EQ(r.policy->categories.size(), 34u);
   EXPECT_EQ(names_of(*r.policy), kBundledNames);
 }
 
@@ -191,10 +194,12 @@ TEST_P(BundledPolicy, SeedRulesAreWrittenAsTheSeedsState) {
       {"l360.prospect", "purge: max(collected, last_contact) + 3 years"},
       {"l360.final_user", "purge: contract_end + 4 months 30 days"},
       {"l360.cookie", "purge: collected + 13 months"},
+      {"moodle.personal_data", "purge: last_enrolment_ended"},
       {"moodle.course_data", "purge: course_closed + 6 months"},
       {"oc.invoice", "purge: fiscal_year_end(issued) + 10 years"},
       {"oc.student_file", "purge: left + 5 years"},
       {"oc.account", "purge: max(contract_end, suspended + 2 years)"},
+      {"oc.recovery_email", "purge: deleted_by_member"},
       {"oc.certificate", "purge: issued + 50 years"},
       {"oc.rights_request", "purge: collected + 6 years"},
       {"oc.cookie_consent", "purge: min(collected + 13 months, consent_withdrawn)"},
@@ -202,6 +207,7 @@ TEST_P(BundledPolicy, SeedRulesAreWrittenAsTheSeedsState) {
       {"oc.connection_log", "purge: collected + 1 year"},
       {"onetoone.cookie._ga", "purge: collected + 2 years"},
       {"onetoone.cookie.__zlcmid", "purge: collected + 365 days"},
+      {"onetoone.cookie.__zlcprivacy", "purge: collected + 365 days"},
       {"onetoone.cookie._gid", "purge: collected + 24 hours"},
       {"onetoone.cookie.onetoonessid", "purge: collected + 24 hours"},
       {"onetoone.cookie._gat", "purge: collected + 1 minute"},
