@@ -134,6 +134,7 @@ const std::vector<std::string> kBundledNames = {
     "l360.client_account",
     "l360.newsletter",
     "l360.cookie",
+    "l360.cookie.required",
     "l360.id_copy",
     "moodle.personal_data",
     "moodle.course_data",
@@ -177,7 +178,7 @@ TEST_P(BundledPolicy, LoadsWithoutAnyDiagnostic) {
 TEST_P(BundledPolicy, HasOneCategoryPerSeedRuleInOrder) {
   const auto r = load_policy_file(source_file(GetParam()));
   ASSERT_TRUE(r.ok()) << dump(r);
-  EXPECT_EQ(r.policy->categories.size(), 34u);
+  EXPECT_EQ(r.policy->categories.size(), 35u);
   EXPECT_EQ(names_of(*r.policy), kBundledNames);
 }
 
@@ -193,9 +194,11 @@ TEST_P(BundledPolicy, SeedRulesAreWrittenAsTheSeedsState) {
   const Rule rules[] = {
       {"l360.prospect", "purge: max(collected, last_contact) + 3 years"},
       {"l360.final_user", "purge: contract_end + 4 months 30 days"},
-      {"l360.cookie", "purge: collected + 13 months"},
-      {"moodle.personal_data", "purge: last_enrolment_ended"},
-      {"moodle.course_data", "purge: course_closed + 6 months"},
+      {"l360.cookie", "purge: min(collected + 13 months, consent_withdrawn)"},
+      {"l360.cookie.required", "purge: collected + 13 months"},
+      {"moodle.personal_data", "purge: min(last_enrolment_ended, consent_withdrawn)"},
+      {"moodle.course_data", "purge: min(course_closed + 6 months, consent_withdrawn)"},
+      {"moodle.profile", "purge: min(account_deleted, consent_withdrawn)"},
       {"oc.invoice", "purge: fiscal_year_end(issued) + 10 years"},
       {"oc.student_file", "purge: left + 5 years"},
       {"oc.account", "purge: max(contract_end, suspended + 2 years)"},
@@ -205,13 +208,16 @@ TEST_P(BundledPolicy, SeedRulesAreWrittenAsTheSeedsState) {
       {"oc.cookie_consent", "purge: min(collected + 13 months, consent_withdrawn)"},
       {"oc.cookie", "purge: collected + 13 months"},
       {"oc.connection_log", "purge: collected + 1 year"},
-      {"onetoone.cookie._ga", "purge: collected + 2 years"},
+      {"onetoone.prospect", "purge: min(collected + 3 years, consent_withdrawn)"},
+      {"onetoone.cookie._ga", "purge: min(collected + 2 years, consent_withdrawn)"},
       {"onetoone.cookie.__zlcmid", "purge: collected + 365 days"},
       {"onetoone.cookie.__zlcprivacy", "purge: collected + 365 days"},
-      {"onetoone.cookie._gid", "purge: collected + 24 hours"},
+      {"onetoone.cookie._gid", "purge: min(collected + 24 hours, consent_withdrawn)"},
       {"onetoone.cookie.onetoonessid", "purge: collected + 24 hours"},
-      {"onetoone.cookie._gat", "purge: collected + 1 minute"},
-      {"studi.marketing", "archive: max(collected, last_interaction) + 3 years"},
+      {"onetoone.cookie._gat", "purge: min(collected + 1 minute, consent_withdrawn)"},
+      {"studi.audience_cookie", "purge: min(collected + 13 months, consent_withdrawn)"},
+      {"studi.marketing",
+       "archive: min(max(collected, last_interaction) + 3 years, consent_withdrawn); purge: consent_withdrawn"},
       {"studi.certification_history", "archive: max(collected, last_use) + 10 years"},
       {"studi.usage", "anonymise: erasure_requested"},
   };
@@ -239,6 +245,39 @@ TEST_P(BundledPolicy, SeedRulesAreWrittenAsTheSeedsState) {
   EXPECT_EQ(p.daemon.socket, "/run/retentiond/admin.sock");
   EXPECT_EQ(p.daemon.socket_mode, 0660u);
   EXPECT_EQ(p.find("no.such.category"), nullptr);
+}
+
+// Every seed lets the person withdraw consent at any time. A withdrawal,
+// recorded as the date consent_withdrawn, must end exactly the consent-based
+// retention: each consent category declares it and its purge comes at it at
+// the latest; no other category declares it, so the person's accounts,
+// contracts and legitimate-interest data stay.
+TEST_P(BundledPolicy, AConsentWithdrawalEndsExactlyTheConsentBasedCategories) {
+  const auto r = load_policy_file(source_file(GetParam()));
+  ASSERT_TRUE(r.ok()) << dump(r);
+  std::vector<std::string> consent;
+  for (const auto& c : r.policy->categories) {
+    if (c.legal_basis != "consent") {
+      EXPECT_FALSE(c.allows_date("consent_withdrawn")) << c.name;
+      continue;
+    }
+    consent.push_back(c.name);
+    EXPECT_TRUE(c.allows_date("consent_withdrawn")) << c.name;
+    ASSERT_FALSE(c.phases.empty()) << c.name;
+    const Phase& last = c.phases.back();
+    EXPECT_EQ(last.action, Action::purge) << c.name;
+    const std::string at = last.at.canonical();
+    const std::string tail = ", consent_withdrawn)";
+    const bool ends_at_withdrawal =
+        at == "consent_withdrawn" ||
+        (starts_with(at, "min(") && at.size() > tail.size() && at.substr(at.size() - tail.size()) == tail);
+    EXPECT_TRUE(ends_at_withdrawal) << c.name << ": " << at;
+  }
+  const std::vector<std::string> expected = {
+      "l360.cookie",         "moodle.personal_data", "moodle.course_data",    "moodle.profile",
+      "oc.marketing",        "oc.cookie_consent",    "onetoone.prospect",     "onetoone.cookie._ga",
+      "onetoone.cookie._gid", "onetoone.cookie._gat", "studi.audience_cookie", "studi.marketing"};
+  EXPECT_EQ(consent, expected);
 }
 
 // Only what a seed states is a legal obligation: OpenClassrooms names two
