@@ -126,8 +126,9 @@ bool is_lower_hex_sha256(const std::string& h) {
 
 // The categories of config/retentiond.toml, in file order: one per rule of the
 // table in shared/seeds/README.md (the "all: erase on request" row is
-// subject.erase, not a category, and 1to1PROGRESS's "answer within one month"
-// is a deadline, not a retention, so it has none).
+// subject.erase, not a category, and 1to1PROGRESS's "La réponse sera adressée
+// dans le mois suivant la réception de la demande" is a deadline, not a
+// retention, so it has none).
 const std::vector<std::string> kBundledNames = {
     "l360.prospect",
     "l360.final_user",
