@@ -126,20 +126,25 @@ bool is_lower_hex_sha256(const std::string& h) {
 
 // The categories of config/retentiond.toml, in file order: one per rule of the
 // table in shared/seeds/README.md (the "all: erase on request" row is
-// subject.erase, not a category).
+// subject.erase, not a category, and 1to1PROGRESS's "La réponse sera adressée
+// dans le mois suivant la réception de la demande" is a deadline, not a
+// retention, so it has none).
 const std::vector<std::string> kBundledNames = {
     "l360.prospect",
     "l360.final_user",
     "l360.client_account",
     "l360.newsletter",
     "l360.cookie",
+    "l360.cookie.required",
     "l360.id_copy",
+    "moodle.personal_data",
     "moodle.course_data",
     "moodle.profile",
     "oc.application",
     "oc.invoice",
     "oc.student_file",
     "oc.account",
+    "oc.recovery_email",
     "oc.certificate",
     "oc.rights_request",
     "oc.marketing",
@@ -151,10 +156,10 @@ const std::vector<std::string> kBundledNames = {
     "onetoone.prospect",
     "onetoone.cookie._ga",
     "onetoone.cookie.__zlcmid",
+    "onetoone.cookie.__zlcprivacy",
     "onetoone.cookie._gid",
     "onetoone.cookie.onetoonessid",
     "onetoone.cookie._gat",
-    "onetoone.rights_request",
     "studi.audience_cookie",
     "studi.marketing",
     "studi.training_history",
@@ -171,10 +176,10 @@ TEST_P(BundledPolicy, LoadsWithoutAnyDiagnostic) {
   EXPECT_TRUE(is_lower_hex_sha256(r.policy->hash)) << r.policy->hash;
 }
 
-TEST_P(BundledPolicy, HasThe32SeedCategoriesInOrder) {
+TEST_P(BundledPolicy, HasOneCategoryPerSeedRuleInOrder) {
   const auto r = load_policy_file(source_file(GetParam()));
   ASSERT_TRUE(r.ok()) << dump(r);
-  EXPECT_EQ(r.policy->categories.size(), 32u);
+  EXPECT_EQ(r.policy->categories.size(), 35u);
   EXPECT_EQ(names_of(*r.policy), kBundledNames);
 }
 
@@ -190,41 +195,113 @@ TEST_P(BundledPolicy, SeedRulesAreWrittenAsTheSeedsState) {
   const Rule rules[] = {
       {"l360.prospect", "purge: max(collected, last_contact) + 3 years"},
       {"l360.final_user", "purge: contract_end + 4 months 30 days"},
-      {"l360.cookie", "purge: collected + 13 months"},
-      {"moodle.course_data", "purge: course_closed + 6 months"},
-      {"oc.invoice", "archive: fiscal_year_end(issued); purge: fiscal_year_end(issued) + 10 years"},
+      {"l360.cookie", "purge: min(collected + 13 months, consent_withdrawn)"},
+      {"l360.cookie.required", "purge: collected + 13 months"},
+      {"moodle.personal_data", "purge: min(last_enrolment_ended, consent_withdrawn)"},
+      {"moodle.course_data", "purge: min(course_closed + 6 months, consent_withdrawn)"},
+      {"moodle.profile", "purge: min(account_deleted, consent_withdrawn)"},
+      {"oc.invoice", "purge: fiscal_year_end(issued) + 10 years"},
       {"oc.student_file", "purge: left + 5 years"},
-      {"oc.account", "purge: min(contract_end, suspended + 2 years)"},
+      {"oc.account", "purge: max(contract_end, suspended + 2 years)"},
+      {"oc.recovery_email", "purge: deleted_by_member"},
       {"oc.certificate", "purge: issued + 50 years"},
       {"oc.rights_request", "purge: collected + 6 years"},
       {"oc.cookie_consent", "purge: min(collected + 13 months, consent_withdrawn)"},
       {"oc.cookie", "purge: collected + 13 months"},
       {"oc.connection_log", "purge: collected + 1 year"},
-      {"onetoone.cookie._ga", "purge: collected + 2 years"},
+      {"onetoone.prospect", "purge: min(collected + 3 years, consent_withdrawn)"},
+      {"onetoone.cookie._ga", "purge: min(collected + 2 years, consent_withdrawn)"},
       {"onetoone.cookie.__zlcmid", "purge: collected + 365 days"},
-      {"onetoone.cookie._gid", "purge: collected + 24 hours"},
+      {"onetoone.cookie.__zlcprivacy", "purge: collected + 365 days"},
+      {"onetoone.cookie._gid", "purge: min(collected + 24 hours, consent_withdrawn)"},
       {"onetoone.cookie.onetoonessid", "purge: collected + 24 hours"},
-      {"onetoone.cookie._gat", "purge: collected + 1 minute"},
-      {"studi.marketing", "archive: max(collected, last_interaction) + 3 years"},
+      {"onetoone.cookie._gat", "purge: min(collected + 1 minute, consent_withdrawn)"},
+      {"studi.audience_cookie", "purge: min(collected + 13 months, consent_withdrawn)"},
+      {"studi.marketing",
+       "archive: min(max(collected, last_interaction) + 3 years, consent_withdrawn); purge: consent_withdrawn"},
       {"studi.certification_history", "archive: max(collected, last_use) + 10 years"},
-      {"studi.usage", "anonymise: min(erasure_requested, max(collected, last_use) + 5 years)"},
+      {"studi.usage", "anonymise: erasure_requested"},
   };
   for (const auto& rule : rules) {
     const Category* c = p.find(rule.name);
     ASSERT_NE(c, nullptr) << rule.name;
     EXPECT_EQ(phases_of(*c), rule.phases) << rule.name;
   }
-  EXPECT_FALSE(p.find("oc.invoice")->erasable);
-  EXPECT_FALSE(p.find("oc.certificate")->erasable);
   EXPECT_TRUE(p.find("l360.client_account")->erasable);
   const Category* usage = p.find("studi.usage");
   EXPECT_TRUE(usage->has_anonymise);
   EXPECT_EQ(usage->anonymise.size(), 8u);
+  // Anonymised, not pseudonymised (GDPR Recital 26): no keyed hash that the
+  // controller, who holds the key, could match against known values, and
+  // no part of an address.
+  for (const auto& [field, strategy] : usage->anonymise) {
+    EXPECT_NE(strategy, Strategy::hmac) << field;
+    EXPECT_NE(strategy, Strategy::truncate_ip) << field;
+  }
+  EXPECT_EQ(strategy_of(*usage, "user_id"), "drop");
+  EXPECT_EQ(strategy_of(*usage, "ip"), "drop");
+  EXPECT_EQ(strategy_of(*usage, "visited_at"), "year_only");
   EXPECT_EQ(p.daemon.fiscal_year_end, (calendar::MonthDay{12, 31}));
   EXPECT_EQ(p.daemon.state_dir, "/var/lib/retentiond");
   EXPECT_EQ(p.daemon.socket, "/run/retentiond/admin.sock");
   EXPECT_EQ(p.daemon.socket_mode, 0660u);
   EXPECT_EQ(p.find("no.such.category"), nullptr);
+}
+
+// Every seed lets the person withdraw consent at any time. A withdrawal,
+// recorded as the date consent_withdrawn, must end exactly the consent-based
+// retention: each consent category declares it and its purge comes at it at
+// the latest; no other category declares it, so the person's accounts,
+// contracts and legitimate-interest data stay.
+TEST_P(BundledPolicy, AConsentWithdrawalEndsExactlyTheConsentBasedCategories) {
+  const auto r = load_policy_file(source_file(GetParam()));
+  ASSERT_TRUE(r.ok()) << dump(r);
+  std::vector<std::string> consent;
+  for (const auto& c : r.policy->categories) {
+    if (c.legal_basis != "consent") {
+      EXPECT_FALSE(c.allows_date("consent_withdrawn")) << c.name;
+      continue;
+    }
+    consent.push_back(c.name);
+    EXPECT_TRUE(c.allows_date("consent_withdrawn")) << c.name;
+    ASSERT_FALSE(c.phases.empty()) << c.name;
+    const Phase& last = c.phases.back();
+    EXPECT_EQ(last.action, Action::purge) << c.name;
+    const std::string at = last.at.canonical();
+    const std::string tail = ", consent_withdrawn)";
+    const bool ends_at_withdrawal =
+        at == "consent_withdrawn" ||
+        (starts_with(at, "min(") && at.size() > tail.size() && at.substr(at.size() - tail.size()) == tail);
+    EXPECT_TRUE(ends_at_withdrawal) << c.name << ": " << at;
+  }
+  const std::vector<std::string> expected = {
+      "l360.cookie",         "moodle.personal_data", "moodle.course_data",    "moodle.profile",
+      "oc.marketing",        "oc.cookie_consent",    "onetoone.prospect",     "onetoone.cookie._ga",
+      "onetoone.cookie._gid", "onetoone.cookie._gat", "studi.audience_cookie", "studi.marketing"};
+  EXPECT_EQ(consent, expected);
+}
+
+// Only what a seed states is a legal obligation: OpenClassrooms names two
+// ("management of project validations, certificates and diplomas; management
+// of requests to exercise rights"), and no other seed names any. Every other
+// category may be erased on the person's request.
+TEST_P(BundledPolicy, OnlyTheLegalObligationsASeedNamesRefuseErasure) {
+  const auto r = load_policy_file(source_file(GetParam()));
+  ASSERT_TRUE(r.ok()) << dump(r);
+  std::vector<std::string> obligations;
+  std::vector<std::string> not_erasable;
+  for (const auto& c : r.policy->categories) {
+    if (c.legal_basis == "legal_obligation") obligations.push_back(c.name);
+    if (!c.erasable) not_erasable.push_back(c.name);
+  }
+  const std::vector<std::string> named = {"oc.certificate", "oc.rights_request"};
+  EXPECT_EQ(obligations, named);
+  EXPECT_EQ(not_erasable, named);
+  // The three that had one the texts never name.
+  EXPECT_TRUE(r.policy->find("l360.id_copy")->erasable);
+  EXPECT_TRUE(r.policy->find("studi.certification_history")->erasable);
+  EXPECT_TRUE(r.policy->find("oc.invoice")->erasable);
+  EXPECT_EQ(r.policy->find("onetoone.rights_request"), nullptr);
 }
 
 INSTANTIATE_TEST_SUITE_P(TomlAndYaml, BundledPolicy,
