@@ -75,8 +75,9 @@ Result<PolicyAssessment> PolicyChange::assess(const policy::Policy& candidate) {
     auto st = for_each_schedule(name, [&](store::RecordRow& row) -> Status {
       const bool due_before = row.due && *row.due <= now;
       const auto old_due = row.due;
+      const auto old_next = row.next_phase;
       reschedule_under(row, *category, candidate.daemon.fiscal_year_end);
-      if (row.due != old_due) ++a.rescheduled;
+      if (row.due != old_due || row.next_phase != old_next) ++a.rescheduled;
       if (row.due && *row.due <= now && !due_before) ++a.newly_due;
       return {};
     });
@@ -93,8 +94,12 @@ Status PolicyChange::adopt(std::shared_ptr<const policy::Policy> candidate, cons
       const policy::Category* category = candidate->find(name);
       auto visited = for_each_schedule(name, [&](store::RecordRow& row) -> Status {
         const auto old_due = row.due;
+        const auto old_next = row.next_phase;
         reschedule_under(row, *category, candidate->daemon.fiscal_year_end);
-        return row.due == old_due ? Status{} : store.update_schedule(row);
+        // The next phase can move without the due time moving (a record past
+        // the end of a shortened category goes back to its purge): both are
+        // the schedule.
+        return row.due == old_due && row.next_phase == old_next ? Status{} : store.update_schedule(row);
       });
       if (!visited) return visited;
     }

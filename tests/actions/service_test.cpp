@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "lib/actions/policy_change.hpp"
 #include "lib/actions/service.hpp"
 #include "lib/store/sqlite_store.hpp"
 #include "tests/support/daemon_process.hpp"
@@ -342,6 +343,56 @@ TEST_F(ServiceTest, HoldParametersAreChecked) {
   EXPECT_EQ(m_service->place_hold({{"key", "absent"}, {"reason", "x"}}, Actor{"uid:0"}).error().code,
             ErrorCode::not_found);
   EXPECT_TRUE(m_service->load_holds()->holds.empty());  // nothing half-done
+}
+
+}  // namespace
+}  // namespace retentiond::actions
+
+namespace retentiond::actions {
+namespace {
+
+// An archived invoice under a policy that drops the archive phase: the
+// record is past the end of the new category's phases and goes back to its
+// purge, a change of next_phase alone (the purge's due time is the same),
+// which the reload must store.
+TEST_F(ServiceTest, AReloadThatOnlyMovesTheNextPhaseStoresIt) {
+  ASSERT_TRUE(m_service->put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2029-05-10"}}}}));
+  ASSERT_TRUE(sweep());  // fiscal_year_end(2029-05-10) = 2030-01-01: archived now
+  ASSERT_EQ(m_service->get("inv")->state, store::RecordState::archived);
+  const auto shortened = policy::load_policy_text(R"toml(
+[daemon]
+state_dir = "unused"
+[[categories]]
+name = "invoice"
+purpose = "invoicing"
+legal_basis = "legal_obligation"
+dates = ["issued"]
+phases = [ { action = "purge", at = "fiscal_year_end(issued) + 10 years" } ]
+[[categories]]
+name = "usage"
+purpose = "statistics"
+legal_basis = "legitimate_interest"
+dates = ["last_use"]
+phases = [ { action = "anonymise", at = "last_use + 1 year" }, { action = "purge", at = "last_use + 5 years" } ]
+anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
+)toml", policy::ConfFormat::toml, "t2.toml");
+  ASSERT_TRUE(shortened.ok()) << shortened.first_error();
+  PolicyChange change(*m_service);
+  ASSERT_TRUE(change.adopt(m_service->policy_ptr(), PolicyAssessment{}, Actor{"test"}, "first"));
+  auto assessment = change.assess(*shortened.policy);
+  ASSERT_TRUE(assessment) << assessment.error().message;
+  EXPECT_EQ(assessment->rescheduled, 1);
+  ASSERT_TRUE(change.adopt(shortened.policy, *assessment, Actor{"test"}, ""));
+  const auto row = m_service->get("inv");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->next_phase, 0);
+  ASSERT_TRUE(row->due);
+  EXPECT_EQ(calendar::format_instant(*row->due), "2040-01-01T00:00:00Z");  // 2030-01-01 + 10 years
+  // And a sweep in 2040 purges it.
+  m_clock.set(calendar::Instant{2208988800});  // 2040-01-01T00:00:00Z
+  const auto counts = sweep();
+  ASSERT_TRUE(counts);
+  EXPECT_EQ(counts->purged, 1);
 }
 
 }  // namespace

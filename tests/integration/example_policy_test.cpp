@@ -209,7 +209,8 @@ TEST(ExamplePolicy, StudiUsageIsAnonymisedAtTheErasureRequestWithNothingLeftToId
 
   // Then the rest goes with the erasure; the anonymised visit is no one's data.
   const json erased = result_of(client.call("subject.erase", {{"subject", "tom"}, {"reason", "simple request"}}));
-  EXPECT_EQ(erased, json::parse(R"({"erased":["history"],"retained":[]})"));
+  EXPECT_EQ(erased, json::parse(R"({"erased":["history"],
+      "erased_records":[{"key":"history","category":"studi.training_history"}],"retained":[]})"));
   EXPECT_EQ(result_of(client.call("subject.export", {{"subject", "tom"}}))["records"], json::array());
   EXPECT_EQ(state_of(client, "visit-1"), "anonymised");
 }
