@@ -1,5 +1,7 @@
 // Fuzz target: the JSON-RPC request handler, lib/protocol's
-// Dispatcher::handle_line, in front of a real Service over a SqliteStore.
+// Dispatcher::handle_line, in front of the daemon's own engine
+// (lib/engine: a real Service over a SqliteStore, the vault, the writer,
+// the scheduler), on one thread.
 //
 // Each input is up to kMaxLines lines, handed one after the other to one
 // dispatcher as an admin caller, so a put can be followed by its explain,
@@ -7,12 +9,12 @@
 // migrated, empty state directory made once per process (under $TMPDIR),
 // the bundled example policy (config/retentiond.toml) adopted, the clock
 // fixed at 2030-01-01T00:00:00Z. config.reload alternates between the
-// example and a variant with other durations, through PolicyChange and the
-// reload guard, as the daemon does.
+// example and a variant with other durations, through the engine's reload
+// and the reload guard, as the daemon does.
 //
 // Checked for every line, beyond "no crash, no UB, no exception":
 //  - the reply callback is called exactly once, at once or after the
-//    io_context's ready handlers ran (sweep);
+//    io_context's ready handlers ran (changes, sweep);
 //  - it is nothing only for a notification or a batch of notifications;
 //  - otherwise it is one line of valid JSON: a JSON-RPC 2.0 response object
 //    (or, for a batch, a non-empty array of them) with "jsonrpc": "2.0", an
@@ -36,14 +38,9 @@
 #include <spdlog/spdlog.h>
 
 #include "fuzz/check.hpp"
-#include "lib/actions/policy_change.hpp"
-#include "lib/actions/service.hpp"
-#include "lib/audit/audit.hpp"
 #include "lib/calendar/clock.hpp"
+#include "lib/engine/engine.hpp"
 #include "lib/policy/policy.hpp"
-#include "lib/protocol/dispatcher.hpp"
-#include "lib/scheduler/scheduler.hpp"
-#include "lib/store/sqlite_store.hpp"
 #include "lib/util/asio.hpp"
 
 namespace rd = retentiond;
@@ -54,7 +51,7 @@ namespace {
 constexpr std::size_t kMaxLines = 32;
 const std::string kSecret(32, 's');
 constexpr rd::calendar::Instant kNow{1893456000};  // 2030-01-01T00:00:00Z
-const char* const kStateFiles[] = {"retention.db", "archive.db", "keys"};
+const char* const kStateFiles[] = {"retention.db", "keys"};
 
 std::string read_file(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -63,13 +60,33 @@ std::string read_file(const std::filesystem::path& p) {
   return out.str();
 }
 
-std::shared_ptr<const rd::policy::Policy> load(const std::string& text, const std::string& name) {
+std::shared_ptr<const rd::policy::Policy> load(const std::string& text, const std::string& name,
+                                               const std::filesystem::path& state) {
   auto r = rd::policy::load_policy_text(text, rd::policy::ConfFormat::toml, name);
   if (!r.ok()) {
     std::fprintf(stderr, "fuzz_protocol: %s\n", r.first_error().c_str());
     std::abort();
   }
-  return r.policy;
+  auto policy = std::make_shared<rd::policy::Policy>(*r.policy);
+  policy->daemon.state_dir = state.string();
+  return policy;
+}
+
+// The engine the daemon runs, on one thread (the writer's jobs on the
+// io_context), over the state in `dir`.
+std::unique_ptr<rd::engine::Engine> open_engine(boost::asio::io_context& io, const rd::calendar::Clock& clock,
+                                                std::shared_ptr<const rd::policy::Policy> policy,
+                                                const std::filesystem::path& config) {
+  rd::engine::EngineOptions options;
+  options.config_path = config;
+  options.policy = std::move(policy);
+  options.clock = &clock;
+  options.secret = kSecret;
+  options.version = "fuzz";
+  options.writer_mode = rd::scheduler::Writer::Mode::io;
+  auto engine = rd::engine::Engine::open(io, std::move(options));
+  FUZZ_CHECK(engine.ok(), engine.ok() ? "" : engine.error().message);
+  return std::move(engine).value();
 }
 
 // Process-wide: the directories and the two policies.
@@ -77,8 +94,9 @@ struct Setup {
   std::filesystem::path root;
   std::filesystem::path pristine;  // the migrated, empty state
   std::filesystem::path state;     // the copy each input works on
+  std::filesystem::path config;    // the policy file config.reload reads
+  std::string example_text, variant_text;
   std::shared_ptr<const rd::policy::Policy> policy;
-  std::shared_ptr<const rd::policy::Policy> variant;
 
   Setup() {
     spdlog::set_level(spdlog::level::off);
@@ -87,28 +105,25 @@ struct Setup {
     root = tmpl;
     pristine = root / "pristine";
     state = root / "state";
+    config = root / "policy.toml";
     std::filesystem::create_directory(pristine);
     std::filesystem::create_directory(state);
 
-    const std::string text = read_file(RETENTIOND_SOURCE_DIR "/config/retentiond.toml");
-    policy = load(text, "retentiond.toml");
-    std::string other = text;
-    for (std::size_t at = other.find("3 years"); at != std::string::npos; at = other.find("3 years", at)) {
-      other.replace(at, 7, "2 years");
+    example_text = read_file(RETENTIOND_SOURCE_DIR "/config/retentiond.toml");
+    variant_text = example_text;
+    for (std::size_t at = variant_text.find("3 years"); at != std::string::npos; at = variant_text.find("3 years", at)) {
+      variant_text.replace(at, 7, "2 years");
     }
-    variant = load(other, "variant.toml");
+    (void)load(variant_text, "variant.toml", state);  // it must load
+    policy = load(example_text, "retentiond.toml", state);
 
     // The start-up of the daemon on a new state directory: migrate, adopt.
-    rd::store::SqliteOptions options;
-    options.secret = kSecret;
-    auto store = rd::store::open_sqlite_store(pristine / "retention.db", options);
-    if (!store) std::abort();
-    rd::audit::AuditLog audit(**store, kSecret);
+    // Closed cleanly, so the database file is whole without its WAL.
+    boost::asio::io_context io;
     rd::calendar::ManualClock clock(kNow);
-    rd::actions::Service service(**store, audit, clock, policy, kSecret);
-    rd::actions::PolicyChange change(service);
-    auto assessment = change.assess(*policy);
-    if (!assessment || !change.adopt(policy, *assessment, rd::actions::Actor{"scheduler"}, "")) std::abort();
+    auto pristine_policy = std::make_shared<rd::policy::Policy>(*policy);
+    pristine_policy->daemon.state_dir = pristine.string();
+    open_engine(io, clock, pristine_policy, config).reset();
   }
   ~Setup() {
     std::error_code ec;
@@ -125,55 +140,29 @@ Setup& setup() {
 struct World {
   rd::calendar::ManualClock clock{kNow};
   boost::asio::io_context io;
-  std::unique_ptr<rd::store::Store> store;
-  std::unique_ptr<rd::audit::AuditLog> audit;
-  std::unique_ptr<rd::actions::Service> service;
-  std::unique_ptr<rd::scheduler::Scheduler> scheduler;
-  std::unique_ptr<rd::protocol::Context> ctx;
-  std::unique_ptr<rd::protocol::Dispatcher> dispatcher;
+  std::unique_ptr<rd::engine::Engine> engine;
   bool use_variant = true;
 
   World() {
     Setup& s = setup();
     for (const auto& entry : std::filesystem::directory_iterator(s.state)) std::filesystem::remove(entry.path());
     for (const char* f : kStateFiles) std::filesystem::copy_file(s.pristine / f, s.state / f);
-    rd::store::SqliteOptions options;
-    options.secret = kSecret;
-    auto opened = rd::store::open_sqlite_store(s.state / "retention.db", options);
-    FUZZ_CHECK(opened.ok(), opened.ok() ? "" : opened.error().message);
-    store = std::move(opened).value();
-    audit = std::make_unique<rd::audit::AuditLog>(*store, kSecret);
-    service = std::make_unique<rd::actions::Service>(*store, *audit, clock, s.policy, kSecret);
-    scheduler = std::make_unique<rd::scheduler::Scheduler>(io, *service, rd::scheduler::SchedulerOptions{});
-    ctx = std::make_unique<rd::protocol::Context>(
-        rd::protocol::Context{*service, *audit, *scheduler, "fuzz", kNow, kNow, {}});
-    ctx->reload = [this](bool confirm, const rd::protocol::Caller& caller) { return reload(confirm, caller); };
-    const auto& d = s.policy->daemon;
-    dispatcher = std::make_unique<rd::protocol::Dispatcher>(
-        *ctx, rd::protocol::Limits{static_cast<std::size_t>(d.max_json_depth), static_cast<std::size_t>(d.max_put_many)});
+    engine = open_engine(io, clock, s.policy, s.config);
+    // config.reload alternates between the variant and the example, through
+    // the engine's own reload (the guard, the adoption) as the daemon's.
+    auto& ctx = engine->context();
+    ctx.reload = [this](bool confirm, const rd::protocol::Caller& caller,
+                        std::function<void(rd::Result<json>)> done) {
+      std::ofstream(setup().config, std::ios::trunc) << (use_variant ? setup().variant_text : setup().example_text);
+      engine->reload(confirm, caller.actor(), [this, done](rd::Result<json> r) {
+        if (r) use_variant = !use_variant;
+        done(std::move(r));
+      });
+    };
+    engine->start();
   }
-  ~World() {
-    scheduler->stop();
-  }
-
-  // The daemon's config.reload, minus the file: alternate between the variant and the example.
-  rd::Result<json> reload(bool confirm, const rd::protocol::Caller& caller) {
-    const auto candidate = use_variant ? setup().variant : setup().policy;
-    rd::actions::PolicyChange change(*service);
-    auto assessment = change.assess(*candidate);
-    if (!assessment) return std::move(assessment).error();
-    const std::int64_t guard = service->policy().daemon.reload_guard;
-    if (assessment->newly_due > guard && !confirm) {
-      return rd::Error{rd::ErrorCode::confirmation_required, "confirmation_required", "over the guard",
-                       {{"newly_due", assessment->newly_due}, {"guard", guard}}};
-    }
-    if (auto st = change.adopt(candidate, *assessment, rd::actions::Actor{caller.actor()}, ""); !st) {
-      return std::move(st).error();
-    }
-    use_variant = !use_variant;
-    scheduler->records_changed();
-    return json{{"hash", candidate->hash}, {"newly_due", assessment->newly_due}};
-  }
+  ~World() { engine->stop(); }
+  rd::protocol::Dispatcher& dispatcher() { return engine->dispatcher(); }
 };
 
 bool is_notification(const json& j) {
@@ -260,11 +249,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     int calls = 0;
     std::optional<std::string> reply;
-    world.dispatcher->handle_line(line, admin, [&](std::optional<std::string> r) {
+    world.dispatcher().handle_line(line, admin, [&](std::optional<std::string> r) {
       ++calls;
       reply = std::move(r);
     });
-    // A sweep answers when its pass ends: run the turns it posted.
+    // Changes answer when their job has run, a sweep when its pass ends: run
+    // what they posted.
     world.io.restart();
     while (calls == 0 && world.io.poll() > 0) {
     }

@@ -1,39 +1,40 @@
 #pragma once
-// Service: the operations retentiond performs on records: put, explain, and
-// the phases (anonymise, purge) run by sweeps, each change committed in one
-// store transaction together with its audit entry.
+// Service: the use cases of retentiond, on typed values (requests.hpp in,
+// the result types below out; no JSON): storing records, events, the phases
+// a sweep runs, holds, the data subject's rights, the plan, and what status
+// shows. Each change is committed in one vault transaction together with
+// its audit entries. The implementation is split by concern: records.cpp,
+// sweep.cpp, holds.cpp, subject.cpp, plan.cpp.
 //
-// It works against the Store interface only, so any backend serves. Not
-// thread-safe: used from the daemon's single io_context thread.
+// Threading. Methods marked [writer] change the store and run on the one
+// writer thread (they use the Vault and the AuditLog); methods marked
+// [reader] only read and run on the thread that owns the RecordReader (the
+// daemon's event loop), from a snapshot no write holds up. Both sides may
+// run at once. The policy is swapped by a reload on the writer while
+// readers use it: each call takes it once (policy()), and it is immutable.
+// In tests, the Vault may serve as the reader too (one thread).
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "lib/actions/requests.hpp"
 #include "lib/audit/audit.hpp"
 #include "lib/calendar/clock.hpp"
 #include "lib/policy/policy.hpp"
 #include "lib/store/store.hpp"
 #include "lib/util/result.hpp"
+#include "lib/vault/vault.hpp"
 
 namespace retentiond::actions {
 
-// Who asked: "scheduler" or "uid:N" (recorded in the audit log).
-struct Actor {
-  std::string name;
-};
-
-// Documented limits on one record (docs/protocol.md).
-inline constexpr std::size_t kMaxKeyBytes = 512;
-inline constexpr std::size_t kMaxSubjectBytes = 512;
-inline constexpr std::size_t kMaxFieldsBytes = 64 * 1024;
-inline constexpr std::size_t kMaxDates = 64;
+using vault::Record;
 
 // A phase's schedule for one record.
 struct PhaseSchedule {
@@ -52,12 +53,13 @@ struct PhaseSchedule {
 };
 
 struct Explanation {
-  store::RecordRow record;
+  Record record;  // without its values
   std::vector<PhaseSchedule> phases;
   std::optional<PhaseSchedule> next;  // first phase not done
   std::vector<std::int64_t> holds;    // ids of the holds covering it
 };
 
+// Proof of disposal of a destroyed key, from the audit log.
 struct Disposal {
   std::string key;
   calendar::Instant purged_at;
@@ -71,24 +73,24 @@ struct SweepCounts {
   std::int64_t held = 0;
   std::int64_t stuck = 0;  // due, but the category is not in the policy (cannot happen after a guarded reload)
   std::int64_t due_records = 0;  // count_due only: unheld records with a due phase
-  std::int64_t visited = 0;      // sweep_batch only: records the batch got through (held ones included)
+  std::int64_t visited = 0;  // sweep_batch only: records the batch got through (held ones included)
 
   SweepCounts& operator+=(const SweepCounts& o);
   std::int64_t actions() const { return archived + anonymised + purged; }
 };
 
-// The active holds, loaded once per batch or request (holds are few).
+// The holds in force, loaded once per batch or request (holds are few).
 struct HoldSet {
-  std::vector<store::HoldRow> holds;
+  std::vector<vault::Hold> holds;
   // The subject_ref of each subject hold's target (parallel to holds; empty
-  // for other scopes): rows read without values are matched by it.
+  // for other scopes): records read without values are matched by it.
   std::vector<std::string> subject_refs;
-  // Ids of the holds covering `row` (by key, category or subject).
-  std::vector<std::int64_t> covering(const store::RecordRow& row) const;
-  bool covers(const store::RecordRow& row) const;
+  // Ids of the holds covering `record` (by key, category or subject).
+  std::vector<std::int64_t> covering(const store::Schedule& record) const;
+  bool covers(const store::Schedule& record) const;
 };
 
-// subject.erase's answer.
+// subject.erase's and record.erase's answer.
 struct Retained {
   std::string key;
   std::string category;
@@ -120,120 +122,147 @@ struct Plan {
   std::int64_t held = 0;     // held records with a phase due before until
 };
 
+// What status shows of the records, from one snapshot.
+struct Overview {
+  store::RecordCounts records;
+  std::optional<calendar::Instant> next_due;
+  std::int64_t backlog = 0;  // unheld records whose next phase is due now
+  std::int64_t holds = 0;
+};
+
 // Where a sweep has got to in the (due, key) order; `done` once the due
 // range is exhausted.
 struct SweepCursor {
-  std::optional<store::Store::DueCursor> position;
+  std::optional<store::StoreReader::DueCursor> position;
   bool done = false;
 };
 
-// Sets row.due to the due time of its next phase under `category` (null
+// One phase a record will run, and when (see walk_phases).
+struct PhaseRun {
+  int phase = 0;
+  policy::Action action = policy::Action::purge;
+  calendar::Instant at;
+};
+
+// Sets record.due to the due time of its next phase under `category` (null
 // when a date is missing or no phase is left). A record past the end of a
 // category whose phases were shortened by a reload, and which ends with a
 // purge, is moved back to that purge.
-void reschedule_under(store::RecordRow& row, const policy::Category& category, calendar::MonthDay fiscal_year_end);
+void reschedule_under(store::Schedule& record, const policy::Category& category, calendar::MonthDay fiscal_year_end);
+
+// The one phase walker, shared by sweeps, dry runs and plans: the phases of
+// `record` from its next one that run before `until` (due < until), each at
+// the later of its due time and the run of the phase before it (`start`
+// for the first), in order, ending at a purge. `record` is left as it is.
+std::vector<PhaseRun> walk_phases(const store::Schedule& record, const policy::Category& category,
+                                  calendar::MonthDay fiscal_year_end, calendar::Instant start, calendar::Instant until);
 
 class Service {
  public:
-  Service(store::Store& store, audit::AuditLog& audit, const calendar::Clock& clock,
-          std::shared_ptr<const policy::Policy> policy, std::string secret);
+  Service(vault::Vault& vault, vault::RecordReader& reader, audit::AuditLog& audit, const calendar::Clock& clock,
+          std::shared_ptr<const policy::Policy> policy);
 
-  // Swaps in a new policy (a reload) and recomputes nothing by itself.
-  void set_policy(std::shared_ptr<const policy::Policy> policy) { m_policy = std::move(policy); }
-
-  const policy::Policy& policy() const { return *m_policy; }
-  std::shared_ptr<const policy::Policy> policy_ptr() const { return m_policy; }
+  // The policy in force (immutable; a reload swaps it). Thread-safe.
+  std::shared_ptr<const policy::Policy> policy() const;
+  // Swaps in a new policy; recomputes nothing by itself (PolicyChange does).
+  void set_policy(std::shared_ptr<const policy::Policy> policy);
   const calendar::Clock& clock() const { return m_clock; }
-  store::Store& store() { return m_store; }
-  audit::AuditLog& audit() { return m_audit; }
 
-  // Validates and stores one record (JSON params of record.put). Returns the
-  // stored row, or invalid_params (with a finer reason), conflict, storage_error.
-  // A replacement that moves the record's next due time later is audited
-  // (`extend`, old and new due in the reason), in the same transaction.
-  Result<store::RecordRow> put(const nlohmann::json& params, const Actor& actor = Actor{"uid:0"});
-
-  // All or nothing: validates every element, then stores them in one
-  // transaction. An error names the failing element in data["index"].
-  Result<std::size_t> put_many(const nlohmann::json& records, const Actor& actor = Actor{"uid:0"});
-
-  // event.record: sets the date `name` on the records of a subject or one key
-  // and recomputes their due times, with one `event` audit entry. Returns how
-  // many records were updated. A name no category names is unknown_date.
-  Result<std::int64_t> record_event(const nlohmann::json& params, const Actor& actor = Actor{"uid:0"});
-
-  // record.get: the record with `key`; not_found when absent.
-  Result<store::RecordRow> get(const std::string& key);
-
-  // Every phase of `row` with its due time under the current policy.
-  std::vector<PhaseSchedule> schedule(const store::RecordRow& row) const;
-  // The first phase not yet done, or nullopt when none remains.
-  std::optional<PhaseSchedule> next(const store::RecordRow& row) const;
-
-  // The explanation of a live record, or a proof of disposal for a destroyed
-  // one; not_found when the key was never seen.
+  // ---- records (records.cpp) ----
+  // [writer] Stores one record. Returns it, or invalid_params
+  // (unknown_category, unknown_date), conflict (archived or anonymised),
+  // storage_error. A replacement that moves the record's next due time
+  // later is audited (`extend`, old and new due in the reason).
+  Result<Record> put(const PutRequest& request, const Actor& actor);
+  // [writer] All or nothing, in one transaction. An error names the failing
+  // element in data["index"].
+  Result<std::size_t> put_many(const std::vector<PutRequest>& requests, const Actor& actor);
+  // [writer] event.record: sets the date on a subject's records or one
+  // record and recomputes their due times, with one `event` audit entry.
+  // Returns how many records were updated. A name no category names is
+  // unknown_date (with a subject), or one the record's category does not
+  // declare (with a key).
+  Result<std::int64_t> record_event(const EventRequest& request, const Actor& actor);
+  // [reader] record.get: not_found when absent, or archived and not asked for.
+  Result<Record> get(const std::string& key, bool include_archived);
+  // [reader] The explanation of a live record, or a proof of disposal for a
+  // destroyed one; not_found when the key was never seen.
   Result<std::variant<Explanation, Disposal>> explain(const std::string& key);
+  // Every phase of `record` with its due time under `policy` (pure).
+  std::vector<PhaseSchedule> schedule(const store::Schedule& record, const policy::Policy& policy) const;
+  // Its first phase not yet done, or nullopt when none remains (pure).
+  std::optional<PhaseSchedule> next(const store::Schedule& record, const policy::Policy& policy) const;
 
-  // What a sweep would do now, without doing it (sweep with dry_run).
-  Result<SweepCounts> count_due();
-
-  // Runs every due phase of the next `max_records` due records after
-  // `cursor`, in one transaction (all of the batch or none of it), and moves
-  // the cursor past them. Held records are skipped and counted. With a
-  // deadline, the batch ends early (after at least one record) once it has
-  // passed.
+  // ---- sweeps (sweep.cpp) ----
+  // [writer] Runs every due phase of the next `max_records` due records
+  // after `cursor`, in one transaction (all of the batch or none of it),
+  // and moves the cursor past them. Held records are skipped and counted.
+  // With a deadline, the batch ends early (after at least one record) once
+  // it has passed.
   Result<SweepCounts> sweep_batch(std::size_t max_records, const Actor& actor, SweepCursor& cursor,
                                   std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
-
-  // Unheld records whose next phase is due now (status.backlog).
+  // [reader] What a sweep would do now, without doing it (sweep dry_run).
+  Result<SweepCounts> count_due();
+  // [reader] status: counts, next due time, backlog and holds, from one
+  // snapshot, without scanning the records.
+  Result<Overview> overview();
+  // [reader] Unheld records whose next phase is due now.
   Result<std::int64_t> backlog();
+  // [reader] The earliest due time after `after`.
+  Result<std::optional<calendar::Instant>> next_due(std::optional<calendar::Instant> after = std::nullopt);
 
-  // subject.export: the subject's active and archived records, with one
-  // `export` audit entry (an access to personal data is accountable).
-  Result<std::vector<store::RecordRow>> subject_records(const nlohmann::json& params,
-                                                        const Actor& actor = Actor{"uid:0"});
-  // subject.erase: destroys what may be destroyed, in one transaction with
-  // one audit entry per record; reports what is retained and why. With
-  // `categories`, only the records of those categories are considered.
-  Result<ErasureReport> erase_subject(const nlohmann::json& params, const Actor& actor);
-  // record.erase: the same for one record; not_found for an unknown key.
-  Result<ErasureReport> erase_record(const nlohmann::json& params, const Actor& actor);
+  // ---- holds (holds.cpp) ----
+  Result<HoldSet> load_holds(vault::RecordReader& from);
+  // [reader] hold.list
+  Result<std::vector<vault::Hold>> holds();
+  // [writer] hold.place / hold.release, each audited.
+  Result<std::int64_t> place_hold(const HoldRequest& request, const Actor& actor);
+  Status release_hold(const ReleaseRequest& request, const Actor& actor);
 
-  // plan: every phase due before `until`, overdue ones in the first month.
-  Result<Plan> plan(const nlohmann::json& params);
+  // ---- the data subject's rights (subject.cpp) ----
+  // [writer] subject.export: the subject's active and archived records,
+  // with one `export` audit entry (an access to personal data is
+  // accountable; when it cannot be recorded, the export is refused).
+  Result<std::vector<Record>> export_subject(const std::string& subject, const Actor& actor);
+  // [writer] subject.erase (request.subject, optionally some categories)
+  // and record.erase (request.key): destroys what may be destroyed, in one
+  // transaction with one audit entry per record; reports what is retained
+  // and why. not_found for an unknown key; unknown_category.
+  Result<ErasureReport> erase(const EraseRequest& request, const Actor& actor);
 
-  // policy.table: the retention table in words ("markdown" or "text").
-  Result<std::string> policy_table(const nlohmann::json& params) const;
+  // ---- the plan (plan.cpp) ----
+  // [reader] Every phase due before `until`, overdue ones in the first month.
+  Result<Plan> plan(const PlanRequest& request);
 
-  // Holds: hold.place / hold.release / hold.list, each audited.
-  Result<HoldSet> load_holds();
-  Result<std::int64_t> place_hold(const nlohmann::json& params, const Actor& actor);
-  Status release_hold(const nlohmann::json& params, const Actor& actor);
+  // ---- audit ----
+  // [reader]
+  Result<std::vector<store::AuditRow>> audit_tail(const AuditTailRequest& request);
+  Result<audit::VerifyReport> verify_audit();
 
  private:
-  Status run_phase(store::RecordRow& row, const policy::Category& category, int phase,
+  Status run_phase(Record& record, const policy::Policy& policy, const policy::Category& category, const PhaseRun& run,
                    calendar::Instant now, const Actor& actor, SweepCounts& counts);
-  // Rewrites row's fields by the category's strategies and drops its subject.
-  void anonymise(store::RecordRow& row, const policy::Category& category) const;
-  Result<store::RecordRow> prepare_put(const nlohmann::json& params) const;
-  Status store_put(const store::RecordRow& row, const Actor& actor);
-  // Erases each row that may be erased (appending its `erase` entry unless
-  // dry_run) and reports the others; inside the caller's transaction.
-  Status erase_rows(const std::vector<store::RecordRow>& rows, const std::string& reason, bool dry_run,
-                    const Actor& actor, ErasureReport& report);
-  audit::Entry hold_entry(const store::HoldRow& hold, const char* action, const Actor& actor,
-                          std::string reason) const;
-  void reschedule(store::RecordRow& row, const policy::Category& category) const;
+  // Rewrites record's fields by the category's strategies and drops its subject.
+  void anonymise(Record& record, const policy::Category& category) const;
+  Result<Record> prepare_put(const PutRequest& request, const policy::Policy& policy) const;
+  Status store_put(const Record& record, const policy::Policy& policy, const Actor& actor);
+  Status erase_records(const std::vector<Record>& records, const EraseRequest& request, const policy::Policy& policy,
+                       const Actor& actor, ErasureReport& report);
+  audit::Entry entry(const policy::Policy& policy, std::string action, const Actor& actor) const;
 
-  store::Store& m_store;
+  vault::Vault& m_vault;
+  vault::RecordReader& m_reader;
   audit::AuditLog& m_audit;
   const calendar::Clock& m_clock;
+  mutable std::mutex m_policy_mutex;
   std::shared_ptr<const policy::Policy> m_policy;
-  std::string m_secret;
 };
 
 // The anonymised value of `value` under `strategy`; nullopt means "drop".
-// `secret` keys the hmac strategy.
+// `keyed_hash` is the hmac strategy's HMAC under the daemon's secret.
+std::optional<nlohmann::json> anonymise_value(const nlohmann::json& value, policy::Strategy strategy,
+                                              const std::function<std::string(std::string_view)>& keyed_hash);
+// The same with the secret itself.
 std::optional<nlohmann::json> anonymise_value(const nlohmann::json& value, policy::Strategy strategy,
                                               const std::string& secret);
 

@@ -25,34 +25,36 @@ std::string chain_hash(const std::string& prev_hash, const store::AuditRow& row)
   return crypto::sha256_hex(prev_hash + "\n" + canonical_content(row));
 }
 
-Result<VerifyReport> verify(store::Store& store) {
+Result<VerifyReport> verify(store::StoreReader& store) {
   VerifyReport report;
-  std::string prev = kGenesisHash;
-  std::int64_t expected_seq = 1;
-  store::Store::AuditQuery q;
-  q.after_seq = 0;
-  q.limit = 1000;
-  for (;;) {
-    auto page = store.audit_entries(q);
-    if (!page) return std::move(page).error();
-    if (page->empty()) break;
-    for (const auto& row : *page) {
-      ++report.entries;
-      if (report.ok && (row.seq != expected_seq || chain_hash(prev, row) != row.hash)) {
-        report.ok = false;
-        report.first_bad = row.seq;
+  // One snapshot: entries appended meanwhile are not half seen.
+  Status st = store.read([&]() -> Status {
+    report = VerifyReport{};
+    std::string prev = kGenesisHash;
+    std::int64_t expected_seq = 1;
+    store::StoreReader::AuditQuery q;
+    q.after_seq = 0;
+    q.limit = 1000;
+    for (;;) {
+      auto page = store.audit_entries(q);
+      if (!page) return std::move(page).error();
+      if (page->empty()) break;
+      for (const auto& row : *page) {
+        ++report.entries;
+        if (report.ok && (row.seq != expected_seq || chain_hash(prev, row) != row.hash)) {
+          report.ok = false;
+          report.first_bad = row.seq;
+        }
+        prev = row.hash;
+        expected_seq = row.seq + 1;
       }
-      prev = row.hash;
-      expected_seq = row.seq + 1;
+      q.after_seq = page->back().seq;
     }
-    q.after_seq = page->back().seq;
-  }
-  report.head = prev;
+    report.head = prev;
+    return {};
+  });
+  if (!st) return std::move(st).error();
   return report;
-}
-
-std::string AuditLog::subject_ref(const std::string& subject) const {
-  return crypto::hmac_sha256_hex(m_secret, subject);
 }
 
 Result<store::AuditRow> AuditLog::append(const Entry& e) {
@@ -65,7 +67,7 @@ Result<store::AuditRow> AuditLog::append(const Entry& e) {
   row.key = e.key;
   row.category = e.category;
   row.phase = e.phase;
-  row.subject_ref = e.subject ? std::optional(subject_ref(*e.subject)) : e.subject_ref;
+  row.subject_ref = e.subject_ref;
   row.actor = e.actor;
   row.reason = e.reason;
   row.policy_hash = e.policy_hash;

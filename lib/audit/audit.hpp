@@ -5,8 +5,9 @@
 // carry an HMAC of the subject, never the subject or a field value.
 //
 // AuditLog::append must be called inside the Store transaction that makes
-// the change it records, so entry and change commit or fail together.
-// Not thread-safe (used from the daemon's one io_context thread).
+// the change it records, so entry and change commit or fail together. An
+// AuditLog belongs to the writer thread; verify() may run on any thread
+// with a reader of its own.
 
 #include <optional>
 #include <string>
@@ -26,8 +27,7 @@ struct Entry {
   std::optional<std::string> key;
   std::optional<std::string> category;
   std::optional<int> phase;
-  std::optional<std::string> subject;  // raw; only its HMAC is stored
-  std::optional<std::string> subject_ref;  // the HMAC itself, when the subject is not at hand
+  std::optional<std::string> subject_ref;  // HMAC of the subject (vault::RecordReader::subject_ref)
   std::string actor;                   // "scheduler" or "uid:N"
   std::optional<std::string> reason;
   std::string policy_hash;
@@ -46,14 +46,11 @@ struct VerifyReport {
 };
 
 // Recomputes the whole chain, page by page. Fails only on a storage error.
-Result<VerifyReport> verify(store::Store& store);
+Result<VerifyReport> verify(store::StoreReader& store);
 
 class AuditLog {
  public:
-  AuditLog(store::Store& store, std::string secret) : m_store(store), m_secret(std::move(secret)) {}
-
-  // HMAC-SHA256 of a subject under the daemon's secret (lowercase hex).
-  std::string subject_ref(const std::string& subject) const;
+  explicit AuditLog(store::Store& store) : m_store(store) {}
 
   // Appends `entry` after the current head. Returns the stored row (with seq
   // and hash), or the store's error.
@@ -61,7 +58,6 @@ class AuditLog {
 
  private:
   store::Store& m_store;
-  std::string m_secret;
 };
 
 }  // namespace retentiond::audit

@@ -1,7 +1,8 @@
 #include "lib/crypto/crypto.hpp"
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include <stdexcept>
@@ -19,25 +20,89 @@ std::string to_hex(const unsigned char* bytes, unsigned int n) {
   return out;
 }
 
+const unsigned char* bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
+
+// The algorithms, fetched from the default provider once per process: an
+// implicit fetch (EVP_sha256(), HMAC(), EVP_aes_256_gcm()) looks them up
+// again on every call, which cost more than the hashing of a short value
+// (measured for issue 11: a fifth of the ingest). Fetched objects are
+// reference-counted and may be shared between threads.
+struct Algorithms {
+  EVP_MD* sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  EVP_MAC* hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  EVP_CIPHER* gcm = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+  Algorithms() {
+    if (sha256 == nullptr || hmac == nullptr || gcm == nullptr) throw std::runtime_error("cannot fetch SHA256, HMAC or AES-256-GCM");
+  }
+  ~Algorithms() {
+    EVP_MD_free(sha256);
+    EVP_MAC_free(hmac);
+    EVP_CIPHER_free(gcm);
+  }
+};
+
+const Algorithms& algorithms() {
+  static const Algorithms a;
+  return a;
+}
+
+// Contexts reused by each thread (a context is not thread-safe).
+struct ThreadContexts {
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  EVP_CIPHER_CTX* cipher = EVP_CIPHER_CTX_new();
+  // The HMAC keyed with the last key used on this thread (the daemon uses
+  // one, its secret): each call duplicates it instead of keying anew.
+  std::string mac_key;
+  EVP_MAC_CTX* mac = nullptr;
+  ThreadContexts() {
+    if (md == nullptr || cipher == nullptr) throw std::runtime_error("cannot allocate crypto contexts");
+  }
+  ~ThreadContexts() {
+    EVP_MD_CTX_free(md);
+    EVP_CIPHER_CTX_free(cipher);
+    EVP_MAC_CTX_free(mac);
+  }
+  EVP_MAC_CTX* keyed(std::string_view key) {
+    if (mac != nullptr && mac_key == key) return mac;
+    EVP_MAC_CTX_free(mac);
+    mac = EVP_MAC_CTX_new(algorithms().hmac);
+    char digest[] = "SHA256";
+    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0), OSSL_PARAM_construct_end()};
+    if (mac == nullptr || EVP_MAC_init(mac, bytes(key), key.size(), params) != 1) {
+      throw std::runtime_error("HMAC(sha256) init failed");
+    }
+    mac_key = key;
+    return mac;
+  }
+};
+
+ThreadContexts& contexts() {
+  thread_local ThreadContexts c;
+  return c;
+}
+
 }  // namespace
 
 std::string sha256_hex(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1) {
-    throw std::runtime_error("EVP_Digest(sha256) failed");
+  EVP_MD_CTX* ctx = contexts().md;
+  if (EVP_DigestInit_ex2(ctx, algorithms().sha256, nullptr) != 1 || EVP_DigestUpdate(ctx, data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx, md, &len) != 1) {
+    throw std::runtime_error("SHA-256 failed");
   }
   return to_hex(md, len);
 }
 
 std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-           reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len) == nullptr) {
-    throw std::runtime_error("HMAC(sha256) failed");
-  }
-  return to_hex(md, len);
+  std::size_t len = 0;
+  EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(contexts().keyed(key));
+  const bool ok = ctx != nullptr && EVP_MAC_update(ctx, bytes(data), data.size()) == 1 &&
+                  EVP_MAC_final(ctx, md, &len, sizeof md) == 1;
+  EVP_MAC_CTX_free(ctx);
+  if (!ok) throw std::runtime_error("HMAC(sha256) failed");
+  return to_hex(md, static_cast<unsigned int>(len));
 }
 
 std::string random_bytes(std::size_t n) {
@@ -54,32 +119,20 @@ constexpr unsigned char kSealVersion = 1;
 constexpr int kTagBytes = 16;
 constexpr unsigned char kZeroNonce[12] = {};
 
-struct CipherCtx {
-  CipherCtx() : ctx(EVP_CIPHER_CTX_new()) {
-    if (ctx == nullptr) throw std::runtime_error("EVP_CIPHER_CTX_new failed");
-  }
-  ~CipherCtx() { EVP_CIPHER_CTX_free(ctx); }
-  CipherCtx(const CipherCtx&) = delete;
-  CipherCtx& operator=(const CipherCtx&) = delete;
-  EVP_CIPHER_CTX* ctx;
-};
-
-const unsigned char* bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
-
 }  // namespace
 
 std::string seal_once(std::string_view key, std::string_view aad, std::string_view plaintext) {
   if (key.size() != kSealKeyBytes) throw std::invalid_argument("seal_once: key must be 32 bytes");
-  CipherCtx c;
+  EVP_CIPHER_CTX* ctx = contexts().cipher;
   std::string out(1 + plaintext.size() + kTagBytes, '\0');
   out[0] = static_cast<char>(kSealVersion);
   auto* body = reinterpret_cast<unsigned char*>(out.data() + 1);
   int len = 0;
-  if (EVP_EncryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, bytes(key), kZeroNonce) != 1 ||
-      EVP_EncryptUpdate(c.ctx, nullptr, &len, bytes(aad), static_cast<int>(aad.size())) != 1 ||
-      EVP_EncryptUpdate(c.ctx, body, &len, bytes(plaintext), static_cast<int>(plaintext.size())) != 1 ||
-      EVP_EncryptFinal_ex(c.ctx, body + len, &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(c.ctx, EVP_CTRL_GCM_GET_TAG, kTagBytes, body + plaintext.size()) != 1) {
+  if (EVP_EncryptInit_ex2(ctx, algorithms().gcm, bytes(key), kZeroNonce, nullptr) != 1 ||
+      EVP_EncryptUpdate(ctx, nullptr, &len, bytes(aad), static_cast<int>(aad.size())) != 1 ||
+      EVP_EncryptUpdate(ctx, body, &len, bytes(plaintext), static_cast<int>(plaintext.size())) != 1 ||
+      EVP_EncryptFinal_ex(ctx, body + len, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagBytes, body + plaintext.size()) != 1) {
     throw std::runtime_error("AES-256-GCM encryption failed");
   }
   return out;
@@ -91,16 +144,16 @@ std::optional<std::string> open_sealed(std::string_view key, std::string_view aa
     return std::nullopt;
   }
   const std::size_t n = sealed.size() - 1 - kTagBytes;
-  CipherCtx c;
+  EVP_CIPHER_CTX* ctx = contexts().cipher;
   std::string out(n, '\0');
   auto* plain = reinterpret_cast<unsigned char*>(out.data());
   std::string tag(sealed.substr(1 + n));
   int len = 0;
-  if (EVP_DecryptInit_ex(c.ctx, EVP_aes_256_gcm(), nullptr, bytes(key), kZeroNonce) != 1 ||
-      EVP_DecryptUpdate(c.ctx, nullptr, &len, bytes(aad), static_cast<int>(aad.size())) != 1 ||
-      EVP_DecryptUpdate(c.ctx, plain, &len, bytes(sealed.substr(1)), static_cast<int>(n)) != 1 ||
-      EVP_CIPHER_CTX_ctrl(c.ctx, EVP_CTRL_GCM_SET_TAG, kTagBytes, tag.data()) != 1 ||
-      EVP_DecryptFinal_ex(c.ctx, plain + len, &len) != 1) {
+  if (EVP_DecryptInit_ex2(ctx, algorithms().gcm, bytes(key), kZeroNonce, nullptr) != 1 ||
+      EVP_DecryptUpdate(ctx, nullptr, &len, bytes(aad), static_cast<int>(aad.size())) != 1 ||
+      EVP_DecryptUpdate(ctx, plain, &len, bytes(sealed.substr(1)), static_cast<int>(n)) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagBytes, tag.data()) != 1 ||
+      EVP_DecryptFinal_ex(ctx, plain + len, &len) != 1) {
     return std::nullopt;
   }
   return out;

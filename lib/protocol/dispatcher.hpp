@@ -1,9 +1,12 @@
 #pragma once
 // Dispatcher: JSON-RPC 2.0 over lines (shared/spec/admin-protocol.md).
 // Request in, response out: it knows nothing of sockets. One line in gives at
-// most one line out (nothing for notifications); batches give an array. Most
-// methods answer at once; `sweep` answers when its pass ends, with the event
-// loop serving others meanwhile, so the answer comes through a callback. No
+// most one line out (nothing for notifications); batches give an array.
+// Params are decoded into typed requests (decode.hpp), results rendered
+// (render.hpp). Read methods answer at once, on the event loop, from a
+// snapshot; methods that change anything run as jobs on the writer thread
+// and answer when it is done; `sweep` answers when its pass ends. Meanwhile
+// the event loop serves others, so answers come through a callback. No
 // exception crosses it: every failure becomes an error response.
 //
 // Not thread-safe: called from the daemon's io_context thread.
@@ -21,6 +24,7 @@
 
 #include "lib/actions/service.hpp"
 #include "lib/scheduler/scheduler.hpp"
+#include "lib/scheduler/writer.hpp"
 
 namespace retentiond::protocol {
 
@@ -41,13 +45,14 @@ struct Limits {
 // What the handlers work on; owned by the daemon.
 struct Context {
   actions::Service& service;
-  audit::AuditLog& audit;
+  scheduler::Writer& writer;
   scheduler::Scheduler& scheduler;
   std::string version;
   calendar::Instant started_at;
   calendar::Instant policy_loaded_at;
-  // config.reload, provided by the daemon (it knows the file and the guard).
-  std::function<Result<nlohmann::json>(bool confirm, const Caller& caller)> reload;
+  // config.reload, provided by the engine (it knows the file and the guard);
+  // answers through `done` on the event loop.
+  std::function<void(bool confirm, const Caller& caller, std::function<void(Result<nlohmann::json>)> done)> reload;
 };
 
 class Dispatcher {
@@ -84,26 +89,13 @@ class Dispatcher {
   void register_methods();
   void call(const Method& m, const nlohmann::json& params, const Caller& caller, Done done);
 
-  Result<nlohmann::json> help(const nlohmann::json& params);
+  // Runs `job` on the writer and answers with `render` of its result on
+  // the event loop; `changes_records` re-arms the scheduler after success.
+  template <typename T>
+  void on_writer(std::function<Result<T>()> job, std::function<nlohmann::json(T&)> render, bool changes_records,
+                 Done done);
+
   Result<nlohmann::json> status(const nlohmann::json& params);
-  Result<nlohmann::json> policy_get(const nlohmann::json& params);
-  Result<nlohmann::json> record_put(const nlohmann::json& params, const Caller& caller);
-  Result<nlohmann::json> record_put_many(const nlohmann::json& params, const Caller& caller);
-  Result<nlohmann::json> record_explain(const nlohmann::json& params);
-  Result<nlohmann::json> record_get(const nlohmann::json& params);
-  Result<nlohmann::json> event_record(const nlohmann::json& params, const Caller& caller);
-  Result<nlohmann::json> audit_tail(const nlohmann::json& params);
-  Result<nlohmann::json> audit_verify(const nlohmann::json& params);
-  Result<nlohmann::json> subject_export(const nlohmann::json& params, const Caller& caller);
-  Result<nlohmann::json> subject_erase(const nlohmann::json& params, const Caller& caller);
-  Result<nlohmann::json> record_erase(const nlohmann::json& params, const Caller& caller);
-  Result<nlohmann::json> plan(const nlohmann::json& params);
-  Result<nlohmann::json> policy_table(const nlohmann::json& params);
-  Result<nlohmann::json> hold_place(const nlohmann::json& params, const Caller& caller);
-  Result<nlohmann::json> hold_release(const nlohmann::json& params, const Caller& caller);
-  Result<nlohmann::json> hold_list(const nlohmann::json& params);
-  void sweep(const nlohmann::json& params, const Caller& caller, Done done);
-  Result<nlohmann::json> config_reload(const nlohmann::json& params, const Caller& caller);
 
   Context& m_ctx;
   Limits m_limits;

@@ -17,8 +17,9 @@ std::int64_t ms_since(Clock::time_point t) {
 
 }  // namespace
 
-Scheduler::Scheduler(asio::io_context& io, actions::Service& service, SchedulerOptions options)
-    : m_io(io), m_service(service), m_options(options), m_timer(io), m_batch_limit(options.max_batch_records) {}
+Scheduler::Scheduler(asio::io_context& io, Writer& writer, actions::Service& service, SchedulerOptions options)
+    : m_io(io), m_writer(writer), m_service(service), m_options(options), m_timer(io),
+      m_batch_limit(options.max_batch_records) {}
 
 void Scheduler::start() {
   m_stopped = false;
@@ -33,6 +34,7 @@ void Scheduler::stop() {
   m_timer.cancel();
   m_armed_for.reset();
   m_queued.clear();
+  m_writer.cancel_background();
   m_pass.reset();
 }
 
@@ -57,7 +59,7 @@ void Scheduler::arm(Clock::duration delay) {
 // spinning on them.
 void Scheduler::arm_next() {
   auto delay = Clock::duration(m_options.check_interval);
-  if (auto next = m_service.store().next_due(m_service.clock().now()); next && *next) {
+  if (auto next = m_service.next_due(m_service.clock().now()); next && *next) {
     const auto until = std::chrono::seconds((**next).seconds - m_service.clock().now().seconds);
     // Compared in seconds: a due time centuries ahead overflows the timer's nanoseconds.
     if (until > std::chrono::seconds::zero() && until < m_options.check_interval) delay = until;
@@ -78,7 +80,7 @@ void Scheduler::on_timer() {
 void Scheduler::records_changed(std::optional<calendar::Instant> earliest_due) {
   if (m_stopped || paused()) return;
   if (!earliest_due) {
-    auto next = m_service.store().next_due(m_service.clock().now());
+    auto next = m_service.next_due(m_service.clock().now());
     if (!next || !*next) return;
     earliest_due = **next;
   }
@@ -115,41 +117,49 @@ void Scheduler::sweep(const actions::Actor& actor, Done done) {
 void Scheduler::begin(actions::Actor actor, std::vector<Done> waiters, bool timer_driven) {
   m_timer.cancel();
   m_armed_for.reset();
-  m_pass = Pass{std::move(actor), {}, {}, Clock::now(), std::move(waiters), timer_driven};
-  asio::post(m_io, [this] { turn(); });
+  auto progress = std::make_shared<Progress>();
+  progress->actor = std::move(actor);
+  progress->batch_limit = m_batch_limit;
+  m_pass = Pass{progress, Clock::now(), std::move(waiters), timer_driven};
+  m_writer.run_background([this, progress] { return step(*progress); },
+                          [this, progress] {
+                            if (!m_pass || m_pass->progress != progress) return;  // stopped meanwhile
+                            m_batch_limit = progress->batch_limit;
+                            if (progress->failure) {
+                              finish(*progress->failure);
+                              return;
+                            }
+                            progress->report.duration_ms = ms_since(m_pass->started);
+                            progress->report.finished_at = m_service.clock().now();
+                            finish(progress->report);
+                          });
 }
 
-void Scheduler::turn() {
-  if (!m_pass || m_stopped) return;
-  Pass& pass = *m_pass;
-  const std::size_t limit = m_batch_limit;
-  auto counts = m_service.sweep_batch(limit, pass.actor, pass.cursor, Clock::now() + m_options.max_batch_time);
+// On the writer: one batch. True when the pass has finished (or failed).
+bool Scheduler::step(Progress& progress) {
+  const std::size_t limit = progress.batch_limit;
+  auto counts = m_service.sweep_batch(limit, progress.actor, progress.cursor, Clock::now() + m_options.max_batch_time);
   if (!counts) {
-    finish(std::move(counts).error());
-    return;
+    progress.failure = std::move(counts).error();
+    return true;
   }
-  // Fetch about what a turn can get through: a batch cut short by the time
+  // Fetch about what a step can get through: a batch cut short by the time
   // bound wasted the rows it read but did not reach, and would again.
   const auto visited = static_cast<std::size_t>(counts->visited);
-  if (!pass.cursor.done && visited < limit) {
-    m_batch_limit = std::max<std::size_t>(1, visited);
+  if (!progress.cursor.done && visited < limit) {
+    progress.batch_limit = std::max<std::size_t>(1, visited);
   } else if (visited == limit) {
-    m_batch_limit = std::min(m_options.max_batch_records, limit * 2);
+    progress.batch_limit = std::min(m_options.max_batch_records, limit * 2);
   }
-  ++pass.report.batches;
-  pass.report.counts += *counts;
-  if (!pass.cursor.done) {
-    asio::post(m_io, [this] { turn(); });  // yield: let the socket be served
-    return;
-  }
-  pass.report.duration_ms = ms_since(pass.started);
-  pass.report.finished_at = m_service.clock().now();
-  finish(pass.report);
+  ++progress.report.batches;
+  progress.report.counts += *counts;
+  return progress.cursor.done;
 }
 
 void Scheduler::finish(const Result<SweepReport>& result) {
   Pass pass = std::move(*m_pass);
   m_pass.reset();
+  const actions::Actor& pass_actor = pass.progress->actor;
   if (result) {
     m_failures = 0;
     m_last = *result;
@@ -157,7 +167,7 @@ void Scheduler::finish(const Result<SweepReport>& result) {
     // One summary line per pass that found anything, never one per record.
     if (c.actions() > 0 || c.held > 0 || c.stuck > 0) {
       spdlog::info("sweep.done actor={} archived={} anonymised={} purged={} held={} stuck={} batches={} ms={}",
-                   pass.actor.name, c.archived, c.anonymised, c.purged, c.held, c.stuck, result->batches,
+                   pass_actor.name, c.archived, c.anonymised, c.purged, c.held, c.stuck, result->batches,
                    result->duration_ms);
     }
   } else {
@@ -169,7 +179,7 @@ void Scheduler::finish(const Result<SweepReport>& result) {
   if (!result) {
     const auto backoff = std::min<std::chrono::seconds>(std::chrono::seconds(1LL << std::min(m_failures - 1, 16)),
                                                          m_options.max_backoff);
-    spdlog::error("sweep.failed actor={} error={} retry_in={}s", pass.actor.name, result.error().message,
+    spdlog::error("sweep.failed actor={} error={} retry_in={}s", pass_actor.name, result.error().message,
                   backoff.count());
     // Sweeps queued behind the failed pass get its answer: they asked for a
     // pass now, and the next one is not now.
@@ -202,10 +212,9 @@ void Scheduler::finish(const Result<SweepReport>& result) {
 // Work left after a timer pass: records that became due behind its cursor,
 // or more arriving than a pass can take. Held records do not count.
 void Scheduler::check_backlog() {
-  auto due = m_service.store().count_due(m_service.clock().now());
-  if (!due || !m_last) return;
-  const std::int64_t left = *due - m_last->counts.held;
-  if (left <= 0) {
+  auto left = m_service.backlog();
+  if (!left || !m_last) return;
+  if (*left <= 0) {
     m_undrained = 0;
     return;
   }
@@ -213,7 +222,7 @@ void Scheduler::check_backlog() {
   if (m_undrained % m_options.unwarned_cycles == 0) {
     spdlog::warn("sweep.backlog remaining={} cycles={} (records become due faster than passes drain them; "
                  "consider raising max_batch_records or max_batch_ms)",
-                 left, m_undrained);
+                 *left, m_undrained);
   }
 }
 

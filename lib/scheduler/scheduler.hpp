@@ -3,11 +3,13 @@
 // loop (Kea's expired-lease reclamation: max-reclaim-leases and
 // max-reclaim-time per turn).
 //
-// A *pass* walks the due range once, in (due, key) order, in turns: each
-// turn is one Service::sweep_batch (one transaction) of at most
-// max_batch_records records and max_batch_time, after which the next turn is
-// posted to the io_context, so socket handlers run in between. When a pass
-// ends, no unheld record has a phase that was due when the pass reached it.
+// A *pass* walks the due range once, in (due, key) order, in steps: each
+// step is one Service::sweep_batch (one transaction) of at most
+// max_batch_records records and max_batch_time, run on the writer thread as
+// background work (writer.hpp), so a change waits for at most one batch and
+// reads, answered on the event loop from a snapshot, wait for none. When a
+// pass ends, no unheld record has a phase that was due when the pass
+// reached it.
 //
 // Passes start from the timer, and from sweep() (the `sweep` method), whose
 // callers are answered when their pass ends. The timer is armed for the
@@ -23,7 +25,8 @@
 // Paused (the reload guard tripped at start-up), the timer runs no pass and
 // sweep() is refused with confirmation_required.
 //
-// Single-threaded: all calls and callbacks on the io_context's thread.
+// All calls and callbacks on the io_context's thread; the pass's steps run on
+// the writer, touching only the pass's own state.
 
 #include <chrono>
 #include <cstdint>
@@ -34,6 +37,7 @@
 #include <vector>
 
 #include "lib/actions/service.hpp"
+#include "lib/scheduler/writer.hpp"
 #include "lib/util/asio.hpp"
 
 namespace retentiond::scheduler {
@@ -57,7 +61,7 @@ class Scheduler {
  public:
   using Done = std::function<void(const Result<SweepReport>&)>;
 
-  Scheduler(boost::asio::io_context& io, actions::Service& service, SchedulerOptions options);
+  Scheduler(boost::asio::io_context& io, Writer& writer, actions::Service& service, SchedulerOptions options);
 
   // Starts the timer with an immediate pass: catch-up of everything overdue.
   void start();
@@ -96,10 +100,17 @@ class Scheduler {
   std::function<void()> on_pass_end;
 
  private:
-  struct Pass {
+  // A pass's progress, written by its steps on the writer and read on the
+  // event loop once it has finished.
+  struct Progress {
     actions::Actor actor;
     actions::SweepCursor cursor;
     SweepReport report;
+    std::optional<Error> failure;
+    std::size_t batch_limit = 1;  // records fetched per step: adapts to what max_batch_time allows
+  };
+  struct Pass {
+    std::shared_ptr<Progress> progress;
     std::chrono::steady_clock::time_point started;
     std::vector<Done> waiters;
     bool timer_driven = false;
@@ -109,11 +120,12 @@ class Scheduler {
   void arm_next();
   void on_timer();
   void begin(actions::Actor actor, std::vector<Done> waiters, bool timer_driven);
-  void turn();
+  bool step(Progress& progress);
   void finish(const Result<SweepReport>& result);
   void check_backlog();
 
   boost::asio::io_context& m_io;
+  Writer& m_writer;
   actions::Service& m_service;
   SchedulerOptions m_options;
   boost::asio::steady_timer m_timer;

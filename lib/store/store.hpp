@@ -1,21 +1,32 @@
 #pragma once
 // Store: the persistence interface every other module uses (Kea's LeaseMgr).
-// SqliteStore is the embedded backend; another backend (PostgreSQL, say)
-// implements this interface and nothing above lib/store changes.
+// A backend persists bytes and answers queries: it sees record keys,
+// categories, dates, schedules, the audit log and *sealed* personal values
+// (opaque bytes, each with the number of the key slot that opens them), but
+// never a secret, a key or a plaintext value. Sealing, key slots and the
+// subject HMAC are lib/vault's, shared by every backend.
 //
-// Threading: a Store is used from the daemon's single io_context thread; it
-// is not safe for concurrent use.
+// Two roles, one interface each:
+//  - StoreReader: queries. A backend hands out readers on connections of
+//    their own, answering from a consistent snapshot (SQLite WAL readers,
+//    PostgreSQL MVCC) that no write transaction or commit holds up.
+//  - Store: the one writer, a StoreReader whose reads see its own open
+//    transaction, plus every change.
+//
+// Threading: each object is confined to one thread at a time (the writer's
+// to the writer thread, a reader to the thread that reads with it); none is
+// safe for concurrent use. Different objects of one backend may be used
+// from different threads at once.
 //
 // Every fallible call returns Result/Status; backend exceptions never escape
 // (they become ErrorCode::storage_error, "nothing was changed").
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "lib/calendar/calendar.hpp"
 #include "lib/policy/expr.hpp"
@@ -26,28 +37,34 @@ namespace retentiond::store {
 enum class RecordState { active, archived, anonymised };
 std::string_view to_string(RecordState s);
 
-// Which database holds a record: the active one, or the archive
-// (<state_dir>/archive.db), where an archive phase moves it.
+// Where a record lives: the active data, or the archive, its own table with
+// restricted access (intermediate archiving), where an archive phase moves it.
 enum class Location { active, archive };
 
-struct RecordRow {
+// What a store keeps of a record in clear: its key, category, dates and
+// schedule, and the HMAC of its subject (as the audit log has it).
+struct Schedule {
   std::string key;
-  std::optional<std::string> subject;  // null once anonymised
-  // The subject's HMAC (as in the audit log), filled in by the store on
-  // every read, including reads that leave subject and fields out.
-  std::optional<std::string> subject_ref;
-  // False for rows read without their personal values (Store::due): such a
-  // row must not be written back with put.
-  bool has_values = true;
   std::string category;
   RecordState state = RecordState::active;
   Location location = Location::active;
-  nlohmann::json fields = nlohmann::json::object();
   policy::Dates dates;
   int next_phase = 0;                          // first phase not yet done
   std::optional<calendar::Instant> due;        // that phase's at, if defined and reachable
   std::vector<calendar::Instant> done;         // when each completed phase ran
   calendar::Instant created_at;
+  std::optional<std::string> subject_ref;      // null once anonymised
+};
+
+// Bytes sealed under the one-time key in key slot `slot` (lib/vault).
+struct Sealed {
+  std::int64_t slot = -1;  // -1: not read (a query that leaves the values out)
+  std::string bytes;
+};
+
+// A record as stored: its schedule, and its personal values sealed.
+struct StoredRecord : Schedule {
+  Sealed sealed;
 };
 
 struct AuditRow {
@@ -64,10 +81,12 @@ struct AuditRow {
   std::string hash;
 };
 
-struct HoldRow {
+// A legal hold; its target (a subject, a category or a key) is sealed like
+// a record's values.
+struct StoredHold {
   std::int64_t id = 0;  // assigned by add_hold
   std::string scope;    // subject, category or key
-  std::string target;
+  Sealed target;
   std::string reason;
   calendar::Instant placed_at;
   std::string placed_by;
@@ -79,68 +98,93 @@ struct RecordCounts {
   std::int64_t anonymised = 0;
 };
 
-class Store {
+// Key slot bookkeeping, kept by the store so that it commits with the
+// records; what it means is lib/vault's (vault.hpp).
+struct SlotList {
+  std::int64_t id = 0;
+  std::vector<std::int64_t> slots;
+};
+struct KeySlotState {
+  std::int64_t next_slot = 0;       // the first slot never used
+  std::vector<SlotList> free;       // zeroed: free for reuse
+  std::vector<SlotList> unzeroed;   // released by committed transactions, not known to be zeroed
+};
+struct KeySlotChanges {
+  std::vector<std::int64_t> now_zeroed;    // unzeroed lists since zeroed: free from now on
+  std::vector<SlotList> taken_from;        // free lists this transaction took slots from (empty: delete)
+  std::optional<std::int64_t> next_slot;   // when it moved
+  std::vector<std::int64_t> released;      // slots this transaction released: one new unzeroed list
+};
+
+// Personal values kept in clear by databases from before schema 004, to be
+// sealed once (by lib/vault, which holds the keys) at the first start.
+struct LegacyPlaintext {
+  struct Row {
+    Location location = Location::active;
+    std::string key;
+    std::optional<std::string> subject;
+    std::string fields_json;
+  };
+  struct Hold {
+    std::int64_t id = 0;
+    std::string scope, target, reason;
+    calendar::Instant placed_at;
+    std::string placed_by;
+  };
+  std::vector<Row> rows;
+  std::vector<Hold> holds;
+  bool empty() const { return rows.empty() && holds.empty(); }
+};
+
+class StoreReader {
  public:
-  virtual ~Store() = default;
+  virtual ~StoreReader() = default;
 
-  // Runs `work` in one transaction: commits when it returns success, rolls
-  // back (changing nothing) when it fails or the commit fails. Not reentrant.
-  virtual Status transaction(const std::function<Status()>& work) = 0;
+  // Runs `work` in one read transaction: every query in it sees the same
+  // committed state, and no writer waits for it nor it for a writer. Queries
+  // outside `read` each see the latest committed state. On the writer's
+  // Store inside a write transaction, simply runs `work`.
+  virtual Status read(const std::function<Status()>& work) = 0;
 
-  // Records. `get` returns nullopt for an unknown key.
-  virtual Result<std::optional<RecordRow>> get(const std::string& key) = 0;
-  // Records live in one of two places (Location). `get` and the queries
-  // below look in both.
-  // Creates or replaces the record with row.key in row.location (fields and
-  // subject included).
-  virtual Status put(const RecordRow& row) = 0;
-  // Updates only the schedule (dates, next_phase, due, done) in row.location.
-  virtual Status update_schedule(const RecordRow& row) = 0;
-  // Deletes the record from `where`. Destroying values is the backend's
-  // duty: once the transaction commits, no deleted or replaced value may be
-  // readable from any of its files (SqliteStore: key_file.hpp).
-  virtual Status remove(const std::string& key, Location where) = 0;
-
-  // The record with `key` in either database without its values (subject
-  // and fields; has_values false), as `due` returns rows; nullopt for an
-  // unknown key. Nothing is unsealed.
-  virtual Result<std::optional<RecordRow>> schedule_of(const std::string& key) = 0;
+  // The record with `key` in either place, with its sealed values; nullopt
+  // for an unknown key.
+  virtual Result<std::optional<StoredRecord>> get(const std::string& key) = 0;
+  // The same without the sealed values (sealed.slot -1).
+  virtual Result<std::optional<StoredRecord>> schedule_of(const std::string& key) = 0;
 
   // Position in the (due, key) order, for paging through what is due.
   struct DueCursor {
     calendar::Instant due;
     std::string key;
   };
-
   // At most `limit` records with due <= now, in (due, key) order, after
-  // `after` when given: an index range, never a table scan. The rows carry
-  // their schedule and subject_ref but no subject and no fields (nothing is
-  // unsealed: a purge needs no plaintext); `get` reads a whole record.
-  virtual Result<std::vector<RecordRow>> due(calendar::Instant now, std::size_t limit,
-                                             const std::optional<DueCursor>& after = std::nullopt) = 0;
+  // `after` when given, without their values: index ranges, never a sort.
+  virtual Result<std::vector<StoredRecord>> due(calendar::Instant now, std::size_t limit,
+                                                const std::optional<DueCursor>& after = std::nullopt) = 0;
   // The earliest due time (after `after` when given): an index lookup.
   virtual Result<std::optional<calendar::Instant>> next_due(std::optional<calendar::Instant> after = std::nullopt) = 0;
-  // At most `limit` records without a due time, in key order after `after_key`.
-  virtual Result<std::vector<RecordRow>> undue(std::size_t limit, const std::string& after_key) = 0;
-  virtual Result<std::int64_t> count_due(calendar::Instant now) = 0;
-  // Kept up to date by every transaction: no scan.
-  virtual Result<RecordCounts> counts() = 0;
-  // Records of `category` whose due time is <= now (status.backlog, held by category).
-  virtual Result<std::int64_t> count_due_in_category(const std::string& category, calendar::Instant now) = 0;
-
-  // Schedules of a category's records in both databases, at most `limit`
-  // in key order after `after_key`: the rows without subject and fields
-  // (nothing is unsealed), for rescheduling after a policy change.
-  virtual Result<std::vector<RecordRow>> schedules(const std::string& category, std::size_t limit,
-                                                   const std::string& after_key) = 0;
+  // At most `limit` records without a due time, in key order after
+  // `after_key`, without their values.
+  virtual Result<std::vector<StoredRecord>> undue(std::size_t limit, const std::string& after_key) = 0;
+  // The records of `category` in both places, at most `limit` in key order
+  // after `after_key`, without their values (rescheduling after a reload).
+  virtual Result<std::vector<StoredRecord>> schedules(const std::string& category, std::size_t limit,
+                                                      const std::string& after_key) = 0;
   // How many records (active, archived or anonymised) a category holds.
   virtual Result<std::int64_t> count_category(const std::string& category) = 0;
+  // The records whose subject_ref is `subject_ref`, with their sealed
+  // values, in key order: an index lookup.
+  virtual Result<std::vector<StoredRecord>> by_subject_ref(const std::string& subject_ref) = 0;
 
-  // Records of a subject (an index lookup), in key order.
-  virtual Result<std::vector<RecordRow>> by_subject(const std::string& subject) = 0;
+  // Kept up to date by every transaction: no scan.
+  virtual Result<RecordCounts> counts() = 0;
+  // How many records of each category have due <= now (categories with
+  // none left out). Its cost grows with the hours that hold due records and
+  // with the records due within the current hour, not with the records
+  // stored: due times are counted per hour by every transaction.
+  virtual Result<std::map<std::string, std::int64_t>> due_by_category(calendar::Instant now) = 0;
 
-  // Audit log rows; `append_audit` stores the row as given (seq included).
-  virtual Status append_audit(const AuditRow& row) = 0;
+  // The audit log's last entry.
   virtual Result<std::optional<AuditRow>> last_audit() = 0;
   // Entries matching `q`, ascending by seq: the first `limit` after
   // `after_seq` when given, else the last `limit`.
@@ -154,14 +198,61 @@ class Store {
   // The latest purge or erase entry for `key`, if any.
   virtual Result<std::optional<AuditRow>> find_disposal(const std::string& key) = 0;
 
-  // Legal holds. add_hold returns the new id; remove_hold false if unknown.
-  virtual Result<std::int64_t> add_hold(const HoldRow& hold) = 0;
-  virtual Result<bool> remove_hold(std::int64_t id) = 0;
-  virtual Result<std::vector<HoldRow>> holds() = 0;
+  // Legal holds in force, by id.
+  virtual Result<std::vector<StoredHold>> holds() = 0;
 
   // Small named values the daemon keeps across restarts (last policy...).
   virtual Result<std::optional<std::string>> get_meta(const std::string& name) = 0;
+};
+
+class Store : public StoreReader {
+ public:
+  // Runs `work` in one write transaction: commits when it returns success,
+  // rolls back (changing nothing) when it fails or the commit fails. An
+  // acknowledged commit is durable (it survives a power cut). Not reentrant.
+  virtual Status transaction(const std::function<Status()>& work) = 0;
+
+  // The changes below join the open transaction, or run in one of their own.
+  // Stores a new record in row.location. Fails (storage_error) when a
+  // record with that key exists in either place.
+  virtual Status insert(const StoredRecord& row) = 0;
+  // The same, but a key that exists in either place is no error: returns
+  // false and writes nothing (the common case of an import costs one
+  // lookup fewer than asking first).
+  virtual Result<bool> insert_new(const StoredRecord& row) = 0;
+  // Updates only the schedule (dates, next_phase, due, done) of the record
+  // row.key in row.location.
+  virtual Status update_schedule(const Schedule& row) = 0;
+  // Deletes the record `key` from `where`. Returns the key slot its sealed
+  // values were under (for the vault to destroy), nullopt when there was no
+  // such record.
+  virtual Result<std::optional<std::int64_t>> remove(const std::string& key, Location where) = 0;
+
+  // Audit log rows, stored as given (seq and hash included).
+  virtual Status append_audit(const AuditRow& row) = 0;
+
+  // Legal holds. add_hold returns the new id; remove_hold the key slot of
+  // its sealed target, nullopt if there is no such hold.
+  virtual Result<std::int64_t> add_hold(const StoredHold& hold) = 0;
+  virtual Result<std::optional<std::int64_t>> remove_hold(std::int64_t id) = 0;
+
   virtual Status set_meta(const std::string& name, const std::string& value) = 0;
+
+  // Key slot bookkeeping (lib/vault). save_key_slots joins the open
+  // transaction; it returns the id of the list of released slots, if any.
+  virtual Result<KeySlotState> key_slots() = 0;
+  virtual Result<std::optional<std::int64_t>> save_key_slots(const KeySlotChanges& changes) = 0;
+
+  // One-time upgrade of databases from before schema 004: the values they
+  // keep in clear, and (inside a transaction) their sealed replacement,
+  // which drops the clear tables; the backend then scrubs its files (SQLite:
+  // one VACUUM) at scrub_after_upgrade.
+  virtual Result<LegacyPlaintext> legacy_plaintext() = 0;
+  // `rows`: key, location, subject_ref and sealed of each plaintext row;
+  // `holds`: each plaintext hold sealed, with its id.
+  virtual Status replace_legacy_plaintext(const std::vector<StoredRecord>& rows,
+                                          const std::vector<StoredHold>& holds) = 0;
+  virtual Status scrub_after_upgrade() = 0;
 };
 
 }  // namespace retentiond::store

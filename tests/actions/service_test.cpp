@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
-#include "lib/actions/policy_change.hpp"
+#include "lib/actions/reload.hpp"
 #include "lib/actions/service.hpp"
-#include "lib/store/sqlite_store.hpp"
+#include "lib/protocol/decode.hpp"
+#include "lib/store/sqlite/sqlite_store.hpp"
+#include "lib/vault/key_file.hpp"
 #include "tests/support/daemon_process.hpp"
 
 namespace retentiond::actions {
@@ -47,45 +49,56 @@ class FaultyStore final : public store::Store {
   explicit FaultyStore(store::Store& real) : m_real(real) {}
   bool fail_active_remove = false;
 
-  Status transaction(const std::function<Status()>& work) override { return m_real.transaction(work); }
-  Result<std::optional<store::RecordRow>> get(const std::string& key) override { return m_real.get(key); }
-  Result<std::optional<store::RecordRow>> schedule_of(const std::string& key) override { return m_real.schedule_of(key); }
-  Result<std::int64_t> count_due_in_category(const std::string& category, calendar::Instant now) override {
-    return m_real.count_due_in_category(category, now);
-  }
-  Status put(const store::RecordRow& row) override { return m_real.put(row); }
-  Status update_schedule(const store::RecordRow& row) override { return m_real.update_schedule(row); }
-  Status remove(const std::string& key, store::Location where) override {
-    if (fail_active_remove && where == store::Location::active) return Error::storage("injected: disk I/O error");
-    return m_real.remove(key, where);
-  }
-  Result<std::vector<store::RecordRow>> due(calendar::Instant now, std::size_t limit,
-                                            const std::optional<DueCursor>& after) override {
+  Status read(const std::function<Status()>& work) override { return m_real.read(work); }
+  Result<std::optional<store::StoredRecord>> get(const std::string& key) override { return m_real.get(key); }
+  Result<std::optional<store::StoredRecord>> schedule_of(const std::string& key) override { return m_real.schedule_of(key); }
+  Result<std::vector<store::StoredRecord>> due(calendar::Instant now, std::size_t limit,
+                                               const std::optional<DueCursor>& after) override {
     return m_real.due(now, limit, after);
   }
   Result<std::optional<calendar::Instant>> next_due(std::optional<calendar::Instant> after) override {
     return m_real.next_due(after);
   }
-  Result<std::vector<store::RecordRow>> undue(std::size_t limit, const std::string& after) override {
+  Result<std::vector<store::StoredRecord>> undue(std::size_t limit, const std::string& after) override {
     return m_real.undue(limit, after);
   }
-  Result<std::int64_t> count_due(calendar::Instant now) override { return m_real.count_due(now); }
-  Result<store::RecordCounts> counts() override { return m_real.counts(); }
-  Result<std::vector<store::RecordRow>> by_subject(const std::string& s) override { return m_real.by_subject(s); }
-  Result<std::vector<store::RecordRow>> schedules(const std::string& c, std::size_t limit,
-                                                  const std::string& after) override {
+  Result<std::vector<store::StoredRecord>> schedules(const std::string& c, std::size_t limit,
+                                                     const std::string& after) override {
     return m_real.schedules(c, limit, after);
   }
   Result<std::int64_t> count_category(const std::string& c) override { return m_real.count_category(c); }
-  Status append_audit(const store::AuditRow& row) override { return m_real.append_audit(row); }
+  Result<std::vector<store::StoredRecord>> by_subject_ref(const std::string& r) override { return m_real.by_subject_ref(r); }
+  Result<store::RecordCounts> counts() override { return m_real.counts(); }
+  Result<std::map<std::string, std::int64_t>> due_by_category(calendar::Instant now) override {
+    return m_real.due_by_category(now);
+  }
   Result<std::optional<store::AuditRow>> last_audit() override { return m_real.last_audit(); }
   Result<std::vector<store::AuditRow>> audit_entries(const AuditQuery& q) override { return m_real.audit_entries(q); }
   Result<std::optional<store::AuditRow>> find_disposal(const std::string& key) override { return m_real.find_disposal(key); }
-  Result<std::int64_t> add_hold(const store::HoldRow& h) override { return m_real.add_hold(h); }
-  Result<bool> remove_hold(std::int64_t id) override { return m_real.remove_hold(id); }
-  Result<std::vector<store::HoldRow>> holds() override { return m_real.holds(); }
+  Result<std::vector<store::StoredHold>> holds() override { return m_real.holds(); }
   Result<std::optional<std::string>> get_meta(const std::string& n) override { return m_real.get_meta(n); }
+  Status transaction(const std::function<Status()>& work) override { return m_real.transaction(work); }
+  Status insert(const store::StoredRecord& row) override { return m_real.insert(row); }
+  Result<bool> insert_new(const store::StoredRecord& row) override { return m_real.insert_new(row); }
+  Status update_schedule(const store::Schedule& row) override { return m_real.update_schedule(row); }
+  Result<std::optional<std::int64_t>> remove(const std::string& key, store::Location where) override {
+    if (fail_active_remove && where == store::Location::active) return Error::storage("injected: disk I/O error");
+    return m_real.remove(key, where);
+  }
+  Status append_audit(const store::AuditRow& row) override { return m_real.append_audit(row); }
+  Result<std::int64_t> add_hold(const store::StoredHold& h) override { return m_real.add_hold(h); }
+  Result<std::optional<std::int64_t>> remove_hold(std::int64_t id) override { return m_real.remove_hold(id); }
   Status set_meta(const std::string& n, const std::string& v) override { return m_real.set_meta(n, v); }
+  Result<store::KeySlotState> key_slots() override { return m_real.key_slots(); }
+  Result<std::optional<std::int64_t>> save_key_slots(const store::KeySlotChanges& c) override {
+    return m_real.save_key_slots(c);
+  }
+  Result<store::LegacyPlaintext> legacy_plaintext() override { return m_real.legacy_plaintext(); }
+  Status replace_legacy_plaintext(const std::vector<store::StoredRecord>& rows,
+                                  const std::vector<store::StoredHold>& holds) override {
+    return m_real.replace_legacy_plaintext(rows, holds);
+  }
+  Status scrub_after_upgrade() override { return m_real.scrub_after_upgrade(); }
 
  private:
   store::Store& m_real;
@@ -114,15 +127,43 @@ phases = [ { action = "anonymise", at = "last_use + 1 year" }, { action = "purge
 anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
 )toml", policy::ConfFormat::toml, "t.toml");
     ASSERT_TRUE(loaded.ok()) << loaded.first_error();
-    store::SqliteOptions options;
-    options.secret = kSecret;
-    auto store = store::open_sqlite_store(m_dir.path() / "retention.db", options);
-    ASSERT_TRUE(store);
+    auto keys = vault::KeyFile::open(m_dir.path() / "keys");
+    ASSERT_TRUE(keys);
+    m_keys = std::make_unique<vault::KeyFile>(std::move(*keys));
+    auto store = store::open_sqlite_store(m_dir.path() / "retention.db");
+    ASSERT_TRUE(store) << store.error().message;
     m_store = std::move(store).value();
     m_faulty = std::make_unique<FaultyStore>(*m_store);
-    m_audit = std::make_unique<audit::AuditLog>(*m_faulty, kSecret);
-    m_service = std::make_unique<Service>(*m_faulty, *m_audit, m_clock, loaded.policy, kSecret);
+    m_vault = std::make_unique<vault::Vault>(*m_faulty, *m_keys, kSecret);
+    ASSERT_TRUE(m_vault->open());
+    m_audit = std::make_unique<audit::AuditLog>(*m_faulty);
+    // One thread: the vault serves as the reader too.
+    m_service = std::make_unique<Service>(*m_vault, *m_vault, *m_audit, m_clock, loaded.policy);
   }
+
+  // The protocol's decoders turn the JSON params into typed requests.
+  Result<vault::Record> put(const json& params) {
+    auto r = protocol::decode::put(params);
+    if (!r) return std::move(r).error();
+    return m_service->put(*r, Actor{"uid:0"});
+  }
+  Result<std::int64_t> event(const json& params) {
+    auto r = protocol::decode::event(params);
+    if (!r) return std::move(r).error();
+    return m_service->record_event(*r, Actor{"uid:0"});
+  }
+  Result<std::int64_t> place_hold(const json& params, const Actor& actor) {
+    auto r = protocol::decode::hold_place(params);
+    if (!r) return std::move(r).error();
+    return m_service->place_hold(*r, actor);
+  }
+  Status release_hold(const json& params, const Actor& actor) {
+    auto r = protocol::decode::hold_release(params);
+    if (!r) return std::move(r).error();
+    return m_service->release_hold(*r, actor);
+  }
+  // The record as stored, with its values.
+  std::optional<vault::Record> stored(const std::string& key) { return *m_vault->get(key); }
 
   // One batch from the start of the due range.
   Result<SweepCounts> sweep() {
@@ -132,21 +173,23 @@ anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
 
   testing::TempDir m_dir;
   calendar::ManualClock m_clock;
+  std::unique_ptr<vault::KeyFile> m_keys;
   std::unique_ptr<store::Store> m_store;
   std::unique_ptr<FaultyStore> m_faulty;
+  std::unique_ptr<vault::Vault> m_vault;
   std::unique_ptr<audit::AuditLog> m_audit;
   std::unique_ptr<Service> m_service;
 };
 
 TEST_F(ServiceTest, AnonymiseRewritesFieldsDropsUnlistedOnesAndRemovesTheSubject) {
-  ASSERT_TRUE(m_service->put({{"key", "u1"}, {"subject", "alice"}, {"category", "usage"},
+  ASSERT_TRUE(put({{"key", "u1"}, {"subject", "alice"}, {"category", "usage"},
                               {"fields", {{"ip", "10.1.2.3"}, {"page", "/home"}, {"email", "a@x"}, {"user", "alice"}}},
                               {"dates", {{"last_use", "2028-06-01"}}}}));
   const auto counts = sweep();
   ASSERT_TRUE(counts);
   EXPECT_EQ(counts->anonymised, 1);
   EXPECT_EQ(counts->purged, 0);
-  const auto row = **m_store->get("u1");
+  const auto row = *stored("u1");
   EXPECT_EQ(row.state, store::RecordState::anonymised);
   EXPECT_FALSE(row.subject.has_value());
   // hmac of "alice" under the test secret, from Python's hmac module.
@@ -161,18 +204,18 @@ TEST_F(ServiceTest, AnonymiseRewritesFieldsDropsUnlistedOnesAndRemovesTheSubject
   const auto entry = **m_store->last_audit();
   EXPECT_EQ(entry.action, "anonymise");
   EXPECT_EQ(entry.key, "u1");
-  EXPECT_EQ(entry.subject_ref, m_audit->subject_ref("alice"));
+  EXPECT_EQ(entry.subject_ref, m_vault->subject_ref("alice"));
   EXPECT_NE(entry.subject_ref, std::optional<std::string>("alice"));
 }
 
 TEST_F(ServiceTest, AllDuePhasesRunInTheSameSweep) {
-  ASSERT_TRUE(m_service->put({{"key", "old"}, {"subject", "bob"}, {"category", "usage"},
+  ASSERT_TRUE(put({{"key", "old"}, {"subject", "bob"}, {"category", "usage"},
                               {"dates", {{"last_use", "2020-01-01"}}}}));
   const auto counts = sweep();
   ASSERT_TRUE(counts);
   EXPECT_EQ(counts->anonymised, 1);
   EXPECT_EQ(counts->purged, 1);
-  EXPECT_FALSE(m_store->get("old")->has_value());
+  EXPECT_FALSE(stored("old").has_value());
   const auto explained = m_service->explain("old");
   ASSERT_TRUE(explained);
   const auto& disposal = std::get<Disposal>(*explained);
@@ -181,34 +224,34 @@ TEST_F(ServiceTest, AllDuePhasesRunInTheSameSweep) {
 }
 
 TEST_F(ServiceTest, AnEventDoesNotTouchAnAnonymisedRecord) {
-  ASSERT_TRUE(m_service->put({{"key", "u1"}, {"subject", "a"}, {"category", "usage"}, {"dates", {{"last_use", "2028-06-01"}}}}));
+  ASSERT_TRUE(put({{"key", "u1"}, {"subject", "a"}, {"category", "usage"}, {"dates", {{"last_use", "2028-06-01"}}}}));
   ASSERT_EQ(sweep()->anonymised, 1);
-  const auto updated = m_service->record_event({{"key", "u1"}, {"name", "last_use"}, {"at", "2029-12-01"}});
+  const auto updated = event({{"key", "u1"}, {"name", "last_use"}, {"at", "2029-12-01"}});
   ASSERT_TRUE(updated);
   EXPECT_EQ(*updated, 0);
-  EXPECT_EQ((**m_store->get("u1")).dates.at("last_use"), calendar::parse_instant("2028-06-01").value());
+  EXPECT_EQ((*stored("u1")).dates.at("last_use"), calendar::parse_instant("2028-06-01").value());
 }
 
 TEST_F(ServiceTest, PutOnAnAnonymisedKeyIsAConflict) {
-  ASSERT_TRUE(m_service->put({{"key", "u1"}, {"subject", "a"}, {"category", "usage"}, {"dates", {{"last_use", "2028-06-01"}}}}));
+  ASSERT_TRUE(put({{"key", "u1"}, {"subject", "a"}, {"category", "usage"}, {"dates", {{"last_use", "2028-06-01"}}}}));
   ASSERT_TRUE(sweep());
-  const auto again = m_service->put({{"key", "u1"}, {"subject", "a"}, {"category", "usage"}});
+  const auto again = put({{"key", "u1"}, {"subject", "a"}, {"category", "usage"}});
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, ErrorCode::conflict);
 }
 
 TEST_F(ServiceTest, NothingRunsBeforeItsDueTime) {
-  ASSERT_TRUE(m_service->put({{"key", "u1"}, {"subject", "a"}, {"category", "usage"}, {"dates", {{"last_use", "2029-06-01"}}}}));
+  ASSERT_TRUE(put({{"key", "u1"}, {"subject", "a"}, {"category", "usage"}, {"dates", {{"last_use", "2029-06-01"}}}}));
   EXPECT_EQ(sweep()->actions(), 0);
   m_clock.set(calendar::parse_instant("2030-06-01").value());
   EXPECT_EQ(sweep()->anonymised, 1);
 }
 
 TEST_F(ServiceTest, ArchiveMovesTheRecordAndALaterPurgeDestroysItThere) {
-  ASSERT_TRUE(m_service->put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"},
+  ASSERT_TRUE(put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"},
                               {"fields", {{"amount", "120.00"}}}, {"dates", {{"issued", "2029-05-10"}}}}));
   ASSERT_EQ(sweep()->archived, 1);  // the fiscal year ended 2030-01-01
-  auto row = **m_store->get("inv");
+  auto row = *stored("inv");
   EXPECT_EQ(row.location, store::Location::archive);
   EXPECT_EQ(row.state, store::RecordState::archived);
   EXPECT_EQ(row.subject, "acme");
@@ -218,12 +261,12 @@ TEST_F(ServiceTest, ArchiveMovesTheRecordAndALaterPurgeDestroysItThere) {
   EXPECT_EQ(m_store->counts()->active, 0);
   EXPECT_EQ(m_store->counts()->archived, 1);
   // A record that is archived can no longer be replaced.
-  EXPECT_EQ(m_service->put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}}).error().code,
+  EXPECT_EQ(put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}}).error().code,
             ErrorCode::conflict);
 
   m_clock.set(calendar::parse_instant("2040-01-01").value());
   ASSERT_EQ(sweep()->purged, 1);
-  EXPECT_FALSE(m_store->get("inv")->has_value());
+  EXPECT_FALSE(stored("inv").has_value());
   const auto rows = m_store->audit_entries({});
   ASSERT_TRUE(rows);
   ASSERT_EQ(rows->size(), 2u);
@@ -233,22 +276,22 @@ TEST_F(ServiceTest, ArchiveMovesTheRecordAndALaterPurgeDestroysItThere) {
 }
 
 TEST_F(ServiceTest, ARestartDecadesLaterArchivesAndPurgesInOneSweep) {
-  ASSERT_TRUE(m_service->put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2029-05-10"}}}}));
+  ASSERT_TRUE(put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2029-05-10"}}}}));
   m_clock.set(calendar::parse_instant("2090-01-01").value());
   const auto counts = sweep();
   ASSERT_TRUE(counts);
   EXPECT_EQ(counts->archived, 1);
   EXPECT_EQ(counts->purged, 1);
-  EXPECT_FALSE(m_store->get("inv")->has_value());
+  EXPECT_FALSE(stored("inv").has_value());
 }
 
 TEST_F(ServiceTest, AnArchiveMoveFailingBetweenItsHalvesLeavesTheRecordInOnePlaceAndNoEntry) {
-  ASSERT_TRUE(m_service->put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2029-05-10"}}}}));
+  ASSERT_TRUE(put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2029-05-10"}}}}));
   m_faulty->fail_active_remove = true;  // the copy into the archive is written, the delete fails
   const auto failed = sweep();
   ASSERT_FALSE(failed);
   EXPECT_EQ(failed.error().code, ErrorCode::storage_error);
-  const auto row = **m_store->get("inv");
+  const auto row = *stored("inv");
   EXPECT_EQ(row.location, store::Location::active);
   EXPECT_EQ(m_store->counts()->archived, 0);
   EXPECT_EQ(m_store->counts()->active, 1);
@@ -256,18 +299,18 @@ TEST_F(ServiceTest, AnArchiveMoveFailingBetweenItsHalvesLeavesTheRecordInOnePlac
   // And it recovers once the fault clears.
   m_faulty->fail_active_remove = false;
   EXPECT_EQ(sweep()->archived, 1);
-  EXPECT_EQ((**m_store->get("inv")).location, store::Location::archive);
+  EXPECT_EQ((*stored("inv")).location, store::Location::archive);
   EXPECT_TRUE(audit::verify(*m_store)->ok);
 }
 
 TEST_F(ServiceTest, HeldRecordsAreSkippedAndCountedAndRunAfterRelease) {
   for (const char* key : {"a", "b", "c"}) {
-    ASSERT_TRUE(m_service->put({{"key", key}, {"subject", std::string("s-") + key}, {"category", "usage"},
+    ASSERT_TRUE(put({{"key", key}, {"subject", std::string("s-") + key}, {"category", "usage"},
                                 {"dates", {{"last_use", "2020-01-01"}}}}));
   }
-  const auto key_hold = m_service->place_hold({{"key", "a"}, {"reason", "litigation"}}, Actor{"uid:0"});
+  const auto key_hold = place_hold({{"key", "a"}, {"reason", "litigation"}}, Actor{"uid:0"});
   ASSERT_TRUE(key_hold);
-  ASSERT_TRUE(m_service->place_hold({{"subject", "s-b"}, {"reason", "dispute"}}, Actor{"uid:0"}));
+  ASSERT_TRUE(place_hold({{"subject", "s-b"}, {"reason", "dispute"}}, Actor{"uid:0"}));
   // A batch of 1 still reaches the unheld record behind two held ones.
   SweepCursor cursor;
   SweepCounts total;
@@ -278,20 +321,20 @@ TEST_F(ServiceTest, HeldRecordsAreSkippedAndCountedAndRunAfterRelease) {
   }
   EXPECT_EQ(total.held, 2);
   EXPECT_EQ(total.purged, 1);
-  EXPECT_TRUE(m_store->get("a")->has_value());
-  EXPECT_TRUE(m_store->get("b")->has_value());
-  EXPECT_FALSE(m_store->get("c")->has_value());
+  EXPECT_TRUE(stored("a").has_value());
+  EXPECT_TRUE(stored("b").has_value());
+  EXPECT_FALSE(stored("c").has_value());
   EXPECT_EQ(*m_service->backlog(), 0);
 
   const auto explained = m_service->explain("a");
   ASSERT_TRUE(explained);
   EXPECT_EQ(std::get<Explanation>(*explained).holds, std::vector<std::int64_t>{*key_hold});
 
-  ASSERT_TRUE(m_service->release_hold({{"id", *key_hold}}, Actor{"uid:0"}));
+  ASSERT_TRUE(release_hold({{"id", *key_hold}}, Actor{"uid:0"}));
   EXPECT_EQ(*m_service->backlog(), 1);
   EXPECT_EQ(sweep()->purged, 1);
-  EXPECT_FALSE(m_store->get("a")->has_value());
-  const auto again = m_service->release_hold({{"id", *key_hold}}, Actor{"uid:0"});
+  EXPECT_FALSE(stored("a").has_value());
+  const auto again = release_hold({{"id", *key_hold}}, Actor{"uid:0"});
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, ErrorCode::not_found);
 }
@@ -301,48 +344,48 @@ TEST_F(ServiceTest, HeldRecordsAreSkippedAndCountedAndRunAfterRelease) {
 TEST_F(ServiceTest, BacklogMatchesTheWalkUnderOverlappingHolds) {
   for (int i = 0; i < 12; ++i) {
     const std::string key = "u" + std::to_string(i);
-    ASSERT_TRUE(m_service->put({{"key", key}, {"subject", "s" + std::to_string(i % 4)}, {"category", "usage"},
+    ASSERT_TRUE(put({{"key", key}, {"subject", "s" + std::to_string(i % 4)}, {"category", "usage"},
                                 {"dates", {{"last_use", i < 10 ? "2020-01-01" : "2031-01-01"}}}}));
   }
-  ASSERT_TRUE(m_service->put({{"key", "i1"}, {"subject", "s0"}, {"category", "invoice"}, {"dates", {{"issued", "2015-03-01"}}}}));
+  ASSERT_TRUE(put({{"key", "i1"}, {"subject", "s0"}, {"category", "invoice"}, {"dates", {{"issued", "2015-03-01"}}}}));
   const auto walk = [&] { return m_service->count_due()->due_records; };
   EXPECT_EQ(*m_service->backlog(), 11);  // 10 usage records and the invoice; two usage records not yet due
   EXPECT_EQ(*m_service->backlog(), walk());
-  ASSERT_TRUE(m_service->place_hold({{"key", "u0"}, {"reason", "r"}}, Actor{"uid:0"}));
-  ASSERT_TRUE(m_service->place_hold({{"subject", "s0"}, {"reason", "r"}}, Actor{"uid:0"}));  // u0, u4, u8 and i1
-  ASSERT_TRUE(m_service->place_hold({{"key", "u10"}, {"reason", "r"}}, Actor{"uid:0"}));    // not due: no change
+  ASSERT_TRUE(place_hold({{"key", "u0"}, {"reason", "r"}}, Actor{"uid:0"}));
+  ASSERT_TRUE(place_hold({{"subject", "s0"}, {"reason", "r"}}, Actor{"uid:0"}));  // u0, u4, u8 and i1
+  ASSERT_TRUE(place_hold({{"key", "u10"}, {"reason", "r"}}, Actor{"uid:0"}));    // not due: no change
   EXPECT_EQ(*m_service->backlog(), 7);
   EXPECT_EQ(*m_service->backlog(), walk());
-  ASSERT_TRUE(m_service->place_hold({{"category", "usage"}, {"reason", "r"}}, Actor{"uid:0"}));
+  ASSERT_TRUE(place_hold({{"category", "usage"}, {"reason", "r"}}, Actor{"uid:0"}));
   EXPECT_EQ(*m_service->backlog(), 0);
   EXPECT_EQ(*m_service->backlog(), walk());
 }
 
 TEST_F(ServiceTest, HoldsAreAuditedWithoutTheRawSubject) {
-  const auto id = m_service->place_hold({{"subject", "erin"}, {"reason", "court order 12"}}, Actor{"uid:7"});
+  const auto id = place_hold({{"subject", "erin"}, {"reason", "court order 12"}}, Actor{"uid:7"});
   ASSERT_TRUE(id);
-  ASSERT_TRUE(m_service->release_hold({{"id", *id}, {"reason", "case closed"}}, Actor{"uid:8"}));
-  store::Store::AuditQuery q;
+  ASSERT_TRUE(release_hold({{"id", *id}, {"reason", "case closed"}}, Actor{"uid:8"}));
+  store::StoreReader::AuditQuery q;
   const auto rows = m_store->audit_entries(q);
   ASSERT_TRUE(rows);
   ASSERT_EQ(rows->size(), 2u);
   EXPECT_EQ((*rows)[0].action, "hold.place");
   EXPECT_EQ((*rows)[0].actor, "uid:7");
-  EXPECT_EQ((*rows)[0].subject_ref, m_audit->subject_ref("erin"));
+  EXPECT_EQ((*rows)[0].subject_ref, m_vault->subject_ref("erin"));
   EXPECT_EQ((*rows)[1].action, "hold.release");
   EXPECT_EQ((*rows)[1].reason, "hold " + std::to_string(*id) + ": case closed");
   EXPECT_TRUE(audit::verify(*m_store)->ok);
 }
 
 TEST_F(ServiceTest, HoldParametersAreChecked) {
-  EXPECT_EQ(m_service->place_hold({{"reason", "x"}}, Actor{"uid:0"}).error().reason, "invalid_params");
-  EXPECT_EQ(m_service->place_hold({{"key", "k"}, {"subject", "s"}, {"reason", "x"}}, Actor{"uid:0"}).error().reason,
+  EXPECT_EQ(place_hold({{"reason", "x"}}, Actor{"uid:0"}).error().reason, "invalid_params");
+  EXPECT_EQ(place_hold({{"key", "k"}, {"subject", "s"}, {"reason", "x"}}, Actor{"uid:0"}).error().reason,
             "invalid_params");
-  EXPECT_EQ(m_service->place_hold({{"category", "nope"}, {"reason", "x"}}, Actor{"uid:0"}).error().reason,
+  EXPECT_EQ(place_hold({{"category", "nope"}, {"reason", "x"}}, Actor{"uid:0"}).error().reason,
             "unknown_category");
-  EXPECT_EQ(m_service->place_hold({{"key", "absent"}, {"reason", "x"}}, Actor{"uid:0"}).error().code,
+  EXPECT_EQ(place_hold({{"key", "absent"}, {"reason", "x"}}, Actor{"uid:0"}).error().code,
             ErrorCode::not_found);
-  EXPECT_TRUE(m_service->load_holds()->holds.empty());  // nothing half-done
+  EXPECT_TRUE(m_service->holds()->empty());  // nothing half-done
 }
 
 }  // namespace
@@ -356,9 +399,9 @@ namespace {
 // purge, a change of next_phase alone (the purge's due time is the same),
 // which the reload must store.
 TEST_F(ServiceTest, AReloadThatOnlyMovesTheNextPhaseStoresIt) {
-  ASSERT_TRUE(m_service->put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2029-05-10"}}}}));
+  ASSERT_TRUE(put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2029-05-10"}}}}));
   ASSERT_TRUE(sweep());  // fiscal_year_end(2029-05-10) = 2030-01-01: archived now
-  ASSERT_EQ(m_service->get("inv")->state, store::RecordState::archived);
+  ASSERT_EQ(stored("inv")->state, store::RecordState::archived);
   const auto shortened = policy::load_policy_text(R"toml(
 [daemon]
 state_dir = "unused"
@@ -377,13 +420,13 @@ phases = [ { action = "anonymise", at = "last_use + 1 year" }, { action = "purge
 anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
 )toml", policy::ConfFormat::toml, "t2.toml");
   ASSERT_TRUE(shortened.ok()) << shortened.first_error();
-  PolicyChange change(*m_service);
-  ASSERT_TRUE(change.adopt(m_service->policy_ptr(), PolicyAssessment{}, Actor{"test"}, "first"));
+  PolicyChange change(*m_service, *m_vault, *m_audit);
+  ASSERT_TRUE(change.adopt(m_service->policy(), PolicyAssessment{}, Actor{"test"}, "first"));
   auto assessment = change.assess(*shortened.policy);
   ASSERT_TRUE(assessment) << assessment.error().message;
   EXPECT_EQ(assessment->rescheduled, 1);
   ASSERT_TRUE(change.adopt(shortened.policy, *assessment, Actor{"test"}, ""));
-  const auto row = m_service->get("inv");
+  const auto row = stored("inv");
   ASSERT_TRUE(row);
   EXPECT_EQ(row->next_phase, 0);
   ASSERT_TRUE(row->due);

@@ -38,7 +38,7 @@ constexpr std::uint64_t kRounds = 36;
 // What explain said about one record before a sweep.
 struct Seen {
   bool disposed = false;
-  store::RecordRow row;
+  store::Schedule row;
   std::vector<actions::PhaseSchedule> phases;
   bool held = false;
 };
@@ -190,7 +190,7 @@ TEST_F(ServiceProperty, ExplainPlanDryRunAndSweepAgreeAtRandomInstants) {
       batch.push_back(world->random_record(rng, keys.back(), 1970, 2045));
     }
     world->clock.set(calendar::Instant{World::random_instant(rng, 1975, 2045)});
-    auto put = service.put_many(batch);
+    auto put = world->put_many(batch);
     ASSERT_TRUE(put) << put.error().message;
   }
 
@@ -204,18 +204,18 @@ TEST_F(ServiceProperty, ExplainPlanDryRunAndSweepAgreeAtRandomInstants) {
     // Between sweeps: events, replaced records, holds placed and released.
     for (int n = 0; n < 15; ++n) {
       const std::string& key = rng.pick(keys);
-      auto row = service.get(key);
+      auto row = world->record(key);
       if (!row) continue;  // purged
       const auto& declared = world->category(row->category).dates;
       if (declared.empty()) continue;
       const std::string name = rng.pick(declared);
-      auto event = service.record_event(
+      auto event = world->record_event(
           {{"name", name}, {"at", iso(World::random_instant(rng, 1975, 2060))}, {"key", key}});
       ASSERT_TRUE(event) << event.error().message;
     }
     for (int n = 0; n < 5; ++n) {
       const std::string& key = rng.pick(keys);
-      auto put = service.put(world->random_record(rng, key, 1975, 2060));
+      auto put = world->put(world->random_record(rng, key, 1975, 2060));
       ASSERT_TRUE(put || put.error().code == ErrorCode::conflict) << put.error().message;
     }
     if (rng.chance(70)) {
@@ -224,13 +224,13 @@ TEST_F(ServiceProperty, ExplainPlanDryRunAndSweepAgreeAtRandomInstants) {
       if (scope < 9) params["key"] = rng.pick(keys);
       else if (scope < 15) params["subject"] = "subject-" + std::to_string(rng.range(0, 299)) + "@example.com";
       else params["category"] = rng.pick(world->categories).name;
-      auto id = service.place_hold(params, actions::Actor{"uid:0"});
+      auto id = world->place_hold(params);
       if (id) holds.push_back(*id);
       else ASSERT_EQ(id.error().code, ErrorCode::not_found) << id.error().message;  // a purged key
     }
     if (!holds.empty() && rng.chance(60)) {
       const auto i = static_cast<std::size_t>(rng.range(0, static_cast<std::int64_t>(holds.size()) - 1));
-      ASSERT_TRUE(service.release_hold({{"id", holds[i]}}, actions::Actor{"uid:0"}));
+      ASSERT_TRUE(world->release_hold(holds[i]));
       holds.erase(holds.begin() + static_cast<std::ptrdiff_t>(i));
     }
 
@@ -260,7 +260,7 @@ TEST_F(ServiceProperty, ExplainPlanDryRunAndSweepAgreeAtRandomInstants) {
 
     // plan up to t (before t + 1 s) and to a later random instant.
     for (const std::int64_t until : {now + 1, now + 1 + rng.range(0, 6 * 365 * ref::kDay)}) {
-      auto plan = service.plan({{"until", iso(until)}});
+      auto plan = world->plan(calendar::Instant{until});
       ASSERT_TRUE(plan) << plan.error().message;
       const auto want_plan = expected_plan(before, now, until);
       EXPECT_TRUE(plan_counts(*plan) == want_plan)

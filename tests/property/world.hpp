@@ -25,7 +25,10 @@
 #include "lib/audit/audit.hpp"
 #include "lib/calendar/clock.hpp"
 #include "lib/policy/policy.hpp"
-#include "lib/store/sqlite_store.hpp"
+#include "lib/protocol/decode.hpp"
+#include "lib/store/sqlite/sqlite_store.hpp"
+#include "lib/vault/key_file.hpp"
+#include "lib/vault/vault.hpp"
 #include "tests/property/property_support.hpp"
 #include "tests/property/reference.hpp"
 
@@ -181,16 +184,64 @@ class World {
       return;
     }
     policy = loaded.policy;
-    store::SqliteOptions options;
-    options.secret = kSecret;
-    auto opened = store::open_sqlite_store(dir.path() / "retention.db", options);
+    auto key_file = vault::KeyFile::open(dir.path() / "keys");
+    if (!key_file) {
+      m_error = "keys: " + key_file.error().message;
+      return;
+    }
+    keys = std::make_unique<vault::KeyFile>(std::move(*key_file));
+    auto opened = store::open_sqlite_store(dir.path() / "retention.db");
     if (!opened) {
       m_error = "store: " + opened.error().message;
       return;
     }
     store = std::move(opened).value();
-    audit = std::make_unique<audit::AuditLog>(*store, kSecret);
-    service = std::make_unique<actions::Service>(*store, *audit, clock, policy, kSecret);
+    vault = std::make_unique<vault::Vault>(*store, *keys, kSecret);
+    if (auto st = vault->open(); !st) {
+      m_error = "vault: " + st.error().message;
+      return;
+    }
+    audit = std::make_unique<audit::AuditLog>(*store);
+    // One thread: the vault serves as the reader too.
+    service = std::make_unique<actions::Service>(*vault, *vault, *audit, clock, policy);
+  }
+
+  // The service's calls on JSON params, decoded as the protocol does.
+  Result<vault::Record> put(const nlohmann::json& params) {
+    auto r = protocol::decode::put(params);
+    if (!r) return std::move(r).error();
+    return service->put(*r, actions::Actor{"uid:0"});
+  }
+  Result<std::size_t> put_many(const nlohmann::json& records) {
+    auto r = protocol::decode::put_many({{"records", records}}, 100000);
+    if (!r) return std::move(r).error();
+    return service->put_many(*r, actions::Actor{"uid:0"});
+  }
+  Result<std::int64_t> record_event(const nlohmann::json& params) {
+    auto r = protocol::decode::event(params);
+    if (!r) return std::move(r).error();
+    return service->record_event(*r, actions::Actor{"uid:0"});
+  }
+  Result<std::int64_t> place_hold(const nlohmann::json& params) {
+    auto r = protocol::decode::hold_place(params);
+    if (!r) return std::move(r).error();
+    return service->place_hold(*r, actions::Actor{"uid:0"});
+  }
+  Status release_hold(std::int64_t id) {
+    actions::ReleaseRequest r;
+    r.id = id;
+    return service->release_hold(r, actions::Actor{"uid:0"});
+  }
+  Result<actions::Plan> plan(calendar::Instant until) {
+    actions::PlanRequest r;
+    r.until = until;
+    return service->plan(r);
+  }
+  // The record with its values, or nullopt (destroyed).
+  std::optional<vault::Record> record(const std::string& key) {
+    auto r = vault->get(key);
+    if (!r || !*r) return std::nullopt;
+    return std::move(**r);
   }
 
   bool ok() const { return m_error.empty(); }
@@ -233,7 +284,7 @@ class World {
 
   // The due time the spec gives phase `phase` of a record with `dates`
   // (undefined, or past 9999-12-31T23:59:59Z: never reached).
-  std::optional<std::int64_t> reference_due(const store::RecordRow& row, std::size_t phase) const {
+  std::optional<std::int64_t> reference_due(const store::Schedule& row, std::size_t phase) const {
     ref::DateMap dates;
     for (const auto& [name, t] : row.dates) dates[name] = t.seconds;
     const auto v = ref::eval(category(row.category).phases[phase].at, dates, fiscal_year_end);
@@ -245,7 +296,7 @@ class World {
   Result<std::vector<store::AuditRow>> audit_after(std::int64_t after_seq) {
     std::vector<store::AuditRow> out;
     for (;;) {
-      store::Store::AuditQuery q;
+      store::StoreReader::AuditQuery q;
       q.after_seq = out.empty() ? after_seq : out.back().seq;
       q.limit = 1000;
       auto page = store->audit_entries(q);
@@ -261,7 +312,9 @@ class World {
   calendar::ManualClock clock;
   ScratchDir dir;
   std::shared_ptr<const policy::Policy> policy;
+  std::unique_ptr<vault::KeyFile> keys;
   std::unique_ptr<store::Store> store;
+  std::unique_ptr<vault::Vault> vault;
   std::unique_ptr<audit::AuditLog> audit;
   std::unique_ptr<actions::Service> service;
 

@@ -1,4 +1,4 @@
-#include "lib/store/key_file.hpp"
+#include "lib/vault/key_file.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 #include <cstring>
 #include <utility>
 
-namespace retentiond::store {
+namespace retentiond::vault {
 
 namespace {
 
@@ -41,14 +41,6 @@ KeyFile::~KeyFile() {
   if (m_fd >= 0) ::close(m_fd);
 }
 
-Status KeyFile::write(std::int64_t slot, std::string_view key) {
-  if (slot < 0 || key.size() != kSlotBytes) return Error::internal("KeyFile::write: bad slot or key size");
-  if (::pwrite(m_fd, key.data(), key.size(), offset_of(slot)) != static_cast<ssize_t>(key.size())) {
-    return io_error("cannot write key file", m_path);
-  }
-  return {};
-}
-
 Status KeyFile::write_run(std::int64_t first_slot, std::string_view keys) {
   if (first_slot < 0 || keys.empty() || keys.size() % kSlotBytes != 0) {
     return Error::internal("KeyFile::write_run: bad slot or key size");
@@ -70,15 +62,6 @@ Result<std::string> KeyFile::read(std::int64_t slot) const {
   return key;
 }
 
-Status KeyFile::zero(std::int64_t slot) {
-  static constexpr char kZeros[kSlotBytes] = {};
-  if (slot < 0) return Error::internal("KeyFile::zero: bad slot");
-  if (::pwrite(m_fd, kZeros, kSlotBytes, offset_of(slot)) != static_cast<ssize_t>(kSlotBytes)) {
-    return io_error("cannot zero key in", m_path);
-  }
-  return {};
-}
-
 Status KeyFile::zero_run(std::int64_t first_slot, std::size_t count) {
   if (first_slot < 0) return Error::internal("KeyFile::zero_run: bad slot");
   const std::string zeros(count * kSlotBytes, '\0');
@@ -93,4 +76,4 @@ Status KeyFile::sync() {
   return {};
 }
 
-}  // namespace retentiond::store
+}  // namespace retentiond::vault

@@ -1,0 +1,81 @@
+#pragma once
+// The typed requests of the use cases. lib/protocol decodes JSON params
+// into them (every unknown, missing or ill-typed parameter, malformed time
+// and over-long value is refused there); Service checks them against the
+// policy (unknown category, undeclared date...). Plain values.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lib/calendar/calendar.hpp"
+
+namespace retentiond::actions {
+
+// Who asked: "scheduler" or "uid:N" (recorded in the audit log).
+struct Actor {
+  std::string name;
+};
+
+// Documented limits on one record (docs/protocol.md), checked by the decoder.
+inline constexpr std::size_t kMaxKeyBytes = 512;
+inline constexpr std::size_t kMaxSubjectBytes = 512;
+inline constexpr std::size_t kMaxFieldsBytes = 64 * 1024;
+inline constexpr std::size_t kMaxDates = 64;
+inline constexpr std::size_t kMaxReasonBytes = 1024;
+
+// record.put, and each element of record.put_many.
+struct PutRequest {
+  std::string key;
+  std::string subject;
+  std::string category;
+  nlohmann::json fields = nlohmann::json::object();
+  std::vector<std::pair<std::string, calendar::Instant>> dates;  // in request order
+};
+
+// event.record: exactly one of key and subject.
+struct EventRequest {
+  std::string name;
+  calendar::Instant at;
+  std::optional<std::string> key;
+  std::optional<std::string> subject;
+};
+
+// subject.erase (subject, optionally some categories only) and
+// record.erase (key).
+struct EraseRequest {
+  std::optional<std::string> subject;
+  std::optional<std::string> key;
+  std::string reason;
+  bool dry_run = false;
+  std::optional<std::vector<std::string>> categories;
+};
+
+struct HoldRequest {
+  std::string scope;  // subject, category or key
+  std::string target;
+  std::string reason;
+};
+
+struct ReleaseRequest {
+  std::int64_t id = 0;
+  std::optional<std::string> reason;
+};
+
+struct PlanRequest {
+  calendar::Instant until;
+  std::optional<calendar::Instant> from;  // default: now
+};
+
+struct AuditTailRequest {
+  std::size_t limit = 100;
+  std::optional<std::int64_t> after;
+  std::optional<std::string> key;
+  std::optional<std::string> subject;
+};
+
+}  // namespace retentiond::actions

@@ -1,0 +1,221 @@
+#include "lib/engine/engine.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "lib/audit/audit.hpp"
+#include "lib/store/sqlite/sqlite_store.hpp"
+#include "lib/vault/key_file.hpp"
+#include "lib/vault/vault.hpp"
+
+namespace retentiond::engine {
+
+// What the engine opens, in the order it opens them (and closes them in
+// reverse): the keys, the writer's store and its vault, a reader on a
+// connection of its own, the audit log.
+struct Engine::Parts {
+  std::unique_ptr<vault::KeyFile> keys;
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<vault::Vault> vault;
+  std::unique_ptr<store::StoreReader> reader_store;
+  std::unique_ptr<vault::RecordReader> reader;
+  std::unique_ptr<audit::AuditLog> audit;
+};
+
+policy::DaemonSettings settings_for_reload(const policy::DaemonSettings& running, const policy::DaemonSettings& file,
+                                           std::vector<std::string>& ignored) {
+  policy::DaemonSettings out = running;
+  out.fiscal_year_end = file.fiscal_year_end;
+  out.log_level = file.log_level;
+  out.reload_guard = file.reload_guard;
+  const auto note = [&](const char* name, bool differs) {
+    if (differs) ignored.emplace_back(name);
+  };
+  note("state_dir", file.state_dir != running.state_dir);
+  note("socket", !file.socket.empty() && file.socket != running.socket);
+  note("socket_mode", file.socket_mode != running.socket_mode);
+  note("admin_group", file.admin_group != running.admin_group);
+  note("reader_group", file.reader_group != running.reader_group);
+  note("secret_file", file.secret_file != running.secret_file);
+  note("max_batch_records", file.max_batch_records != running.max_batch_records);
+  note("max_batch_ms", file.max_batch_ms != running.max_batch_ms);
+  note("max_request_bytes", file.max_request_bytes != running.max_request_bytes);
+  note("max_json_depth", file.max_json_depth != running.max_json_depth);
+  note("max_put_many", file.max_put_many != running.max_put_many);
+  note("max_connections", file.max_connections != running.max_connections);
+  note("idle_timeout", file.idle_timeout_s != running.idle_timeout_s);
+  return out;
+}
+
+Engine::Engine(boost::asio::io_context& io, EngineOptions options)
+    : m_io(io), m_options(std::move(options)), m_parts(std::make_unique<Parts>()) {}
+
+Engine::~Engine() {
+  stop();
+  // The writer thread is gone; the rest goes in reverse order of opening.
+  m_dispatcher.reset();
+  m_context.reset();
+  m_scheduler.reset();
+  m_writer.reset();
+  m_change.reset();
+  m_service.reset();
+}
+
+Result<std::unique_ptr<Engine>> Engine::open(boost::asio::io_context& io, EngineOptions options) {
+  if (options.clock == nullptr || !options.policy) return Error::internal("Engine::open: a clock and a policy are required");
+  if (options.secret.size() < 32) return Error::internal("Engine::open: a secret of at least 32 bytes is required");
+  std::unique_ptr<Engine> engine(new Engine(io, std::move(options)));
+  if (auto st = engine->open_parts(); !st) return std::move(st).error();
+  if (auto st = engine->startup_guard(); !st) return std::move(st).error();
+  return engine;
+}
+
+Status Engine::open_parts() {
+  const auto& settings = m_options.policy->daemon;
+  const std::filesystem::path dir = settings.state_dir;
+  Parts& p = *m_parts;
+  auto keys = vault::KeyFile::open(dir / "keys");
+  if (!keys) return std::move(keys).error();
+  p.keys = std::make_unique<vault::KeyFile>(std::move(*keys));
+  auto store = store::open_sqlite_store(dir / "retention.db");
+  if (!store) return std::move(store).error();
+  p.store = std::move(*store);
+  p.vault = std::make_unique<vault::Vault>(*p.store, *p.keys, m_options.secret);
+  if (auto st = p.vault->open(); !st) return st;
+  auto reader = store::open_sqlite_reader(dir / "retention.db");
+  if (!reader) return std::move(reader).error();
+  p.reader_store = std::move(*reader);
+  p.reader = std::make_unique<vault::RecordReader>(*p.reader_store, *p.keys, m_options.secret);
+  p.audit = std::make_unique<audit::AuditLog>(*p.store);
+
+  m_service = std::make_unique<actions::Service>(*p.vault, *p.reader, *p.audit, *m_options.clock, m_options.policy);
+  m_change = std::make_unique<actions::PolicyChange>(*m_service, *p.vault, *p.audit);
+  m_writer = std::make_unique<scheduler::Writer>(m_io, m_options.writer_mode);
+  scheduler::SchedulerOptions so;
+  so.max_batch_records = static_cast<std::size_t>(settings.max_batch_records);
+  so.max_batch_time = std::chrono::milliseconds(settings.max_batch_ms);
+  if (m_options.check_interval) so.check_interval = *m_options.check_interval;
+  m_scheduler = std::make_unique<scheduler::Scheduler>(m_io, *m_writer, *m_service, so);
+  m_scheduler->on_pass_end = [this] {
+    if (on_pass_end) on_pass_end();
+  };
+  const auto started_at = m_options.clock->now();
+  m_context = std::make_unique<protocol::Context>(
+      protocol::Context{*m_service, *m_writer, *m_scheduler, m_options.version, started_at, started_at, {}});
+  m_context->reload = [this](bool confirm, const protocol::Caller& caller, std::function<void(Result<nlohmann::json>)> done) {
+    reload(confirm, caller.actor(), std::move(done));
+  };
+  m_dispatcher = std::make_unique<protocol::Dispatcher>(
+      *m_context,
+      protocol::Limits{static_cast<std::size_t>(settings.max_json_depth), static_cast<std::size_t>(settings.max_put_many)});
+  return {};
+}
+
+// The reload guard at start-up, against the policy the state last ran and
+// with the guard in force then. Runs before the writer thread starts.
+Status Engine::startup_guard() {
+  const auto& policy = m_options.policy;
+  auto assessment = m_change->assess(*policy);
+  if (!assessment) return std::move(assessment).error();
+  auto adopted = m_change->adopted();
+  if (!adopted) return std::move(adopted).error();
+  if (adopted->is_null()) return m_change->adopt_first(*policy);  // a new state directory: nothing to audit
+  if (assessment->diff.empty()) return {};
+  auto guard = m_change->guard(policy->daemon.reload_guard);
+  if (!guard) return std::move(guard).error();
+  if (assessment->newly_due > *guard && !m_options.confirm_policy) {
+    spdlog::warn("reload_guard.tripped newly_due={} guard={} {}; starting paused until confirmed "
+                 "(config.reload with confirm, or --confirm-policy)",
+                 assessment->newly_due, *guard, actions::describe(assessment->diff));
+    m_scheduler->set_paused(scheduler::Scheduler::Pause{assessment->newly_due, *guard});
+    return {};
+  }
+  if (auto st = m_change->adopt(policy, *assessment, actions::Actor{"scheduler"},
+                                m_options.confirm_policy ? "at start-up, confirmed with --confirm-policy" : "at start-up");
+      !st) {
+    return st;
+  }
+  spdlog::info("config.reloaded at=start-up hash={} {} newly_due={}", policy->hash.substr(0, 12),
+               actions::describe(assessment->diff), assessment->newly_due);
+  return {};
+}
+
+void Engine::start() {
+  // The catch-up pass first, so that its first batch runs before the writer
+  // takes any job (Writer::start).
+  m_scheduler->start();
+  m_writer->start();
+}
+
+void Engine::stop() {
+  if (m_scheduler) m_scheduler->stop();
+  if (m_writer) m_writer->stop();
+}
+
+void Engine::reload(bool confirm, const std::string& actor, std::function<void(Result<nlohmann::json>)> done) {
+  if (on_reload_start) on_reload_start();
+  const auto finish = [this, done](Result<nlohmann::json> result) {
+    done(std::move(result));
+    if (on_reload_end) on_reload_end();
+  };
+  auto next = policy::load_policy_file(m_options.config_path);
+  if (!next.ok()) {
+    std::string message = next.first_error();
+    const auto errors = std::count_if(next.diagnostics.begin(), next.diagnostics.end(), [](const auto& d) {
+      return d.severity == policy::Diagnostic::Severity::error;
+    });
+    if (errors > 1) message += " (and " + std::to_string(errors - 1) + " more; run retentiond --check)";
+    spdlog::error("config.reload_failed {}; the policy in force is unchanged", message);
+    return finish(Error::invalid_params("bad_config", message));
+  }
+  auto candidate = std::make_shared<policy::Policy>(*next.policy);
+  if (m_options.overrides) m_options.overrides(candidate->daemon);  // the command line still wins
+  std::vector<std::string> ignored;
+  candidate->daemon = settings_for_reload(m_service->policy()->daemon, candidate->daemon, ignored);
+  if (!ignored.empty()) {
+    std::string names;
+    for (const auto& n : ignored) names += (names.empty() ? "" : ",") + n;
+    spdlog::warn("config.restart_needed keys={} (these [daemon] settings take effect at the next start)", names);
+  }
+  std::shared_ptr<const policy::Policy> adopted = candidate;
+  m_writer->submit<Result<actions::ReloadResult>>(
+      [this, adopted, confirm, actor] {
+        return m_change->reload(adopted, confirm, actions::Actor{actor}, confirm ? "confirmed" : "");
+      },
+      [this, adopted, actor, finish](Result<actions::ReloadResult> r) {
+        if (!r) {
+          const Error& e = r.error();
+          if (e.code == ErrorCode::confirmation_required) {
+            spdlog::warn("config.reload_refused newly_due={} guard={} changed={}{}", e.data.value("newly_due", 0),
+                         e.data.value("guard", 0), e.data.value("changed_categories", nlohmann::json::array()).dump(),
+                         actor == "scheduler" ? " (SIGHUP never confirms)" : "");
+          } else {
+            spdlog::error("config.reload_failed {}", e.message);
+          }
+          return finish(std::move(r).error());
+        }
+        spdlog::set_level(spdlog::level::from_str(adopted->daemon.log_level));
+        m_context->policy_loaded_at = m_options.clock->now();
+        if (m_scheduler->paused()) m_scheduler->set_paused(std::nullopt);
+        m_scheduler->records_changed();
+        spdlog::info("config.reloaded actor={} hash={} {} newly_due={}", actor, adopted->hash.substr(0, 12),
+                     actions::describe(r->assessment.diff), r->assessment.newly_due);
+        finish(nlohmann::json{{"hash", r->hash}, {"changed_categories", r->changed_categories},
+                              {"newly_due", r->assessment.newly_due}});
+      });
+}
+
+std::string Engine::status_line() {
+  std::string out = m_scheduler->paused() ? "PAUSED by the reload guard (confirm the policy); " : "";
+  auto overview = m_service->overview();
+  out += "due now: " + (overview ? std::to_string(overview->backlog) : std::string("?"));
+  if (overview && overview->next_due) out += "; next due " + calendar::format_instant(*overview->next_due);
+  if (const auto& last = m_scheduler->last()) {
+    out += "; last sweep " + calendar::format_instant(last->finished_at) + ": " + std::to_string(last->counts.actions()) +
+           " actions";
+  }
+  return out;
+}
+
+}  // namespace retentiond::engine
