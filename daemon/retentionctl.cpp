@@ -231,15 +231,22 @@ class Connection {
   // not thrown; a lost connection throws Failure{kUnreachable} and a reply
   // that is not JSON-RPC throws Failure{kFailed}.
   Reply call(const std::string& method, const json& params) {
-    json request = {{"jsonrpc", "2.0"}, {"id", m_next_id++}, {"method", method}};
+    const int id = m_next_id++;
+    json request = {{"jsonrpc", "2.0"}, {"id", id}, {"method", method}};
     if (!params.is_null()) request["params"] = params;
     const std::string line = request.dump() + "\n";
+    boost::system::error_code send_ec;
+    asio::write(m_socket, asio::buffer(line), send_ec);
+    // A send can fail because the daemon has answered and hung up: a line
+    // over its max_request_bytes gets one too_large line, then the daemon
+    // closes without reading the rest. That answer is waiting to be read,
+    // and it is the truth to report, not the broken pipe.
     boost::system::error_code ec;
-    asio::write(m_socket, asio::buffer(line), ec);
-    if (ec) {
-      throw Failure{kUnreachable, method + ": cannot send to " + m_path + ": " + ec.message()};
-    }
     asio::read_until(m_socket, m_buffer, '\n', ec);
+    if (ec && send_ec) {
+      m_usable = false;
+      throw Failure{kUnreachable, method + ": cannot send to " + m_path + ": " + send_ec.message()};
+    }
     if (ec == asio::error::eof) {
       throw Failure{kUnreachable, method + ": the daemon closed the connection without answering"};
     }
@@ -251,12 +258,20 @@ class Connection {
     std::getline(in, reply_line);
     const json reply = json::parse(reply_line, nullptr, /*allow_exceptions=*/false);
     if (reply.is_discarded() || !reply.is_object() ||
-        (!reply.contains("result") && !reply.contains("error"))) {
+        (!reply.contains("result") && !reply.contains("error")) ||
+        (member(reply, "id") != id && !member(reply, "id").is_null())) {
       throw Failure{kFailed,
                     method + ": unreadable reply from the daemon: " + reply_line.substr(0, 200)};
     }
+    // A reply without our id answers the line, not the request (too_large,
+    // parse_error); after an over-long line the daemon has closed the
+    // connection. The next request goes on a new one either way.
+    if (send_ec || member(reply, "id").is_null()) m_usable = false;
     return {member(reply, "result"), member(reply, "error")};
   }
+
+  // False once the daemon may have closed the connection.
+  bool usable() const { return m_usable; }
 
  private:
   std::string connect_failure(const boost::system::error_code& ec) const {
@@ -278,6 +293,7 @@ class Connection {
   asio::local::stream_protocol::socket m_socket;
   asio::streambuf m_buffer;
   int m_next_id = 1;
+  bool m_usable = true;
 };
 
 // ---------------------------------------------------------------------------
@@ -307,8 +323,13 @@ class Context {
     return m_opts[name].as<std::vector<std::string>>();
   }
 
+  // The connection to the daemon: made on first use, and again after the
+  // daemon closed the last one.
   Connection& connection() {
-    if (!m_connection) m_connection = std::make_unique<Connection>(m_socket_path);
+    if (!m_connection || !m_connection->usable()) {
+      m_connection.reset();
+      m_connection = std::make_unique<Connection>(m_socket_path);
+    }
     return *m_connection;
   }
   Reply try_call(const std::string& method, const json& params = nullptr) {

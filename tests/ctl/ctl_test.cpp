@@ -78,16 +78,25 @@ CtlOptions with_stdin(std::filesystem::path file) {
   return o;
 }
 
+// kPolicy with `keys` added to its [daemon] table.
+std::string policy_with_daemon_keys(const std::string& keys) {
+  std::string policy = kPolicy;
+  const std::string table = "[daemon]\n";
+  policy.insert(policy.find(table) + table.size(), keys);
+  return policy;
+}
+
 class CtlTest : public ::testing::Test {
  protected:
-  CtlTest()
-      : m_policy(write_policy(m_dir.path())),
+  explicit CtlTest(const std::string& policy = kPolicy)
+      : m_policy(write_policy(m_dir.path(), policy)),
         m_daemon(m_dir.path(), {"--config", m_policy.string(), "--now", "2030-01-01T00:00:00Z"}),
         m_client(m_daemon.socket()) {}
 
-  static std::filesystem::path write_policy(const std::filesystem::path& dir) {
+  static std::filesystem::path write_policy(const std::filesystem::path& dir,
+                                            const std::string& policy) {
     const auto path = dir / "policy.toml";
-    std::ofstream(path) << kPolicy;
+    std::ofstream(path) << policy;
     return path;
   }
 
@@ -147,6 +156,12 @@ class CtlTest : public ::testing::Test {
   std::filesystem::path m_policy;
   DaemonProcess m_daemon;
   Client m_client;
+};
+
+// A daemon that takes request lines of at most 1024 bytes.
+class CtlSmallLimitsTest : public CtlTest {
+ protected:
+  CtlSmallLimitsTest() : CtlTest(policy_with_daemon_keys("max_request_bytes = 1024\n")) {}
 };
 
 // --- Help and usage (no daemon needed) ---
@@ -651,6 +666,30 @@ TEST_F(CtlTest, CallReachesAnyMethod) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err.substr(0, 30), "retentionctl: no.such.method: ");
   EXPECT_NE(r.err.find("[method_not_found]\n"), std::string::npos) << r.err;
+}
+
+// A request line over max_request_bytes gets one too_large line, then the
+// daemon closes the connection. A line much longer than the socket's buffer
+// is still being sent then: the send fails, and the answer is what counts.
+TEST_F(CtlSmallLimitsTest, ALineOverTheDaemonsLimitShowsItsAnswerAndExitsOne) {
+  const json big = {{"key", "big"},
+                    {"subject", "s"},
+                    {"category", "lead"},
+                    {"fields", {{"blob", std::string(1 << 20, 'x')}}}};
+  const auto file = write_file("big.jsonl", big.dump() + "\n");
+  CtlResult r = ctl({"import", file.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "retentionctl: import: " + file.string() +
+                       ":1: record.put_many: request line longer than 1024 bytes [too_large]\n"
+                       "retentionctl: import: stopped: nothing was imported\n");
+  // A line that fits in the socket's buffer is sent whole before the answer.
+  r = ctl({"call", "record.put", json({{"key", std::string(2000, 'k')}}).dump()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err,
+            "retentionctl: record.put: request line longer than 1024 bytes [too_large]\n");
+  EXPECT_EQ(call("status")["records"]["active"], 0);
 }
 
 // --- import ---
