@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -30,6 +31,8 @@
 #include <utility>
 #include <vector>
 
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -274,18 +277,131 @@ class Connection {
   bool usable() const { return m_usable; }
 
  private:
+  // Why connecting failed, from what the path is rather than from guesses:
+  // the socket's or directory's mode and owners when permission is denied,
+  // the kind of file when it is not a socket.
   std::string connect_failure(const boost::system::error_code& ec) const {
-    if (ec == boost::system::errc::no_such_file_or_directory ||
-        ec == boost::system::errc::not_a_directory) {
-      return "no daemon socket at " + m_path +
-             " (is retentiond running? set --socket or RETENTIOND_SOCKET)";
+    struct stat st {};
+    const bool exists = ::stat(m_path.c_str(), &st) == 0;
+    if (ec == boost::system::errc::permission_denied) return permission_failure(exists, st);
+    if (exists && !S_ISSOCK(st.st_mode)) {
+      if (S_ISDIR(st.st_mode)) {
+        return "not a socket: " + m_path +
+               " is a directory (--socket or RETENTIOND_SOCKET must name the daemon's admin "
+               "socket, daemon.socket, not the directory it is in)";
+      }
+      return "not a socket: " + m_path + " is " + file_kind(st.st_mode) +
+             " (--socket or RETENTIOND_SOCKET must name the daemon's admin socket, "
+             "daemon.socket, not the policy file or another file)";
     }
-    if (ec == boost::system::errc::permission_denied) {
-      return "permission denied on " + m_path +
-             " (are you in the retention-admin or retention-read group?)";
+    if (ec == boost::system::errc::no_such_file_or_directory) {
+      return "no such file: " + m_path +
+             " (is retentiond running? --socket or RETENTIOND_SOCKET must name its admin "
+             "socket, daemon.socket)";
     }
-    if (ec == asio::error::connection_refused) return "nothing is listening on " + m_path;
+    if (ec == asio::error::connection_refused) {
+      return "nothing is listening on " + m_path +
+             " (a socket left behind by a daemon that is no longer running: is retentiond "
+             "running?)";
+    }
     return "cannot connect to " + m_path + ": " + ec.message();
+  }
+
+  // EACCES: on a directory on the way to the socket (entering one needs
+  // search permission), or on the socket itself (connecting needs write
+  // permission). The kernel walks the path from the top, so the first
+  // directory we may not enter is the one that stops us.
+  std::string permission_failure(bool socket_visible, const struct stat& socket_st) const {
+    std::error_code ignored;
+    std::filesystem::path dir;
+    for (const auto& part : std::filesystem::absolute(m_path, ignored).parent_path()) {
+      dir /= part;
+      struct stat st {};
+      if (::stat(dir.c_str(), &st) == 0 && ::access(dir.c_str(), X_OK) != 0) {
+        return "permission denied on " + m_path + ": the directory " + dir.string() + " (" +
+               ownership(st) + ") may not be entered; " + advice(st, S_IXGRP, "enter it");
+      }
+    }
+    if (!socket_visible) return "permission denied on " + m_path;
+    return "permission denied on " + m_path + " (" + ownership(socket_st) +
+           "): " + advice(socket_st, S_IWGRP, "connect");
+  }
+
+  // "mode 0660, owner root, group retention-admin"
+  static std::string ownership(const struct stat& st) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return std::string("mode ") + mode + ", owner " + user_name(st.st_uid) + ", group " +
+           group_name(st.st_gid);
+  }
+
+  // What the caller can do about a file whose `group_bit` (S_IWGRP to
+  // connect to a socket, S_IXGRP to enter a directory) it lacks.
+  static std::string advice(const struct stat& st, mode_t group_bit, const char* verb) {
+    const std::string group = group_name(st.st_gid);
+    if ((st.st_mode & group_bit) == 0) {
+      if ((st.st_mode & (group_bit << 3)) == 0) {
+        return std::string("its mode lets only root ") + verb + ": run as root";
+      }
+      const std::string owner = user_name(st.st_uid);
+      return std::string("only its owner may ") + verb + ": run as " + owner +
+             (owner == "root" ? "" : " or root");
+    }
+    if (session_in_group(st.st_gid)) {
+      return "you are in the group " + group + ", yet access is refused: ask an administrator " +
+             "to check the mode and owners";
+    }
+    if (user_in_group(st.st_gid)) {
+      return "your user is in the group " + group +
+             ", but this login session is not yet: log in again (or run 'newgrp " + group + "')";
+    }
+    return "ask an administrator to add your user to the group " + group + ", or run as root";
+  }
+
+  static std::string file_kind(mode_t mode) {
+    if (S_ISREG(mode)) return "a regular file";
+    if (S_ISFIFO(mode)) return "a named pipe";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    return "not a socket";
+  }
+
+  static std::string user_name(uid_t uid) {
+    if (const passwd* pw = ::getpwuid(uid)) return pw->pw_name;
+    return "uid " + std::to_string(uid);
+  }
+  static std::string group_name(gid_t gid) {
+    if (const group* gr = ::getgrgid(gid)) return gr->gr_name;
+    return "gid " + std::to_string(gid);
+  }
+
+  // The groups of this process, which the kernel checks.
+  static bool session_in_group(gid_t gid) {
+    if (::getegid() == gid) return true;
+    const int n = ::getgroups(0, nullptr);
+    if (n <= 0) return false;
+    std::vector<gid_t> groups(static_cast<std::size_t>(n));
+    const int got = ::getgroups(n, groups.data());
+    return got > 0 && std::find(groups.begin(), groups.begin() + got, gid) != groups.begin() + got;
+  }
+
+  // The groups the user database gives the user now, which a new login
+  // session would have.
+  static bool user_in_group(gid_t gid) {
+    const passwd* pw = ::getpwuid(::geteuid());
+    if (pw == nullptr) return false;
+    const std::string name = pw->pw_name;
+    const gid_t primary = pw->pw_gid;
+    int n = 64;
+    std::vector<gid_t> groups;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      groups.resize(static_cast<std::size_t>(n));
+      if (::getgrouplist(name.c_str(), primary, groups.data(), &n) >= 0) {
+        groups.resize(static_cast<std::size_t>(n));
+        return std::find(groups.begin(), groups.end(), gid) != groups.end();
+      }
+    }
+    return false;
   }
 
   std::string m_path;

@@ -7,7 +7,9 @@
 #include <fstream>
 #include <regex>
 
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -242,8 +244,9 @@ TEST(CtlUsage, UsageErrorsExitTwoWithAUsageLine) {
 TEST(CtlConnection, AMissingSocketExitsThreeAndNamesThePath) {
   TempDir dir;
   const std::string path = (dir.path() / "none.sock").string();
-  const std::string expected = "retentionctl: no daemon socket at " + path +
-                               " (is retentiond running? set --socket or RETENTIOND_SOCKET)\n";
+  const std::string expected = "retentionctl: no such file: " + path +
+                               " (is retentiond running? --socket or RETENTIOND_SOCKET must name "
+                               "its admin socket, daemon.socket)\n";
   CtlResult r = run_ctl({"--socket", path, "status"});
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_EQ(r.out, "");
@@ -258,45 +261,101 @@ TEST(CtlConnection, AMissingSocketExitsThreeAndNamesThePath) {
   EXPECT_EQ(r.err, expected);
 }
 
+// The policy file passed where the socket goes: a mistake easy to make,
+// since both are "the daemon's file".
+TEST(CtlConnection, APathThatIsNotASocketSaysWhatItIs) {
+  TempDir dir;
+  const std::string file = (dir.path() / "policy.toml").string();
+  std::ofstream(file) << "[daemon]\n";
+  CtlResult r = run_ctl({"--socket", file, "status"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "retentionctl: not a socket: " + file +
+                       " is a regular file (--socket or RETENTIOND_SOCKET must name the daemon's "
+                       "admin socket, daemon.socket, not the policy file or another file)\n");
+
+  r = run_ctl({"status"}, with_env("RETENTIOND_SOCKET=" + dir.path().string()));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.err, "retentionctl: not a socket: " + dir.path().string() +
+                       " is a directory (--socket or RETENTIOND_SOCKET must name the daemon's "
+                       "admin socket, daemon.socket, not the directory it is in)\n");
+}
+
+// A socket file at `path`, bound, and listening when `listening`.
+int bound_socket(const std::string& path, bool listening) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, path.c_str());
+  EXPECT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  if (listening) {
+    EXPECT_EQ(::listen(fd, 1), 0);
+  }
+  return fd;
+}
+
 // A bound socket that is not listening refuses connections, like one left
 // behind by a daemon that died.
 TEST(CtlConnection, ASocketNobodyListensOnExitsThree) {
   TempDir dir;
   const std::string path = (dir.path() / "dead.sock").string();
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, path.c_str());
-  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  const int fd = bound_socket(path, /*listening=*/false);
   const CtlResult r = run_ctl({"--socket", path, "status"});
   ::close(fd);
   EXPECT_EQ(r.exit_code, 3);
-  EXPECT_EQ(r.err, "retentionctl: nothing is listening on " + path + "\n");
+  EXPECT_EQ(r.err, "retentionctl: nothing is listening on " + path +
+                       " (a socket left behind by a daemon that is no longer running: is "
+                       "retentiond running?)\n");
 }
 
-TEST(CtlConnection, PermissionDeniedExitsThreeAndNamesTheGroups) {
+std::string group_of(gid_t gid) { return ::getgrgid(gid)->gr_name; }
+std::string user_of(uid_t uid) { return ::getpwuid(uid)->pw_name; }
+
+// The message says what the socket's mode and owners are and what follows
+// from them, whatever groups the policy names.
+TEST(CtlConnection, PermissionDeniedShowsTheSocketsModeAndOwnersAndWhatToDo) {
   TempDir dir;
   const std::string path = (dir.path() / "admin.sock").string();
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, path.c_str());
-  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(fd, 1), 0);
+  const int fd = bound_socket(path, /*listening=*/true);
   ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
-  ASSERT_EQ(::chmod(path.c_str(), 0660), 0);
-  // root may open anything: drop to nobody. Otherwise a mode-000 socket is enough.
-  const bool root = ::geteuid() == 0;
-  if (!root) {
+  if (::geteuid() != 0) {
+    // Without root, a mode-000 socket of our own is all we can refuse ourselves.
     ASSERT_EQ(::chmod(path.c_str(), 0), 0);
+    const CtlResult r = run_ctl({"--socket", path, "status"});
+    ::close(fd);
+    EXPECT_EQ(r.exit_code, 3);
+    EXPECT_EQ(r.err, "retentionctl: permission denied on " + path + " (mode 0000, owner " +
+                         user_of(::geteuid()) + ", group " + group_of(::getegid()) +
+                         "): its mode lets only root connect: run as root\n");
+    return;
   }
-  CtlOptions options;
-  options.as_nobody = root;
-  const CtlResult r = run_ctl({"--socket", path, "status"}, options);
+  // root may open anything: the client runs as nobody, who is in no group.
+  CtlOptions nobody;
+  nobody.as_nobody = true;
+  ASSERT_EQ(::chmod(path.c_str(), 0660), 0);
+  CtlResult r = run_ctl({"--socket", path, "status"}, nobody);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "retentionctl: permission denied on " + path + " (mode 0660, owner root, group " +
+                       group_of(0) + "): ask an administrator to add your user to the group " +
+                       group_of(0) + ", or run as root\n");
+
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  r = run_ctl({"--socket", path, "status"}, nobody);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.err, "retentionctl: permission denied on " + path + " (mode 0600, owner root, group " +
+                       group_of(0) + "): only its owner may connect: run as root\n");
+
+  // A directory on the way that may not be entered.
+  ASSERT_EQ(::chmod(path.c_str(), 0666), 0);
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0750), 0);
+  r = run_ctl({"--socket", path, "status"}, nobody);
   ::close(fd);
   EXPECT_EQ(r.exit_code, 3);
-  EXPECT_EQ(r.err, "retentionctl: permission denied on " + path +
-                       " (are you in the retention-admin or retention-read group?)\n");
+  EXPECT_EQ(r.err, "retentionctl: permission denied on " + path + ": the directory " +
+                       dir.path().string() + " (mode 0750, owner root, group " + group_of(0) +
+                       ") may not be entered; ask an administrator to add your user to the group " +
+                       group_of(0) + ", or run as root\n");
 }
 
 // --- Subcommands ---
