@@ -2,9 +2,10 @@
 //
 // Each subcommand is one function: it turns its arguments into the params of
 // one method, calls it, and prints the result as aligned columns for people,
-// or with --json the raw result for scripts. `call METHOD [JSON]` reaches any
-// method; `import` streams a JSON-lines file through record.put_many.
-// docs/retentionctl.md is the user documentation.
+// or with --json the raw result for scripts (and errors as one JSON line on
+// standard error). `call METHOD [JSON]` reaches any method; `import`
+// streams a JSON-lines file through record.put_many. docs/retentionctl.md
+// is the user documentation.
 //
 // Exit codes:
 //   0  success
@@ -47,6 +48,9 @@
 
 namespace asio = boost::asio;
 using nlohmann::json;
+// Keeps the members of what we print for scripts in the order we write
+// them: an error reads code, reason, message.
+using ordered = nlohmann::ordered_json;
 
 namespace {
 
@@ -63,11 +67,19 @@ constexpr std::size_t kMaxBatchBytes = 8u << 20;
 
 // Ends the process: main prints `message` after "retentionctl: " and exits
 // with `code`. The client has nothing to recover from, so every failure
-// travels up to main this way.
+// travels up to main this way. With --json, main prints {"error": error}
+// instead: the daemon's code, reason and message for a daemon error, else
+// {"code": null, "reason", "message"} (see error_for()).
 struct Failure {
   int code;
-  std::string message;
+  std::string message;  // lines after the first are printed with the prefix too
+  ordered error = nullptr;
 };
+
+// The JSON form of a failure of the client itself (no daemon error code).
+ordered client_error(const std::string& reason, const std::string& message) {
+  return {{"code", nullptr}, {"reason", reason}, {"message", message}};
+}
 
 // ---------------------------------------------------------------------------
 // JSON helpers
@@ -213,6 +225,22 @@ std::string describe(const json& error) {
   return out;
 }
 
+// An error reply as scripts get it with --json: the daemon's code, reason
+// and message, the rest of its data, and the method called.
+ordered daemon_error(const std::string& method, const json& error) {
+  const json& data = member(error, "data");
+  ordered out = {{"code", member(error, "code")},
+                 {"reason", member(data, "reason")},
+                 {"message", member(error, "message")},
+                 {"method", method}};
+  if (data.is_object() && data.size() > (data.contains("reason") ? 1u : 0u)) {
+    ordered rest = data;
+    rest.erase("reason");
+    out["data"] = std::move(rest);
+  }
+  return out;
+}
+
 // One connection to the admin socket, carrying requests one at a time.
 class Connection {
  public:
@@ -263,8 +291,8 @@ class Connection {
     if (reply.is_discarded() || !reply.is_object() ||
         (!reply.contains("result") && !reply.contains("error")) ||
         (member(reply, "id") != id && !member(reply, "id").is_null())) {
-      throw Failure{kFailed,
-                    method + ": unreadable reply from the daemon: " + reply_line.substr(0, 200)};
+      const std::string message = "unreadable reply from the daemon: " + reply_line.substr(0, 200);
+      throw Failure{kFailed, method + ": " + message, client_error("bad_reply", message)};
     }
     // A reply without our id answers the line, not the request (too_large,
     // parse_error); after an over-long line the daemon has closed the
@@ -454,7 +482,10 @@ class Context {
   // The result of `method`; an error reply throws Failure{kFailed}.
   json call(const std::string& method, const json& params = nullptr) {
     Reply reply = try_call(method, params);
-    if (!reply.ok()) throw Failure{kFailed, method + ": " + describe(reply.error)};
+    if (!reply.ok()) {
+      throw Failure{kFailed, method + ": " + describe(reply.error),
+                    daemon_error(method, reply.error)};
+    }
     return std::move(reply.result);
   }
 
@@ -965,7 +996,10 @@ int cmd_import(Context& ctx) {
     return Importer(ctx, "stdin", std::cin, static_cast<std::size_t>(batch), std::nullopt).run();
   }
   std::ifstream file(path, std::ios::binary);
-  if (!file) throw Failure{kFailed, "import: cannot open " + path + ": " + std::strerror(errno)};
+  if (!file) {
+    const std::string message = "cannot open " + path + ": " + std::strerror(errno);
+    throw Failure{kFailed, "import: " + message, client_error("cannot_read", message)};
+  }
   std::optional<std::uintmax_t> size;
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
@@ -1187,11 +1221,49 @@ int run_command(const Command& command, int argc, char** argv) {
   return command.run(ctx);
 }
 
+// True when --json is among the options: errors are then reported as JSON
+// too, even those found before the options are parsed.
+bool json_requested(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "-s" || arg == "--socket") {
+      ++i;
+    } else if (arg == "--json") {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Prints a failure to standard error: for people, "retentionctl: " and the
+// message, and after a usage error the command's usage line; with --json,
+// one line {"error": {...}}. Returns the exit code.
+int report(const Failure& f, const Command* command, bool as_json) {
+  const std::string usage_line =
+      std::string("retentionctl ") +
+      (command != nullptr ? command->synopsis : "[--socket PATH] [--json] COMMAND [ARGS...]");
+  if (as_json) {
+    static const char* const kReasons[] = {"ok", "failed", "usage", "unreachable", "broken_chain"};
+    ordered error = f.error;
+    if (error.is_null()) {
+      // The first line only: further lines are hints for people.
+      error = client_error(kReasons[f.code], f.message.substr(0, f.message.find('\n')));
+    }
+    if (f.code == kUsage) error["usage"] = usage_line;
+    std::cerr << ordered{{"error", error}}.dump() << '\n';
+    return f.code;
+  }
+  std::cerr << "retentionctl: " << f.message << '\n';
+  if (f.code == kUsage) std::cerr << "usage: " << usage_line << "  (see --help)\n";
+  return f.code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const int at = command_position(argc, argv);
   const Command* command = at > 0 ? find_command(argv[at]) : nullptr;
+  const bool as_json = json_requested(argc, argv);
   try {
     if (at == 0) {
       for (int i = 1; i < argc; ++i) {
@@ -1210,21 +1282,10 @@ int main(int argc, char** argv) {
     if (command == nullptr) throw usage(std::string("unknown command '") + argv[at] + "'");
     return run_command(*command, argc, argv);
   } catch (const Failure& f) {
-    std::cerr << "retentionctl: " << f.message << '\n';
-    if (f.code == kUsage) {
-      std::cerr << "usage: retentionctl "
-                << (command != nullptr ? command->synopsis
-                                       : "[--socket PATH] [--json] COMMAND [ARGS...]")
-                << "  (see --help)\n";
-    }
-    return f.code;
+    return report(f, command, as_json);
   } catch (const cxxopts::exceptions::exception& e) {
-    std::cerr << "retentionctl: " << e.what() << '\n'
-              << "usage: retentionctl " << (command != nullptr ? command->synopsis : "COMMAND")
-              << "  (see --help)\n";
-    return kUsage;
+    return report(usage(e.what()), command, as_json);
   } catch (const std::exception& e) {
-    std::cerr << "retentionctl: " << e.what() << '\n';
-    return kFailed;
+    return report(Failure{kFailed, e.what(), client_error("failed", e.what())}, command, as_json);
   }
 }

@@ -424,7 +424,7 @@ TEST_F(CtlTest, AnErrorReplyExitsOneNamingTheMethodAndReason) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, "retentionctl: record.put: unknown category 'nope' [unknown_category]\n");
-  r = ctl({"--json", "explain", "nope"});
+  r = ctl({"explain", "nope"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, "retentionctl: record.explain: no record with key 'nope' [not_found]\n");
@@ -749,6 +749,54 @@ TEST_F(CtlSmallLimitsTest, ALineOverTheDaemonsLimitShowsItsAnswerAndExitsOne) {
   EXPECT_EQ(r.err,
             "retentionctl: record.put: request line longer than 1024 bytes [too_large]\n");
   EXPECT_EQ(call("status")["records"]["active"], 0);
+}
+
+// With --json, a script reads errors as JSON too: one line on standard
+// error, the daemon's code, reason and message, or a reason of the client's
+// own with a null code. The exit codes are the same as without --json.
+TEST_F(CtlTest, WithJsonErrorsAreOneJsonLineOnStandardError) {
+  CtlResult r = ctl({"--json", "explain", "nope"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err,
+            R"({"error":{"code":-32001,"reason":"not_found","message":"no record with key 'nope'",)"
+            R"("method":"record.explain"}})"
+            "\n");
+
+  // The rest of error.data comes along.
+  r = ctl({"--json", "call", "record.put_many",
+           R"({"records":[{"key":"a","subject":"s","category":"lead"},{"key":"b"}]})"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, R"({"error":{"code":-32602,"reason":"invalid_params","message":)"
+                   R"("records[1]: missing parameter 'subject'","method":"record.put_many",)"
+                   R"("data":{"index":1}}})"
+                   "\n");
+
+  r = ctl({"explain", "nope", "--json", "--bogus"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, R"({"error":{"code":null,"reason":"usage","message":)"
+                   R"("Option ‘bogus’ does not exist","usage":"retentionctl explain KEY"}})"
+                   "\n");
+}
+
+TEST(CtlJsonErrors, ClientSideFailuresHaveReasonsOfTheirOwn) {
+  CtlResult r = run_ctl({"--json", "frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, R"({"error":{"code":null,"reason":"usage","message":"unknown command )"
+                   R"('frobnicate'","usage":"retentionctl [--socket PATH] [--json] COMMAND )"
+                   R"([ARGS...]"}})"
+                   "\n");
+
+  TempDir dir;
+  const std::string path = (dir.path() / "none.sock").string();
+  r = run_ctl({"--socket", path, "--json", "status"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.err, R"({"error":{"code":null,"reason":"unreachable","message":"no such file: )" +
+                       path +
+                       R"( (is retentiond running? --socket or RETENTIOND_SOCKET must name its )"
+                       R"x(admin socket, daemon.socket)"}})x"
+                       "\n");
 }
 
 // --- import ---
