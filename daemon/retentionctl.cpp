@@ -1073,6 +1073,8 @@ void import_options(cxxopts::Options& o) {
                   value<long>(), "N");
 }
 
+int cmd_help(Context& ctx);  // after the table of commands, which it lists
+
 struct Command {
   const char* name;
   const char* synopsis;  // after "retentionctl "
@@ -1133,6 +1135,9 @@ const Command kCommands[] = {
     {"call", "call METHOD ['JSON params']",
      "call any method and print its result as JSON",
      1, 2, nullptr, cmd_call},
+    {"help", "help [COMMAND]",
+     "this list and the daemon's methods, or one command's arguments and options",
+     0, 1, nullptr, cmd_help},
 };
 // clang-format on
 
@@ -1171,7 +1176,8 @@ void print_general_help(std::ostream& out) {
   o.add_options()("version", "print the version and exit");
   out << "\nOptions:\n"
       << options_help(o)
-      << "\nRun 'retentionctl COMMAND --help' for a command's arguments and options.\n"
+      << "\nRun 'retentionctl help COMMAND' (or 'retentionctl COMMAND --help') for a command's\n"
+         "arguments and options, and 'retentionctl help' for the daemon's methods as well.\n"
          "Exit codes: 0 ok, 1 the daemon answered with an error (or import stopped), 2 usage,\n"
          "3 cannot reach the daemon, 4 verify found a broken audit chain.\n";
 }
@@ -1190,16 +1196,70 @@ int command_position(int argc, char** argv) {
   return 0;
 }
 
-int run_command(const Command& command, int argc, char** argv) {
+cxxopts::Options command_options(const Command& command) {
   cxxopts::Options options(std::string("retentionctl ") + command.name);
   options.custom_help("").set_width(110);
   if (command.add_options != nullptr) command.add_options(options);
   add_common_options(options);
+  return options;
+}
+
+void print_command_help(const Command& command, std::ostream& out) {
+  out << "usage: retentionctl " << command.synopsis << "\n\n"
+      << command.summary << "\n\nOptions:\n"
+      << options_help(command_options(command));
+}
+
+// `help`: what --help prints, and then the daemon's own list of methods
+// (the `help` method), which `call` reaches and which the daemon's
+// "unknown method" message points to. `help COMMAND` is `COMMAND --help`.
+int cmd_help(Context& ctx) {
+  if (ctx.args().size() == 1) {
+    const Command* command = find_command(ctx.args()[0]);
+    if (command == nullptr) {
+      throw usage("help: there is no command '" + ctx.args()[0] + "' (see 'retentionctl help')");
+    }
+    print_command_help(*command, std::cout);
+    return kOk;
+  }
+  json methods = nullptr;
+  std::string unavailable;
+  try {
+    methods = member(ctx.call("help"), "methods");
+  } catch (const Failure& f) {
+    // The list of commands does not need the daemon; its methods do.
+    unavailable = f.message.substr(0, f.message.find('\n'));
+  }
+  if (ctx.json_output()) {
+    ordered commands = ordered::array();
+    for (const auto& c : kCommands) {
+      commands.push_back({{"name", c.name}, {"synopsis", c.synopsis}, {"summary", c.summary}});
+    }
+    ordered out = {{"commands", commands}, {"methods", methods}};
+    if (!unavailable.empty()) out["methods_unavailable"] = unavailable;
+    std::cout << out.dump(2) << '\n';
+    return kOk;
+  }
+  print_general_help(std::cout);
+  if (!unavailable.empty()) {
+    std::cout << "\nThe daemon's methods are listed here when it answers; it did not: "
+              << unavailable << "\n";
+    return kOk;
+  }
+  std::cout << "\nMethods of the daemon, for 'retentionctl call METHOD ['JSON params']':\n";
+  Table t;
+  for (const auto& m : methods) {
+    t.add({"  " + text(member(m, "name")), text(member(m, "role")), text(member(m, "summary"))});
+  }
+  t.print(std::cout);
+  return kOk;
+}
+
+int run_command(const Command& command, int argc, char** argv) {
+  cxxopts::Options options = command_options(command);
   const auto opts = options.parse(argc, argv);
   if (opts.count("help")) {
-    std::cout << "usage: retentionctl " << command.synopsis << "\n\n"
-              << command.summary << "\n\nOptions:\n"
-              << options_help(options);
+    print_command_help(command, std::cout);
     return kOk;
   }
   std::vector<std::string> args = opts.unmatched();

@@ -174,7 +174,7 @@ TEST(CtlHelp, ListsEverySubcommandOnOneLineEach) {
   EXPECT_EQ(r.err, "");
   for (const char* name :
        {"status", "put", "explain", "event", "export", "erase", "hold", "release", "holds", "plan",
-        "sweep", "audit", "verify", "reload", "import", "call"}) {
+        "sweep", "audit", "verify", "reload", "import", "call", "help"}) {
     const std::regex line(std::string("\n  ") + name + " +[a-z][^\n]+\n");
     EXPECT_TRUE(std::regex_search(r.out, line)) << name << " missing from:\n" << r.out;
   }
@@ -190,6 +190,29 @@ TEST(CtlHelp, ASubcommandsHelpShowsItsOptions) {
       << r.out;
   EXPECT_NE(r.out.find("\n      --dry-run      "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\n  -s, --socket PATH  "), std::string::npos) << r.out;
+}
+
+// The daemon's "unknown method" message says "see 'help'": `help` is a
+// command too, and lists the methods when the daemon answers.
+TEST(CtlHelp, HelpIsACommandThatSaysWhyTheMethodsAreMissingWithoutADaemon) {
+  TempDir dir;
+  const std::string path = (dir.path() / "none.sock").string();
+  const CtlResult r = run_ctl({"--socket", path, "help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(r.out, run_ctl({"--help"}).out +
+                       "\nThe daemon's methods are listed here when it answers; it did not: no "
+                       "such file: " +
+                       path +
+                       " (is retentiond running? --socket or RETENTIOND_SOCKET must name its "
+                       "admin socket, daemon.socket)\n");
+
+  EXPECT_EQ(run_ctl({"help", "erase"}).out, run_ctl({"erase", "--help"}).out);
+  const CtlResult bad = run_ctl({"help", "frobnicate"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(bad.err,
+            "retentionctl: help: there is no command 'frobnicate' (see 'retentionctl help')\n"
+            "usage: retentionctl help [COMMAND]  (see --help)\n");
 }
 
 TEST(CtlUsage, UsageErrorsExitTwoWithAUsageLine) {
@@ -749,6 +772,40 @@ TEST_F(CtlSmallLimitsTest, ALineOverTheDaemonsLimitShowsItsAnswerAndExitsOne) {
   EXPECT_EQ(r.err,
             "retentionctl: record.put: request line longer than 1024 bytes [too_large]\n");
   EXPECT_EQ(call("status")["records"]["active"], 0);
+}
+
+TEST_F(CtlTest, HelpListsTheDaemonsMethodsAfterTheCommands) {
+  const CtlResult r = ctl({"help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::string commands = run_ctl({"--help"}).out;
+  ASSERT_EQ(r.out.substr(0, commands.size()), commands);
+  const std::string methods = r.out.substr(commands.size());
+  const std::string header =
+      "\nMethods of the daemon, for 'retentionctl call METHOD ['JSON params']':\n";
+  ASSERT_EQ(methods.substr(0, header.size()), header) << methods;
+  const json listed = call("help")["methods"];
+  ASSERT_GT(listed.size(), 10u);
+  std::size_t lines = 0;
+  for (const auto& m : listed) {
+    const auto literal = [](const json& v) {
+      return std::regex_replace(v.get<std::string>(), std::regex(R"([.^$|()\[\]{}*+?\\])"),
+                                R"(\$&)");
+    };
+    const std::regex pattern("\n  " + literal(m["name"]) + " +" + literal(m["role"]) + " +" +
+                             literal(m["summary"]) + "\n");
+    EXPECT_TRUE(std::regex_search(methods, pattern)) << m.dump() << " not in\n" << methods;
+    ++lines;
+  }
+  EXPECT_EQ(static_cast<std::size_t>(std::count(methods.begin(), methods.end(), '\n')),
+            lines + 2);  // the blank line and the header
+
+  const json j = parsed(ctl({"--json", "help"}));
+  EXPECT_EQ(j["methods"], listed);
+  ASSERT_EQ(j["commands"].size(), 17u);
+  EXPECT_EQ(j["commands"][5], json::parse(R"({"name":"erase","synopsis":)"
+                                          R"("erase SUBJECT --reason TEXT [--dry-run]",)"
+                                          R"("summary":"erase a subject's records, except those )"
+                                          R"(under legal obligation or hold"})"));
 }
 
 // With --json, a script reads errors as JSON too: one line on standard
