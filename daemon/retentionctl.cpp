@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -662,12 +663,28 @@ int cmd_export(Context& ctx) {
   return kOk;
 }
 
+// erase SUBJECT calls subject.erase, erase --key KEY record.erase; both
+// answer with the same shape.
 int cmd_erase(Context& ctx) {
+  const auto key = ctx.option("key");
+  const auto categories = ctx.repeated("category");
+  if (ctx.args().empty() == !key.has_value()) {
+    throw usage("give exactly one of SUBJECT and --key");
+  }
+  if (key && !categories.empty()) {
+    throw usage("--category goes with SUBJECT: --key erases that one record, whatever its category");
+  }
   const auto reason = ctx.option("reason");
   if (!reason) throw usage("erase needs --reason (it goes into the audit log)");
   const bool dry_run = ctx.flag("dry-run");
-  const json r = ctx.call("subject.erase",
-                          {{"subject", ctx.args()[0]}, {"reason", *reason}, {"dry_run", dry_run}});
+  json params = {{"reason", *reason}, {"dry_run", dry_run}};
+  if (key) {
+    params["key"] = *key;
+  } else {
+    params["subject"] = ctx.args()[0];
+    if (!categories.empty()) params["categories"] = categories;
+  }
+  const json r = ctx.call(key ? "record.erase" : "subject.erase", params);
   if (ctx.json_output()) return print_json(r);
   const json& erased = member(r, "erased");
   const json& retained = member(r, "retained");
@@ -676,12 +693,16 @@ int cmd_erase(Context& ctx) {
             << retained.size() << '\n';
   if (erased.empty() && retained.empty()) return kOk;
   std::cout << '\n';
+  // erased_records gives each erased key its category (erased: the keys alone).
+  std::map<std::string, std::string> category_of;
+  for (const auto& rec : member(r, "erased_records")) {
+    category_of[text(member(rec, "key"))] = text(member(rec, "category"));
+  }
   Table t({"KEY", "CATEGORY", "OUTCOME", "REASON", "UNTIL"});
-  // erased_records carries each erased key's category (erased: the keys alone).
-  const json& erased_records = r.contains("erased_records") ? r["erased_records"] : json::array();
-  for (std::size_t i = 0; i < erased.size(); ++i) {
-    const std::string category = i < erased_records.size() ? text(member(erased_records[i], "category")) : "-";
-    t.add({text(erased[i]), category, dry_run ? "would erase" : "erased", "-", "-"});
+  for (const auto& k : erased) {
+    const auto category = category_of.find(text(k));
+    t.add({text(k), category == category_of.end() ? "-" : category->second,
+           dry_run ? "would erase" : "erased", "-", "-"});
   }
   for (const auto& rec : retained) {
     t.add({text(member(rec, "key")), text(member(rec, "category")), "retained",
@@ -1030,6 +1051,9 @@ void event_options(cxxopts::Options& o) {
 
 void erase_options(cxxopts::Options& o) {
   auto add = o.add_options();
+  add("key", "erase this one record (instead of a subject's)", value<std::string>(), "KEY");
+  add("category", "only the subject's records of this category (repeatable)",
+      value<std::vector<std::string>>(), "NAME");
   add("reason", "why (required; written to the audit log)", value<std::string>(), "TEXT");
   add("dry-run", "show what would be erased and retained, change nothing");
 }
@@ -1102,9 +1126,9 @@ const Command kCommands[] = {
     {"export", "export SUBJECT",
      "a subject's active and archived records, with their fields",
      1, 1, nullptr, cmd_export},
-    {"erase", "erase SUBJECT --reason TEXT [--dry-run]",
-     "erase a subject's records, except those under legal obligation or hold",
-     1, 1, erase_options, cmd_erase},
+    {"erase", "erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT [--dry-run]",
+     "erase a subject's records, or one record, except under legal obligation or hold",
+     0, 1, erase_options, cmd_erase},
     {"hold", "hold (--subject S | --category C | --key K) --reason TEXT",
      "stop the disposal and erasure of records until released",
      0, 0, hold_options, cmd_hold},

@@ -183,13 +183,21 @@ TEST(CtlHelp, ListsEverySubcommandOnOneLineEach) {
 TEST(CtlHelp, ASubcommandsHelpShowsItsOptions) {
   const CtlResult r = run_ctl({"erase", "--help"});
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_EQ(r.out.substr(0, r.out.find('\n')),
-            "usage: retentionctl erase SUBJECT --reason TEXT [--dry-run]");
-  EXPECT_NE(r.out.find("\n      --reason TEXT  why (required; written to the audit log)\n"),
-            std::string::npos)
-      << r.out;
-  EXPECT_NE(r.out.find("\n      --dry-run      "), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("\n  -s, --socket PATH  "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out,
+            "usage: retentionctl erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT "
+            "[--dry-run]\n"
+            "\n"
+            "erase a subject's records, or one record, except under legal obligation or hold\n"
+            "\n"
+            "Options:\n"
+            "      --key KEY        erase this one record (instead of a subject's)\n"
+            "      --category NAME  only the subject's records of this category (repeatable)\n"
+            "      --reason TEXT    why (required; written to the audit log)\n"
+            "      --dry-run        show what would be erased and retained, change nothing\n"
+            "  -s, --socket PATH    admin socket (default: $RETENTIOND_SOCKET, or "
+            "/run/retentiond/admin.sock)\n"
+            "      --json           print the daemon's result as JSON\n"
+            "  -h, --help           print this help and exit\n");
 }
 
 // The daemon's "unknown method" message says "see 'help'": `help` is a
@@ -239,7 +247,7 @@ TEST(CtlUsage, UsageErrorsExitTwoWithAUsageLine) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err,
             "retentionctl: erase needs --reason (it goes into the audit log)\n"
-            "usage: retentionctl erase SUBJECT --reason TEXT [--dry-run]  (see --help)\n");
+            "usage: retentionctl erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT [--dry-run]  (see --help)\n");
 
   r = run_ctl({"hold", "--key", "k", "--subject", "s", "--reason", "r"});
   EXPECT_EQ(r.exit_code, 2);
@@ -574,6 +582,76 @@ TEST_F(CtlTest, EraseShowsWhatIsErasedAndWhatIsRetainedAndWhy) {
   EXPECT_EQ(r.out, "erased 0 records, retained 0\n");
 }
 
+TEST_F(CtlTest, EraseKeyErasesOneRecordAndCategoryNarrowsASubjectsErasure) {
+  seed();
+  call("record.put", {{"key", "lead-2"},
+                      {"subject", "bob"},
+                      {"category", "lead"},
+                      {"dates", {{"collected", "2029-03-01"}}}});
+
+  CtlResult r = ctl({"erase", "--key", "inv-1", "--reason", "art. 17 request"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "erased 0 records, retained 1\n"
+            "\n"
+            "KEY    CATEGORY  OUTCOME   REASON            UNTIL\n"
+            "inv-1  invoice   retained  legal_obligation  2041-01-01T00:00:00Z\n");
+  r = ctl({"erase", "--key", "crm-42", "--reason", "art. 17 request", "--dry-run"});
+  EXPECT_EQ(r.out,
+            "dry run, nothing changed: would erase 1 record, retained 0\n"
+            "\n"
+            "KEY     CATEGORY  OUTCOME      REASON  UNTIL\n"
+            "crm-42  lead      would erase  -       -\n");
+  EXPECT_EQ(call("record.explain", {{"key", "crm-42"}})["state"], "active");
+  r = ctl({"--json", "erase", "--key", "crm-42", "--reason", "art. 17 request"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(parsed(r), json::parse(R"({"erased":["crm-42"],"erased_records":)"
+                                   R"([{"key":"crm-42","category":"lead"}],"retained":[]})"));
+  EXPECT_EQ(call("record.explain", {{"key", "crm-42"}})["state"], "purged");
+  r = ctl({"erase", "--key", "crm-42", "--reason", "again"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "retentionctl: record.erase: no record with key 'crm-42' [not_found]\n");
+
+  // Of bob's student file, invoice and lead, only the lead.
+  r = ctl({"erase", "bob", "--category", "lead", "--reason", "withdrew consent"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "erased 1 record, retained 0\n"
+            "\n"
+            "KEY     CATEGORY  OUTCOME  REASON  UNTIL\n"
+            "lead-2  lead      erased   -       -\n");
+  EXPECT_EQ(call("record.explain", {{"key", "st-1"}})["state"], "active");
+  r = ctl({"erase", "bob", "--category", "student", "--category", "invoice", "--reason", "r",
+           "--dry-run"});
+  EXPECT_EQ(r.out,
+            "dry run, nothing changed: would erase 1 record, retained 1\n"
+            "\n"
+            "KEY    CATEGORY  OUTCOME      REASON            UNTIL\n"
+            "st-1   student   would erase  -                 -\n"
+            "inv-1  invoice   retained     legal_obligation  2041-01-01T00:00:00Z\n");
+  r = ctl({"erase", "bob", "--category", "nope", "--reason", "r"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "retentionctl: subject.erase: unknown category 'nope'; nothing was changed "
+            "[unknown_category]\n");
+
+  const std::string usage_line =
+      "usage: retentionctl erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT "
+      "[--dry-run]  (see --help)\n";
+  r = ctl({"erase", "bob", "--key", "st-1", "--reason", "r"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "retentionctl: give exactly one of SUBJECT and --key\n" + usage_line);
+  r = ctl({"erase", "--reason", "r"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "retentionctl: give exactly one of SUBJECT and --key\n" + usage_line);
+  r = ctl({"erase", "--key", "st-1", "--category", "student", "--reason", "r"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "retentionctl: --category goes with SUBJECT: --key erases that one record, whatever "
+            "its category\n" +
+                usage_line);
+}
+
 TEST_F(CtlTest, HoldHoldsAndReleaseManageHolds) {
   seed();
   CtlResult r = ctl({"holds"});
@@ -802,10 +880,10 @@ TEST_F(CtlTest, HelpListsTheDaemonsMethodsAfterTheCommands) {
   const json j = parsed(ctl({"--json", "help"}));
   EXPECT_EQ(j["methods"], listed);
   ASSERT_EQ(j["commands"].size(), 17u);
-  EXPECT_EQ(j["commands"][5], json::parse(R"({"name":"erase","synopsis":)"
-                                          R"("erase SUBJECT --reason TEXT [--dry-run]",)"
-                                          R"("summary":"erase a subject's records, except those )"
-                                          R"(under legal obligation or hold"})"));
+  EXPECT_EQ(j["commands"][6], json::parse(R"({"name":"hold","synopsis":)"
+                                          R"("hold (--subject S | --category C | --key K) )"
+                                          R"(--reason TEXT","summary":"stop the disposal and )"
+                                          R"(erasure of records until released"})"));
 }
 
 // With --json, a script reads errors as JSON too: one line on standard
