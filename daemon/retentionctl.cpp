@@ -603,6 +603,33 @@ int cmd_put(Context& ctx) {
   return kOk;
 }
 
+// The DONE cell of a phase in `explain`: when it ran; or "no", and what
+// stands between it and its run. A phase runs at the later of its own due
+// time and the run of the phase before it (runs_at), so its DUE column
+// alone can promise a date that will not hold.
+std::string phase_progress(const json& phase, bool held) {
+  if (member(phase, "done") == true) {
+    return member(phase, "done_at").is_null() ? "yes" : text(member(phase, "done_at"));
+  }
+  const json& due = member(phase, "due");
+  const json& runs_at = member(phase, "runs_at");
+  const json& index = member(phase, "index");
+  const bool follows = index.is_number_unsigned() && index.get<std::size_t>() > 0;
+  const std::string previous = follows ? std::to_string(index.get<std::size_t>() - 1) : "";
+  if (member(phase, "overdue") == true) {
+    // Due and not done: the next sweep runs it, unless a hold stops it.
+    return held ? "no: overdue (held)" : "no: overdue";
+  }
+  if (!runs_at.is_null() && runs_at != due) {
+    return "no: runs " + text(runs_at) + " (after phase " + previous + ")";
+  }
+  if (runs_at.is_null() && !due.is_null() && follows) {
+    // An earlier phase has no due time yet, and this one waits for it.
+    return "no: after phase " + previous;
+  }
+  return "no";
+}
+
 int cmd_explain(Context& ctx) {
   const json e = ctx.call("record.explain", {{"key", ctx.args()[0]}});
   if (ctx.json_output()) return print_json(e);
@@ -621,13 +648,10 @@ int cmd_explain(Context& ctx) {
   about.print(std::cout);
   std::cout << '\n';
   Table phases({"#", "ACTION", "AT", "DUE", "DONE"});
+  const bool held = member(e, "held") == true;
   for (const auto& p : member(e, "phases")) {
-    std::string done = "no";
-    if (member(p, "done") == true) {
-      done = member(p, "done_at").is_null() ? "yes" : text(member(p, "done_at"));
-    }
     phases.add({text(member(p, "index")), text(member(p, "action")), text(member(p, "at")),
-                due_text(member(p, "due"), member(p, "missing")), done});
+                due_text(member(p, "due"), member(p, "missing")), phase_progress(p, held)});
   }
   phases.print(std::cout);
   return kOk;

@@ -166,6 +166,25 @@ class CtlSmallLimitsTest : public CtlTest {
   CtlSmallLimitsTest() : CtlTest(policy_with_daemon_keys("max_request_bytes = 1024\n")) {}
 };
 
+// A category whose second phase can fall due before its first: it then runs
+// with the first (the later of the two).
+constexpr const char* kTicketCategory = R"toml(
+[[categories]]
+name = "ticket"
+purpose = "Support"
+legal_basis = "contract"
+dates = ["opened", "closed"]
+phases = [
+  { action = "archive", at = "closed + 1 year" },
+  { action = "purge",   at = "opened + 2 years" },
+]
+)toml";
+
+class CtlTicketTest : public CtlTest {
+ protected:
+  CtlTicketTest() : CtlTest(std::string(kPolicy) + kTicketCategory) {}
+};
+
 // --- Help and usage (no daemon needed) ---
 
 TEST(CtlHelp, ListsEverySubcommandOnOneLineEach) {
@@ -501,6 +520,70 @@ TEST_F(CtlTest, ExplainPrintsEachPhaseThenTheProofOfDisposal) {
             "state      purged\n"
             "purged at  2030-01-01T00:mm:ssZ\n"
             "audit seq  2\n");
+}
+
+// The daemon's timer sweeps at start-up and then waits up to 60 s
+// (docs/operations.md): the overdue records put here stay overdue until
+// then, or for good when held.
+TEST_F(CtlTicketTest, ExplainMarksOverduePhasesAndWhenAnOvertakenPhaseRuns) {
+  call("record.put", {{"key", "crm-7"},
+                      {"subject", "carol"},
+                      {"category", "lead"},
+                      {"dates", {{"collected", "2020-01-31"}, {"last_contact", "2021-06-01"}}}});
+  CtlResult r = ctl({"explain", "crm-7"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "key       crm-7\n"
+            "state     active\n"
+            "category  lead\n"
+            "held      no\n"
+            "\n"
+            "#  ACTION  AT                                      DUE                   DONE\n"
+            "0  purge   max(collected, last_contact) + 3 years  2024-06-01T00:00:00Z  no: overdue\n");
+
+  // The purge is due in 2031-01, but runs after the archive, in 2031-06.
+  call("record.put", {{"key", "t-1"},
+                      {"subject", "dan"},
+                      {"category", "ticket"},
+                      {"dates", {{"opened", "2029-01-01"}, {"closed", "2030-06-01"}}}});
+  r = ctl({"explain", "t-1"});
+  EXPECT_EQ(r.out.substr(r.out.find("\n\n") + 2),
+            "#  ACTION   AT                DUE                   DONE\n"
+            "0  archive  closed + 1 year   2031-06-01T00:00:00Z  no\n"
+            "1  purge    opened + 2 years  2031-01-01T00:00:00Z  no: runs 2031-06-01T00:00:00Z "
+            "(after phase 0)\n");
+
+  // Until the archive has a due time, the purge cannot say when it runs.
+  call("record.put", {{"key", "t-2"},
+                      {"subject", "dan"},
+                      {"category", "ticket"},
+                      {"dates", {{"opened", "2029-01-01"}}}});
+  r = ctl({"explain", "t-2"});
+  EXPECT_EQ(r.out.substr(r.out.find("\n\n") + 2),
+            "#  ACTION   AT                DUE                   DONE\n"
+            "0  archive  closed + 1 year   waiting for closed    no\n"
+            "1  purge    opened + 2 years  2031-01-01T00:00:00Z  no: after phase 0\n");
+
+  // Overdue but held: the sweep will not run it.
+  call("record.put", {{"key", "t-3"},
+                      {"subject", "erin"},
+                      {"category", "ticket"},
+                      {"dates", {{"opened", "2020-01-01"}, {"closed", "2021-01-01"}}}});
+  call("hold.place", {{"key", "t-3"}, {"reason", "dispute"}});
+  r = ctl({"explain", "t-3"});
+  EXPECT_EQ(r.out,
+            "key       t-3\n"
+            "state     active\n"
+            "category  ticket\n"
+            "held      yes (holds 1)\n"
+            "\n"
+            "#  ACTION   AT                DUE                   DONE\n"
+            "0  archive  closed + 1 year   2022-01-01T00:00:00Z  no: overdue (held)\n"
+            "1  purge    opened + 2 years  2022-01-01T00:00:00Z  no: overdue (held)\n");
+
+  const json e = parsed(ctl({"--json", "explain", "t-1"}));
+  EXPECT_EQ(e["phases"][1]["runs_at"], "2031-06-01T00:00:00Z");
+  EXPECT_EQ(e["phases"][1]["overdue"], false);
 }
 
 TEST_F(CtlTest, EventSetsADateAndCountsTheRecords) {
