@@ -780,11 +780,43 @@ int cmd_holds(Context& ctx) {
   return kOk;
 }
 
+// The instant one year after `instant`, as the daemon writes instants
+// ("2030-01-01T00:00:07Z"); 29 February becomes 28 February, as the
+// daemon's "+ 1 year" does. Throws Failure{kFailed} for any other form.
+std::string one_year_after(const std::string& instant) {
+  const bool shape = instant.size() == 20 && instant[4] == '-' && instant[7] == '-' &&
+                     instant[10] == 'T' && instant[19] == 'Z' &&
+                     std::all_of(instant.begin(), instant.begin() + 4,
+                                 [](char c) { return c >= '0' && c <= '9'; });
+  if (!shape) {
+    const std::string message = "plan: unexpected time from the daemon: " + instant;
+    throw Failure{kFailed, message, client_error("bad_reply", message)};
+  }
+  const int year = std::stoi(instant.substr(0, 4)) + 1;
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  std::string out = instant;
+  out.replace(0, 4, std::to_string(year));
+  if (out.compare(5, 5, "02-29") == 0 && !leap) out.replace(8, 2, "28");
+  return out;
+}
+
 int cmd_plan(Context& ctx) {
-  const auto until = ctx.option("until");
-  if (!until) throw usage("plan needs --until TIME");
+  auto from = ctx.option("from");
+  auto until = ctx.option("until");
+  if (!until) {
+    // One year ahead of where the plan starts: the daemon's now, or --from
+    // as the daemon reads it, which any plan from there returns. (With an
+    // `until` of its own, a bad --from would be reported as a bad until.)
+    if (from) {
+      from = text(member(ctx.call("plan", {{"from", *from}, {"until", "9999-12-31T23:59:59Z"}}),
+                         "from"));
+    } else {
+      from = text(member(ctx.call("status"), "now"));
+    }
+    until = one_year_after(*from);
+  }
   json params = {{"until", *until}};
-  if (const auto from = ctx.option("from")) params["from"] = *from;
+  if (from) params["from"] = *from;
   const json r = ctx.call("plan", params);
   if (ctx.json_output()) return print_json(r);
   std::cout << "from " << text(member(r, "from")) << " until " << text(member(r, "until"))
@@ -1096,7 +1128,8 @@ void release_options(cxxopts::Options& o) {
 
 void plan_options(cxxopts::Options& o) {
   auto add = o.add_options();
-  add("until", "count the phases due before this time (required)", value<std::string>(), "TIME");
+  add("until", "count the phases due before this time (default: a year after the start)",
+      value<std::string>(), "TIME");
   add("from", "start here (default: the daemon's now)", value<std::string>(), "TIME");
 }
 
@@ -1162,7 +1195,7 @@ const Command kCommands[] = {
     {"holds", "holds",
      "the holds in force",
      0, 0, nullptr, cmd_holds},
-    {"plan", "plan --until TIME [--from TIME]",
+    {"plan", "plan [--until TIME] [--from TIME]",
      "what will be archived, anonymised and purged, month by month",
      0, 0, plan_options, cmd_plan},
     {"sweep", "sweep [--dry-run]",

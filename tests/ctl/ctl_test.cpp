@@ -803,9 +803,52 @@ TEST_F(CtlTest, PlanCountsWhatFallsDueMonthByMonth) {
             "\n"
             "totals: archive 0, anonymise 0, purge 0; waiting 1, held 0\n");
 
-  r = ctl({"plan"});
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.err.substr(0, r.err.find('\n')), "retentionctl: plan needs --until TIME");
+}
+
+// Without --until, a plan covers a year: from the daemon's now (status.now),
+// or from --from.
+TEST_F(CtlTest, PlanWithoutUntilLooksOneYearAhead) {
+  call("record.put", {{"key", "in"},
+                      {"subject", "s"},
+                      {"category", "lead"},
+                      {"dates", {{"collected", "2027-06-01"}}}});
+  call("record.put", {{"key", "out"},
+                      {"subject", "s"},
+                      {"category", "lead"},
+                      {"dates", {{"collected", "2028-06-01"}}}});
+  CtlResult r = ctl({"plan"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex("^from 2030-01-01T00:(\\d\\d:\\d\\d)Z until ")))
+      << r.out;
+  EXPECT_EQ(r.out, "from 2030-01-01T00:" + m[1].str() + "Z until 2031-01-01T00:" + m[1].str() +
+                       "Z\n"
+                       "\n"
+                       "MONTH    CATEGORY  ACTION  COUNT\n"
+                       "2030-06  lead      purge       1\n"
+                       "\n"
+                       "totals: archive 0, anonymise 0, purge 1; waiting 0, held 0\n");
+
+  r = ctl({"plan", "--from", "2030-07-01"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "from 2030-07-01T00:00:00Z until 2031-07-01T00:00:00Z\n"
+            "\n"
+            "MONTH    CATEGORY  ACTION  COUNT\n"
+            "2030-07  lead      purge       1\n"
+            "2031-06  lead      purge       1\n"
+            "\n"
+            "totals: archive 0, anonymise 0, purge 2; waiting 0, held 0\n");
+
+  // The daemon reads --from (here with an offset); a year after 29 February
+  // is 28 February.
+  const json j = parsed(ctl({"--json", "plan", "--from", "2032-02-29T01:00:00+01:00"}));
+  EXPECT_EQ(j["from"], "2032-02-29T00:00:00Z");
+  EXPECT_EQ(j["until"], "2033-02-28T00:00:00Z");
+
+  r = ctl({"plan", "--from", "soon"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.substr(0, 28), "retentionctl: plan: 'from': ") << r.err;
 }
 
 // The daemon's timer sweeps at start-up and then waits up to 60 s
