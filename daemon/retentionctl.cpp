@@ -9,8 +9,8 @@
 //
 // Exit codes:
 //   0  success
-//   1  the daemon answered with an error; import stopped at a bad line;
-//      the import file cannot be read
+//   1  the daemon answered with an error; import stopped at a bad line, or
+//      rejected some (--rejects); the import or rejects file cannot be used
 //   2  usage: unknown command or option, wrong arguments
 //   3  cannot reach the daemon: no socket, permission denied, nobody
 //      listening, connection lost
@@ -907,21 +907,83 @@ int cmd_reload(Context& ctx) {
 // ---------------------------------------------------------------------------
 // import
 
+// The rejects file of `import --rejects FILE`: one JSON line per line of the
+// import that was not stored, {"line": N, "error": {"code", "reason",
+// "message"}, "text": "the line as read"}, in the order of the import file.
+class Rejects {
+ public:
+  // Creates or empties `path`. Throws Failure{kFailed} when it cannot.
+  explicit Rejects(std::string path) : m_path(std::move(path)), m_out(m_path, std::ios::trunc) {
+    if (!m_out) fail("cannot create");
+  }
+
+  const std::string& path() const { return m_path; }
+  std::size_t count() const { return m_written + m_pending.size(); }
+
+  // Bad lines are found out of order (a line that is not JSON before the
+  // batch around it is answered): they wait here until flush().
+  void add(std::size_t line, ordered error, const std::string& text) {
+    m_pending.push_back({line, std::move(error), text});
+  }
+
+  // Writes the pending rejects of lines before `before`, in line order, and
+  // forgets the others (the import stopped before reaching them).
+  void flush(std::size_t before = static_cast<std::size_t>(-1)) {
+    std::stable_sort(m_pending.begin(), m_pending.end(),
+                     [](const Entry& a, const Entry& b) { return a.line < b.line; });
+    for (const auto& e : m_pending) {
+      if (e.line >= before) break;
+      ordered entry = {{"line", e.line}, {"error", e.error}, {"text", e.text}};
+      // A line that is not UTF-8 is kept, with U+FFFD for its bad bytes.
+      m_out << entry.dump(-1, ' ', false, ordered::error_handler_t::replace) << '\n';
+      ++m_written;
+    }
+    m_pending.clear();
+    m_out.flush();
+    if (!m_out) fail("cannot write to");
+  }
+
+ private:
+  struct Entry {
+    std::size_t line;
+    ordered error;
+    std::string text;
+  };
+
+  [[noreturn]] void fail(const char* what) const {
+    const std::string message =
+        std::string(what) + " the rejects file " + m_path + ": " + std::strerror(errno);
+    throw Failure{kFailed, "import: " + message, client_error("cannot_write", message)};
+  }
+
+  std::string m_path;
+  std::ofstream m_out;
+  std::vector<Entry> m_pending;
+  std::size_t m_written = 0;
+};
+
 // Streams a JSON-lines file into record.put_many batches. Only the batch
 // being built is in memory.
+//
+// A batch is all or nothing: the daemon refuses it whole for one bad
+// record, naming the record in error.data.index. Without a rejects file the
+// import stops there. With one, the bad record is written to it and the
+// others are sent again: the records before it (which the daemon found
+// good) in one call, the rest in two halves, so that a batch of many bad
+// records costs a number of calls in proportion to n log n, not n².
 class Importer {
  public:
   Importer(Context& ctx, std::string name, std::istream& in, std::size_t batch_size,
-           std::optional<std::uintmax_t> total_bytes)
+           std::optional<std::uintmax_t> total_bytes, Rejects* rejects)
       : m_ctx(ctx),
         m_name(std::move(name)),
         m_in(in),
         m_batch_size(batch_size),
         m_total_bytes(total_bytes),
+        m_rejects(rejects),
         m_progress(::isatty(STDERR_FILENO) == 1) {}
 
   int run() {
-    m_ctx.connection();  // a missing daemon is reported before reading anything
     m_start = std::chrono::steady_clock::now();
     std::string line;
     while (std::getline(m_in, line)) {
@@ -931,79 +993,226 @@ class Importer {
       if (line.find_first_not_of(" \t") == std::string::npos) continue;
       add(line);
     }
-    if (m_in.bad()) stop(m_name + ": read error after line " + std::to_string(m_line_no));
+    if (m_in.bad()) {
+      const std::string message = "read error after line " + std::to_string(m_line_no);
+      stop(m_name + ": " + message, first_unsent(), client_error("cannot_read", message));
+    }
     if (!m_batch.empty()) send();
+    if (m_rejects != nullptr) m_rejects->flush();
     const double seconds = elapsed_seconds();
     clear_progress();
+    const std::size_t rejected = m_rejects != nullptr ? m_rejects->count() : 0;
     if (m_ctx.json_output()) {
-      return print_json({{"imported", m_imported},
-                         {"lines", m_line_no},
-                         {"batches", m_batches},
-                         {"seconds", seconds}});
+      print_json({{"imported", m_imported},
+                  {"rejected", rejected},
+                  {"lines", m_line_no},
+                  {"batches", m_batches},
+                  {"seconds", seconds}});
+    } else {
+      char summary[128];
+      std::snprintf(summary, sizeof summary, "imported %zu record%s in %.2f s (%.0f/s)",
+                    m_imported, m_imported == 1 ? "" : "s", seconds,
+                    static_cast<double>(m_imported) / std::max(seconds, 0.001));
+      std::cout << summary;
+      if (m_rejects != nullptr) {
+        std::cout << ", rejected " << count_of(json(rejected), "line", "lines");
+      }
+      std::cout << '\n';
     }
-    char summary[128];
-    std::snprintf(summary, sizeof summary, "imported %zu record%s in %.2f s (%.0f/s)\n", m_imported,
-                  m_imported == 1 ? "" : "s", seconds,
-                  static_cast<double>(m_imported) / std::max(seconds, 0.001));
-    std::cout << summary;
-    return kOk;
+    if (rejected == 0) return kOk;
+    const std::string message = count_of(json(rejected), "line was", "lines were") +
+                                " rejected; " + m_rejects->path() +
+                                " has their line numbers, errors and text";
+    ordered error = client_error("rejected", message);
+    error["rejected"] = rejected;
+    error["rejects"] = m_rejects->path();
+    throw Failure{kFailed, "import: " + message, error};
   }
 
  private:
+  // A line on its way to the daemon.
+  struct Pending {
+    json record;
+    std::size_t line;
+    std::string text;  // the line as read; kept only for a rejects file
+  };
+
   void add(const std::string& line) {
     json record;
     try {
       record = json::parse(line);
     } catch (const json::parse_error& e) {
-      stop(where(m_line_no) + ": not valid JSON: " + parse_error_text(e));
+      // The codes and reasons the daemon gives a line that is not JSON, or
+      // params that are not an object.
+      bad_line(m_line_no, line, client_line_error(-32700, "parse_error",
+                                                  "not valid JSON: " + parse_error_text(e)));
+      return;
     }
     if (!record.is_object()) {
-      stop(where(m_line_no) + ": not a JSON object (got " + record.type_name() + ")");
+      bad_line(m_line_no, line,
+               client_line_error(-32602, "invalid_params",
+                                 std::string("not a JSON object (got ") + record.type_name() + ")"));
+      return;
     }
     if (!m_batch.empty() && m_batch_bytes + line.size() > kMaxBatchBytes) send();
-    m_batch.push_back(std::move(record));
-    m_batch_lines.push_back(m_line_no);
+    m_batch.push_back({std::move(record), m_line_no, m_rejects != nullptr ? line : std::string()});
     m_batch_bytes += line.size() + 1;
     if (m_batch.size() >= m_batch_size) send();
   }
 
-  void send() {
-    const Reply reply = m_ctx.try_call("record.put_many", {{"records", std::move(m_batch)}});
-    if (!reply.ok()) {
-      const json& index = member(member(reply.error, "data"), "index");
-      std::string message = describe(reply.error);
-      const std::string method = "record.put_many: ";
-      if (index.is_number_unsigned() && index.get<std::size_t>() < m_batch_lines.size()) {
-        // The daemon counts within the batch; the operator needs the file's line.
-        const std::string prefix = "records[" + index.dump() + "]: ";
-        if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
-        stop(where(m_batch_lines[index.get<std::size_t>()]) + ": " + method + message);
-      }
-      if (m_batch_lines.size() == 1) stop(where(m_batch_lines.front()) + ": " + method + message);
-      stop(m_name + ": lines " + std::to_string(m_batch_lines.front()) + "-" +
-           std::to_string(m_batch_lines.back()) + ": " + method + message);
+  static ordered client_line_error(int code, const char* reason, const std::string& message) {
+    return {{"code", code}, {"reason", reason}, {"message", message}};
+  }
+
+  // A line found bad before it is sent: into the rejects file, or the end
+  // of the import, before the batch around it is sent.
+  void bad_line(std::size_t line, const std::string& text, const ordered& error) {
+    if (m_rejects != nullptr) {
+      m_rejects->add(line, error, text);
+      return;
     }
-    m_imported += m_batch_lines.size();
-    ++m_batches;
-    m_batch = json::array();
-    m_batch_lines.clear();
+    stop(where(line) + ": " + error["message"].get<std::string>(), first_unsent(),
+         with_line(error, line));
+  }
+
+  void send() {
+    std::vector<Pending> batch = std::move(m_batch);
+    m_batch.clear();
     m_batch_bytes = 0;
+    put(std::move(batch));
+    // Every line read so far is now stored or rejected.
+    if (m_rejects != nullptr) m_rejects->flush();
     show_progress();
   }
 
-  // Stops the import. Batches already sent stay committed; the one being
-  // built, and the rest of the file, are not stored.
-  [[noreturn]] void stop(const std::string& what) {
-    clear_progress();
-    const std::string first_unsent =
-        std::to_string(m_batch_lines.empty() ? m_line_no : m_batch_lines.front());
-    std::string outcome = "nothing was imported";
-    if (m_imported > 0) {
-      outcome = "the " + count_of(json(m_imported), "record", "records") + " before line " +
-                first_unsent + " were imported and stay committed; nothing from line " +
-                first_unsent + " on was stored";
+  // Stores `items` (in file order) with record.put_many, setting bad
+  // records aside as the class comment says.
+  void put(std::vector<Pending> items) {
+    if (items.empty()) return;
+    json records = json::array();
+    for (const auto& p : items) records.push_back(p.record);
+    json params = json::object();
+    params["records"] = std::move(records);
+    Reply reply;
+    try {
+      reply = m_ctx.try_call("record.put_many", params);
+    } catch (Failure& f) {
+      // The connection is lost: say how far the import got.
+      clear_progress();
+      if (m_rejects != nullptr) m_rejects->flush(items.front().line);
+      f.message += "\nretentionctl: import: stopped: " + outcome(items.front().line);
+      throw;
     }
-    throw Failure{kFailed, "import: " + what + "\nretentionctl: import: stopped: " + outcome};
+    if (reply.ok()) {
+      m_imported += items.size();
+      ++m_batches;
+      return;
+    }
+    const json& data = member(reply.error, "data");
+    const json& index = member(data, "index");
+    if (index.is_number_unsigned() && index.get<std::size_t>() < items.size()) {
+      const auto i = static_cast<std::ptrdiff_t>(index.get<std::size_t>());
+      // The daemon counts within the batch; the operator needs the file's line.
+      std::string message = text(member(reply.error, "message"));
+      const std::string prefix = "records[" + index.dump() + "]: ";
+      if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
+      reject(items[static_cast<std::size_t>(i)], reply.error, message, items.front().line);
+      std::vector<Pending> rest(std::make_move_iterator(items.begin() + i + 1),
+                                std::make_move_iterator(items.end()));
+      items.resize(static_cast<std::size_t>(i));
+      put(std::move(items));  // found good: they go through
+      put_halves(std::move(rest));
+      return;
+    }
+    if (member(data, "reason") == "too_large") {
+      // Over daemon.max_request_bytes or max_put_many: smaller batches may
+      // pass; one record alone cannot.
+      if (items.size() > 1) {
+        put_halves(std::move(items));
+        return;
+      }
+      reject(items.front(), reply.error, text(member(reply.error, "message")), items.front().line);
+      return;
+    }
+    // Not about one line (storage_error, forbidden, busy...): nothing more
+    // can be stored.
+    const std::string lines =
+        items.size() == 1 ? where(items.front().line)
+                          : m_name + ": lines " + std::to_string(items.front().line) + "-" +
+                                std::to_string(items.back().line);
+    stop(lines + ": record.put_many: " + describe(reply.error), items.front().line,
+         daemon_error("record.put_many", reply.error));
+  }
+
+  void put_halves(std::vector<Pending> items) {
+    if (items.size() <= 1) {
+      put(std::move(items));
+      return;
+    }
+    const auto half = static_cast<std::ptrdiff_t>(items.size() / 2);
+    std::vector<Pending> second(std::make_move_iterator(items.begin() + half),
+                                std::make_move_iterator(items.end()));
+    items.resize(static_cast<std::size_t>(half));
+    put(std::move(items));
+    put(std::move(second));
+  }
+
+  // A record the daemon refused. `first_unsent`: the first line of the
+  // refused call, where an import without a rejects file stops.
+  void reject(const Pending& item, const json& error, const std::string& message,
+              std::size_t first_unsent_line) {
+    const json& reason = member(member(error, "data"), "reason");
+    ordered e = {{"code", member(error, "code")}, {"reason", reason}, {"message", message}};
+    if (m_rejects != nullptr) {
+      m_rejects->add(item.line, std::move(e), item.text);
+      return;
+    }
+    const std::string shown =
+        message + (reason.is_string() ? " [" + reason.get<std::string>() + "]" : "");
+    e["method"] = "record.put_many";
+    stop(where(item.line) + ": record.put_many: " + shown, first_unsent_line,
+         with_line(e, item.line));
+  }
+
+  ordered with_line(ordered error, std::size_t line) const {
+    error["file"] = m_name;
+    error["line"] = line;
+    return error;
+  }
+
+  // The first line not stored when the import stops while building a batch.
+  std::size_t first_unsent() const { return m_batch.empty() ? m_line_no : m_batch.front().line; }
+
+  // What is stored when the import stops with line `first_unsent_line`.
+  std::string outcome(std::size_t first_unsent_line) const {
+    const std::string line = std::to_string(first_unsent_line);
+    const std::size_t rejected = m_rejects != nullptr ? m_rejects->count() : 0;
+    if (m_imported == 0 && rejected == 0) return "nothing was imported";
+    std::string out;
+    if (m_rejects == nullptr) {
+      out = "the " + count_of(json(m_imported), "record", "records") + " before line " + line +
+            (m_imported == 1 ? " was imported and stays" : " were imported and stay") +
+            " committed";
+    } else {
+      out = "before line " + line + ", " + count_of(json(m_imported), "record was", "records were") +
+            " imported and stay committed, and " +
+            count_of(json(rejected), "line was", "lines were") + " rejected (see " +
+            m_rejects->path() + ")";
+    }
+    return out + "; nothing from line " + line + " on was stored";
+  }
+
+  // Stops the import. What was sent stays committed; from
+  // `first_unsent_line` on, nothing is stored.
+  [[noreturn]] void stop(const std::string& what, std::size_t first_unsent_line, ordered error) {
+    clear_progress();
+    if (m_rejects != nullptr) m_rejects->flush(first_unsent_line);
+    error["imported"] = m_imported;
+    if (m_rejects != nullptr) error["rejected"] = m_rejects->count();
+    error["first_unsent_line"] = first_unsent_line;
+    throw Failure{kFailed,
+                  "import: " + what + "\nretentionctl: import: stopped: " + outcome(first_unsent_line),
+                  std::move(error)};
   }
 
   std::string where(std::size_t line) const { return m_name + ":" + std::to_string(line); }
@@ -1052,9 +1261,9 @@ class Importer {
   std::istream& m_in;
   std::size_t m_batch_size;
   std::optional<std::uintmax_t> m_total_bytes;
+  Rejects* m_rejects;  // null: stop at the first bad line
   bool m_progress;
-  json m_batch = json::array();
-  std::vector<std::size_t> m_batch_lines;  // the file line of each record in m_batch
+  std::vector<Pending> m_batch;
   std::size_t m_batch_bytes = 0;
   std::size_t m_line_no = 0;
   std::uintmax_t m_bytes_read = 0;
@@ -1069,20 +1278,32 @@ int cmd_import(Context& ctx) {
     throw usage("--batch must be 1.." + std::to_string(kMaxBatch));
   }
   const std::string& path = ctx.args()[0];
-  if (path == "-") {
-    return Importer(ctx, "stdin", std::cin, static_cast<std::size_t>(batch), std::nullopt).run();
+  const auto rejects_path = ctx.option("rejects");
+  if (rejects_path) {
+    std::error_code ec;
+    if (path != "-" && std::filesystem::equivalent(path, *rejects_path, ec)) {
+      throw usage("--rejects names the import file itself, which it would empty");
+    }
   }
-  std::ifstream file(path, std::ios::binary);
-  if (!file) {
-    const std::string message = "cannot open " + path + ": " + std::strerror(errno);
-    throw Failure{kFailed, "import: " + message, client_error("cannot_read", message)};
-  }
+  ctx.connection();  // a missing daemon is reported before any file is opened
+  std::ifstream file;
   std::optional<std::uintmax_t> size;
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-    size = static_cast<std::uintmax_t>(st.st_size);
+  if (path != "-") {
+    file.open(path, std::ios::binary);
+    if (!file) {
+      const std::string message = "cannot open " + path + ": " + std::strerror(errno);
+      throw Failure{kFailed, "import: " + message, client_error("cannot_read", message)};
+    }
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      size = static_cast<std::uintmax_t>(st.st_size);
+    }
   }
-  return Importer(ctx, path, file, static_cast<std::size_t>(batch), size).run();
+  std::optional<Rejects> rejects;
+  if (rejects_path) rejects.emplace(*rejects_path);
+  return Importer(ctx, path == "-" ? "stdin" : path, path == "-" ? std::cin : file,
+                  static_cast<std::size_t>(batch), size, rejects ? &*rejects : nullptr)
+      .run();
 }
 
 // ---------------------------------------------------------------------------
@@ -1150,8 +1371,10 @@ void reload_options(cxxopts::Options& o) {
 }
 
 void import_options(cxxopts::Options& o) {
-  o.add_options()("batch", "records per record.put_many (default 1000, at most 10000)",
-                  value<long>(), "N");
+  auto add = o.add_options();
+  add("batch", "records per record.put_many (default 1000, at most 10000)", value<long>(), "N");
+  add("rejects", "go on past bad lines, and write them with their errors to FILE (JSON lines)",
+      value<std::string>(), "FILE");
 }
 
 int cmd_help(Context& ctx);  // after the table of commands, which it lists
@@ -1210,7 +1433,7 @@ const Command kCommands[] = {
     {"reload", "reload [--confirm]",
      "reload the policy file",
      0, 0, reload_options, cmd_reload},
-    {"import", "import FILE.jsonl|- [--batch N]",
+    {"import", "import FILE.jsonl|- [--batch N] [--rejects FILE]",
      "store the records of a JSON-lines file, one record.put params per line",
      1, 1, import_options, cmd_import},
     {"call", "call METHOD ['JSON params']",
@@ -1259,8 +1482,9 @@ void print_general_help(std::ostream& out) {
       << options_help(o)
       << "\nRun 'retentionctl help COMMAND' (or 'retentionctl COMMAND --help') for a command's\n"
          "arguments and options, and 'retentionctl help' for the daemon's methods as well.\n"
-         "Exit codes: 0 ok, 1 the daemon answered with an error (or import stopped), 2 usage,\n"
-         "3 cannot reach the daemon, 4 verify found a broken audit chain.\n";
+         "Exit codes: 0 ok, 1 the daemon answered with an error (or import stopped or\n"
+         "rejected lines), 2 usage, 3 cannot reach the daemon, 4 verify found a broken audit\n"
+         "chain.\n";
 }
 
 // The position of the command word in argv: the first word that is not an

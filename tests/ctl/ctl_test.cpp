@@ -163,7 +163,8 @@ class CtlTest : public ::testing::Test {
 // A daemon that takes request lines of at most 1024 bytes.
 class CtlSmallLimitsTest : public CtlTest {
  protected:
-  CtlSmallLimitsTest() : CtlTest(policy_with_daemon_keys("max_request_bytes = 1024\n")) {}
+  CtlSmallLimitsTest()
+      : CtlTest(policy_with_daemon_keys("max_request_bytes = 1024\nmax_put_many = 3\n")) {}
 };
 
 // A category whose second phase can fall due before its first: it then runs
@@ -1084,7 +1085,7 @@ TEST_F(CtlTest, ImportStreamsAFileInBatches) {
   json summary = parsed(r);
   EXPECT_TRUE(summary["seconds"].is_number());
   summary.erase("seconds");
-  EXPECT_EQ(summary, json::parse(R"({"imported":2500,"lines":2502,"batches":4})"));
+  EXPECT_EQ(summary, json::parse(R"({"imported":2500,"rejected":0,"lines":2502,"batches":4})"));
   EXPECT_EQ(call("status")["records"]["active"], 2500);
 }
 
@@ -1131,6 +1132,142 @@ TEST_F(CtlTest, ImportNamesTheFileLineOfARecordTheDaemonRejects) {
           "retentionctl: import: stopped: the 1000 records before line 1001 were imported and "
           "stay committed; nothing from line 1001 on was stored\n");
   EXPECT_EQ(call("status")["records"]["active"], 1000);
+}
+
+std::string slurp(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// --rejects: the bad lines go to a file with their errors, and the good
+// ones are imported, though they share all-or-nothing batches with bad ones.
+TEST_F(CtlTest, ImportWithRejectsStoresTheGoodLinesAndWritesTheBadOnesToAFile) {
+  const std::string not_json = R"({"key": "x",)";
+  const std::string unknown_category = R"({"key":"zz","subject":"s","category":"nope"})";
+  const std::string not_object = "[1, 2]";
+  const std::string bad_date =
+      R"({"key":"bd","subject":"s","category":"lead","dates":{"collected":"yesterday"}})";
+  const std::string lines = records_jsonl(1, 1) + not_json + "\n" + records_jsonl(2, 2) +
+                            unknown_category + "\n" + not_object + "\n" + records_jsonl(3, 3) +
+                            bad_date + "\n" + records_jsonl(4, 5);
+  const auto file = write_file("mixed.jsonl", lines);
+  const auto rejects = m_dir.path() / "rejects.jsonl";
+  const std::string expected_rejects =
+      R"({"line":2,"error":{"code":-32700,"reason":"parse_error","message":"not valid JSON: )"
+      R"(parse error at column 13: syntax error while parsing object key - unexpected end of )"
+      R"(input; expected string literal"},"text":"{\"key\": \"x\","})"
+      "\n"
+      R"({"line":4,"error":{"code":-32602,"reason":"unknown_category","message":"unknown )"
+      R"(category 'nope'"},"text":"{\"key\":\"zz\",\"subject\":\"s\",\"category\":\"nope\"}"})"
+      "\n"
+      R"({"line":5,"error":{"code":-32602,"reason":"invalid_params","message":"not a JSON )"
+      R"x(object (got array)"},"text":"[1, 2]"})x"
+      "\n"
+      R"({"line":7,"error":{"code":-32602,"reason":"bad_time","message":"date 'collected': )"
+      R"x(expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), got )x"
+      R"('yesterday'"},"text":"{\"key\":\"bd\",\"subject\":\"s\",)"
+      R"(\"category\":\"lead\",\"dates\":{\"collected\":\"yesterday\"}}"})"
+      "\n";
+
+  CtlResult r = ctl({"import", file.string(), "--rejects", rejects.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(std::regex_match(
+      r.out, std::regex(R"(imported 5 records in \d+\.\d\d s \(\d+/s\), rejected 4 lines\n)")))
+      << r.out;
+  EXPECT_EQ(r.err, "retentionctl: import: 4 lines were rejected; " + rejects.string() +
+                       " has their line numbers, errors and text\n");
+  EXPECT_EQ(slurp(rejects), expected_rejects);
+  EXPECT_EQ(call("status")["records"]["active"], 5);
+  EXPECT_EQ(call("record.get", {{"key", "imp-5"}})["fields"], json::parse(R"({"n":"5"})"));
+
+  // In batches of two records, lines 4 and 7 open theirs: the good record
+  // after each is sent again alone, so 4 calls store the 5 records. The same
+  // file again, with --json: the rejects file starts afresh.
+  r = ctl({"--json", "import", file.string(), "--rejects", rejects.string(), "--batch", "2"});
+  EXPECT_EQ(r.exit_code, 1);
+  json summary = parsed(r);
+  summary.erase("seconds");
+  EXPECT_EQ(summary, json::parse(R"({"imported":5,"rejected":4,"lines":9,"batches":4})"));
+  EXPECT_EQ(r.err, R"({"error":{"code":null,"reason":"rejected","message":"4 lines were )"
+                   R"(rejected; )" +
+                       rejects.string() +
+                       R"( has their line numbers, errors and text","rejected":4,"rejects":")" +
+                       rejects.string() + R"("}})" + "\n");
+  EXPECT_EQ(slurp(rejects), expected_rejects);
+
+  // Nothing rejected: an empty file, exit 0.
+  const auto good = write_file("good.jsonl", records_jsonl(1, 3));
+  r = ctl({"import", good.string(), "--rejects", rejects.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::regex_match(
+      r.out, std::regex(R"(imported 3 records in \d+\.\d\d s \(\d+/s\), rejected 0 lines\n)")))
+      << r.out;
+  EXPECT_EQ(slurp(rejects), "");
+
+  r = ctl({"import", good.string(), "--rejects", good.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.substr(0, r.err.find('\n')),
+            "retentionctl: --rejects names the import file itself, which it would empty");
+  EXPECT_EQ(slurp(good), records_jsonl(1, 3));
+}
+
+// Without --rejects the import stops at the first bad line; --json says
+// where, in the error.
+TEST_F(CtlTest, ImportWithJsonReportsWhereItStopped) {
+  const auto file = write_file("stop.jsonl", records_jsonl(1, 3) +
+                                                 R"({"key":"zz","subject":"s","category":"nope"})" +
+                                                 "\n" + records_jsonl(4, 5));
+  const CtlResult r = ctl({"--json", "import", file.string(), "--batch", "2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, R"({"error":{"code":-32602,"reason":"unknown_category","message":"unknown )"
+                   R"(category 'nope'","method":"record.put_many","file":")" +
+                       file.string() +
+                       R"(","line":4,"imported":2,"first_unsent_line":3}})"
+                       "\n");
+  EXPECT_EQ(call("status")["records"]["active"], 2);
+}
+
+// Batches over the daemon's limits (1024 bytes, 3 records) are split until
+// they pass; a record too large on its own is a bad line.
+TEST_F(CtlSmallLimitsTest, ImportSplitsBatchesOverTheDaemonsLimitsAndRejectsARecordTooLarge) {
+  const auto small = write_file("small.jsonl", records_jsonl(1, 30));
+  CtlResult r = ctl({"import", small.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(
+      std::regex_match(r.out, std::regex(R"(imported 30 records in \d+\.\d\d s \(\d+/s\)\n)")))
+      << r.out;
+  EXPECT_EQ(call("status")["records"]["active"], 30);
+
+  const std::string big = json{{"key", "big"},
+                               {"subject", "s"},
+                               {"category", "lead"},
+                               {"fields", {{"blob", std::string(1 << 20, 'x')}}}}
+                              .dump();
+  const auto file = write_file("big.jsonl", records_jsonl(31, 31) + big + "\n" +
+                                                records_jsonl(32, 33));
+  r = ctl({"import", file.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "retentionctl: import: " + file.string() +
+                       ":2: record.put_many: request line longer than 1024 bytes [too_large]\n"
+                       "retentionctl: import: stopped: the 1 record before line 2 was imported "
+                       "and stays committed; nothing from line 2 on was stored\n");
+  EXPECT_EQ(call("status")["records"]["active"], 31);
+
+  const auto rejects = m_dir.path() / "rejects.jsonl";
+  r = ctl({"import", file.string(), "--rejects", rejects.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(std::regex_match(
+      r.out, std::regex(R"(imported 3 records in \d+\.\d\d s \(\d+/s\), rejected 1 line\n)")))
+      << r.out;
+  EXPECT_EQ(r.err, "retentionctl: import: 1 line was rejected; " + rejects.string() +
+                       " has their line numbers, errors and text\n");
+  EXPECT_EQ(slurp(rejects),
+            R"({"line":2,"error":{"code":-32600,"reason":"too_large","message":"request line )"
+            R"(longer than 1024 bytes"},"text":)" +
+                json(big).dump() + "}\n");
+  EXPECT_EQ(call("status")["records"]["active"], 33);
 }
 
 }  // namespace
