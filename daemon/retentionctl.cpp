@@ -1244,7 +1244,8 @@ class Importer {
             std::to_string(static_cast<int>(done * 100)) + "%  ";
     }
     const double rate = static_cast<double>(m_imported) / std::max(elapsed_seconds(), 0.001);
-    std::cerr << "\r" << bar << m_imported << " records, line " << m_line_no << ", "
+    std::cerr << "\r" << bar << count_of(json(m_imported), "record", "records") << ", line "
+              << m_line_no << ", "
               << static_cast<long>(rate) << "/s" << std::flush;
   }
 

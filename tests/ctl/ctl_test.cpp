@@ -1211,6 +1211,23 @@ TEST_F(CtlTest, ImportWithRejectsStoresTheGoodLinesAndWritesTheBadOnesToAFile) {
   EXPECT_EQ(slurp(good), records_jsonl(1, 3));
 }
 
+// The progress bar is drawn only when standard error is a terminal; script(1)
+// gives the client one.
+TEST_F(CtlTest, ImportProgressOnATerminalCountsOneRecordInTheSingular) {
+  if (std::system("command -v script >/dev/null 2>&1") != 0) GTEST_SKIP() << "no script(1)";
+  const auto file = write_file("one.jsonl", records_jsonl(1, 1));
+  const auto out = m_dir.path() / "terminal.out";
+  const std::string command = "script -qec '" + retentionctl_binary() + " --socket " +
+                              m_daemon.socket().string() + " import " + file.string() +
+                              "' /dev/null > " + out.string();
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  const std::string terminal = slurp(out);
+  EXPECT_TRUE(std::regex_match(terminal,
+                               std::regex("\r\\[#{30}\\] 100%  1 record, line 1, \\d+/s\r\x1b\\[K"
+                                          "imported 1 record in \\d+\\.\\d\\d s \\(\\d+/s\\)\r\n")))
+      << terminal;
+}
+
 // Without --rejects the import stops at the first bad line; --json says
 // where, in the error.
 TEST_F(CtlTest, ImportWithJsonReportsWhereItStopped) {
