@@ -696,7 +696,8 @@ int cmd_erase(Context& ctx) {
     throw usage("give exactly one of SUBJECT and --key");
   }
   if (key && !categories.empty()) {
-    throw usage("--category goes with SUBJECT: --key erases that one record, whatever its category");
+    throw usage(
+        "--category goes with SUBJECT: --key erases that one record, whatever its category");
   }
   const auto reason = ctx.option("reason");
   if (!reason) throw usage("erase needs --reason (it goes into the audit log)");
@@ -808,8 +809,8 @@ int cmd_plan(Context& ctx) {
     // as the daemon reads it, which any plan from there returns. (With an
     // `until` of its own, a bad --from would be reported as a bad until.)
     if (from) {
-      from = text(member(ctx.call("plan", {{"from", *from}, {"until", "9999-12-31T23:59:59Z"}}),
-                         "from"));
+      from = text(
+          member(ctx.call("plan", {{"from", *from}, {"until", "9999-12-31T23:59:59Z"}}), "from"));
     } else {
       from = text(member(ctx.call("status"), "now"));
     }
@@ -1010,8 +1011,8 @@ class Importer {
                   {"seconds", seconds}});
     } else {
       char summary[128];
-      std::snprintf(summary, sizeof summary, "imported %zu record%s in %.2f s (%.0f/s)",
-                    m_imported, m_imported == 1 ? "" : "s", seconds,
+      std::snprintf(summary, sizeof summary, "imported %zu record%s in %.2f s (%.0f/s)", m_imported,
+                    m_imported == 1 ? "" : "s", seconds,
                     static_cast<double>(m_imported) / std::max(seconds, 0.001));
       std::cout << summary;
       if (m_rejects != nullptr) {
@@ -1020,9 +1021,8 @@ class Importer {
       std::cout << '\n';
     }
     if (rejected == 0) return kOk;
-    const std::string message = count_of(json(rejected), "line was", "lines were") +
-                                " rejected; " + m_rejects->path() +
-                                " has their line numbers, errors and text";
+    const std::string message = count_of(json(rejected), "line was", "lines were") + " rejected; " +
+                                m_rejects->path() + " has their line numbers, errors and text";
     ordered error = client_error("rejected", message);
     error["rejected"] = rejected;
     error["rejects"] = m_rejects->path();
@@ -1044,14 +1044,15 @@ class Importer {
     } catch (const json::parse_error& e) {
       // The codes and reasons the daemon gives a line that is not JSON, or
       // params that are not an object.
-      bad_line(m_line_no, line, client_line_error(-32700, "parse_error",
-                                                  "not valid JSON: " + parse_error_text(e)));
+      bad_line(m_line_no, line,
+               client_line_error(-32700, "parse_error", "not valid JSON: " + parse_error_text(e)));
       return;
     }
     if (!record.is_object()) {
-      bad_line(m_line_no, line,
-               client_line_error(-32602, "invalid_params",
-                                 std::string("not a JSON object (got ") + record.type_name() + ")"));
+      bad_line(
+          m_line_no, line,
+          client_line_error(-32602, "invalid_params",
+                            std::string("not a JSON object (got ") + record.type_name() + ")"));
       return;
     }
     if (!m_batch.empty() && m_batch_bytes + line.size() > kMaxBatchBytes) send();
@@ -1136,10 +1137,10 @@ class Importer {
     }
     // Not about one line (storage_error, forbidden, busy...): nothing more
     // can be stored.
-    const std::string lines =
-        items.size() == 1 ? where(items.front().line)
-                          : m_name + ": lines " + std::to_string(items.front().line) + "-" +
-                                std::to_string(items.back().line);
+    const std::string lines = items.size() == 1
+                                  ? where(items.front().line)
+                                  : m_name + ": lines " + std::to_string(items.front().line) + "-" +
+                                        std::to_string(items.back().line);
     stop(lines + ": record.put_many: " + describe(reply.error), items.front().line,
          daemon_error("record.put_many", reply.error));
   }
@@ -1194,7 +1195,8 @@ class Importer {
             (m_imported == 1 ? " was imported and stays" : " were imported and stay") +
             " committed";
     } else {
-      out = "before line " + line + ", " + count_of(json(m_imported), "record was", "records were") +
+      out = "before line " + line + ", " +
+            count_of(json(m_imported), "record was", "records were") +
             " imported and stay committed, and " +
             count_of(json(rejected), "line was", "lines were") + " rejected (see " +
             m_rejects->path() + ")";
@@ -1210,9 +1212,10 @@ class Importer {
     error["imported"] = m_imported;
     if (m_rejects != nullptr) error["rejected"] = m_rejects->count();
     error["first_unsent_line"] = first_unsent_line;
-    throw Failure{kFailed,
-                  "import: " + what + "\nretentionctl: import: stopped: " + outcome(first_unsent_line),
-                  std::move(error)};
+    throw Failure{
+        kFailed,
+        "import: " + what + "\nretentionctl: import: stopped: " + outcome(first_unsent_line),
+        std::move(error)};
   }
 
   std::string where(std::size_t line) const { return m_name + ":" + std::to_string(line); }
@@ -1245,8 +1248,7 @@ class Importer {
     }
     const double rate = static_cast<double>(m_imported) / std::max(elapsed_seconds(), 0.001);
     std::cerr << "\r" << bar << count_of(json(m_imported), "record", "records") << ", line "
-              << m_line_no << ", "
-              << static_cast<long>(rate) << "/s" << std::flush;
+              << m_line_no << ", " << static_cast<long>(rate) << "/s" << std::flush;
   }
 
   double elapsed_seconds() const {

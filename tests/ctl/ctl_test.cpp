@@ -267,7 +267,8 @@ TEST(CtlUsage, UsageErrorsExitTwoWithAUsageLine) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err,
             "retentionctl: erase needs --reason (it goes into the audit log)\n"
-            "usage: retentionctl erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT [--dry-run]  (see --help)\n");
+            "usage: retentionctl erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT "
+            "[--dry-run]  (see --help)\n");
 
   r = run_ctl({"hold", "--key", "k", "--subject", "s", "--reason", "r"});
   EXPECT_EQ(r.exit_code, 2);
@@ -387,15 +388,17 @@ TEST(CtlConnection, PermissionDeniedShowsTheSocketsModeAndOwnersAndWhatToDo) {
   CtlResult r = run_ctl({"--socket", path, "status"}, nobody);
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_EQ(r.out, "");
-  EXPECT_EQ(r.err, "retentionctl: permission denied on " + path + " (mode 0660, owner root, group " +
-                       group_of(0) + "): ask an administrator to add your user to the group " +
-                       group_of(0) + ", or run as root\n");
+  EXPECT_EQ(r.err, "retentionctl: permission denied on " + path +
+                       " (mode 0660, owner root, group " + group_of(0) +
+                       "): ask an administrator to add your user to the group " + group_of(0) +
+                       ", or run as root\n");
 
   ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
   r = run_ctl({"--socket", path, "status"}, nobody);
   EXPECT_EQ(r.exit_code, 3);
-  EXPECT_EQ(r.err, "retentionctl: permission denied on " + path + " (mode 0600, owner root, group " +
-                       group_of(0) + "): only its owner may connect: run as root\n");
+  EXPECT_EQ(r.err, "retentionctl: permission denied on " + path +
+                       " (mode 0600, owner root, group " + group_of(0) +
+                       "): only its owner may connect: run as root\n");
 
   // A directory on the way that may not be entered.
   ASSERT_EQ(::chmod(path.c_str(), 0666), 0);
@@ -533,14 +536,15 @@ TEST_F(CtlTicketTest, ExplainMarksOverduePhasesAndWhenAnOvertakenPhaseRuns) {
                       {"dates", {{"collected", "2020-01-31"}, {"last_contact", "2021-06-01"}}}});
   CtlResult r = ctl({"explain", "crm-7"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out,
-            "key       crm-7\n"
-            "state     active\n"
-            "category  lead\n"
-            "held      no\n"
-            "\n"
-            "#  ACTION  AT                                      DUE                   DONE\n"
-            "0  purge   max(collected, last_contact) + 3 years  2024-06-01T00:00:00Z  no: overdue\n");
+  EXPECT_EQ(
+      r.out,
+      "key       crm-7\n"
+      "state     active\n"
+      "category  lead\n"
+      "held      no\n"
+      "\n"
+      "#  ACTION  AT                                      DUE                   DONE\n"
+      "0  purge   max(collected, last_contact) + 3 years  2024-06-01T00:00:00Z  no: overdue\n");
 
   // The purge is due in 2031-01, but runs after the archive, in 2031-06.
   call("record.put", {{"key", "t-1"},
@@ -651,7 +655,10 @@ TEST_F(CtlTest, EraseShowsWhatIsErasedAndWhatIsRetainedAndWhy) {
 
   r = ctl({"--json", "erase", "bob", "--reason", "art. 17 request"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(parsed(r), json::parse(R"({"erased":["lead-2"],"erased_records":[{"key":"lead-2","category":"lead"}],"retained":[
+  EXPECT_EQ(
+      parsed(r),
+      json::parse(
+          R"({"erased":["lead-2"],"erased_records":[{"key":"lead-2","category":"lead"}],"retained":[
       {"key":"inv-1","category":"invoice","reason":"legal_obligation","until":"2041-01-01T00:00:00Z"},
       {"key":"st-1","category":"student","reason":"hold","until":null}]})"));
   EXPECT_EQ(call("record.explain", {{"key", "lead-2"}})["state"], "purged");
@@ -803,7 +810,6 @@ TEST_F(CtlTest, PlanCountsWhatFallsDueMonthByMonth) {
             "nothing falls due\n"
             "\n"
             "totals: archive 0, anonymise 0, purge 0; waiting 1, held 0\n");
-
 }
 
 // Without --until, a plan covers a year: from the daemon's now (status.now),
@@ -820,7 +826,8 @@ TEST_F(CtlTest, PlanWithoutUntilLooksOneYearAhead) {
   CtlResult r = ctl({"plan"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(r.out, m, std::regex("^from 2030-01-01T00:(\\d\\d:\\d\\d)Z until ")))
+  ASSERT_TRUE(
+      std::regex_search(r.out, m, std::regex("^from 2030-01-01T00:(\\d\\d:\\d\\d)Z until ")))
       << r.out;
   EXPECT_EQ(r.out, "from 2030-01-01T00:" + m[1].str() + "Z until 2031-01-01T00:" + m[1].str() +
                        "Z\n"
@@ -974,8 +981,7 @@ TEST_F(CtlSmallLimitsTest, ALineOverTheDaemonsLimitShowsItsAnswerAndExitsOne) {
   r = ctl({"call", "record.put", json({{"key", std::string(2000, 'k')}}).dump()});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "");
-  EXPECT_EQ(r.err,
-            "retentionctl: record.put: request line longer than 1024 bytes [too_large]\n");
+  EXPECT_EQ(r.err, "retentionctl: record.put: request line longer than 1024 bytes [too_large]\n");
   EXPECT_EQ(call("status")["records"]["active"], 0);
 }
 
@@ -1261,8 +1267,8 @@ TEST_F(CtlSmallLimitsTest, ImportSplitsBatchesOverTheDaemonsLimitsAndRejectsARec
                                {"category", "lead"},
                                {"fields", {{"blob", std::string(1 << 20, 'x')}}}}
                               .dump();
-  const auto file = write_file("big.jsonl", records_jsonl(31, 31) + big + "\n" +
-                                                records_jsonl(32, 33));
+  const auto file =
+      write_file("big.jsonl", records_jsonl(31, 31) + big + "\n" + records_jsonl(32, 33));
   r = ctl({"import", file.string()});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "");
