@@ -70,7 +70,7 @@ constexpr std::size_t kMaxBatchBytes = 8u << 20;
 // with `code`. The client has nothing to recover from, so every failure
 // travels up to main this way. With --json, main prints {"error": error}
 // instead: the daemon's code, reason and message for a daemon error, else
-// {"code": null, "reason", "message"} (see error_for()).
+// {"code": null, "reason", "message"} (see report()).
 struct Failure {
   int code;
   std::string message;  // lines after the first are printed with the prefix too
@@ -392,7 +392,7 @@ class Connection {
     if (S_ISFIFO(mode)) return "a named pipe";
     if (S_ISCHR(mode)) return "a character device";
     if (S_ISBLK(mode)) return "a block device";
-    return "not a socket";
+    return "a file of another kind";
   }
 
   static std::string user_name(uid_t uid) {
@@ -970,8 +970,8 @@ class Rejects {
 // record, naming the record in error.data.index. Without a rejects file the
 // import stops there. With one, the bad record is written to it and the
 // others are sent again: the records before it (which the daemon found
-// good) in one call, the rest in two halves, so that a batch of many bad
-// records costs a number of calls in proportion to n log n, not n².
+// good) in one call, the rest in two halves: a batch of n records, however
+// many of them are bad, is then sent about log n times over, not n times.
 class Importer {
  public:
   Importer(Context& ctx, std::string name, std::istream& in, std::size_t batch_size,
@@ -1158,7 +1158,7 @@ class Importer {
     put(std::move(second));
   }
 
-  // A record the daemon refused. `first_unsent`: the first line of the
+  // A record the daemon refused. `first_unsent_line`: the first line of the
   // refused call, where an import without a rejects file stops.
   void reject(const Pending& item, const json& error, const std::string& message,
               std::size_t first_unsent_line) {
