@@ -68,6 +68,13 @@ json parsed(const CtlResult& r) {
 
 std::string uid() { return "uid:" + std::to_string(::getuid()); }
 
+// `text` and blanks up to `width`: a cell of the client's tables, for a
+// column as wide as its longest value (the actor's uid differs from one
+// test run to another: uid:0 as root).
+std::string cell(const std::string& text, std::size_t width) {
+  return text + std::string(width > text.size() ? width - text.size() : 0, ' ');
+}
+
 CtlOptions with_env(std::string assignment) {
   CtlOptions o;
   o.env.push_back(std::move(assignment));
@@ -756,13 +763,15 @@ TEST_F(CtlTest, HoldHoldsAndReleaseManageHolds) {
   EXPECT_EQ(parsed(r), json::parse(R"({"id":2})"));
 
   r = ctl({"holds"});
-  EXPECT_EQ(normalised(r.out),
-            "ID  SCOPE     TARGET   PLACED AT             PLACED BY  REASON\n"
-            " 1  key       st-1     2030-01-01T00:mm:ssZ  " +
-                uid() +
-                "      litigation 2030-17\n"
-                " 2  category  invoice  2030-01-01T00:mm:ssZ  " +
-                uid() + "      tax audit\n");
+  const std::size_t by = std::max(uid().size(), std::string("PLACED BY").size());
+  EXPECT_EQ(normalised(r.out), "ID  SCOPE     TARGET   PLACED AT             " +
+                                   cell("PLACED BY", by) +
+                                   "  REASON\n"
+                                   " 1  key       st-1     2030-01-01T00:mm:ssZ  " +
+                                   cell(uid(), by) +
+                                   "  litigation 2030-17\n"
+                                   " 2  category  invoice  2030-01-01T00:mm:ssZ  " +
+                                   cell(uid(), by) + "  tax audit\n");
   r = ctl({"--json", "holds"});
   const json holds = parsed(r)["holds"];
   ASSERT_EQ(holds.size(), 2u);
@@ -896,22 +905,26 @@ TEST_F(CtlTest, AuditListsEntriesAndFilters) {
 
   CtlResult r = ctl({"audit"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::size_t actor = std::max(uid().size(), std::string("ACTOR").size());
   EXPECT_EQ(normalised(r.out),
-            "SEQ  AT                    ACTION        KEY     CATEGORY  PHASE  ACTOR  REASON\n"
-            "  1  2030-01-01T00:mm:ssZ  hold.place    st-1    -         -      " +
-                uid() +
+            "SEQ  AT                    ACTION        KEY     CATEGORY  PHASE  " +
+                cell("ACTOR", actor) +
+                "  REASON\n"
+                "  1  2030-01-01T00:mm:ssZ  hold.place    st-1    -         -      " +
+                cell(uid(), actor) +
                 "  hold 1: litigation\n"
                 "  2  2030-01-01T00:mm:ssZ  hold.release  st-1    -         -      " +
-                uid() +
+                cell(uid(), actor) +
                 "  hold 1\n"
                 "  3  2030-01-01T00:mm:ssZ  erase         crm-42  lead      -      " +
-                uid() + "  art. 17 request\n");
+                cell(uid(), actor) + "  art. 17 request\n");
 
   r = ctl({"audit", "--key", "crm-42"});
-  EXPECT_EQ(normalised(r.out),
-            "SEQ  AT                    ACTION  KEY     CATEGORY  PHASE  ACTOR  REASON\n"
-            "  3  2030-01-01T00:mm:ssZ  erase   crm-42  lead      -      " +
-                uid() + "  art. 17 request\n");
+  EXPECT_EQ(normalised(r.out), "SEQ  AT                    ACTION  KEY     CATEGORY  PHASE  " +
+                                   cell("ACTOR", actor) +
+                                   "  REASON\n"
+                                   "  3  2030-01-01T00:mm:ssZ  erase   crm-42  lead      -      " +
+                                   cell(uid(), actor) + "  art. 17 request\n");
 
   r = ctl({"--json", "audit", "--after", "1", "--limit", "1"});
   const json entries = parsed(r)["entries"];
