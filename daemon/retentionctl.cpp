@@ -2,14 +2,15 @@
 //
 // Each subcommand is one function: it turns its arguments into the params of
 // one method, calls it, and prints the result as aligned columns for people,
-// or with --json the raw result for scripts. `call METHOD [JSON]` reaches any
-// method; `import` streams a JSON-lines file through record.put_many.
-// docs/retentionctl.md is the user documentation.
+// or with --json the raw result for scripts (and errors as one JSON line on
+// standard error). `call METHOD [JSON]` reaches any method; `import`
+// streams a JSON-lines file through record.put_many. docs/retentionctl.md
+// is the user documentation.
 //
 // Exit codes:
 //   0  success
-//   1  the daemon answered with an error; import stopped at a bad line;
-//      the import file cannot be read
+//   1  the daemon answered with an error; import stopped at a bad line, or
+//      rejected some (--rejects); the import or rejects file cannot be used
 //   2  usage: unknown command or option, wrong arguments
 //   3  cannot reach the daemon: no socket, permission denied, nobody
 //      listening, connection lost
@@ -21,8 +22,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +33,8 @@
 #include <utility>
 #include <vector>
 
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,6 +49,9 @@
 
 namespace asio = boost::asio;
 using nlohmann::json;
+// Keeps the members of what we print for scripts in the order we write
+// them: an error reads code, reason, message.
+using ordered = nlohmann::ordered_json;
 
 namespace {
 
@@ -60,11 +68,19 @@ constexpr std::size_t kMaxBatchBytes = 8u << 20;
 
 // Ends the process: main prints `message` after "retentionctl: " and exits
 // with `code`. The client has nothing to recover from, so every failure
-// travels up to main this way.
+// travels up to main this way. With --json, main prints {"error": error}
+// instead: the daemon's code, reason and message for a daemon error, else
+// {"code": null, "reason", "message"} (see report()).
 struct Failure {
   int code;
-  std::string message;
+  std::string message;  // lines after the first are printed with the prefix too
+  ordered error = nullptr;
 };
+
+// The JSON form of a failure of the client itself (no daemon error code).
+ordered client_error(const std::string& reason, const std::string& message) {
+  return {{"code", nullptr}, {"reason", reason}, {"message", message}};
+}
 
 // ---------------------------------------------------------------------------
 // JSON helpers
@@ -210,6 +226,22 @@ std::string describe(const json& error) {
   return out;
 }
 
+// An error reply as scripts get it with --json: the daemon's code, reason
+// and message, the rest of its data, and the method called.
+ordered daemon_error(const std::string& method, const json& error) {
+  const json& data = member(error, "data");
+  ordered out = {{"code", member(error, "code")},
+                 {"reason", member(data, "reason")},
+                 {"message", member(error, "message")},
+                 {"method", method}};
+  if (data.is_object() && data.size() > (data.contains("reason") ? 1u : 0u)) {
+    ordered rest = data;
+    rest.erase("reason");
+    out["data"] = std::move(rest);
+  }
+  return out;
+}
+
 // One connection to the admin socket, carrying requests one at a time.
 class Connection {
  public:
@@ -231,15 +263,22 @@ class Connection {
   // not thrown; a lost connection throws Failure{kUnreachable} and a reply
   // that is not JSON-RPC throws Failure{kFailed}.
   Reply call(const std::string& method, const json& params) {
-    json request = {{"jsonrpc", "2.0"}, {"id", m_next_id++}, {"method", method}};
+    const int id = m_next_id++;
+    json request = {{"jsonrpc", "2.0"}, {"id", id}, {"method", method}};
     if (!params.is_null()) request["params"] = params;
     const std::string line = request.dump() + "\n";
+    boost::system::error_code send_ec;
+    asio::write(m_socket, asio::buffer(line), send_ec);
+    // A send can fail because the daemon has answered and hung up: a line
+    // over its max_request_bytes gets one too_large line, then the daemon
+    // closes without reading the rest. That answer is waiting to be read,
+    // and it is the truth to report, not the broken pipe.
     boost::system::error_code ec;
-    asio::write(m_socket, asio::buffer(line), ec);
-    if (ec) {
-      throw Failure{kUnreachable, method + ": cannot send to " + m_path + ": " + ec.message()};
-    }
     asio::read_until(m_socket, m_buffer, '\n', ec);
+    if (ec && send_ec) {
+      m_usable = false;
+      throw Failure{kUnreachable, method + ": cannot send to " + m_path + ": " + send_ec.message()};
+    }
     if (ec == asio::error::eof) {
       throw Failure{kUnreachable, method + ": the daemon closed the connection without answering"};
     }
@@ -251,26 +290,147 @@ class Connection {
     std::getline(in, reply_line);
     const json reply = json::parse(reply_line, nullptr, /*allow_exceptions=*/false);
     if (reply.is_discarded() || !reply.is_object() ||
-        (!reply.contains("result") && !reply.contains("error"))) {
-      throw Failure{kFailed,
-                    method + ": unreadable reply from the daemon: " + reply_line.substr(0, 200)};
+        (!reply.contains("result") && !reply.contains("error")) ||
+        (member(reply, "id") != id && !member(reply, "id").is_null())) {
+      const std::string message = "unreadable reply from the daemon: " + reply_line.substr(0, 200);
+      throw Failure{kFailed, method + ": " + message, client_error("bad_reply", message)};
     }
+    // A reply without our id answers the line, not the request (too_large,
+    // parse_error); after an over-long line the daemon has closed the
+    // connection. The next request goes on a new one either way.
+    if (send_ec || member(reply, "id").is_null()) m_usable = false;
     return {member(reply, "result"), member(reply, "error")};
   }
 
+  // False once the daemon may have closed the connection.
+  bool usable() const { return m_usable; }
+
  private:
+  // Why connecting failed, from what the path is rather than from guesses:
+  // the socket's or directory's mode and owners when permission is denied,
+  // the kind of file when it is not a socket.
   std::string connect_failure(const boost::system::error_code& ec) const {
-    if (ec == boost::system::errc::no_such_file_or_directory ||
-        ec == boost::system::errc::not_a_directory) {
-      return "no daemon socket at " + m_path +
-             " (is retentiond running? set --socket or RETENTIOND_SOCKET)";
+    struct stat st {};
+    const bool exists = ::stat(m_path.c_str(), &st) == 0;
+    if (ec == boost::system::errc::permission_denied) return permission_failure(exists, st);
+    if (exists && !S_ISSOCK(st.st_mode)) {
+      if (S_ISDIR(st.st_mode)) {
+        return "not a socket: " + m_path +
+               " is a directory (--socket or RETENTIOND_SOCKET must name the daemon's admin "
+               "socket, daemon.socket, not the directory it is in)";
+      }
+      return "not a socket: " + m_path + " is " + file_kind(st.st_mode) +
+             " (--socket or RETENTIOND_SOCKET must name the daemon's admin socket, "
+             "daemon.socket, not the policy file or another file)";
     }
-    if (ec == boost::system::errc::permission_denied) {
-      return "permission denied on " + m_path +
-             " (are you in the retention-admin or retention-read group?)";
+    if (ec == boost::system::errc::no_such_file_or_directory) {
+      return "no such file: " + m_path +
+             " (is retentiond running? --socket or RETENTIOND_SOCKET must name its admin "
+             "socket, daemon.socket)";
     }
-    if (ec == asio::error::connection_refused) return "nothing is listening on " + m_path;
+    if (ec == asio::error::connection_refused) {
+      return "nothing is listening on " + m_path +
+             " (a socket left behind by a daemon that is no longer running: is retentiond "
+             "running?)";
+    }
     return "cannot connect to " + m_path + ": " + ec.message();
+  }
+
+  // EACCES: on a directory on the way to the socket (entering one needs
+  // search permission), or on the socket itself (connecting needs write
+  // permission). The kernel walks the path from the top, so the first
+  // directory we may not enter is the one that stops us.
+  std::string permission_failure(bool socket_visible, const struct stat& socket_st) const {
+    std::error_code ignored;
+    std::filesystem::path dir;
+    for (const auto& part : std::filesystem::absolute(m_path, ignored).parent_path()) {
+      dir /= part;
+      struct stat st {};
+      if (::stat(dir.c_str(), &st) == 0 && ::access(dir.c_str(), X_OK) != 0) {
+        return "permission denied on " + m_path + ": the directory " + dir.string() + " (" +
+               ownership(st) + ") may not be entered; " + advice(st, S_IXGRP, "enter it");
+      }
+    }
+    if (!socket_visible) return "permission denied on " + m_path;
+    return "permission denied on " + m_path + " (" + ownership(socket_st) +
+           "): " + advice(socket_st, S_IWGRP, "connect");
+  }
+
+  // "mode 0660, owner root, group retention-admin"
+  static std::string ownership(const struct stat& st) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return std::string("mode ") + mode + ", owner " + user_name(st.st_uid) + ", group " +
+           group_name(st.st_gid);
+  }
+
+  // What the caller can do about a file whose `group_bit` (S_IWGRP to
+  // connect to a socket, S_IXGRP to enter a directory) it lacks.
+  static std::string advice(const struct stat& st, mode_t group_bit, const char* verb) {
+    const std::string group = group_name(st.st_gid);
+    if ((st.st_mode & group_bit) == 0) {
+      if ((st.st_mode & (group_bit << 3)) == 0) {
+        return std::string("its mode lets only root ") + verb + ": run as root";
+      }
+      const std::string owner = user_name(st.st_uid);
+      return std::string("only its owner may ") + verb + ": run as " + owner +
+             (owner == "root" ? "" : " or root");
+    }
+    if (session_in_group(st.st_gid)) {
+      return "you are in the group " + group + ", yet access is refused: ask an administrator " +
+             "to check the mode and owners";
+    }
+    if (user_in_group(st.st_gid)) {
+      return "your user is in the group " + group +
+             ", but this login session is not yet: log in again (or run 'newgrp " + group + "')";
+    }
+    return "ask an administrator to add your user to the group " + group + ", or run as root";
+  }
+
+  static std::string file_kind(mode_t mode) {
+    if (S_ISREG(mode)) return "a regular file";
+    if (S_ISFIFO(mode)) return "a named pipe";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    return "a file of another kind";
+  }
+
+  static std::string user_name(uid_t uid) {
+    if (const passwd* pw = ::getpwuid(uid)) return pw->pw_name;
+    return "uid " + std::to_string(uid);
+  }
+  static std::string group_name(gid_t gid) {
+    if (const group* gr = ::getgrgid(gid)) return gr->gr_name;
+    return "gid " + std::to_string(gid);
+  }
+
+  // The groups of this process, which the kernel checks.
+  static bool session_in_group(gid_t gid) {
+    if (::getegid() == gid) return true;
+    const int n = ::getgroups(0, nullptr);
+    if (n <= 0) return false;
+    std::vector<gid_t> groups(static_cast<std::size_t>(n));
+    const int got = ::getgroups(n, groups.data());
+    return got > 0 && std::find(groups.begin(), groups.begin() + got, gid) != groups.begin() + got;
+  }
+
+  // The groups the user database gives the user now, which a new login
+  // session would have.
+  static bool user_in_group(gid_t gid) {
+    const passwd* pw = ::getpwuid(::geteuid());
+    if (pw == nullptr) return false;
+    const std::string name = pw->pw_name;
+    const gid_t primary = pw->pw_gid;
+    int n = 64;
+    std::vector<gid_t> groups;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      groups.resize(static_cast<std::size_t>(n));
+      if (::getgrouplist(name.c_str(), primary, groups.data(), &n) >= 0) {
+        groups.resize(static_cast<std::size_t>(n));
+        return std::find(groups.begin(), groups.end(), gid) != groups.end();
+      }
+    }
+    return false;
   }
 
   std::string m_path;
@@ -278,6 +438,7 @@ class Connection {
   asio::local::stream_protocol::socket m_socket;
   asio::streambuf m_buffer;
   int m_next_id = 1;
+  bool m_usable = true;
 };
 
 // ---------------------------------------------------------------------------
@@ -307,8 +468,13 @@ class Context {
     return m_opts[name].as<std::vector<std::string>>();
   }
 
+  // The connection to the daemon: made on first use, and again after the
+  // daemon closed the last one.
   Connection& connection() {
-    if (!m_connection) m_connection = std::make_unique<Connection>(m_socket_path);
+    if (!m_connection || !m_connection->usable()) {
+      m_connection.reset();
+      m_connection = std::make_unique<Connection>(m_socket_path);
+    }
     return *m_connection;
   }
   Reply try_call(const std::string& method, const json& params = nullptr) {
@@ -317,7 +483,10 @@ class Context {
   // The result of `method`; an error reply throws Failure{kFailed}.
   json call(const std::string& method, const json& params = nullptr) {
     Reply reply = try_call(method, params);
-    if (!reply.ok()) throw Failure{kFailed, method + ": " + describe(reply.error)};
+    if (!reply.ok()) {
+      throw Failure{kFailed, method + ": " + describe(reply.error),
+                    daemon_error(method, reply.error)};
+    }
     return std::move(reply.result);
   }
 
@@ -434,6 +603,33 @@ int cmd_put(Context& ctx) {
   return kOk;
 }
 
+// The DONE cell of a phase in `explain`: when it ran; or "no", and what
+// stands between it and its run. A phase runs at the later of its own due
+// time and the run of the phase before it (runs_at), so its DUE column
+// alone can promise a date that will not hold.
+std::string phase_progress(const json& phase, bool held) {
+  if (member(phase, "done") == true) {
+    return member(phase, "done_at").is_null() ? "yes" : text(member(phase, "done_at"));
+  }
+  const json& due = member(phase, "due");
+  const json& runs_at = member(phase, "runs_at");
+  const json& index = member(phase, "index");
+  const bool follows = index.is_number_unsigned() && index.get<std::size_t>() > 0;
+  const std::string previous = follows ? std::to_string(index.get<std::size_t>() - 1) : "";
+  if (member(phase, "overdue") == true) {
+    // Due and not done: the next sweep runs it, unless a hold stops it.
+    return held ? "no: overdue (held)" : "no: overdue";
+  }
+  if (!runs_at.is_null() && runs_at != due) {
+    return "no: runs " + text(runs_at) + " (after phase " + previous + ")";
+  }
+  if (runs_at.is_null() && !due.is_null() && follows) {
+    // An earlier phase has no due time yet, and this one waits for it.
+    return "no: after phase " + previous;
+  }
+  return "no";
+}
+
 int cmd_explain(Context& ctx) {
   const json e = ctx.call("record.explain", {{"key", ctx.args()[0]}});
   if (ctx.json_output()) return print_json(e);
@@ -452,13 +648,10 @@ int cmd_explain(Context& ctx) {
   about.print(std::cout);
   std::cout << '\n';
   Table phases({"#", "ACTION", "AT", "DUE", "DONE"});
+  const bool held = member(e, "held") == true;
   for (const auto& p : member(e, "phases")) {
-    std::string done = "no";
-    if (member(p, "done") == true) {
-      done = member(p, "done_at").is_null() ? "yes" : text(member(p, "done_at"));
-    }
     phases.add({text(member(p, "index")), text(member(p, "action")), text(member(p, "at")),
-                due_text(member(p, "due"), member(p, "missing")), done});
+                due_text(member(p, "due"), member(p, "missing")), phase_progress(p, held)});
   }
   phases.print(std::cout);
   return kOk;
@@ -494,12 +687,29 @@ int cmd_export(Context& ctx) {
   return kOk;
 }
 
+// erase SUBJECT calls subject.erase, erase --key KEY record.erase; both
+// answer with the same shape.
 int cmd_erase(Context& ctx) {
+  const auto key = ctx.option("key");
+  const auto categories = ctx.repeated("category");
+  if (ctx.args().empty() == !key.has_value()) {
+    throw usage("give exactly one of SUBJECT and --key");
+  }
+  if (key && !categories.empty()) {
+    throw usage(
+        "--category goes with SUBJECT: --key erases that one record, whatever its category");
+  }
   const auto reason = ctx.option("reason");
   if (!reason) throw usage("erase needs --reason (it goes into the audit log)");
   const bool dry_run = ctx.flag("dry-run");
-  const json r = ctx.call("subject.erase",
-                          {{"subject", ctx.args()[0]}, {"reason", *reason}, {"dry_run", dry_run}});
+  json params = {{"reason", *reason}, {"dry_run", dry_run}};
+  if (key) {
+    params["key"] = *key;
+  } else {
+    params["subject"] = ctx.args()[0];
+    if (!categories.empty()) params["categories"] = categories;
+  }
+  const json r = ctx.call(key ? "record.erase" : "subject.erase", params);
   if (ctx.json_output()) return print_json(r);
   const json& erased = member(r, "erased");
   const json& retained = member(r, "retained");
@@ -508,12 +718,16 @@ int cmd_erase(Context& ctx) {
             << retained.size() << '\n';
   if (erased.empty() && retained.empty()) return kOk;
   std::cout << '\n';
+  // erased_records gives each erased key its category (erased: the keys alone).
+  std::map<std::string, std::string> category_of;
+  for (const auto& rec : member(r, "erased_records")) {
+    category_of[text(member(rec, "key"))] = text(member(rec, "category"));
+  }
   Table t({"KEY", "CATEGORY", "OUTCOME", "REASON", "UNTIL"});
-  // erased_records carries each erased key's category (erased: the keys alone).
-  const json& erased_records = r.contains("erased_records") ? r["erased_records"] : json::array();
-  for (std::size_t i = 0; i < erased.size(); ++i) {
-    const std::string category = i < erased_records.size() ? text(member(erased_records[i], "category")) : "-";
-    t.add({text(erased[i]), category, dry_run ? "would erase" : "erased", "-", "-"});
+  for (const auto& k : erased) {
+    const auto category = category_of.find(text(k));
+    t.add({text(k), category == category_of.end() ? "-" : category->second,
+           dry_run ? "would erase" : "erased", "-", "-"});
   }
   for (const auto& rec : retained) {
     t.add({text(member(rec, "key")), text(member(rec, "category")), "retained",
@@ -567,11 +781,43 @@ int cmd_holds(Context& ctx) {
   return kOk;
 }
 
+// The instant one year after `instant`, as the daemon writes instants
+// ("2030-01-01T00:00:07Z"); 29 February becomes 28 February, as the
+// daemon's "+ 1 year" does. Throws Failure{kFailed} for any other form.
+std::string one_year_after(const std::string& instant) {
+  const bool shape = instant.size() == 20 && instant[4] == '-' && instant[7] == '-' &&
+                     instant[10] == 'T' && instant[19] == 'Z' &&
+                     std::all_of(instant.begin(), instant.begin() + 4,
+                                 [](char c) { return c >= '0' && c <= '9'; });
+  if (!shape) {
+    const std::string message = "plan: unexpected time from the daemon: " + instant;
+    throw Failure{kFailed, message, client_error("bad_reply", message)};
+  }
+  const int year = std::stoi(instant.substr(0, 4)) + 1;
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  std::string out = instant;
+  out.replace(0, 4, std::to_string(year));
+  if (out.compare(5, 5, "02-29") == 0 && !leap) out.replace(8, 2, "28");
+  return out;
+}
+
 int cmd_plan(Context& ctx) {
-  const auto until = ctx.option("until");
-  if (!until) throw usage("plan needs --until TIME");
+  auto from = ctx.option("from");
+  auto until = ctx.option("until");
+  if (!until) {
+    // One year ahead of where the plan starts: the daemon's now, or --from
+    // as the daemon reads it, which any plan from there returns. (With an
+    // `until` of its own, a bad --from would be reported as a bad until.)
+    if (from) {
+      from = text(
+          member(ctx.call("plan", {{"from", *from}, {"until", "9999-12-31T23:59:59Z"}}), "from"));
+    } else {
+      from = text(member(ctx.call("status"), "now"));
+    }
+    until = one_year_after(*from);
+  }
   json params = {{"until", *until}};
-  if (const auto from = ctx.option("from")) params["from"] = *from;
+  if (from) params["from"] = *from;
   const json r = ctx.call("plan", params);
   if (ctx.json_output()) return print_json(r);
   std::cout << "from " << text(member(r, "from")) << " until " << text(member(r, "until"))
@@ -662,21 +908,83 @@ int cmd_reload(Context& ctx) {
 // ---------------------------------------------------------------------------
 // import
 
+// The rejects file of `import --rejects FILE`: one JSON line per line of the
+// import that was not stored, {"line": N, "error": {"code", "reason",
+// "message"}, "text": "the line as read"}, in the order of the import file.
+class Rejects {
+ public:
+  // Creates or empties `path`. Throws Failure{kFailed} when it cannot.
+  explicit Rejects(std::string path) : m_path(std::move(path)), m_out(m_path, std::ios::trunc) {
+    if (!m_out) fail("cannot create");
+  }
+
+  const std::string& path() const { return m_path; }
+  std::size_t count() const { return m_written + m_pending.size(); }
+
+  // Bad lines are found out of order (a line that is not JSON before the
+  // batch around it is answered): they wait here until flush().
+  void add(std::size_t line, ordered error, const std::string& text) {
+    m_pending.push_back({line, std::move(error), text});
+  }
+
+  // Writes the pending rejects of lines before `before`, in line order, and
+  // forgets the others (the import stopped before reaching them).
+  void flush(std::size_t before = static_cast<std::size_t>(-1)) {
+    std::stable_sort(m_pending.begin(), m_pending.end(),
+                     [](const Entry& a, const Entry& b) { return a.line < b.line; });
+    for (const auto& e : m_pending) {
+      if (e.line >= before) break;
+      ordered entry = {{"line", e.line}, {"error", e.error}, {"text", e.text}};
+      // A line that is not UTF-8 is kept, with U+FFFD for its bad bytes.
+      m_out << entry.dump(-1, ' ', false, ordered::error_handler_t::replace) << '\n';
+      ++m_written;
+    }
+    m_pending.clear();
+    m_out.flush();
+    if (!m_out) fail("cannot write to");
+  }
+
+ private:
+  struct Entry {
+    std::size_t line;
+    ordered error;
+    std::string text;
+  };
+
+  [[noreturn]] void fail(const char* what) const {
+    const std::string message =
+        std::string(what) + " the rejects file " + m_path + ": " + std::strerror(errno);
+    throw Failure{kFailed, "import: " + message, client_error("cannot_write", message)};
+  }
+
+  std::string m_path;
+  std::ofstream m_out;
+  std::vector<Entry> m_pending;
+  std::size_t m_written = 0;
+};
+
 // Streams a JSON-lines file into record.put_many batches. Only the batch
 // being built is in memory.
+//
+// A batch is all or nothing: the daemon refuses it whole for one bad
+// record, naming the record in error.data.index. Without a rejects file the
+// import stops there. With one, the bad record is written to it and the
+// others are sent again: the records before it (which the daemon found
+// good) in one call, the rest in two halves: a batch of n records, however
+// many of them are bad, is then sent about log n times over, not n times.
 class Importer {
  public:
   Importer(Context& ctx, std::string name, std::istream& in, std::size_t batch_size,
-           std::optional<std::uintmax_t> total_bytes)
+           std::optional<std::uintmax_t> total_bytes, Rejects* rejects)
       : m_ctx(ctx),
         m_name(std::move(name)),
         m_in(in),
         m_batch_size(batch_size),
         m_total_bytes(total_bytes),
+        m_rejects(rejects),
         m_progress(::isatty(STDERR_FILENO) == 1) {}
 
   int run() {
-    m_ctx.connection();  // a missing daemon is reported before reading anything
     m_start = std::chrono::steady_clock::now();
     std::string line;
     while (std::getline(m_in, line)) {
@@ -686,79 +994,228 @@ class Importer {
       if (line.find_first_not_of(" \t") == std::string::npos) continue;
       add(line);
     }
-    if (m_in.bad()) stop(m_name + ": read error after line " + std::to_string(m_line_no));
+    if (m_in.bad()) {
+      const std::string message = "read error after line " + std::to_string(m_line_no);
+      stop(m_name + ": " + message, first_unsent(), client_error("cannot_read", message));
+    }
     if (!m_batch.empty()) send();
+    if (m_rejects != nullptr) m_rejects->flush();
     const double seconds = elapsed_seconds();
     clear_progress();
+    const std::size_t rejected = m_rejects != nullptr ? m_rejects->count() : 0;
     if (m_ctx.json_output()) {
-      return print_json({{"imported", m_imported},
-                         {"lines", m_line_no},
-                         {"batches", m_batches},
-                         {"seconds", seconds}});
+      print_json({{"imported", m_imported},
+                  {"rejected", rejected},
+                  {"lines", m_line_no},
+                  {"batches", m_batches},
+                  {"seconds", seconds}});
+    } else {
+      char summary[128];
+      std::snprintf(summary, sizeof summary, "imported %zu record%s in %.2f s (%.0f/s)", m_imported,
+                    m_imported == 1 ? "" : "s", seconds,
+                    static_cast<double>(m_imported) / std::max(seconds, 0.001));
+      std::cout << summary;
+      if (m_rejects != nullptr) {
+        std::cout << ", rejected " << count_of(json(rejected), "line", "lines");
+      }
+      std::cout << '\n';
     }
-    char summary[128];
-    std::snprintf(summary, sizeof summary, "imported %zu record%s in %.2f s (%.0f/s)\n", m_imported,
-                  m_imported == 1 ? "" : "s", seconds,
-                  static_cast<double>(m_imported) / std::max(seconds, 0.001));
-    std::cout << summary;
-    return kOk;
+    if (rejected == 0) return kOk;
+    const std::string message = count_of(json(rejected), "line was", "lines were") + " rejected; " +
+                                m_rejects->path() + " has their line numbers, errors and text";
+    ordered error = client_error("rejected", message);
+    error["rejected"] = rejected;
+    error["rejects"] = m_rejects->path();
+    throw Failure{kFailed, "import: " + message, error};
   }
 
  private:
+  // A line on its way to the daemon.
+  struct Pending {
+    json record;
+    std::size_t line;
+    std::string text;  // the line as read; kept only for a rejects file
+  };
+
   void add(const std::string& line) {
     json record;
     try {
       record = json::parse(line);
     } catch (const json::parse_error& e) {
-      stop(where(m_line_no) + ": not valid JSON: " + parse_error_text(e));
+      // The codes and reasons the daemon gives a line that is not JSON, or
+      // params that are not an object.
+      bad_line(m_line_no, line,
+               client_line_error(-32700, "parse_error", "not valid JSON: " + parse_error_text(e)));
+      return;
     }
     if (!record.is_object()) {
-      stop(where(m_line_no) + ": not a JSON object (got " + record.type_name() + ")");
+      bad_line(
+          m_line_no, line,
+          client_line_error(-32602, "invalid_params",
+                            std::string("not a JSON object (got ") + record.type_name() + ")"));
+      return;
     }
     if (!m_batch.empty() && m_batch_bytes + line.size() > kMaxBatchBytes) send();
-    m_batch.push_back(std::move(record));
-    m_batch_lines.push_back(m_line_no);
+    m_batch.push_back({std::move(record), m_line_no, m_rejects != nullptr ? line : std::string()});
     m_batch_bytes += line.size() + 1;
     if (m_batch.size() >= m_batch_size) send();
   }
 
-  void send() {
-    const Reply reply = m_ctx.try_call("record.put_many", {{"records", std::move(m_batch)}});
-    if (!reply.ok()) {
-      const json& index = member(member(reply.error, "data"), "index");
-      std::string message = describe(reply.error);
-      const std::string method = "record.put_many: ";
-      if (index.is_number_unsigned() && index.get<std::size_t>() < m_batch_lines.size()) {
-        // The daemon counts within the batch; the operator needs the file's line.
-        const std::string prefix = "records[" + index.dump() + "]: ";
-        if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
-        stop(where(m_batch_lines[index.get<std::size_t>()]) + ": " + method + message);
-      }
-      if (m_batch_lines.size() == 1) stop(where(m_batch_lines.front()) + ": " + method + message);
-      stop(m_name + ": lines " + std::to_string(m_batch_lines.front()) + "-" +
-           std::to_string(m_batch_lines.back()) + ": " + method + message);
+  static ordered client_line_error(int code, const char* reason, const std::string& message) {
+    return {{"code", code}, {"reason", reason}, {"message", message}};
+  }
+
+  // A line found bad before it is sent: into the rejects file, or the end
+  // of the import, before the batch around it is sent.
+  void bad_line(std::size_t line, const std::string& text, const ordered& error) {
+    if (m_rejects != nullptr) {
+      m_rejects->add(line, error, text);
+      return;
     }
-    m_imported += m_batch_lines.size();
-    ++m_batches;
-    m_batch = json::array();
-    m_batch_lines.clear();
+    stop(where(line) + ": " + error["message"].get<std::string>(), first_unsent(),
+         with_line(error, line));
+  }
+
+  void send() {
+    std::vector<Pending> batch = std::move(m_batch);
+    m_batch.clear();
     m_batch_bytes = 0;
+    put(std::move(batch));
+    // Every line read so far is now stored or rejected.
+    if (m_rejects != nullptr) m_rejects->flush();
     show_progress();
   }
 
-  // Stops the import. Batches already sent stay committed; the one being
-  // built, and the rest of the file, are not stored.
-  [[noreturn]] void stop(const std::string& what) {
-    clear_progress();
-    const std::string first_unsent =
-        std::to_string(m_batch_lines.empty() ? m_line_no : m_batch_lines.front());
-    std::string outcome = "nothing was imported";
-    if (m_imported > 0) {
-      outcome = "the " + count_of(json(m_imported), "record", "records") + " before line " +
-                first_unsent + " were imported and stay committed; nothing from line " +
-                first_unsent + " on was stored";
+  // Stores `items` (in file order) with record.put_many, setting bad
+  // records aside as the class comment says.
+  void put(std::vector<Pending> items) {
+    if (items.empty()) return;
+    json records = json::array();
+    for (const auto& p : items) records.push_back(p.record);
+    json params = json::object();
+    params["records"] = std::move(records);
+    Reply reply;
+    try {
+      reply = m_ctx.try_call("record.put_many", params);
+    } catch (Failure& f) {
+      // The connection is lost: say how far the import got.
+      clear_progress();
+      if (m_rejects != nullptr) m_rejects->flush(items.front().line);
+      f.message += "\nretentionctl: import: stopped: " + outcome(items.front().line);
+      throw;
     }
-    throw Failure{kFailed, "import: " + what + "\nretentionctl: import: stopped: " + outcome};
+    if (reply.ok()) {
+      m_imported += items.size();
+      ++m_batches;
+      return;
+    }
+    const json& data = member(reply.error, "data");
+    const json& index = member(data, "index");
+    if (index.is_number_unsigned() && index.get<std::size_t>() < items.size()) {
+      const auto i = static_cast<std::ptrdiff_t>(index.get<std::size_t>());
+      // The daemon counts within the batch; the operator needs the file's line.
+      std::string message = text(member(reply.error, "message"));
+      const std::string prefix = "records[" + index.dump() + "]: ";
+      if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
+      reject(items[static_cast<std::size_t>(i)], reply.error, message, items.front().line);
+      std::vector<Pending> rest(std::make_move_iterator(items.begin() + i + 1),
+                                std::make_move_iterator(items.end()));
+      items.resize(static_cast<std::size_t>(i));
+      put(std::move(items));  // found good: they go through
+      put_halves(std::move(rest));
+      return;
+    }
+    if (member(data, "reason") == "too_large") {
+      // Over daemon.max_request_bytes or max_put_many: smaller batches may
+      // pass; one record alone cannot.
+      if (items.size() > 1) {
+        put_halves(std::move(items));
+        return;
+      }
+      reject(items.front(), reply.error, text(member(reply.error, "message")), items.front().line);
+      return;
+    }
+    // Not about one line (storage_error, forbidden, busy...): nothing more
+    // can be stored.
+    const std::string lines = items.size() == 1
+                                  ? where(items.front().line)
+                                  : m_name + ": lines " + std::to_string(items.front().line) + "-" +
+                                        std::to_string(items.back().line);
+    stop(lines + ": record.put_many: " + describe(reply.error), items.front().line,
+         daemon_error("record.put_many", reply.error));
+  }
+
+  void put_halves(std::vector<Pending> items) {
+    if (items.size() <= 1) {
+      put(std::move(items));
+      return;
+    }
+    const auto half = static_cast<std::ptrdiff_t>(items.size() / 2);
+    std::vector<Pending> second(std::make_move_iterator(items.begin() + half),
+                                std::make_move_iterator(items.end()));
+    items.resize(static_cast<std::size_t>(half));
+    put(std::move(items));
+    put(std::move(second));
+  }
+
+  // A record the daemon refused. `first_unsent_line`: the first line of the
+  // refused call, where an import without a rejects file stops.
+  void reject(const Pending& item, const json& error, const std::string& message,
+              std::size_t first_unsent_line) {
+    const json& reason = member(member(error, "data"), "reason");
+    ordered e = {{"code", member(error, "code")}, {"reason", reason}, {"message", message}};
+    if (m_rejects != nullptr) {
+      m_rejects->add(item.line, std::move(e), item.text);
+      return;
+    }
+    const std::string shown =
+        message + (reason.is_string() ? " [" + reason.get<std::string>() + "]" : "");
+    e["method"] = "record.put_many";
+    stop(where(item.line) + ": record.put_many: " + shown, first_unsent_line,
+         with_line(e, item.line));
+  }
+
+  ordered with_line(ordered error, std::size_t line) const {
+    error["file"] = m_name;
+    error["line"] = line;
+    return error;
+  }
+
+  // The first line not stored when the import stops while building a batch.
+  std::size_t first_unsent() const { return m_batch.empty() ? m_line_no : m_batch.front().line; }
+
+  // What is stored when the import stops with line `first_unsent_line`.
+  std::string outcome(std::size_t first_unsent_line) const {
+    const std::string line = std::to_string(first_unsent_line);
+    const std::size_t rejected = m_rejects != nullptr ? m_rejects->count() : 0;
+    if (m_imported == 0 && rejected == 0) return "nothing was imported";
+    std::string out;
+    if (m_rejects == nullptr) {
+      out = "the " + count_of(json(m_imported), "record", "records") + " before line " + line +
+            (m_imported == 1 ? " was imported and stays" : " were imported and stay") +
+            " committed";
+    } else {
+      out = "before line " + line + ", " +
+            count_of(json(m_imported), "record was", "records were") +
+            " imported and stay committed, and " +
+            count_of(json(rejected), "line was", "lines were") + " rejected (see " +
+            m_rejects->path() + ")";
+    }
+    return out + "; nothing from line " + line + " on was stored";
+  }
+
+  // Stops the import. What was sent stays committed; from
+  // `first_unsent_line` on, nothing is stored.
+  [[noreturn]] void stop(const std::string& what, std::size_t first_unsent_line, ordered error) {
+    clear_progress();
+    if (m_rejects != nullptr) m_rejects->flush(first_unsent_line);
+    error["imported"] = m_imported;
+    if (m_rejects != nullptr) error["rejected"] = m_rejects->count();
+    error["first_unsent_line"] = first_unsent_line;
+    throw Failure{
+        kFailed,
+        "import: " + what + "\nretentionctl: import: stopped: " + outcome(first_unsent_line),
+        std::move(error)};
   }
 
   std::string where(std::size_t line) const { return m_name + ":" + std::to_string(line); }
@@ -790,8 +1247,8 @@ class Importer {
             std::to_string(static_cast<int>(done * 100)) + "%  ";
     }
     const double rate = static_cast<double>(m_imported) / std::max(elapsed_seconds(), 0.001);
-    std::cerr << "\r" << bar << m_imported << " records, line " << m_line_no << ", "
-              << static_cast<long>(rate) << "/s" << std::flush;
+    std::cerr << "\r" << bar << count_of(json(m_imported), "record", "records") << ", line "
+              << m_line_no << ", " << static_cast<long>(rate) << "/s" << std::flush;
   }
 
   double elapsed_seconds() const {
@@ -807,9 +1264,9 @@ class Importer {
   std::istream& m_in;
   std::size_t m_batch_size;
   std::optional<std::uintmax_t> m_total_bytes;
+  Rejects* m_rejects;  // null: stop at the first bad line
   bool m_progress;
-  json m_batch = json::array();
-  std::vector<std::size_t> m_batch_lines;  // the file line of each record in m_batch
+  std::vector<Pending> m_batch;
   std::size_t m_batch_bytes = 0;
   std::size_t m_line_no = 0;
   std::uintmax_t m_bytes_read = 0;
@@ -824,17 +1281,32 @@ int cmd_import(Context& ctx) {
     throw usage("--batch must be 1.." + std::to_string(kMaxBatch));
   }
   const std::string& path = ctx.args()[0];
-  if (path == "-") {
-    return Importer(ctx, "stdin", std::cin, static_cast<std::size_t>(batch), std::nullopt).run();
+  const auto rejects_path = ctx.option("rejects");
+  if (rejects_path) {
+    std::error_code ec;
+    if (path != "-" && std::filesystem::equivalent(path, *rejects_path, ec)) {
+      throw usage("--rejects names the import file itself, which it would empty");
+    }
   }
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw Failure{kFailed, "import: cannot open " + path + ": " + std::strerror(errno)};
+  ctx.connection();  // a missing daemon is reported before any file is opened
+  std::ifstream file;
   std::optional<std::uintmax_t> size;
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-    size = static_cast<std::uintmax_t>(st.st_size);
+  if (path != "-") {
+    file.open(path, std::ios::binary);
+    if (!file) {
+      const std::string message = "cannot open " + path + ": " + std::strerror(errno);
+      throw Failure{kFailed, "import: " + message, client_error("cannot_read", message)};
+    }
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      size = static_cast<std::uintmax_t>(st.st_size);
+    }
   }
-  return Importer(ctx, path, file, static_cast<std::size_t>(batch), size).run();
+  std::optional<Rejects> rejects;
+  if (rejects_path) rejects.emplace(*rejects_path);
+  return Importer(ctx, path == "-" ? "stdin" : path, path == "-" ? std::cin : file,
+                  static_cast<std::size_t>(batch), size, rejects ? &*rejects : nullptr)
+      .run();
 }
 
 // ---------------------------------------------------------------------------
@@ -859,6 +1331,9 @@ void event_options(cxxopts::Options& o) {
 
 void erase_options(cxxopts::Options& o) {
   auto add = o.add_options();
+  add("key", "erase this one record (instead of a subject's)", value<std::string>(), "KEY");
+  add("category", "only the subject's records of this category (repeatable)",
+      value<std::vector<std::string>>(), "NAME");
   add("reason", "why (required; written to the audit log)", value<std::string>(), "TEXT");
   add("dry-run", "show what would be erased and retained, change nothing");
 }
@@ -877,7 +1352,8 @@ void release_options(cxxopts::Options& o) {
 
 void plan_options(cxxopts::Options& o) {
   auto add = o.add_options();
-  add("until", "count the phases due before this time (required)", value<std::string>(), "TIME");
+  add("until", "count the phases due before this time (default: a year after the start)",
+      value<std::string>(), "TIME");
   add("from", "start here (default: the daemon's now)", value<std::string>(), "TIME");
 }
 
@@ -898,9 +1374,13 @@ void reload_options(cxxopts::Options& o) {
 }
 
 void import_options(cxxopts::Options& o) {
-  o.add_options()("batch", "records per record.put_many (default 1000, at most 10000)",
-                  value<long>(), "N");
+  auto add = o.add_options();
+  add("batch", "records per record.put_many (default 1000, at most 10000)", value<long>(), "N");
+  add("rejects", "go on past bad lines, and write them with their errors to FILE (JSON lines)",
+      value<std::string>(), "FILE");
 }
+
+int cmd_help(Context& ctx);  // after the table of commands, which it lists
 
 struct Command {
   const char* name;
@@ -929,9 +1409,9 @@ const Command kCommands[] = {
     {"export", "export SUBJECT",
      "a subject's active and archived records, with their fields",
      1, 1, nullptr, cmd_export},
-    {"erase", "erase SUBJECT --reason TEXT [--dry-run]",
-     "erase a subject's records, except those under legal obligation or hold",
-     1, 1, erase_options, cmd_erase},
+    {"erase", "erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT [--dry-run]",
+     "erase a subject's records, or one record, except under legal obligation or hold",
+     0, 1, erase_options, cmd_erase},
     {"hold", "hold (--subject S | --category C | --key K) --reason TEXT",
      "stop the disposal and erasure of records until released",
      0, 0, hold_options, cmd_hold},
@@ -941,7 +1421,7 @@ const Command kCommands[] = {
     {"holds", "holds",
      "the holds in force",
      0, 0, nullptr, cmd_holds},
-    {"plan", "plan --until TIME [--from TIME]",
+    {"plan", "plan [--until TIME] [--from TIME]",
      "what will be archived, anonymised and purged, month by month",
      0, 0, plan_options, cmd_plan},
     {"sweep", "sweep [--dry-run]",
@@ -956,12 +1436,15 @@ const Command kCommands[] = {
     {"reload", "reload [--confirm]",
      "reload the policy file",
      0, 0, reload_options, cmd_reload},
-    {"import", "import FILE.jsonl|- [--batch N]",
+    {"import", "import FILE.jsonl|- [--batch N] [--rejects FILE]",
      "store the records of a JSON-lines file, one record.put params per line",
      1, 1, import_options, cmd_import},
     {"call", "call METHOD ['JSON params']",
      "call any method and print its result as JSON",
      1, 2, nullptr, cmd_call},
+    {"help", "help [COMMAND]",
+     "this list and the daemon's methods, or one command's arguments and options",
+     0, 1, nullptr, cmd_help},
 };
 // clang-format on
 
@@ -1000,9 +1483,11 @@ void print_general_help(std::ostream& out) {
   o.add_options()("version", "print the version and exit");
   out << "\nOptions:\n"
       << options_help(o)
-      << "\nRun 'retentionctl COMMAND --help' for a command's arguments and options.\n"
-         "Exit codes: 0 ok, 1 the daemon answered with an error (or import stopped), 2 usage,\n"
-         "3 cannot reach the daemon, 4 verify found a broken audit chain.\n";
+      << "\nRun 'retentionctl help COMMAND' (or 'retentionctl COMMAND --help') for a command's\n"
+         "arguments and options, and 'retentionctl help' for the daemon's methods as well.\n"
+         "Exit codes: 0 ok, 1 the daemon answered with an error (or import stopped or\n"
+         "rejected lines), 2 usage, 3 cannot reach the daemon, 4 verify found a broken audit\n"
+         "chain.\n";
 }
 
 // The position of the command word in argv: the first word that is not an
@@ -1019,16 +1504,70 @@ int command_position(int argc, char** argv) {
   return 0;
 }
 
-int run_command(const Command& command, int argc, char** argv) {
+cxxopts::Options command_options(const Command& command) {
   cxxopts::Options options(std::string("retentionctl ") + command.name);
   options.custom_help("").set_width(110);
   if (command.add_options != nullptr) command.add_options(options);
   add_common_options(options);
+  return options;
+}
+
+void print_command_help(const Command& command, std::ostream& out) {
+  out << "usage: retentionctl " << command.synopsis << "\n\n"
+      << command.summary << "\n\nOptions:\n"
+      << options_help(command_options(command));
+}
+
+// `help`: what --help prints, and then the daemon's own list of methods
+// (the `help` method), which `call` reaches and which the daemon's
+// "unknown method" message points to. `help COMMAND` is `COMMAND --help`.
+int cmd_help(Context& ctx) {
+  if (ctx.args().size() == 1) {
+    const Command* command = find_command(ctx.args()[0]);
+    if (command == nullptr) {
+      throw usage("help: there is no command '" + ctx.args()[0] + "' (see 'retentionctl help')");
+    }
+    print_command_help(*command, std::cout);
+    return kOk;
+  }
+  json methods = nullptr;
+  std::string unavailable;
+  try {
+    methods = member(ctx.call("help"), "methods");
+  } catch (const Failure& f) {
+    // The list of commands does not need the daemon; its methods do.
+    unavailable = f.message.substr(0, f.message.find('\n'));
+  }
+  if (ctx.json_output()) {
+    ordered commands = ordered::array();
+    for (const auto& c : kCommands) {
+      commands.push_back({{"name", c.name}, {"synopsis", c.synopsis}, {"summary", c.summary}});
+    }
+    ordered out = {{"commands", commands}, {"methods", methods}};
+    if (!unavailable.empty()) out["methods_unavailable"] = unavailable;
+    std::cout << out.dump(2) << '\n';
+    return kOk;
+  }
+  print_general_help(std::cout);
+  if (!unavailable.empty()) {
+    std::cout << "\nThe daemon's methods are listed here when it answers; it did not: "
+              << unavailable << "\n";
+    return kOk;
+  }
+  std::cout << "\nMethods of the daemon, for 'retentionctl call METHOD ['JSON params']':\n";
+  Table t;
+  for (const auto& m : methods) {
+    t.add({"  " + text(member(m, "name")), text(member(m, "role")), text(member(m, "summary"))});
+  }
+  t.print(std::cout);
+  return kOk;
+}
+
+int run_command(const Command& command, int argc, char** argv) {
+  cxxopts::Options options = command_options(command);
   const auto opts = options.parse(argc, argv);
   if (opts.count("help")) {
-    std::cout << "usage: retentionctl " << command.synopsis << "\n\n"
-              << command.summary << "\n\nOptions:\n"
-              << options_help(options);
+    print_command_help(command, std::cout);
     return kOk;
   }
   std::vector<std::string> args = opts.unmatched();
@@ -1050,11 +1589,49 @@ int run_command(const Command& command, int argc, char** argv) {
   return command.run(ctx);
 }
 
+// True when --json is among the options: errors are then reported as JSON
+// too, even those found before the options are parsed.
+bool json_requested(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "-s" || arg == "--socket") {
+      ++i;
+    } else if (arg == "--json") {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Prints a failure to standard error: for people, "retentionctl: " and the
+// message, and after a usage error the command's usage line; with --json,
+// one line {"error": {...}}. Returns the exit code.
+int report(const Failure& f, const Command* command, bool as_json) {
+  const std::string usage_line =
+      std::string("retentionctl ") +
+      (command != nullptr ? command->synopsis : "[--socket PATH] [--json] COMMAND [ARGS...]");
+  if (as_json) {
+    static const char* const kReasons[] = {"ok", "failed", "usage", "unreachable", "broken_chain"};
+    ordered error = f.error;
+    if (error.is_null()) {
+      // The first line only: further lines are hints for people.
+      error = client_error(kReasons[f.code], f.message.substr(0, f.message.find('\n')));
+    }
+    if (f.code == kUsage) error["usage"] = usage_line;
+    std::cerr << ordered{{"error", error}}.dump() << '\n';
+    return f.code;
+  }
+  std::cerr << "retentionctl: " << f.message << '\n';
+  if (f.code == kUsage) std::cerr << "usage: " << usage_line << "  (see --help)\n";
+  return f.code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const int at = command_position(argc, argv);
   const Command* command = at > 0 ? find_command(argv[at]) : nullptr;
+  const bool as_json = json_requested(argc, argv);
   try {
     if (at == 0) {
       for (int i = 1; i < argc; ++i) {
@@ -1073,21 +1650,10 @@ int main(int argc, char** argv) {
     if (command == nullptr) throw usage(std::string("unknown command '") + argv[at] + "'");
     return run_command(*command, argc, argv);
   } catch (const Failure& f) {
-    std::cerr << "retentionctl: " << f.message << '\n';
-    if (f.code == kUsage) {
-      std::cerr << "usage: retentionctl "
-                << (command != nullptr ? command->synopsis
-                                       : "[--socket PATH] [--json] COMMAND [ARGS...]")
-                << "  (see --help)\n";
-    }
-    return f.code;
+    return report(f, command, as_json);
   } catch (const cxxopts::exceptions::exception& e) {
-    std::cerr << "retentionctl: " << e.what() << '\n'
-              << "usage: retentionctl " << (command != nullptr ? command->synopsis : "COMMAND")
-              << "  (see --help)\n";
-    return kUsage;
+    return report(usage(e.what()), command, as_json);
   } catch (const std::exception& e) {
-    std::cerr << "retentionctl: " << e.what() << '\n';
-    return kFailed;
+    return report(Failure{kFailed, e.what(), client_error("failed", e.what())}, command, as_json);
   }
 }

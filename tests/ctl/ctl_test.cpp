@@ -7,7 +7,9 @@
 #include <fstream>
 #include <regex>
 
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -66,6 +68,13 @@ json parsed(const CtlResult& r) {
 
 std::string uid() { return "uid:" + std::to_string(::getuid()); }
 
+// `text` and blanks up to `width`: a cell of the client's tables, for a
+// column as wide as its longest value (the actor's uid differs from one
+// test run to another: uid:0 as root).
+std::string cell(const std::string& text, std::size_t width) {
+  return text + std::string(width > text.size() ? width - text.size() : 0, ' ');
+}
+
 CtlOptions with_env(std::string assignment) {
   CtlOptions o;
   o.env.push_back(std::move(assignment));
@@ -78,16 +87,25 @@ CtlOptions with_stdin(std::filesystem::path file) {
   return o;
 }
 
+// kPolicy with `keys` added to its [daemon] table.
+std::string policy_with_daemon_keys(const std::string& keys) {
+  std::string policy = kPolicy;
+  const std::string table = "[daemon]\n";
+  policy.insert(policy.find(table) + table.size(), keys);
+  return policy;
+}
+
 class CtlTest : public ::testing::Test {
  protected:
-  CtlTest()
-      : m_policy(write_policy(m_dir.path())),
+  explicit CtlTest(const std::string& policy = kPolicy)
+      : m_policy(write_policy(m_dir.path(), policy)),
         m_daemon(m_dir.path(), {"--config", m_policy.string(), "--now", "2030-01-01T00:00:00Z"}),
         m_client(m_daemon.socket()) {}
 
-  static std::filesystem::path write_policy(const std::filesystem::path& dir) {
+  static std::filesystem::path write_policy(const std::filesystem::path& dir,
+                                            const std::string& policy) {
     const auto path = dir / "policy.toml";
-    std::ofstream(path) << kPolicy;
+    std::ofstream(path) << policy;
     return path;
   }
 
@@ -149,6 +167,32 @@ class CtlTest : public ::testing::Test {
   Client m_client;
 };
 
+// A daemon that takes request lines of at most 1024 bytes.
+class CtlSmallLimitsTest : public CtlTest {
+ protected:
+  CtlSmallLimitsTest()
+      : CtlTest(policy_with_daemon_keys("max_request_bytes = 1024\nmax_put_many = 3\n")) {}
+};
+
+// A category whose second phase can fall due before its first: it then runs
+// with the first (the later of the two).
+constexpr const char* kTicketCategory = R"toml(
+[[categories]]
+name = "ticket"
+purpose = "Support"
+legal_basis = "contract"
+dates = ["opened", "closed"]
+phases = [
+  { action = "archive", at = "closed + 1 year" },
+  { action = "purge",   at = "opened + 2 years" },
+]
+)toml";
+
+class CtlTicketTest : public CtlTest {
+ protected:
+  CtlTicketTest() : CtlTest(std::string(kPolicy) + kTicketCategory) {}
+};
+
 // --- Help and usage (no daemon needed) ---
 
 TEST(CtlHelp, ListsEverySubcommandOnOneLineEach) {
@@ -157,7 +201,7 @@ TEST(CtlHelp, ListsEverySubcommandOnOneLineEach) {
   EXPECT_EQ(r.err, "");
   for (const char* name :
        {"status", "put", "explain", "event", "export", "erase", "hold", "release", "holds", "plan",
-        "sweep", "audit", "verify", "reload", "import", "call"}) {
+        "sweep", "audit", "verify", "reload", "import", "call", "help"}) {
     const std::regex line(std::string("\n  ") + name + " +[a-z][^\n]+\n");
     EXPECT_TRUE(std::regex_search(r.out, line)) << name << " missing from:\n" << r.out;
   }
@@ -166,13 +210,44 @@ TEST(CtlHelp, ListsEverySubcommandOnOneLineEach) {
 TEST(CtlHelp, ASubcommandsHelpShowsItsOptions) {
   const CtlResult r = run_ctl({"erase", "--help"});
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_EQ(r.out.substr(0, r.out.find('\n')),
-            "usage: retentionctl erase SUBJECT --reason TEXT [--dry-run]");
-  EXPECT_NE(r.out.find("\n      --reason TEXT  why (required; written to the audit log)\n"),
-            std::string::npos)
-      << r.out;
-  EXPECT_NE(r.out.find("\n      --dry-run      "), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("\n  -s, --socket PATH  "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out,
+            "usage: retentionctl erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT "
+            "[--dry-run]\n"
+            "\n"
+            "erase a subject's records, or one record, except under legal obligation or hold\n"
+            "\n"
+            "Options:\n"
+            "      --key KEY        erase this one record (instead of a subject's)\n"
+            "      --category NAME  only the subject's records of this category (repeatable)\n"
+            "      --reason TEXT    why (required; written to the audit log)\n"
+            "      --dry-run        show what would be erased and retained, change nothing\n"
+            "  -s, --socket PATH    admin socket (default: $RETENTIOND_SOCKET, or "
+            "/run/retentiond/admin.sock)\n"
+            "      --json           print the daemon's result as JSON\n"
+            "  -h, --help           print this help and exit\n");
+}
+
+// The daemon's "unknown method" message says "see 'help'": `help` is a
+// command too, and lists the methods when the daemon answers.
+TEST(CtlHelp, HelpIsACommandThatSaysWhyTheMethodsAreMissingWithoutADaemon) {
+  TempDir dir;
+  const std::string path = (dir.path() / "none.sock").string();
+  const CtlResult r = run_ctl({"--socket", path, "help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(r.out, run_ctl({"--help"}).out +
+                       "\nThe daemon's methods are listed here when it answers; it did not: no "
+                       "such file: " +
+                       path +
+                       " (is retentiond running? --socket or RETENTIOND_SOCKET must name its "
+                       "admin socket, daemon.socket)\n");
+
+  EXPECT_EQ(run_ctl({"help", "erase"}).out, run_ctl({"erase", "--help"}).out);
+  const CtlResult bad = run_ctl({"help", "frobnicate"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(bad.err,
+            "retentionctl: help: there is no command 'frobnicate' (see 'retentionctl help')\n"
+            "usage: retentionctl help [COMMAND]  (see --help)\n");
 }
 
 TEST(CtlUsage, UsageErrorsExitTwoWithAUsageLine) {
@@ -199,7 +274,8 @@ TEST(CtlUsage, UsageErrorsExitTwoWithAUsageLine) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err,
             "retentionctl: erase needs --reason (it goes into the audit log)\n"
-            "usage: retentionctl erase SUBJECT --reason TEXT [--dry-run]  (see --help)\n");
+            "usage: retentionctl erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT "
+            "[--dry-run]  (see --help)\n");
 
   r = run_ctl({"hold", "--key", "k", "--subject", "s", "--reason", "r"});
   EXPECT_EQ(r.exit_code, 2);
@@ -227,8 +303,9 @@ TEST(CtlUsage, UsageErrorsExitTwoWithAUsageLine) {
 TEST(CtlConnection, AMissingSocketExitsThreeAndNamesThePath) {
   TempDir dir;
   const std::string path = (dir.path() / "none.sock").string();
-  const std::string expected = "retentionctl: no daemon socket at " + path +
-                               " (is retentiond running? set --socket or RETENTIOND_SOCKET)\n";
+  const std::string expected = "retentionctl: no such file: " + path +
+                               " (is retentiond running? --socket or RETENTIOND_SOCKET must name "
+                               "its admin socket, daemon.socket)\n";
   CtlResult r = run_ctl({"--socket", path, "status"});
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_EQ(r.out, "");
@@ -243,45 +320,103 @@ TEST(CtlConnection, AMissingSocketExitsThreeAndNamesThePath) {
   EXPECT_EQ(r.err, expected);
 }
 
+// The policy file passed where the socket goes: a mistake easy to make,
+// since both are "the daemon's file".
+TEST(CtlConnection, APathThatIsNotASocketSaysWhatItIs) {
+  TempDir dir;
+  const std::string file = (dir.path() / "policy.toml").string();
+  std::ofstream(file) << "[daemon]\n";
+  CtlResult r = run_ctl({"--socket", file, "status"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "retentionctl: not a socket: " + file +
+                       " is a regular file (--socket or RETENTIOND_SOCKET must name the daemon's "
+                       "admin socket, daemon.socket, not the policy file or another file)\n");
+
+  r = run_ctl({"status"}, with_env("RETENTIOND_SOCKET=" + dir.path().string()));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.err, "retentionctl: not a socket: " + dir.path().string() +
+                       " is a directory (--socket or RETENTIOND_SOCKET must name the daemon's "
+                       "admin socket, daemon.socket, not the directory it is in)\n");
+}
+
+// A socket file at `path`, bound, and listening when `listening`.
+int bound_socket(const std::string& path, bool listening) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, path.c_str());
+  EXPECT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  if (listening) {
+    EXPECT_EQ(::listen(fd, 1), 0);
+  }
+  return fd;
+}
+
 // A bound socket that is not listening refuses connections, like one left
 // behind by a daemon that died.
 TEST(CtlConnection, ASocketNobodyListensOnExitsThree) {
   TempDir dir;
   const std::string path = (dir.path() / "dead.sock").string();
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, path.c_str());
-  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  const int fd = bound_socket(path, /*listening=*/false);
   const CtlResult r = run_ctl({"--socket", path, "status"});
   ::close(fd);
   EXPECT_EQ(r.exit_code, 3);
-  EXPECT_EQ(r.err, "retentionctl: nothing is listening on " + path + "\n");
+  EXPECT_EQ(r.err, "retentionctl: nothing is listening on " + path +
+                       " (a socket left behind by a daemon that is no longer running: is "
+                       "retentiond running?)\n");
 }
 
-TEST(CtlConnection, PermissionDeniedExitsThreeAndNamesTheGroups) {
+std::string group_of(gid_t gid) { return ::getgrgid(gid)->gr_name; }
+std::string user_of(uid_t uid) { return ::getpwuid(uid)->pw_name; }
+
+// The message says what the socket's mode and owners are and what follows
+// from them, whatever groups the policy names.
+TEST(CtlConnection, PermissionDeniedShowsTheSocketsModeAndOwnersAndWhatToDo) {
   TempDir dir;
   const std::string path = (dir.path() / "admin.sock").string();
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, path.c_str());
-  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(fd, 1), 0);
+  const int fd = bound_socket(path, /*listening=*/true);
   ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
-  ASSERT_EQ(::chmod(path.c_str(), 0660), 0);
-  // root may open anything: drop to nobody. Otherwise a mode-000 socket is enough.
-  const bool root = ::geteuid() == 0;
-  if (!root) {
+  if (::geteuid() != 0) {
+    // Without root, a mode-000 socket of our own is all we can refuse ourselves.
     ASSERT_EQ(::chmod(path.c_str(), 0), 0);
+    const CtlResult r = run_ctl({"--socket", path, "status"});
+    ::close(fd);
+    EXPECT_EQ(r.exit_code, 3);
+    EXPECT_EQ(r.err, "retentionctl: permission denied on " + path + " (mode 0000, owner " +
+                         user_of(::geteuid()) + ", group " + group_of(::getegid()) +
+                         "): its mode lets only root connect: run as root\n");
+    return;
   }
-  CtlOptions options;
-  options.as_nobody = root;
-  const CtlResult r = run_ctl({"--socket", path, "status"}, options);
-  ::close(fd);
+  // root may open anything: the client runs as nobody, who is in no group.
+  CtlOptions nobody;
+  nobody.as_nobody = true;
+  ASSERT_EQ(::chmod(path.c_str(), 0660), 0);
+  CtlResult r = run_ctl({"--socket", path, "status"}, nobody);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "retentionctl: permission denied on " + path +
+                       " (mode 0660, owner root, group " + group_of(0) +
+                       "): ask an administrator to add your user to the group " + group_of(0) +
+                       ", or run as root\n");
+
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  r = run_ctl({"--socket", path, "status"}, nobody);
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_EQ(r.err, "retentionctl: permission denied on " + path +
-                       " (are you in the retention-admin or retention-read group?)\n");
+                       " (mode 0600, owner root, group " + group_of(0) +
+                       "): only its owner may connect: run as root\n");
+
+  // A directory on the way that may not be entered.
+  ASSERT_EQ(::chmod(path.c_str(), 0666), 0);
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0750), 0);
+  r = run_ctl({"--socket", path, "status"}, nobody);
+  ::close(fd);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.err, "retentionctl: permission denied on " + path + ": the directory " +
+                       dir.path().string() + " (mode 0750, owner root, group " + group_of(0) +
+                       ") may not be entered; ask an administrator to add your user to the group " +
+                       group_of(0) + ", or run as root\n");
 }
 
 // --- Subcommands ---
@@ -350,7 +485,7 @@ TEST_F(CtlTest, AnErrorReplyExitsOneNamingTheMethodAndReason) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, "retentionctl: record.put: unknown category 'nope' [unknown_category]\n");
-  r = ctl({"--json", "explain", "nope"});
+  r = ctl({"explain", "nope"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, "retentionctl: record.explain: no record with key 'nope' [not_found]\n");
@@ -396,6 +531,71 @@ TEST_F(CtlTest, ExplainPrintsEachPhaseThenTheProofOfDisposal) {
             "state      purged\n"
             "purged at  2030-01-01T00:mm:ssZ\n"
             "audit seq  2\n");
+}
+
+// The daemon's timer sweeps at start-up and then waits up to 60 s
+// (docs/operations.md): the overdue records put here stay overdue until
+// then, or for good when held.
+TEST_F(CtlTicketTest, ExplainMarksOverduePhasesAndWhenAnOvertakenPhaseRuns) {
+  call("record.put", {{"key", "crm-7"},
+                      {"subject", "carol"},
+                      {"category", "lead"},
+                      {"dates", {{"collected", "2020-01-31"}, {"last_contact", "2021-06-01"}}}});
+  CtlResult r = ctl({"explain", "crm-7"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(
+      r.out,
+      "key       crm-7\n"
+      "state     active\n"
+      "category  lead\n"
+      "held      no\n"
+      "\n"
+      "#  ACTION  AT                                      DUE                   DONE\n"
+      "0  purge   max(collected, last_contact) + 3 years  2024-06-01T00:00:00Z  no: overdue\n");
+
+  // The purge is due in 2031-01, but runs after the archive, in 2031-06.
+  call("record.put", {{"key", "t-1"},
+                      {"subject", "dan"},
+                      {"category", "ticket"},
+                      {"dates", {{"opened", "2029-01-01"}, {"closed", "2030-06-01"}}}});
+  r = ctl({"explain", "t-1"});
+  EXPECT_EQ(r.out.substr(r.out.find("\n\n") + 2),
+            "#  ACTION   AT                DUE                   DONE\n"
+            "0  archive  closed + 1 year   2031-06-01T00:00:00Z  no\n"
+            "1  purge    opened + 2 years  2031-01-01T00:00:00Z  no: runs 2031-06-01T00:00:00Z "
+            "(after phase 0)\n");
+
+  // Until the archive has a due time, the purge cannot say when it runs.
+  call("record.put", {{"key", "t-2"},
+                      {"subject", "dan"},
+                      {"category", "ticket"},
+                      {"dates", {{"opened", "2029-01-01"}}}});
+  r = ctl({"explain", "t-2"});
+  EXPECT_EQ(r.out.substr(r.out.find("\n\n") + 2),
+            "#  ACTION   AT                DUE                   DONE\n"
+            "0  archive  closed + 1 year   waiting for closed    no\n"
+            "1  purge    opened + 2 years  2031-01-01T00:00:00Z  no: after phase 0\n");
+
+  // Overdue but held: the sweep will not run it.
+  call("record.put", {{"key", "t-3"},
+                      {"subject", "erin"},
+                      {"category", "ticket"},
+                      {"dates", {{"opened", "2020-01-01"}, {"closed", "2021-01-01"}}}});
+  call("hold.place", {{"key", "t-3"}, {"reason", "dispute"}});
+  r = ctl({"explain", "t-3"});
+  EXPECT_EQ(r.out,
+            "key       t-3\n"
+            "state     active\n"
+            "category  ticket\n"
+            "held      yes (holds 1)\n"
+            "\n"
+            "#  ACTION   AT                DUE                   DONE\n"
+            "0  archive  closed + 1 year   2022-01-01T00:00:00Z  no: overdue (held)\n"
+            "1  purge    opened + 2 years  2022-01-01T00:00:00Z  no: overdue (held)\n");
+
+  const json e = parsed(ctl({"--json", "explain", "t-1"}));
+  EXPECT_EQ(e["phases"][1]["runs_at"], "2031-06-01T00:00:00Z");
+  EXPECT_EQ(e["phases"][1]["overdue"], false);
 }
 
 TEST_F(CtlTest, EventSetsADateAndCountsTheRecords) {
@@ -462,7 +662,10 @@ TEST_F(CtlTest, EraseShowsWhatIsErasedAndWhatIsRetainedAndWhy) {
 
   r = ctl({"--json", "erase", "bob", "--reason", "art. 17 request"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(parsed(r), json::parse(R"({"erased":["lead-2"],"erased_records":[{"key":"lead-2","category":"lead"}],"retained":[
+  EXPECT_EQ(
+      parsed(r),
+      json::parse(
+          R"({"erased":["lead-2"],"erased_records":[{"key":"lead-2","category":"lead"}],"retained":[
       {"key":"inv-1","category":"invoice","reason":"legal_obligation","until":"2041-01-01T00:00:00Z"},
       {"key":"st-1","category":"student","reason":"hold","until":null}]})"));
   EXPECT_EQ(call("record.explain", {{"key", "lead-2"}})["state"], "purged");
@@ -475,6 +678,76 @@ TEST_F(CtlTest, EraseShowsWhatIsErasedAndWhatIsRetainedAndWhy) {
             "crm-42  lead      erased   -       -\n");
   r = ctl({"erase", "alice@example.com", "--reason", "again"});
   EXPECT_EQ(r.out, "erased 0 records, retained 0\n");
+}
+
+TEST_F(CtlTest, EraseKeyErasesOneRecordAndCategoryNarrowsASubjectsErasure) {
+  seed();
+  call("record.put", {{"key", "lead-2"},
+                      {"subject", "bob"},
+                      {"category", "lead"},
+                      {"dates", {{"collected", "2029-03-01"}}}});
+
+  CtlResult r = ctl({"erase", "--key", "inv-1", "--reason", "art. 17 request"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "erased 0 records, retained 1\n"
+            "\n"
+            "KEY    CATEGORY  OUTCOME   REASON            UNTIL\n"
+            "inv-1  invoice   retained  legal_obligation  2041-01-01T00:00:00Z\n");
+  r = ctl({"erase", "--key", "crm-42", "--reason", "art. 17 request", "--dry-run"});
+  EXPECT_EQ(r.out,
+            "dry run, nothing changed: would erase 1 record, retained 0\n"
+            "\n"
+            "KEY     CATEGORY  OUTCOME      REASON  UNTIL\n"
+            "crm-42  lead      would erase  -       -\n");
+  EXPECT_EQ(call("record.explain", {{"key", "crm-42"}})["state"], "active");
+  r = ctl({"--json", "erase", "--key", "crm-42", "--reason", "art. 17 request"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(parsed(r), json::parse(R"({"erased":["crm-42"],"erased_records":)"
+                                   R"([{"key":"crm-42","category":"lead"}],"retained":[]})"));
+  EXPECT_EQ(call("record.explain", {{"key", "crm-42"}})["state"], "purged");
+  r = ctl({"erase", "--key", "crm-42", "--reason", "again"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "retentionctl: record.erase: no record with key 'crm-42' [not_found]\n");
+
+  // Of bob's student file, invoice and lead, only the lead.
+  r = ctl({"erase", "bob", "--category", "lead", "--reason", "withdrew consent"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "erased 1 record, retained 0\n"
+            "\n"
+            "KEY     CATEGORY  OUTCOME  REASON  UNTIL\n"
+            "lead-2  lead      erased   -       -\n");
+  EXPECT_EQ(call("record.explain", {{"key", "st-1"}})["state"], "active");
+  r = ctl({"erase", "bob", "--category", "student", "--category", "invoice", "--reason", "r",
+           "--dry-run"});
+  EXPECT_EQ(r.out,
+            "dry run, nothing changed: would erase 1 record, retained 1\n"
+            "\n"
+            "KEY    CATEGORY  OUTCOME      REASON            UNTIL\n"
+            "st-1   student   would erase  -                 -\n"
+            "inv-1  invoice   retained     legal_obligation  2041-01-01T00:00:00Z\n");
+  r = ctl({"erase", "bob", "--category", "nope", "--reason", "r"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "retentionctl: subject.erase: unknown category 'nope'; nothing was changed "
+            "[unknown_category]\n");
+
+  const std::string usage_line =
+      "usage: retentionctl erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT "
+      "[--dry-run]  (see --help)\n";
+  r = ctl({"erase", "bob", "--key", "st-1", "--reason", "r"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "retentionctl: give exactly one of SUBJECT and --key\n" + usage_line);
+  r = ctl({"erase", "--reason", "r"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "retentionctl: give exactly one of SUBJECT and --key\n" + usage_line);
+  r = ctl({"erase", "--key", "st-1", "--category", "student", "--reason", "r"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "retentionctl: --category goes with SUBJECT: --key erases that one record, whatever "
+            "its category\n" +
+                usage_line);
 }
 
 TEST_F(CtlTest, HoldHoldsAndReleaseManageHolds) {
@@ -490,13 +763,15 @@ TEST_F(CtlTest, HoldHoldsAndReleaseManageHolds) {
   EXPECT_EQ(parsed(r), json::parse(R"({"id":2})"));
 
   r = ctl({"holds"});
-  EXPECT_EQ(normalised(r.out),
-            "ID  SCOPE     TARGET   PLACED AT             PLACED BY  REASON\n"
-            " 1  key       st-1     2030-01-01T00:mm:ssZ  " +
-                uid() +
-                "      litigation 2030-17\n"
-                " 2  category  invoice  2030-01-01T00:mm:ssZ  " +
-                uid() + "      tax audit\n");
+  const std::size_t by = std::max(uid().size(), std::string("PLACED BY").size());
+  EXPECT_EQ(normalised(r.out), "ID  SCOPE     TARGET   PLACED AT             " +
+                                   cell("PLACED BY", by) +
+                                   "  REASON\n"
+                                   " 1  key       st-1     2030-01-01T00:mm:ssZ  " +
+                                   cell(uid(), by) +
+                                   "  litigation 2030-17\n"
+                                   " 2  category  invoice  2030-01-01T00:mm:ssZ  " +
+                                   cell(uid(), by) + "  tax audit\n");
   r = ctl({"--json", "holds"});
   const json holds = parsed(r)["holds"];
   ASSERT_EQ(holds.size(), 2u);
@@ -544,10 +819,53 @@ TEST_F(CtlTest, PlanCountsWhatFallsDueMonthByMonth) {
             "nothing falls due\n"
             "\n"
             "totals: archive 0, anonymise 0, purge 0; waiting 1, held 0\n");
+}
 
-  r = ctl({"plan"});
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.err.substr(0, r.err.find('\n')), "retentionctl: plan needs --until TIME");
+// Without --until, a plan covers a year: from the daemon's now (status.now),
+// or from --from.
+TEST_F(CtlTest, PlanWithoutUntilLooksOneYearAhead) {
+  call("record.put", {{"key", "in"},
+                      {"subject", "s"},
+                      {"category", "lead"},
+                      {"dates", {{"collected", "2027-06-01"}}}});
+  call("record.put", {{"key", "out"},
+                      {"subject", "s"},
+                      {"category", "lead"},
+                      {"dates", {{"collected", "2028-06-01"}}}});
+  CtlResult r = ctl({"plan"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_search(r.out, m, std::regex("^from 2030-01-01T00:(\\d\\d:\\d\\d)Z until ")))
+      << r.out;
+  EXPECT_EQ(r.out, "from 2030-01-01T00:" + m[1].str() + "Z until 2031-01-01T00:" + m[1].str() +
+                       "Z\n"
+                       "\n"
+                       "MONTH    CATEGORY  ACTION  COUNT\n"
+                       "2030-06  lead      purge       1\n"
+                       "\n"
+                       "totals: archive 0, anonymise 0, purge 1; waiting 0, held 0\n");
+
+  r = ctl({"plan", "--from", "2030-07-01"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "from 2030-07-01T00:00:00Z until 2031-07-01T00:00:00Z\n"
+            "\n"
+            "MONTH    CATEGORY  ACTION  COUNT\n"
+            "2030-07  lead      purge       1\n"
+            "2031-06  lead      purge       1\n"
+            "\n"
+            "totals: archive 0, anonymise 0, purge 2; waiting 0, held 0\n");
+
+  // The daemon reads --from (here with an offset); a year after 29 February
+  // is 28 February.
+  const json j = parsed(ctl({"--json", "plan", "--from", "2032-02-29T01:00:00+01:00"}));
+  EXPECT_EQ(j["from"], "2032-02-29T00:00:00Z");
+  EXPECT_EQ(j["until"], "2033-02-28T00:00:00Z");
+
+  r = ctl({"plan", "--from", "soon"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.substr(0, 28), "retentionctl: plan: 'from': ") << r.err;
 }
 
 // The daemon's timer sweeps at start-up and then waits up to 60 s
@@ -587,22 +905,26 @@ TEST_F(CtlTest, AuditListsEntriesAndFilters) {
 
   CtlResult r = ctl({"audit"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::size_t actor = std::max(uid().size(), std::string("ACTOR").size());
   EXPECT_EQ(normalised(r.out),
-            "SEQ  AT                    ACTION        KEY     CATEGORY  PHASE  ACTOR  REASON\n"
-            "  1  2030-01-01T00:mm:ssZ  hold.place    st-1    -         -      " +
-                uid() +
+            "SEQ  AT                    ACTION        KEY     CATEGORY  PHASE  " +
+                cell("ACTOR", actor) +
+                "  REASON\n"
+                "  1  2030-01-01T00:mm:ssZ  hold.place    st-1    -         -      " +
+                cell(uid(), actor) +
                 "  hold 1: litigation\n"
                 "  2  2030-01-01T00:mm:ssZ  hold.release  st-1    -         -      " +
-                uid() +
+                cell(uid(), actor) +
                 "  hold 1\n"
                 "  3  2030-01-01T00:mm:ssZ  erase         crm-42  lead      -      " +
-                uid() + "  art. 17 request\n");
+                cell(uid(), actor) + "  art. 17 request\n");
 
   r = ctl({"audit", "--key", "crm-42"});
-  EXPECT_EQ(normalised(r.out),
-            "SEQ  AT                    ACTION  KEY     CATEGORY  PHASE  ACTOR  REASON\n"
-            "  3  2030-01-01T00:mm:ssZ  erase   crm-42  lead      -      " +
-                uid() + "  art. 17 request\n");
+  EXPECT_EQ(normalised(r.out), "SEQ  AT                    ACTION  KEY     CATEGORY  PHASE  " +
+                                   cell("ACTOR", actor) +
+                                   "  REASON\n"
+                                   "  3  2030-01-01T00:mm:ssZ  erase   crm-42  lead      -      " +
+                                   cell(uid(), actor) + "  art. 17 request\n");
 
   r = ctl({"--json", "audit", "--after", "1", "--limit", "1"});
   const json entries = parsed(r)["entries"];
@@ -653,6 +975,111 @@ TEST_F(CtlTest, CallReachesAnyMethod) {
   EXPECT_NE(r.err.find("[method_not_found]\n"), std::string::npos) << r.err;
 }
 
+// A request line over max_request_bytes gets one too_large line, then the
+// daemon closes the connection. A line much longer than the socket's buffer
+// is still being sent then: the send fails, and the answer is what counts.
+TEST_F(CtlSmallLimitsTest, ALineOverTheDaemonsLimitShowsItsAnswerAndExitsOne) {
+  const json big = {{"key", "big"},
+                    {"subject", "s"},
+                    {"category", "lead"},
+                    {"fields", {{"blob", std::string(1 << 20, 'x')}}}};
+  const auto file = write_file("big.jsonl", big.dump() + "\n");
+  CtlResult r = ctl({"import", file.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "retentionctl: import: " + file.string() +
+                       ":1: record.put_many: request line longer than 1024 bytes [too_large]\n"
+                       "retentionctl: import: stopped: nothing was imported\n");
+  // A line that fits in the socket's buffer is sent whole before the answer.
+  r = ctl({"call", "record.put", json({{"key", std::string(2000, 'k')}}).dump()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "retentionctl: record.put: request line longer than 1024 bytes [too_large]\n");
+  EXPECT_EQ(call("status")["records"]["active"], 0);
+}
+
+TEST_F(CtlTest, HelpListsTheDaemonsMethodsAfterTheCommands) {
+  const CtlResult r = ctl({"help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::string commands = run_ctl({"--help"}).out;
+  ASSERT_EQ(r.out.substr(0, commands.size()), commands);
+  const std::string methods = r.out.substr(commands.size());
+  const std::string header =
+      "\nMethods of the daemon, for 'retentionctl call METHOD ['JSON params']':\n";
+  ASSERT_EQ(methods.substr(0, header.size()), header) << methods;
+  const json listed = call("help")["methods"];
+  ASSERT_GT(listed.size(), 10u);
+  std::size_t lines = 0;
+  for (const auto& m : listed) {
+    const auto literal = [](const json& v) {
+      return std::regex_replace(v.get<std::string>(), std::regex(R"([.^$|()\[\]{}*+?\\])"),
+                                R"(\$&)");
+    };
+    const std::regex pattern("\n  " + literal(m["name"]) + " +" + literal(m["role"]) + " +" +
+                             literal(m["summary"]) + "\n");
+    EXPECT_TRUE(std::regex_search(methods, pattern)) << m.dump() << " not in\n" << methods;
+    ++lines;
+  }
+  EXPECT_EQ(static_cast<std::size_t>(std::count(methods.begin(), methods.end(), '\n')),
+            lines + 2);  // the blank line and the header
+
+  const json j = parsed(ctl({"--json", "help"}));
+  EXPECT_EQ(j["methods"], listed);
+  ASSERT_EQ(j["commands"].size(), 17u);
+  EXPECT_EQ(j["commands"][6], json::parse(R"({"name":"hold","synopsis":)"
+                                          R"("hold (--subject S | --category C | --key K) )"
+                                          R"(--reason TEXT","summary":"stop the disposal and )"
+                                          R"(erasure of records until released"})"));
+}
+
+// With --json, a script reads errors as JSON too: one line on standard
+// error, the daemon's code, reason and message, or a reason of the client's
+// own with a null code. The exit codes are the same as without --json.
+TEST_F(CtlTest, WithJsonErrorsAreOneJsonLineOnStandardError) {
+  CtlResult r = ctl({"--json", "explain", "nope"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err,
+            R"({"error":{"code":-32001,"reason":"not_found","message":"no record with key 'nope'",)"
+            R"("method":"record.explain"}})"
+            "\n");
+
+  // The rest of error.data comes along.
+  r = ctl({"--json", "call", "record.put_many",
+           R"({"records":[{"key":"a","subject":"s","category":"lead"},{"key":"b"}]})"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, R"({"error":{"code":-32602,"reason":"invalid_params","message":)"
+                   R"("records[1]: missing parameter 'subject'","method":"record.put_many",)"
+                   R"("data":{"index":1}}})"
+                   "\n");
+
+  r = ctl({"explain", "nope", "--json", "--bogus"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, R"({"error":{"code":null,"reason":"usage","message":)"
+                   R"("Option ‘bogus’ does not exist","usage":"retentionctl explain KEY"}})"
+                   "\n");
+}
+
+TEST(CtlJsonErrors, ClientSideFailuresHaveReasonsOfTheirOwn) {
+  CtlResult r = run_ctl({"--json", "frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, R"({"error":{"code":null,"reason":"usage","message":"unknown command )"
+                   R"('frobnicate'","usage":"retentionctl [--socket PATH] [--json] COMMAND )"
+                   R"([ARGS...]"}})"
+                   "\n");
+
+  TempDir dir;
+  const std::string path = (dir.path() / "none.sock").string();
+  r = run_ctl({"--socket", path, "--json", "status"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.err, R"({"error":{"code":null,"reason":"unreachable","message":"no such file: )" +
+                       path +
+                       R"( (is retentiond running? --socket or RETENTIOND_SOCKET must name its )"
+                       R"x(admin socket, daemon.socket)"}})x"
+                       "\n");
+}
+
 // --- import ---
 
 TEST_F(CtlTest, ImportStreamsAFileInBatches) {
@@ -677,7 +1104,7 @@ TEST_F(CtlTest, ImportStreamsAFileInBatches) {
   json summary = parsed(r);
   EXPECT_TRUE(summary["seconds"].is_number());
   summary.erase("seconds");
-  EXPECT_EQ(summary, json::parse(R"({"imported":2500,"lines":2502,"batches":4})"));
+  EXPECT_EQ(summary, json::parse(R"({"imported":2500,"rejected":0,"lines":2502,"batches":4})"));
   EXPECT_EQ(call("status")["records"]["active"], 2500);
 }
 
@@ -724,6 +1151,159 @@ TEST_F(CtlTest, ImportNamesTheFileLineOfARecordTheDaemonRejects) {
           "retentionctl: import: stopped: the 1000 records before line 1001 were imported and "
           "stay committed; nothing from line 1001 on was stored\n");
   EXPECT_EQ(call("status")["records"]["active"], 1000);
+}
+
+std::string slurp(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// --rejects: the bad lines go to a file with their errors, and the good
+// ones are imported, though they share all-or-nothing batches with bad ones.
+TEST_F(CtlTest, ImportWithRejectsStoresTheGoodLinesAndWritesTheBadOnesToAFile) {
+  const std::string not_json = R"({"key": "x",)";
+  const std::string unknown_category = R"({"key":"zz","subject":"s","category":"nope"})";
+  const std::string not_object = "[1, 2]";
+  const std::string bad_date =
+      R"({"key":"bd","subject":"s","category":"lead","dates":{"collected":"yesterday"}})";
+  const std::string lines = records_jsonl(1, 1) + not_json + "\n" + records_jsonl(2, 2) +
+                            unknown_category + "\n" + not_object + "\n" + records_jsonl(3, 3) +
+                            bad_date + "\n" + records_jsonl(4, 5);
+  const auto file = write_file("mixed.jsonl", lines);
+  const auto rejects = m_dir.path() / "rejects.jsonl";
+  const std::string expected_rejects =
+      R"({"line":2,"error":{"code":-32700,"reason":"parse_error","message":"not valid JSON: )"
+      R"(parse error at column 13: syntax error while parsing object key - unexpected end of )"
+      R"(input; expected string literal"},"text":"{\"key\": \"x\","})"
+      "\n"
+      R"({"line":4,"error":{"code":-32602,"reason":"unknown_category","message":"unknown )"
+      R"(category 'nope'"},"text":"{\"key\":\"zz\",\"subject\":\"s\",\"category\":\"nope\"}"})"
+      "\n"
+      R"({"line":5,"error":{"code":-32602,"reason":"invalid_params","message":"not a JSON )"
+      R"x(object (got array)"},"text":"[1, 2]"})x"
+      "\n"
+      R"({"line":7,"error":{"code":-32602,"reason":"bad_time","message":"date 'collected': )"
+      R"x(expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), got )x"
+      R"('yesterday'"},"text":"{\"key\":\"bd\",\"subject\":\"s\",)"
+      R"(\"category\":\"lead\",\"dates\":{\"collected\":\"yesterday\"}}"})"
+      "\n";
+
+  CtlResult r = ctl({"import", file.string(), "--rejects", rejects.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(std::regex_match(
+      r.out, std::regex(R"(imported 5 records in \d+\.\d\d s \(\d+/s\), rejected 4 lines\n)")))
+      << r.out;
+  EXPECT_EQ(r.err, "retentionctl: import: 4 lines were rejected; " + rejects.string() +
+                       " has their line numbers, errors and text\n");
+  EXPECT_EQ(slurp(rejects), expected_rejects);
+  EXPECT_EQ(call("status")["records"]["active"], 5);
+  EXPECT_EQ(call("record.get", {{"key", "imp-5"}})["fields"], json::parse(R"({"n":"5"})"));
+
+  // In batches of two records, lines 4 and 7 open theirs: the good record
+  // after each is sent again alone, so 4 calls store the 5 records. The same
+  // file again, with --json: the rejects file starts afresh.
+  r = ctl({"--json", "import", file.string(), "--rejects", rejects.string(), "--batch", "2"});
+  EXPECT_EQ(r.exit_code, 1);
+  json summary = parsed(r);
+  summary.erase("seconds");
+  EXPECT_EQ(summary, json::parse(R"({"imported":5,"rejected":4,"lines":9,"batches":4})"));
+  EXPECT_EQ(r.err, R"({"error":{"code":null,"reason":"rejected","message":"4 lines were )"
+                   R"(rejected; )" +
+                       rejects.string() +
+                       R"( has their line numbers, errors and text","rejected":4,"rejects":")" +
+                       rejects.string() + R"("}})" + "\n");
+  EXPECT_EQ(slurp(rejects), expected_rejects);
+
+  // Nothing rejected: an empty file, exit 0.
+  const auto good = write_file("good.jsonl", records_jsonl(1, 3));
+  r = ctl({"import", good.string(), "--rejects", rejects.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::regex_match(
+      r.out, std::regex(R"(imported 3 records in \d+\.\d\d s \(\d+/s\), rejected 0 lines\n)")))
+      << r.out;
+  EXPECT_EQ(slurp(rejects), "");
+
+  r = ctl({"import", good.string(), "--rejects", good.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.substr(0, r.err.find('\n')),
+            "retentionctl: --rejects names the import file itself, which it would empty");
+  EXPECT_EQ(slurp(good), records_jsonl(1, 3));
+}
+
+// The progress bar is drawn only when standard error is a terminal; script(1)
+// gives the client one.
+TEST_F(CtlTest, ImportProgressOnATerminalCountsOneRecordInTheSingular) {
+  if (std::system("command -v script >/dev/null 2>&1") != 0) GTEST_SKIP() << "no script(1)";
+  const auto file = write_file("one.jsonl", records_jsonl(1, 1));
+  const auto out = m_dir.path() / "terminal.out";
+  const std::string command = "script -qec '" + retentionctl_binary() + " --socket " +
+                              m_daemon.socket().string() + " import " + file.string() +
+                              "' /dev/null > " + out.string();
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  const std::string terminal = slurp(out);
+  EXPECT_TRUE(std::regex_match(terminal,
+                               std::regex("\r\\[#{30}\\] 100%  1 record, line 1, \\d+/s\r\x1b\\[K"
+                                          "imported 1 record in \\d+\\.\\d\\d s \\(\\d+/s\\)\r\n")))
+      << terminal;
+}
+
+// Without --rejects the import stops at the first bad line; --json says
+// where, in the error.
+TEST_F(CtlTest, ImportWithJsonReportsWhereItStopped) {
+  const auto file = write_file("stop.jsonl", records_jsonl(1, 3) +
+                                                 R"({"key":"zz","subject":"s","category":"nope"})" +
+                                                 "\n" + records_jsonl(4, 5));
+  const CtlResult r = ctl({"--json", "import", file.string(), "--batch", "2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, R"({"error":{"code":-32602,"reason":"unknown_category","message":"unknown )"
+                   R"(category 'nope'","method":"record.put_many","file":")" +
+                       file.string() +
+                       R"(","line":4,"imported":2,"first_unsent_line":3}})"
+                       "\n");
+  EXPECT_EQ(call("status")["records"]["active"], 2);
+}
+
+// Batches over the daemon's limits (1024 bytes, 3 records) are split until
+// they pass; a record too large on its own is a bad line.
+TEST_F(CtlSmallLimitsTest, ImportSplitsBatchesOverTheDaemonsLimitsAndRejectsARecordTooLarge) {
+  const auto small = write_file("small.jsonl", records_jsonl(1, 30));
+  CtlResult r = ctl({"import", small.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(
+      std::regex_match(r.out, std::regex(R"(imported 30 records in \d+\.\d\d s \(\d+/s\)\n)")))
+      << r.out;
+  EXPECT_EQ(call("status")["records"]["active"], 30);
+
+  const std::string big = json{{"key", "big"},
+                               {"subject", "s"},
+                               {"category", "lead"},
+                               {"fields", {{"blob", std::string(1 << 20, 'x')}}}}
+                              .dump();
+  const auto file =
+      write_file("big.jsonl", records_jsonl(31, 31) + big + "\n" + records_jsonl(32, 33));
+  r = ctl({"import", file.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "retentionctl: import: " + file.string() +
+                       ":2: record.put_many: request line longer than 1024 bytes [too_large]\n"
+                       "retentionctl: import: stopped: the 1 record before line 2 was imported "
+                       "and stays committed; nothing from line 2 on was stored\n");
+  EXPECT_EQ(call("status")["records"]["active"], 31);
+
+  const auto rejects = m_dir.path() / "rejects.jsonl";
+  r = ctl({"import", file.string(), "--rejects", rejects.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(std::regex_match(
+      r.out, std::regex(R"(imported 3 records in \d+\.\d\d s \(\d+/s\), rejected 1 line\n)")))
+      << r.out;
+  EXPECT_EQ(r.err, "retentionctl: import: 1 line was rejected; " + rejects.string() +
+                       " has their line numbers, errors and text\n");
+  EXPECT_EQ(slurp(rejects),
+            R"({"line":2,"error":{"code":-32600,"reason":"too_large","message":"request line )"
+            R"(longer than 1024 bytes"},"text":)" +
+                json(big).dump() + "}\n");
+  EXPECT_EQ(call("status")["records"]["active"], 33);
 }
 
 }  // namespace
