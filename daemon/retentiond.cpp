@@ -199,14 +199,16 @@ int run(const cxxopts::ParseResult& opts) {
     io.stop();
   });
 
-  // 9. Ready: the first pass catches up on anything overdue.
-  engine.start();
+  // 9. Ready (STATUS= tells what is due before the first pass), then the
+  //    first pass catches up on anything overdue: its first batch runs
+  //    before the first request is read (Engine::start).
   const std::string where = server_options.inherited_fd ? std::string("socket from systemd") : settings.socket;
   spdlog::info("daemon.ready version={} policy={} categories={} socket={} now={}{}", RETENTIOND_VERSION,
                policy->hash.substr(0, 12), policy->categories.size(), where,
                rd::calendar::format_instant(clock->now()), engine.scheduler().paused() ? " paused=reload_guard" : "");
   sd_notify(0, "READY=1");
   notify_status();
+  engine.start();
   io.run();
   engine.stop();
   spdlog::info("daemon.stopped");

@@ -102,10 +102,15 @@ Status Engine::open_parts() {
   };
   const auto started_at = m_options.clock->now();
   m_context = std::make_unique<protocol::Context>(
-      protocol::Context{*m_service, *m_writer, *m_scheduler, m_options.version, started_at, started_at, {}});
+      protocol::Context{*m_service, *m_writer, *m_scheduler, m_options.version, started_at, started_at, {}, {}, {}});
   m_context->reload = [this](bool confirm, const protocol::Caller& caller, std::function<void(Result<nlohmann::json>)> done) {
     reload(confirm, caller.actor(), std::move(done));
   };
+  if (m_options.writer_mode == scheduler::Writer::Mode::thread) {
+    m_offload = std::make_unique<boost::asio::thread_pool>(1);
+    m_context->offload = [this](std::function<void()> work) { boost::asio::post(*m_offload, std::move(work)); };
+    m_context->to_loop = [this](std::function<void()> work) { boost::asio::post(m_io, std::move(work)); };
+  }
   m_dispatcher = std::make_unique<protocol::Dispatcher>(
       *m_context,
       protocol::Limits{static_cast<std::size_t>(settings.max_json_depth), static_cast<std::size_t>(settings.max_put_many)});
@@ -151,6 +156,7 @@ void Engine::start() {
 void Engine::stop() {
   if (m_scheduler) m_scheduler->stop();
   if (m_writer) m_writer->stop();
+  if (m_offload) m_offload->join();  // lets a line being parsed finish; its answer is dropped with the loop
 }
 
 void Engine::reload(bool confirm, const std::string& actor, std::function<void(Result<nlohmann::json>)> done) {

@@ -100,7 +100,8 @@ class Engine {
   std::unique_ptr<protocol::Context> m_context;
   std::unique_ptr<protocol::Dispatcher> m_dispatcher;
   std::unique_ptr<actions::PolicyChange> m_change;
-  bool m_reloading = false;
+  // Parses long request lines off the event loop (Mode::thread only).
+  std::unique_ptr<boost::asio::thread_pool> m_offload;
 };
 
 // A reload takes the policy, the log level and the reload guard from the

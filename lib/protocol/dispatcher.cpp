@@ -53,24 +53,69 @@ std::string Dispatcher::error_line(ErrorCode code, const std::string& reason, co
   return dump(error_response(nullptr, Error{code, reason, message, json::object()}));
 }
 
-void Dispatcher::handle_line(std::string_view line, const Caller& caller, Reply reply) {
-  json parsed;
+namespace {
+
+// The line parsed within the depth limit, or the error line to answer.
+struct Parsed {
+  json value;
+  std::optional<std::string> error;
+};
+
+Parsed parse_line(std::string_view line, std::size_t max_depth) {
+  Parsed out;
   try {
-    const std::size_t max_depth = m_limits.max_json_depth;
-    parsed = json::parse(line, [max_depth](int depth, json::parse_event_t, json&) {
+    out.value = json::parse(line, [max_depth](int depth, json::parse_event_t, json&) {
       if (static_cast<std::size_t>(depth) > max_depth) throw TooDeep();
       return true;
     });
   } catch (const TooDeep&) {
-    reply(error_line(ErrorCode::invalid_request, "too_large",
-                     "JSON nesting deeper than " + std::to_string(m_limits.max_json_depth) + " levels"));
-    return;
+    out.error = Dispatcher::error_line(ErrorCode::invalid_request, "too_large",
+                                       "JSON nesting deeper than " + std::to_string(max_depth) + " levels");
   } catch (const json::exception& e) {
-    reply(dump(error_response(nullptr, Error{static_cast<ErrorCode>(-32700), "parse_error",
-                                             std::string("not valid JSON: ") + e.what(), json::object()})));
+    out.error = dump(error_response(nullptr, Error{static_cast<ErrorCode>(-32700), "parse_error",
+                                                   std::string("not valid JSON: ") + e.what(), json::object()}));
+  }
+  return out;
+}
+
+bool is_put_many(const json& request) {
+  if (!request.is_object()) return false;
+  const auto m = request.find("method");
+  const auto p = request.find("params");
+  return m != request.end() && *m == "record.put_many" && p != request.end() && p->is_object();
+}
+
+}  // namespace
+
+void Dispatcher::handle_line(std::string_view line, const Caller& caller, Reply reply) {
+  if (line.size() >= kOffloadLineBytes && m_ctx.offload && m_ctx.to_loop) {
+    // Parsed, and an import's records decoded, on the offload thread; the
+    // big JSON tree is freed there too. The rest comes back to the loop.
+    auto text = std::make_shared<std::string>(line);
+    m_ctx.offload([this, text, caller, reply = std::move(reply)]() mutable {
+      auto parsed = std::make_shared<Parsed>(parse_line(*text, m_limits.max_json_depth));
+      text.reset();
+      std::shared_ptr<Result<std::vector<actions::PutRequest>>> predecoded;
+      if (!parsed->error && is_put_many(parsed->value)) {
+        json& params = parsed->value["params"];
+        predecoded = std::make_shared<Result<std::vector<actions::PutRequest>>>(decode::put_many(params, m_limits.max_put_many));
+        if (*predecoded) params = json::object();  // its records are in `predecoded` now
+      }
+      m_ctx.to_loop([this, parsed, predecoded, caller, reply = std::move(reply)]() mutable {
+        if (parsed->error) return reply(std::move(parsed->error));
+        m_predecoded = predecoded;
+        handle_parsed(std::move(parsed->value), caller, std::move(reply));
+        m_predecoded.reset();
+      });
+    });
     return;
   }
+  Parsed parsed = parse_line(line, m_limits.max_json_depth);
+  if (parsed.error) return reply(std::move(parsed.error));
+  handle_parsed(std::move(parsed.value), caller, std::move(reply));
+}
 
+void Dispatcher::handle_parsed(json parsed, const Caller& caller, Reply reply) {
   if (!parsed.is_array()) {
     handle_request(parsed, caller, [reply = std::move(reply)](std::optional<json> r) {
       reply(r ? std::optional<std::string>(dump(*r)) : std::nullopt);
@@ -210,7 +255,9 @@ void Dispatcher::register_methods() {
       {"record.put_many", Role::admin, "Store many records, all or nothing",
        {},
        write([this, &service](const json& p, const Caller& c, Done d) {
-         auto requests = decode::put_many(p, m_limits.max_put_many);
+         // Decoded off the loop with its line (handle_line), or here.
+         auto predecoded = std::move(m_predecoded);
+         auto requests = predecoded ? std::move(*predecoded) : decode::put_many(p, m_limits.max_put_many);
          if (!requests) return d(std::move(requests).error());
          auto shared = std::make_shared<std::vector<actions::PutRequest>>(std::move(*requests));
          on_writer<std::size_t>(

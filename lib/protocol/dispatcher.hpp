@@ -53,7 +53,17 @@ struct Context {
   // config.reload, provided by the engine (it knows the file and the guard);
   // answers through `done` on the event loop.
   std::function<void(bool confirm, const Caller& caller, std::function<void(Result<nlohmann::json>)> done)> reload;
+  // Where long lines are parsed and record.put_many decoded, off the event
+  // loop (a 5,000-record line takes tens of milliseconds that reads would
+  // otherwise wait for), and how to come back to the loop. Both callable
+  // from any thread; without them, everything runs on the loop.
+  std::function<void(std::function<void()>)> offload;
+  std::function<void(std::function<void()>)> to_loop;
 };
+
+// Lines at least this long are parsed off the event loop when Context has
+// an offload.
+inline constexpr std::size_t kOffloadLineBytes = 64 * 1024;
 
 class Dispatcher {
  public:
@@ -83,6 +93,8 @@ class Dispatcher {
     bool changes_records = false;     // re-arms the scheduler after success
   };
 
+  // The rest of handle_line, once the line is parsed (or has failed to).
+  void handle_parsed(nlohmann::json parsed, const Caller& caller, Reply reply);
   // Handles one parsed request object; `done` receives nullopt for a notification.
   void handle_request(const nlohmann::json& request, const Caller& caller,
                       std::function<void(std::optional<nlohmann::json>)> done);
@@ -100,6 +112,9 @@ class Dispatcher {
   Context& m_ctx;
   Limits m_limits;
   std::vector<Method> m_methods;
+  // record.put_many's records, decoded off the loop with its line: set just
+  // before its handler is called, taken by it (event loop only).
+  std::shared_ptr<Result<std::vector<actions::PutRequest>>> m_predecoded;
 };
 
 }  // namespace retentiond::protocol
