@@ -9,6 +9,7 @@
 // AuditLog belongs to the writer thread; verify() may run on any thread
 // with a reader of its own.
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -23,7 +24,7 @@ inline constexpr const char* kGenesisHash =
 
 struct Entry {
   calendar::Instant at;
-  std::string action;  // archive, anonymise, purge, erase, hold.place, hold.release, config.reload
+  std::string action;  // archive, anonymise, purge, erase, hold.place, hold.release, config.reload, extend, event, export
   std::optional<std::string> key;
   std::optional<std::string> category;
   std::optional<int> phase;
@@ -40,13 +41,21 @@ std::string chain_hash(const std::string& prev_hash, const store::AuditRow& row)
 
 struct VerifyReport {
   bool ok = true;
-  std::int64_t entries = 0;
+  std::int64_t entries = 0;               // the last seq of the chain (entries are numbered from 1)
   std::optional<std::int64_t> first_bad;  // the first entry whose hash or seq does not follow
   std::string head;                       // hash of the last entry (genesis when empty)
+  std::int64_t checked = 0;               // entries this call recomputed
 };
 
-// Recomputes the whole chain, page by page. Fails only on a storage error.
-Result<VerifyReport> verify(store::StoreReader& store);
+// Recomputes the chain after entry `after_seq`, whose hash must still be
+// `after_hash` (the prefix verified before; 0 and the genesis hash: the
+// whole chain), page by page, each page its own snapshot (entries are only
+// ever appended). A rewritten prefix end is reported as its first bad entry.
+// `progress`, if given, is called with the count checked after each page.
+// Fails only on a storage error.
+Result<VerifyReport> verify(store::StoreReader& store, std::int64_t after_seq = 0,
+                            const std::string& after_hash = kGenesisHash,
+                            const std::function<void(std::int64_t checked)>& progress = {});
 
 class AuditLog {
  public:

@@ -133,7 +133,7 @@ struct LegacyPlaintext {
   };
   std::vector<Row> rows;
   std::vector<Hold> holds;
-  bool empty() const { return rows.empty() && holds.empty(); }
+  bool present = false;  // the clear tables exist (even empty: they are dropped)
 };
 
 class StoreReader {
@@ -179,9 +179,9 @@ class StoreReader {
   // Kept up to date by every transaction: no scan.
   virtual Result<RecordCounts> counts() = 0;
   // How many records of each category have due <= now (categories with
-  // none left out). Its cost grows with the hours that hold due records and
-  // with the records due within the current hour, not with the records
-  // stored: due times are counted per hour by every transaction.
+  // none left out). Its cost grows with the days that hold due records and
+  // with the records due earlier the same day, not with the records stored:
+  // due times are counted per UTC day by every transaction.
   virtual Result<std::map<std::string, std::int64_t>> due_by_category(calendar::Instant now) = 0;
 
   // The audit log's last entry.

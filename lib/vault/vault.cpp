@@ -215,7 +215,7 @@ Status Vault::open() {
   // Values kept in clear by a database from before schema 004: sealed once.
   auto legacy = m_store.legacy_plaintext();
   if (!legacy) return std::move(legacy).error();
-  if (!legacy->empty()) {
+  if (legacy->present) {
     Status st = transaction([&]() -> Status {
       std::vector<store::StoredRecord> rows;
       for (const auto& p : legacy->rows) {
@@ -238,8 +238,10 @@ Status Vault::open() {
       return m_store.replace_legacy_plaintext(rows, holds);
     });
     if (!st) return st;
-    spdlog::info("vault.sealed_legacy records={} holds={} (values kept in clear before schema 004)",
-                 legacy->rows.size(), legacy->holds.size());
+    if (!legacy->rows.empty() || !legacy->holds.empty()) {
+      spdlog::info("vault.sealed_legacy records={} holds={} (values kept in clear before schema 004)",
+                   legacy->rows.size(), legacy->holds.size());
+    }
   }
   return m_store.scrub_after_upgrade();
 }

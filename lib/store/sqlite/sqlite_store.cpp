@@ -628,7 +628,8 @@ class Checkpointer {
       int log = 0, copied = 0;
       const int rc = sqlite3_wal_checkpoint_v2(m_db.getHandle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
       if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-        spdlog::warn("store.checkpoint_failed error=\"{}\" (retried at the next request)", sqlite3_errmsg(m_db.getHandle()));
+        spdlog::warn("store.checkpoint_failed error=\"{}\" (retried after the next commit past the threshold)",
+                     sqlite3_errmsg(m_db.getHandle()));
       }
       lock.lock();
     }
@@ -983,12 +984,14 @@ class SqliteStore final : public SqliteQueries<Store> {
       for (const auto& [table, location] : {std::pair<const char*, Location>{"plaintext_record_data", Location::active},
                                             std::pair<const char*, Location>{"plaintext_archive_data", Location::archive}}) {
         if (!table_exists(table)) continue;
+        out.present = true;
         SQLite::Statement q(m_db, std::string("SELECT key, subject, fields FROM ") + table + " ORDER BY key");
         while (q.executeStep()) {
           out.rows.push_back({location, q.getColumn(0).getString(), optional_text(q.getColumn(1)), q.getColumn(2).getString()});
         }
       }
       if (table_exists("plaintext_holds")) {
+        out.present = true;
         SQLite::Statement q(m_db, "SELECT id, scope, target, reason, placed_at, placed_by FROM plaintext_holds ORDER BY id");
         while (q.executeStep()) {
           out.holds.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getString(),
@@ -1237,10 +1240,10 @@ class SqliteStore final : public SqliteQueries<Store> {
       }
       tx.commit();
     } catch (const std::exception& e) {
-      spdlog::warn("stale super-journals not removed: {}", e.what());
+      spdlog::warn("store.super_journals_kept error=\"{}\" (stale super-journals not removed)", e.what());
       return;
     }
-    if (removed > 0) spdlog::info("removed {} stale super-journal file(s) left by an interrupted commit", removed);
+    if (removed > 0) spdlog::info("store.super_journals_removed count={} (left by an interrupted two-file commit)", removed);
   }
 
   // True when every child journal a super-journal names (NUL-separated
