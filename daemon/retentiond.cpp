@@ -144,6 +144,8 @@ int run(const cxxopts::ParseResult& opts) {
   server_options.reader_group = settings.reader_group;
   server_options.max_request_bytes = static_cast<std::size_t>(settings.max_request_bytes);
   server_options.max_connections = static_cast<std::size_t>(settings.max_connections);
+  server_options.max_connections_per_uid = static_cast<std::size_t>(settings.max_connections_per_uid);
+  server_options.admin_reserved_connections = static_cast<std::size_t>(settings.admin_reserved_connections);
   server_options.idle_timeout = std::chrono::seconds(settings.idle_timeout_s);
   if (sd_listen_fds(1) == 1) {
     server_options.inherited_fd = SD_LISTEN_FDS_START;

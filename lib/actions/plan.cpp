@@ -23,16 +23,16 @@ Result<Plan> Service::plan(const PlanRequest& request) {
   if (plan.until < plan.from) return Error::invalid_params("bad_time", "'until' is before 'from'");
   std::map<std::tuple<std::string, std::string, int>, std::int64_t> counts;
   const auto month_of = [](Instant t) { return calendar::format_instant(t).substr(0, 7); };
-  Status st = m_reader.read([&]() -> Status {
+  Status st = m_slow.read([&]() -> Status {
     // Run again from the start when a key changed under the snapshot.
     counts.clear();
     plan.archive = plan.anonymise = plan.purge = plan.waiting = plan.held = 0;
-    auto holds = load_holds(m_reader);
+    auto holds = load_holds(m_slow);
     if (!holds) return std::move(holds).error();
     std::optional<store::StoreReader::DueCursor> cursor;
     for (;;) {
       // "before until": due <= until - 1 s.
-      auto page = m_reader.due(Instant{plan.until.seconds - 1}, kPage, cursor);
+      auto page = m_slow.due(Instant{plan.until.seconds - 1}, kPage, cursor);
       if (!page) return std::move(page).error();
       if (page->empty()) break;
       cursor = store::StoreReader::DueCursor{*page->back().due, page->back().key};
@@ -51,7 +51,7 @@ Result<Plan> Service::plan(const PlanRequest& request) {
     }
     std::string after;
     for (;;) {
-      auto page = m_reader.undue(kPage, after);
+      auto page = m_slow.undue(kPage, after);
       if (!page) return std::move(page).error();
       if (page->empty()) break;
       after = page->back().key;

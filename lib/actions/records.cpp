@@ -71,8 +71,13 @@ SweepCounts& SweepCounts::operator+=(const SweepCounts& o) {
 }
 
 Service::Service(vault::Vault& vault, vault::RecordReader& reader, audit::AuditLog& audit, const calendar::Clock& clock,
-                 std::shared_ptr<const policy::Policy> policy)
-    : m_vault(vault), m_reader(reader), m_audit(audit), m_clock(clock), m_policy(std::move(policy)) {}
+                 std::shared_ptr<const policy::Policy> policy, vault::RecordReader* slow)
+    : m_vault(vault),
+      m_reader(reader),
+      m_slow(slow != nullptr ? *slow : reader),
+      m_audit(audit),
+      m_clock(clock),
+      m_policy(std::move(policy)) {}
 
 std::shared_ptr<const policy::Policy> Service::policy() const {
   std::lock_guard lock(m_policy_mutex);

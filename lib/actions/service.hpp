@@ -9,8 +9,10 @@
 // Threading. Methods marked [writer] change the store and run on the one
 // writer thread (they use the Vault and the AuditLog); methods marked
 // [reader] only read and run on the thread that owns the RecordReader (the
-// daemon's event loop), from a snapshot no write holds up. Both sides may
-// run at once. The policy is swapped by a reload on the writer while
+// daemon's event loop), from a snapshot no write holds up; methods marked
+// [slow] read as much as the data holds (plan, dry runs, a whole audit
+// chain) and run on the thread that owns the slow RecordReader, so that no
+// such read stalls the event loop. All three may run at once. The policy is swapped by a reload on the writer while
 // readers use it: each call takes it once (policy()), and it is immutable.
 // In tests, the Vault may serve as the reader too (one thread).
 
@@ -159,8 +161,9 @@ std::vector<PhaseRun> walk_phases(const store::Schedule& record, const policy::C
 
 class Service {
  public:
+  // `slow` is the reader of the [slow] methods (by default `reader`).
   Service(vault::Vault& vault, vault::RecordReader& reader, audit::AuditLog& audit, const calendar::Clock& clock,
-          std::shared_ptr<const policy::Policy> policy);
+          std::shared_ptr<const policy::Policy> policy, vault::RecordReader* slow = nullptr);
 
   // The policy in force (immutable; a reload swaps it). Thread-safe.
   std::shared_ptr<const policy::Policy> policy() const;
@@ -201,7 +204,7 @@ class Service {
   // it has passed.
   Result<SweepCounts> sweep_batch(std::size_t max_records, const Actor& actor, SweepCursor& cursor,
                                   std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
-  // [reader] What a sweep would do now, without doing it (sweep dry_run).
+  // [slow] What a sweep would do now, without doing it (sweep dry_run).
   Result<SweepCounts> count_due();
   // [reader] status: counts, next due time, backlog and holds, from one
   // snapshot, without scanning the records.
@@ -231,13 +234,22 @@ class Service {
   Result<ErasureReport> erase(const EraseRequest& request, const Actor& actor);
 
   // ---- the plan (plan.cpp) ----
-  // [reader] Every phase due before `until`, overdue ones in the first month.
+  // [slow] Every phase due before `until`, overdue ones in the first month.
   Result<Plan> plan(const PlanRequest& request);
 
   // ---- audit ----
   // [reader]
   Result<std::vector<store::AuditRow>> audit_tail(const AuditTailRequest& request);
-  Result<audit::VerifyReport> verify_audit();
+  // audit.verify is incremental: the service keeps the verified prefix (the
+  // seq and hash of the last entry it has checked) and a call recomputes
+  // what was appended since. [reader] when that is at most
+  // kQuickVerifyEntries entries; nullopt when it is more (run
+  // verify_audit instead).
+  static constexpr std::int64_t kQuickVerifyEntries = 20000;
+  Result<std::optional<audit::VerifyReport>> verify_audit_quick();
+  // [slow] From the verified prefix, or with `full` from entry 1 (a prefix
+  // rewritten since it was verified is then found too), logging progress.
+  Result<audit::VerifyReport> verify_audit(bool full);
 
  private:
   Status run_phase(Record& record, const policy::Policy& policy, const policy::Category& category, const PhaseRun& run,
@@ -250,12 +262,19 @@ class Service {
                        const Actor& actor, ErasureReport& report);
   audit::Entry entry(const policy::Policy& policy, std::string action, const Actor& actor) const;
 
+  // Records a verified chain as the prefix to continue from.
+  void verified(const audit::VerifyReport& report);
+
   vault::Vault& m_vault;
   vault::RecordReader& m_reader;
+  vault::RecordReader& m_slow;
   audit::AuditLog& m_audit;
   const calendar::Clock& m_clock;
   mutable std::mutex m_policy_mutex;
   std::shared_ptr<const policy::Policy> m_policy;
+  mutable std::mutex m_verify_mutex;  // the verified prefix is shared by the loop and the slow thread
+  std::int64_t m_verified_seq = 0;
+  std::string m_verified_hash = audit::kGenesisHash;
 };
 
 // The anonymised value of `value` under `strategy`; nullopt means "drop".

@@ -10,6 +10,8 @@
 #include "lib/actions/service.hpp"
 #include "lib/crypto/crypto.hpp"
 
+#include <spdlog/spdlog.h>
+
 namespace retentiond::actions {
 
 using calendar::Instant;
@@ -207,13 +209,13 @@ Result<SweepCounts> Service::count_due() {
   const auto policy = this->policy();
   const Instant now = m_clock.now();
   SweepCounts counts;
-  Status st = m_reader.read([&]() -> Status {
+  Status st = m_slow.read([&]() -> Status {
     counts = SweepCounts{};
-    auto holds = load_holds(m_reader);
+    auto holds = load_holds(m_slow);
     if (!holds) return std::move(holds).error();
     std::optional<store::StoreReader::DueCursor> cursor;
     for (;;) {
-      auto page = m_reader.due(now, kPage, cursor);
+      auto page = m_slow.due(now, kPage, cursor);
       if (!page) return std::move(page).error();
       if (page->empty()) return {};
       cursor = store::StoreReader::DueCursor{*page->back().due, page->back().key};
@@ -313,6 +315,49 @@ Result<std::vector<store::AuditRow>> Service::audit_tail(const AuditTailRequest&
   return m_reader.store().audit_entries(q);
 }
 
-Result<audit::VerifyReport> Service::verify_audit() { return audit::verify(m_reader.store()); }
+void Service::verified(const audit::VerifyReport& report) {
+  if (!report.ok) return;  // the next call finds the same damage again
+  std::lock_guard lock(m_verify_mutex);
+  if (report.entries < m_verified_seq) return;  // a slower call that started earlier
+  m_verified_seq = report.entries;
+  m_verified_hash = report.head;
+}
+
+Result<std::optional<audit::VerifyReport>> Service::verify_audit_quick() {
+  std::int64_t from = 0;
+  std::string hash;
+  {
+    std::lock_guard lock(m_verify_mutex);
+    from = m_verified_seq;
+    hash = m_verified_hash;
+  }
+  auto head = m_reader.store().last_audit();
+  if (!head) return std::move(head).error();
+  const std::int64_t last = *head ? (*head)->seq : 0;
+  if (last - from > kQuickVerifyEntries) return std::optional<audit::VerifyReport>{};
+  auto report = audit::verify(m_reader.store(), from, hash);
+  if (!report) return std::move(report).error();
+  verified(*report);
+  return std::optional<audit::VerifyReport>{std::move(*report)};
+}
+
+Result<audit::VerifyReport> Service::verify_audit(bool full) {
+  std::int64_t from = 0;
+  std::string hash = audit::kGenesisHash;
+  if (!full) {
+    std::lock_guard lock(m_verify_mutex);
+    from = m_verified_seq;
+    hash = m_verified_hash;
+  }
+  std::int64_t next_report = 100000;
+  auto report = audit::verify(m_slow.store(), from, hash, [&](std::int64_t checked) {
+    if (checked < next_report) return;
+    spdlog::info("audit.verify_progress checked={} from={}{}", checked, from, full ? " full" : "");
+    next_report += 100000;
+  });
+  if (!report) return std::move(report).error();
+  verified(*report);
+  return report;
+}
 
 }  // namespace retentiond::actions

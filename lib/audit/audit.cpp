@@ -1,5 +1,7 @@
 #include "lib/audit/audit.hpp"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "lib/crypto/crypto.hpp"
@@ -25,35 +27,52 @@ std::string chain_hash(const std::string& prev_hash, const store::AuditRow& row)
   return crypto::sha256_hex(prev_hash + "\n" + canonical_content(row));
 }
 
-Result<VerifyReport> verify(store::StoreReader& store) {
+Result<VerifyReport> verify(store::StoreReader& store, std::int64_t after_seq, const std::string& after_hash,
+                            const std::function<void(std::int64_t checked)>& progress) {
   VerifyReport report;
-  // One snapshot: entries appended meanwhile are not half seen.
-  Status st = store.read([&]() -> Status {
-    report = VerifyReport{};
-    std::string prev = kGenesisHash;
-    std::int64_t expected_seq = 1;
+  report.entries = after_seq;
+  std::string prev = after_hash;
+  if (after_seq > 0) {
+    // The end of the prefix verified before must not have moved: its hash
+    // is the one remembered, and it still chains from the entry before it
+    // (so an entry edited in place, hash column untouched, is found too).
     store::StoreReader::AuditQuery q;
-    q.after_seq = 0;
-    q.limit = 1000;
-    for (;;) {
-      auto page = store.audit_entries(q);
-      if (!page) return std::move(page).error();
-      if (page->empty()) break;
-      for (const auto& row : *page) {
-        ++report.entries;
-        if (report.ok && (row.seq != expected_seq || chain_hash(prev, row) != row.hash)) {
-          report.ok = false;
-          report.first_bad = row.seq;
-        }
-        prev = row.hash;
-        expected_seq = row.seq + 1;
-      }
-      q.after_seq = page->back().seq;
+    q.after_seq = std::max<std::int64_t>(after_seq - 2, 0);
+    q.limit = after_seq >= 2 ? 2 : 1;
+    auto rows = store.audit_entries(q);
+    if (!rows) return std::move(rows).error();
+    const store::AuditRow* last = !rows->empty() && rows->back().seq == after_seq ? &rows->back() : nullptr;
+    const std::string before = after_seq == 1 ? std::string(kGenesisHash)
+                               : rows->size() == 2 && rows->front().seq == after_seq - 1 ? rows->front().hash
+                                                                                        : std::string();
+    if (last == nullptr || last->hash != after_hash || chain_hash(before, *last) != last->hash) {
+      report.ok = false;
+      report.first_bad = after_seq;
+      if (last != nullptr) prev = last->hash;
     }
-    report.head = prev;
-    return {};
-  });
-  if (!st) return std::move(st).error();
+  }
+  std::int64_t expected_seq = after_seq + 1;
+  store::StoreReader::AuditQuery q;
+  q.after_seq = after_seq;
+  q.limit = 1000;
+  for (;;) {
+    auto page = store.audit_entries(q);
+    if (!page) return std::move(page).error();
+    if (page->empty()) break;
+    for (const auto& row : *page) {
+      ++report.checked;
+      if (report.ok && (row.seq != expected_seq || chain_hash(prev, row) != row.hash)) {
+        report.ok = false;
+        report.first_bad = row.seq;
+      }
+      prev = row.hash;
+      expected_seq = row.seq + 1;
+      report.entries = row.seq;
+    }
+    q.after_seq = page->back().seq;
+    if (progress) progress(report.checked);
+  }
+  report.head = prev;
   return report;
 }
 

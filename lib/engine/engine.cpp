@@ -20,6 +20,8 @@ struct Engine::Parts {
   std::unique_ptr<vault::Vault> vault;
   std::unique_ptr<store::StoreReader> reader_store;
   std::unique_ptr<vault::RecordReader> reader;
+  std::unique_ptr<store::StoreReader> slow_store;    // the slow-read thread's (Mode::thread only)
+  std::unique_ptr<vault::RecordReader> slow_reader;
   std::unique_ptr<audit::AuditLog> audit;
 };
 
@@ -45,6 +47,8 @@ policy::DaemonSettings settings_for_reload(const policy::DaemonSettings& running
   note("max_put_many", file.max_put_many != running.max_put_many);
   note("max_connections", file.max_connections != running.max_connections);
   note("idle_timeout", file.idle_timeout_s != running.idle_timeout_s);
+  note("max_connections_per_uid", file.max_connections_per_uid != running.max_connections_per_uid);
+  note("admin_reserved_connections", file.admin_reserved_connections != running.admin_reserved_connections);
   return out;
 }
 
@@ -87,9 +91,17 @@ Status Engine::open_parts() {
   if (!reader) return std::move(reader).error();
   p.reader_store = std::move(*reader);
   p.reader = std::make_unique<vault::RecordReader>(*p.reader_store, *p.keys, m_options.secret);
+  const bool threads = m_options.writer_mode == scheduler::Writer::Mode::thread;
+  if (threads) {
+    auto slow = store::open_sqlite_reader(dir / "retention.db");
+    if (!slow) return std::move(slow).error();
+    p.slow_store = std::move(*slow);
+    p.slow_reader = std::make_unique<vault::RecordReader>(*p.slow_store, *p.keys, m_options.secret);
+  }
   p.audit = std::make_unique<audit::AuditLog>(*p.store);
 
-  m_service = std::make_unique<actions::Service>(*p.vault, *p.reader, *p.audit, *m_options.clock, m_options.policy);
+  m_service = std::make_unique<actions::Service>(*p.vault, *p.reader, *p.audit, *m_options.clock, m_options.policy,
+                                                 p.slow_reader.get());
   m_change = std::make_unique<actions::PolicyChange>(*m_service, *p.vault, *p.audit);
   m_writer = std::make_unique<scheduler::Writer>(m_io, m_options.writer_mode);
   scheduler::SchedulerOptions so;
@@ -102,13 +114,15 @@ Status Engine::open_parts() {
   };
   const auto started_at = m_options.clock->now();
   m_context = std::make_unique<protocol::Context>(
-      protocol::Context{*m_service, *m_writer, *m_scheduler, m_options.version, started_at, started_at, {}, {}, {}});
+      protocol::Context{*m_service, *m_writer, *m_scheduler, m_options.version, started_at, started_at, {}, {}, {}, {}});
   m_context->reload = [this](bool confirm, const protocol::Caller& caller, std::function<void(Result<nlohmann::json>)> done) {
     reload(confirm, caller.actor(), std::move(done));
   };
-  if (m_options.writer_mode == scheduler::Writer::Mode::thread) {
+  if (threads) {
     m_offload = std::make_unique<boost::asio::thread_pool>(1);
+    m_slow = std::make_unique<boost::asio::thread_pool>(1);
     m_context->offload = [this](std::function<void()> work) { boost::asio::post(*m_offload, std::move(work)); };
+    m_context->slow = [this](std::function<void()> work) { boost::asio::post(*m_slow, std::move(work)); };
     m_context->to_loop = [this](std::function<void()> work) { boost::asio::post(m_io, std::move(work)); };
   }
   m_dispatcher = std::make_unique<protocol::Dispatcher>(
@@ -156,7 +170,10 @@ void Engine::start() {
 void Engine::stop() {
   if (m_scheduler) m_scheduler->stop();
   if (m_writer) m_writer->stop();
-  if (m_offload) m_offload->join();  // lets a line being parsed finish; its answer is dropped with the loop
+  // A line being parsed and a slow read finish; their answers are dropped
+  // with the loop.
+  if (m_offload) m_offload->join();
+  if (m_slow) m_slow->join();
 }
 
 void Engine::reload(bool confirm, const std::string& actor, std::function<void(Result<nlohmann::json>)> done) {

@@ -1,6 +1,6 @@
 #pragma once
 // Engine: retentiond without its front door. One wiring function shared by
-// the daemon, the tests and the fuzzers: it opens the store in the state
+// the daemon, the protocol fuzzer and the profiling tool (bench/): it opens the store in the state
 // directory (the database, the keys), the vault and a reader, builds the
 // service, the writer thread, the scheduler and the dispatcher, and runs the
 // reload guard against the policy the state last ran. It also owns the
@@ -100,8 +100,10 @@ class Engine {
   std::unique_ptr<protocol::Context> m_context;
   std::unique_ptr<protocol::Dispatcher> m_dispatcher;
   std::unique_ptr<actions::PolicyChange> m_change;
-  // Parses long request lines off the event loop (Mode::thread only).
+  // Parses long request lines off the event loop, and runs the reads whose
+  // cost grows with the data on a reader of their own (Mode::thread only).
   std::unique_ptr<boost::asio::thread_pool> m_offload;
+  std::unique_ptr<boost::asio::thread_pool> m_slow;
 };
 
 // A reload takes the policy, the log level and the reload guard from the

@@ -263,13 +263,14 @@ class Builder {
     check_keys(d, "daemon",
                {"state_dir", "socket", "socket_mode", "admin_group", "reader_group", "fiscal_year_end",
                 "secret_file", "reload_guard", "log_level", "max_batch_records", "max_batch_ms",
-                "max_request_bytes", "max_json_depth", "max_put_many", "max_connections", "idle_timeout_s"});
+                "max_request_bytes", "max_json_depth", "max_put_many", "max_connections", "idle_timeout_s",
+                "max_connections_per_uid", "admin_reserved_connections"});
     if (const auto* n = d.find("state_dir")) {
       if (get_string(*n, "daemon.state_dir", s.state_dir) && s.state_dir.empty()) {
         error(n->pos, "daemon.state_dir", "must not be empty");
       }
     } else {
-      error(d.pos, "daemon.state_dir", "required (the directory holding retention.db, archive.db and the secret)");
+      error(d.pos, "daemon.state_dir", "required (the directory holding retention.db, the keys and the secret)");
     }
     if (const auto* n = d.find("socket")) {
       get_string(*n, "daemon.socket", s.socket);
@@ -308,7 +309,7 @@ class Builder {
       }
     }
     struct Limit { const char* key; std::int64_t lo, hi; std::int64_t* out; };
-    const std::array<Limit, 7> limits = {{
+    const std::array<Limit, 9> limits = {{
         {"max_batch_records", 1, 100000, &s.max_batch_records},
         {"max_batch_ms", 1, 10000, &s.max_batch_ms},
         {"max_request_bytes", 1024, 256LL * 1024 * 1024, &s.max_request_bytes},
@@ -316,9 +317,22 @@ class Builder {
         {"max_put_many", 1, 1000000, &s.max_put_many},
         {"max_connections", 1, 4096, &s.max_connections},
         {"idle_timeout_s", 1, 86400, &s.idle_timeout_s},
+        {"max_connections_per_uid", 1, 4096, &s.max_connections_per_uid},
+        {"admin_reserved_connections", 0, 4095, &s.admin_reserved_connections},
     }};
     for (const auto& l : limits) {
       if (const auto* n = d.find(l.key)) get_int(*n, std::string("daemon.") + l.key, l.lo, l.hi, *l.out);
+    }
+    // The default reserve shrinks with a small max_connections; a reserve
+    // given that leaves no slot to the others is a mistake.
+    if (s.admin_reserved_connections >= s.max_connections) {
+      if (const auto* n = d.find("admin_reserved_connections")) {
+        error(n->pos, "daemon.admin_reserved_connections",
+              std::to_string(s.admin_reserved_connections) + " must be less than daemon.max_connections (" +
+                  std::to_string(s.max_connections) + "), or nobody but an administrator could connect");
+      } else {
+        s.admin_reserved_connections = s.max_connections - 1;
+      }
     }
   }
 

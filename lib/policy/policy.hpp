@@ -73,6 +73,8 @@ struct DaemonSettings {
   std::int64_t max_put_many = 10000;
   std::int64_t max_connections = 64;
   std::int64_t idle_timeout_s = 300;
+  std::int64_t max_connections_per_uid = 16;    // one user's connections
+  std::int64_t admin_reserved_connections = 4;  // of max_connections, kept for administrators
 };
 
 class Policy {

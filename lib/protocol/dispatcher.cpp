@@ -206,8 +206,9 @@ void Dispatcher::call(const Method& m, const json& params, const Caller& caller,
 void Dispatcher::register_methods() {
   // Read methods: answered now, on the event loop, from a snapshot.
   const auto read = [](auto fn) -> Handler { return [fn](const json& p, const Caller& c) { return fn(p, c); }; };
-  // Methods that change something: a job on the writer.
-  const auto write = [](auto fn) -> AsyncHandler {
+  // Methods that answer later: a change (a job on the writer), a read that
+  // grows with the data (on the slow-read thread), a sweep (when its pass ends).
+  const auto later = [](auto fn) -> AsyncHandler {
     return [fn](const json& p, const Caller& c, Done d) { fn(p, c, std::move(d)); };
   };
   actions::Service& service = m_ctx.service;
@@ -233,16 +234,19 @@ void Dispatcher::register_methods() {
          return json{{"text", render::policy_table(*service.policy(), *format)}};
        })},
       {"plan", Role::reader, "Forecast: what falls due before a date, by month, category and action",
-       read([&service](const json& p, const Caller&) -> Result<json> {
+       {},
+       later([this, &service](const json& p, const Caller&, Done d) {
          auto request = decode::plan(p);
-         if (!request) return std::move(request).error();
-         auto plan = service.plan(*request);
-         if (!plan) return std::move(plan).error();
-         return render::plan(*plan);
+         if (!request) return d(std::move(request).error());
+         on_slow([&service, r = *request]() -> Result<json> {
+           auto plan = service.plan(r);
+           if (!plan) return std::move(plan).error();
+           return render::plan(*plan);
+         }, std::move(d));
        })},
       {"record.put", Role::admin, "Create or replace an active record",
        {},
-       write([this, &service](const json& p, const Caller& c, Done d) {
+       later([this, &service](const json& p, const Caller& c, Done d) {
          auto request = decode::put(p);
          if (!request) return d(std::move(request).error());
          on_writer<vault::Record>(
@@ -254,7 +258,7 @@ void Dispatcher::register_methods() {
        })},
       {"record.put_many", Role::admin, "Store many records, all or nothing",
        {},
-       write([this, &service](const json& p, const Caller& c, Done d) {
+       later([this, &service](const json& p, const Caller& c, Done d) {
          // Decoded off the loop with its line (handle_line), or here.
          auto predecoded = std::move(m_predecoded);
          auto requests = predecoded ? std::move(*predecoded) : decode::put_many(p, m_limits.max_put_many);
@@ -283,7 +287,7 @@ void Dispatcher::register_methods() {
        })},
       {"event.record", Role::admin, "Set a date on a subject's records or one record; recompute due times",
        {},
-       write([this, &service](const json& p, const Caller& c, Done d) {
+       later([this, &service](const json& p, const Caller& c, Done d) {
          auto request = decode::event(p);
          if (!request) return d(std::move(request).error());
          on_writer<std::int64_t>(
@@ -298,17 +302,37 @@ void Dispatcher::register_methods() {
          if (!rows) return std::move(rows).error();
          return json{{"entries", render::audit_rows(*rows)}};
        })},
-      {"audit.verify", Role::reader, "Recompute the audit hash chain and name the first bad entry",
-       read([&service](const json& p, const Caller&) -> Result<json> {
-         if (auto st = decode::none(p); !st) return std::move(st).error();
-         auto report = service.verify_audit();
-         if (!report) return std::move(report).error();
-         return json{{"ok", report->ok}, {"entries", report->entries},
-                     {"first_bad", report->first_bad ? json(*report->first_bad) : json(nullptr)}, {"head", report->head}};
+      {"audit.verify", Role::reader,
+       "Check the audit hash chain: what was appended since the last check (full: from entry 1, admin only)",
+       {},
+       later([this, &service](const json& p, const Caller& c, Done d) {
+         auto full = decode::flag_only(p, "full");
+         if (!full) return d(std::move(full).error());
+         if (*full && c.role != Role::admin) {
+           return d(Error{ErrorCode::forbidden, "forbidden",
+                          "uid " + std::to_string(c.uid) + " may not call 'audit.verify' with full (admin only)",
+                          json::object()});
+         }
+         const auto render_report = [](const audit::VerifyReport& r) -> json {
+           return {{"ok", r.ok}, {"entries", r.entries},
+                   {"first_bad", r.first_bad ? json(*r.first_bad) : json(nullptr)}, {"head", r.head},
+                   {"checked", r.checked}};
+         };
+         if (!*full) {
+           // What was appended since the verified prefix, here when it is little.
+           auto quick = service.verify_audit_quick();
+           if (!quick) return d(std::move(quick).error());
+           if (*quick) return d(render_report(**quick));
+         }
+         on_slow([&service, render_report, f = *full]() -> Result<json> {
+           auto report = service.verify_audit(f);
+           if (!report) return std::move(report).error();
+           return render_report(*report);
+         }, std::move(d));
        })},
       {"subject.export", Role::admin, "Everything held about a subject, with purpose and legal basis (access, portability)",
        {},
-       write([this, &service](const json& p, const Caller& c, Done d) {
+       later([this, &service](const json& p, const Caller& c, Done d) {
          auto subject = decode::subject_only(p);
          if (!subject) return d(std::move(subject).error());
          on_writer<std::vector<vault::Record>>(
@@ -332,7 +356,7 @@ void Dispatcher::register_methods() {
       {"subject.erase", Role::admin,
        "Erase a subject's records (or those of some categories), except those under legal obligation or hold",
        {},
-       write([this, &service](const json& p, const Caller& c, Done d) {
+       later([this, &service](const json& p, const Caller& c, Done d) {
          auto request = decode::subject_erase(p);
          if (!request) return d(std::move(request).error());
          const bool dry_run = request->dry_run;
@@ -342,7 +366,7 @@ void Dispatcher::register_methods() {
        })},
       {"record.erase", Role::admin, "Erase one record, unless under legal obligation or hold",
        {},
-       write([this, &service](const json& p, const Caller& c, Done d) {
+       later([this, &service](const json& p, const Caller& c, Done d) {
          auto request = decode::record_erase(p);
          if (!request) return d(std::move(request).error());
          const bool dry_run = request->dry_run;
@@ -352,7 +376,7 @@ void Dispatcher::register_methods() {
        })},
       {"hold.place", Role::admin, "Stop every phase and erasure of a subject's, a category's or a key's records",
        {},
-       write([this, &service](const json& p, const Caller& c, Done d) {
+       later([this, &service](const json& p, const Caller& c, Done d) {
          auto request = decode::hold_place(p);
          if (!request) return d(std::move(request).error());
          on_writer<std::int64_t>(
@@ -361,7 +385,7 @@ void Dispatcher::register_methods() {
        })},
       {"hold.release", Role::admin, "Release a hold; overdue phases run at the next sweep",
        {},
-       write([this, &service](const json& p, const Caller& c, Done d) {
+       later([this, &service](const json& p, const Caller& c, Done d) {
          auto request = decode::hold_release(p);
          if (!request) return d(std::move(request).error());
          on_writer<bool>(
@@ -380,16 +404,18 @@ void Dispatcher::register_methods() {
        })},
       {"sweep", Role::admin, "Run every due phase now (dry_run: count only)",
        {},
-       write([this, &service](const json& p, const Caller& c, Done d) {
+       later([this, &service](const json& p, const Caller& c, Done d) {
          auto dry_run = decode::flag_only(p, "dry_run");
          if (!dry_run) return d(std::move(dry_run).error());
          if (*dry_run) {
-           auto counts = service.count_due();
-           if (!counts) return d(std::move(counts).error());
-           json out = render::sweep_counts(*counts);
-           out["duration_ms"] = 0;
-           out["dry_run"] = true;
-           return d(out);
+           return on_slow([&service]() -> Result<json> {
+             auto counts = service.count_due();
+             if (!counts) return std::move(counts).error();
+             json out = render::sweep_counts(*counts);
+             out["duration_ms"] = 0;
+             out["dry_run"] = true;
+             return out;
+           }, std::move(d));
          }
          m_ctx.scheduler.sweep(actions::Actor{c.actor()}, [d = std::move(d)](const Result<scheduler::SweepReport>& r) {
            if (!r) return d(r.error());
@@ -400,7 +426,7 @@ void Dispatcher::register_methods() {
        })},
       {"config.reload", Role::admin, "Reload the policy file through the reload guard (confirm: accept it)",
        {},
-       write([this](const json& p, const Caller& c, Done d) {
+       later([this](const json& p, const Caller& c, Done d) {
          auto confirm = decode::flag_only(p, "confirm");
          if (!confirm) return d(std::move(confirm).error());
          if (!m_ctx.reload) return d(Error::internal("config.reload is not available in this process"));
@@ -423,6 +449,21 @@ void Dispatcher::on_writer(std::function<Result<T>()> job, std::function<nlohman
     }
     if (changes_records) m_ctx.scheduler.records_changed();
     done(std::move(out));
+  });
+}
+
+void Dispatcher::on_slow(std::function<Result<nlohmann::json>()> read, Done done) {
+  const auto run = [read = std::move(read)]() -> Result<nlohmann::json> {
+    try {
+      return read();
+    } catch (const std::exception& e) {
+      return Error::internal(std::string("internal error in a read: ") + e.what());
+    }
+  };
+  if (!m_ctx.slow || !m_ctx.to_loop) return done(run());
+  m_ctx.slow([this, run, done = std::move(done)]() mutable {
+    auto result = std::make_shared<Result<nlohmann::json>>(run());
+    m_ctx.to_loop([result, done = std::move(done)]() { done(std::move(*result)); });
   });
 }
 

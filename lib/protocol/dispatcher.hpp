@@ -59,6 +59,11 @@ struct Context {
   // from any thread; without them, everything runs on the loop.
   std::function<void(std::function<void()>)> offload;
   std::function<void(std::function<void()>)> to_loop;
+  // Where the reads whose cost grows with the data run (plan, dry-run
+  // sweeps, audit.verify beyond the verified prefix): the thread that owns
+  // the service's slow reader (actions::Service, [slow]). Without it, on
+  // the loop.
+  std::function<void(std::function<void()>)> slow;
 };
 
 // Lines at least this long are parsed off the event loop when Context has
@@ -108,6 +113,8 @@ class Dispatcher {
                  Done done);
 
   Result<nlohmann::json> status(const nlohmann::json& params);
+  // Runs `read` on the slow-read thread (or here) and answers on the loop.
+  void on_slow(std::function<Result<nlohmann::json>()> read, Done done);
 
   Context& m_ctx;
   Limits m_limits;

@@ -45,23 +45,21 @@ protocol::Role role_for(uid_t uid, gid_t gid, const std::string& admin_group, co
 
 class Server::Connection : public std::enable_shared_from_this<Server::Connection> {
  public:
-  Connection(Server& server, local::socket socket)
+  Connection(Server& server, local::socket socket, protocol::Caller caller)
       : m_server(server),
         m_alive(server.m_alive),
         m_socket(std::move(socket)),
         m_buffer(server.m_options.max_request_bytes + 1),
-        m_idle(server.m_io) {
+        m_idle(server.m_io),
+        m_caller(caller) {
     ++m_server.m_connections;
-    ucred cred{};
-    socklen_t len = sizeof cred;
-    if (::getsockopt(m_socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-      m_caller.uid = cred.uid;
-      m_caller.role = role_for(cred.uid, cred.gid, server.m_options.admin_group, server.m_options.reader_group);
-    }
+    ++m_server.m_per_uid[m_caller.uid];
   }
 
   ~Connection() {
-    if (*m_alive) --m_server.m_connections;
+    if (!*m_alive) return;
+    --m_server.m_connections;
+    if (--m_server.m_per_uid[m_caller.uid] == 0) m_server.m_per_uid.erase(m_caller.uid);
   }
 
   void start() { read(); }
@@ -190,21 +188,58 @@ void Server::stop() {
   }
 }
 
+std::optional<std::string> Server::refusal(protocol::Role role, uid_t uid) const {
+  const std::size_t limit = m_options.max_connections;
+  if (m_connections >= limit) return "too many connections (limit " + std::to_string(limit) + ")";
+  // The last slots are kept for administrators, so that neither readers nor
+  // an application flooding the socket can lock them out.
+  const std::size_t reserved = std::min(m_options.admin_reserved_connections, limit - 1);
+  if (role != protocol::Role::admin && m_connections >= limit - reserved) {
+    return "too many connections (limit " + std::to_string(limit) + ", of which the last " + std::to_string(reserved) +
+           " are kept for administrators)";
+  }
+  const auto it = m_per_uid.find(uid);
+  if (it != m_per_uid.end() && it->second >= m_options.max_connections_per_uid) {
+    return "too many connections from uid " + std::to_string(uid) + " (limit " +
+           std::to_string(m_options.max_connections_per_uid) + " per user)";
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// One line, best effort, then close at once: the peer holds nothing.
+void refuse(local::socket& socket, ErrorCode code, const std::string& reason, const std::string& message) {
+  const std::string line = protocol::Dispatcher::error_line(code, reason, message) + "\n";
+  boost::system::error_code ignored;
+  socket.non_blocking(true, ignored);
+  socket.write_some(asio::buffer(line), ignored);
+  socket.close(ignored);
+}
+
+}  // namespace
+
 void Server::accept() {
   m_acceptor.async_accept([this, alive = m_alive](const boost::system::error_code& ec, local::socket socket) {
     if (!*alive || !m_acceptor.is_open()) return;
     if (!ec) {
-      if (m_connections >= m_options.max_connections) {
-        // Over the limit: one `busy` line, best effort, then close at once.
-        const std::string line = protocol::Dispatcher::error_line(
-                                     ErrorCode::invalid_request, "busy",
-                                     "too many connections (limit " + std::to_string(m_options.max_connections) + ")") + "\n";
-        boost::system::error_code ignored;
-        socket.non_blocking(true, ignored);
-        socket.write_some(asio::buffer(line), ignored);
-        socket.close(ignored);
+      // The peer's role, from the kernel, before it gets anything.
+      protocol::Caller caller;
+      ucred cred{};
+      socklen_t len = sizeof cred;
+      if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        caller.uid = cred.uid;
+        caller.role = role_for(cred.uid, cred.gid, m_options.admin_group, m_options.reader_group);
+      }
+      if (caller.role == protocol::Role::none) {
+        refuse(socket, ErrorCode::forbidden, "forbidden",
+               "uid " + std::to_string(caller.uid) +
+                   " may not use this daemon (neither root, nor the daemon's user, nor a member of its admin or "
+                   "reader group)");
+      } else if (auto why = refusal(caller.role, caller.uid)) {
+        refuse(socket, ErrorCode::invalid_request, "busy", *why);
       } else {
-        std::make_shared<Connection>(*this, std::move(socket))->start();
+        std::make_shared<Connection>(*this, std::move(socket), caller)->start();
       }
     }
     accept();

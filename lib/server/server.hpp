@@ -2,8 +2,11 @@
 // Server: the admin socket. Accepts Unix-domain stream connections, reads
 // newline-terminated JSON-RPC requests, answers each through the Dispatcher
 // in request order, and enforces the documented limits: request line size,
-// concurrent connections, idle time (JSON depth is the Dispatcher's).
-// Roles come from the peer's credentials (SO_PEERCRED).
+// concurrent connections (in all, per user, and the slots kept for
+// administrators), idle time (JSON depth is the Dispatcher's).
+// Roles come from the peer's credentials (SO_PEERCRED), read at accept: a
+// peer with no role gets one `forbidden` line and is closed at once, and
+// never holds a slot.
 //
 // Runs on the io_context it is given; all handlers run on that one thread.
 
@@ -12,6 +15,7 @@
 #include "lib/util/asio.hpp"
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +33,8 @@ struct ServerOptions {
   std::string reader_group;
   std::size_t max_request_bytes = 16 * 1024 * 1024;
   std::size_t max_connections = 64;
+  std::size_t max_connections_per_uid = 16;   // one user's (uid's) connections
+  std::size_t admin_reserved_connections = 4;  // of max_connections, taken only by administrators
   std::chrono::seconds idle_timeout{300};
 };
 
@@ -53,12 +59,16 @@ class Server {
  private:
   class Connection;
   void accept();
+  // Why a new connection of a peer with `role` and `uid` is refused, or
+  // nullopt when it is taken.
+  std::optional<std::string> refusal(protocol::Role role, uid_t uid) const;
 
   boost::asio::io_context& m_io;
   protocol::Dispatcher& m_dispatcher;
   ServerOptions m_options;
   boost::asio::local::stream_protocol::acceptor m_acceptor;
   std::size_t m_connections = 0;
+  std::map<uid_t, std::size_t> m_per_uid;
   bool m_created_file = false;
   std::shared_ptr<bool> m_alive = std::make_shared<bool>(true);
 };

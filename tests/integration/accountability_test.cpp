@@ -275,3 +275,82 @@ TEST_F(Accountability, CheckWarnsOfPhasesThatOvertakeEachOther) {
 
 }  // namespace
 }  // namespace retentiond::testing
+
+namespace retentiond::testing {
+namespace {
+
+// audit.verify is incremental: a call recomputes what was appended since
+// the last verified entry; `full` recomputes from entry 1 (issue 19).
+class AuditVerify : public Accountability {
+ protected:
+  // Appends two entries: a hold placed and released.
+  void two_entries() {
+    const json hold = ok("hold.place", {{"category", "student"}, {"reason", "r"}});
+    ok("hold.release", {{"id", hold["id"]}});
+  }
+  void tamper(std::int64_t seq) {
+    const auto db = m_daemon->state_dir() / "retention.db";
+    const auto r = run_command("sqlite3 " + db.string() + " \"UPDATE audit SET actor = 'uid:4242' WHERE seq = " +
+                               std::to_string(seq) + "\"");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+};
+
+TEST_F(AuditVerify, EachCallChecksWhatWasAppendedSinceTheLast) {
+  for (int i = 0; i < 10; ++i) two_entries();
+  json v = ok("audit.verify");
+  EXPECT_EQ(v["ok"], true);
+  EXPECT_EQ(v["entries"], 20);
+  EXPECT_EQ(v["checked"], 20);
+  v = ok("audit.verify");
+  EXPECT_EQ(v["entries"], 20);
+  EXPECT_EQ(v["checked"], 0);
+  const std::string head = v["head"];
+  two_entries();
+  v = ok("audit.verify");
+  EXPECT_EQ(v["ok"], true);
+  EXPECT_EQ(v["entries"], 22);
+  EXPECT_EQ(v["checked"], 2);
+  EXPECT_NE(v["head"], head);
+  // full: from entry 1, the same chain.
+  v = ok("audit.verify", {{"full", true}});
+  EXPECT_EQ(v["ok"], true);
+  EXPECT_EQ(v["entries"], 22);
+  EXPECT_EQ(v["checked"], 22);
+  EXPECT_EQ(error("audit.verify", {{"full", "yes"}})["message"], "'full' must be true or false");
+}
+
+TEST_F(AuditVerify, AnEntryTamperedWithPastTheVerifiedPrefixIsFound) {
+  for (int i = 0; i < 5; ++i) two_entries();
+  ASSERT_EQ(ok("audit.verify")["checked"], 10);
+  for (int i = 0; i < 3; ++i) two_entries();
+  tamper(13);
+  const json v = ok("audit.verify");
+  EXPECT_EQ(v["ok"], false);
+  EXPECT_EQ(v["first_bad"], 13);
+  EXPECT_EQ(v["checked"], 6);
+  // Found again by the next call: a broken chain is never taken as verified.
+  EXPECT_EQ(ok("audit.verify")["first_bad"], 13);
+}
+
+TEST_F(AuditVerify, ARewrittenPrefixIsFoundAtItsEndAtOnceAndInsideItByAFullCheck) {
+  for (int i = 0; i < 5; ++i) two_entries();
+  ASSERT_EQ(ok("audit.verify")["ok"], true);
+  // Inside the verified prefix: a call that checks what was appended since
+  // does not look at it; the full check does.
+  tamper(4);
+  json v = ok("audit.verify");
+  EXPECT_EQ(v["ok"], true);
+  EXPECT_EQ(v["checked"], 0);
+  v = ok("audit.verify", {{"full", true}});
+  EXPECT_EQ(v["ok"], false);
+  EXPECT_EQ(v["first_bad"], 4);
+  // The prefix's last entry itself is compared on every call.
+  tamper(10);
+  v = ok("audit.verify");
+  EXPECT_EQ(v["ok"], false);
+  EXPECT_EQ(v["first_bad"], 10);
+}
+
+}  // namespace
+}  // namespace retentiond::testing

@@ -1,6 +1,6 @@
 // Erasure is real: after purge, anonymise, erase, replacement and a released
 // subject hold, no destroyed value can be read from any file under
-// state_dir. Personal values are stored sealed (see lib/store/key_file.hpp),
+// state_dir. Personal values are stored sealed (see lib/vault/vault.hpp),
 // so kept values are not readable from the files either: the positive
 // controls show that the scan does find what is stored in clear (record
 // keys), and that the kept values are still there to be read through the

@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -44,12 +45,30 @@ json result_of(const json& reply, int id) {
   return reply.value("result", json());
 }
 
+// `retentiond --check --config policy`: exit code and output.
+std::pair<int, std::string> DaemonProcessCheck(const std::filesystem::path& policy) {
+  std::string out;
+  FILE* p = ::popen((retentiond_binary() + " --check --config " + policy.string() + " 2>&1").c_str(), "r");
+  char buf[4096];
+  while (p != nullptr && std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  const int status = p != nullptr ? ::pclose(p) : -1;
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
 json error_reply(const json& id, int code, const std::string& reason, const std::string& message) {
   return {{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", code}, {"message", message}, {"data", {{"reason", reason}}}}}};
 }
 
 json forbidden(int id, uid_t uid, const std::string& method) {
   return error_reply(id, -32003, "forbidden", "uid " + std::to_string(uid) + " may not call '" + method + "'");
+}
+
+// The one line a peer with no role gets at accept, before it is closed.
+json stranger_refused(uid_t uid) {
+  return error_reply(nullptr, -32003, "forbidden",
+                     "uid " + std::to_string(uid) +
+                         " may not use this daemon (neither root, nor the daemon's user, nor a member of its admin or "
+                         "reader group)");
 }
 
 json request(int id, const std::string& method, const json& params = nullptr) {
@@ -114,9 +133,11 @@ PeerResult call_as(uid_t uid, gid_t gid, const std::vector<gid_t>& groups, const
     const timeval tv{10, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) fail("FAIL connect");
+    // A peer refused at accept gets one line and is closed, maybe before
+    // the requests are all sent: stop sending, and read what came.
     for (std::size_t off = 0; off < payload.size();) {
       const ssize_t n = ::send(fd, payload.data() + off, payload.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) fail("FAIL send");
+      if (n <= 0) break;
       off += static_cast<std::size_t>(n);
     }
     std::size_t got = 0, lines = 0;
@@ -203,17 +224,15 @@ class Roles : public ::testing::Test {
   uid_t m_nobody = 65534;
 };
 
-TEST_F(Roles, AStrangerIsRefusedEveryMethodIncludingHelp) {
+// A stranger is refused at accept: one `forbidden` line, then the
+// connection is closed, whatever it sends (it never holds a slot).
+TEST_F(Roles, AStrangerGetsOneForbiddenLineAndIsClosed) {
   const auto r = call_as(m_nobody, m_nogroup, {}, m_daemon->socket(),
                          {request(1, "status"), request(2, "help"), request(3, "record.explain", {{"key", "k1"}}),
                           request(4, "no.such.method")});
   ASSERT_EQ(r.failure, "");
-  ASSERT_EQ(r.replies.size(), 4u);
-  EXPECT_EQ(r.replies[0], forbidden(1, m_nobody, "status"));
-  EXPECT_EQ(r.replies[1], forbidden(2, m_nobody, "help"));
-  EXPECT_EQ(r.replies[2], forbidden(3, m_nobody, "record.explain"));
-  // The role is checked after the method is found (docs/protocol.md).
-  EXPECT_EQ(r.replies[3], error_reply(4, -32601, "method_not_found", "unknown method 'no.such.method' (see 'help')"));
+  ASSERT_EQ(r.replies.size(), 1u);
+  EXPECT_EQ(r.replies[0], stranger_refused(m_nobody));
 }
 
 TEST_F(Roles, APrimaryGidOfTheReaderGroupReadsButCannotWriteOrErase) {
@@ -270,7 +289,161 @@ TEST_F(Roles, SupplementaryGroupsOfThePeerProcessAloneDoNotCount) {
   const auto r = call_as(m_nobody, m_nogroup, {m_users, m_staff}, m_daemon->socket(), {request(1, "status")});
   ASSERT_EQ(r.failure, "");
   ASSERT_EQ(r.replies.size(), 1u);
-  EXPECT_EQ(r.replies[0], forbidden(1, m_nobody, "status"));
+  EXPECT_EQ(r.replies[0], stranger_refused(m_nobody));
+}
+
+// A process running as another user that opens `n` connections, sends a
+// status on each and keeps them open until the test is done with it.
+class Holder {
+ public:
+  Holder(uid_t uid, gid_t gid, const std::filesystem::path& socket, int n) {
+    int ready[2], stop[2];
+    if (::pipe2(ready, O_CLOEXEC) != 0 || ::pipe2(stop, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, socket.c_str(), sizeof addr.sun_path - 1);
+    const std::string status = request(1, "status").dump() + "\n";
+    m_pid = ::fork();
+    if (m_pid < 0) throw std::runtime_error("fork failed");
+    if (m_pid == 0) {
+      ::close(ready[0]);
+      ::close(stop[1]);
+      if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(2);
+      // One line per connection on `ready`: the first line it got, or "EOF".
+      char line[4096];
+      for (int i = 0; i < n; ++i) {
+        const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        const timeval tv{10, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        if (fd < 0 || ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) ::_exit(3);
+        (void)::send(fd, status.data(), status.size(), MSG_NOSIGNAL);
+        std::size_t got = 0;
+        while (got + 1 < sizeof line) {
+          const ssize_t r = ::recv(fd, line + got, 1, 0);
+          if (r <= 0 || line[got] == '\n') break;
+          ++got;
+        }
+        if (got == 0) {
+          (void)!::write(ready[1], "EOF\n", 4);
+        } else {
+          line[got++] = '\n';
+          (void)!::write(ready[1], line, got);
+        }
+      }
+      ::close(ready[1]);
+      char c;
+      (void)!::read(stop[0], &c, 1);  // until the test closes its end
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    ::close(stop[0]);
+    m_stop = stop[1];
+    std::string text;
+    char buf[65536];
+    for (;;) {
+      pollfd pfd{ready[0], POLLIN, 0};
+      if (::poll(&pfd, 1, 60000) <= 0) break;
+      const ssize_t r = ::read(ready[0], buf, sizeof buf);
+      if (r <= 0) break;
+      text.append(buf, static_cast<std::size_t>(r));
+    }
+    ::close(ready[0]);
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+  }
+  ~Holder() {
+    ::close(m_stop);
+    int status = 0;
+    ::waitpid(m_pid, &status, 0);
+  }
+  // How many of the lines are the reply to `status` (the connection held).
+  int accepted() const {
+    int n = 0;
+    for (const auto& l : lines) n += l.rfind("{", 0) == 0 && json::parse(l).contains("result") ? 1 : 0;
+    return n;
+  }
+  std::vector<std::string> lines;  // one per connection, in order
+
+ private:
+  pid_t m_pid = -1;
+  int m_stop = -1;
+};
+
+// Strangers are closed at accept: hundreds of them, held open, leave every
+// slot to the others.
+TEST_F(Roles, AStrangerHoldingHundredsOfConnectionsLocksNobodyOut) {
+  Holder stranger(m_nobody, m_nogroup, m_daemon->socket(), 200);
+  ASSERT_EQ(stranger.lines.size(), 200u);
+  EXPECT_EQ(stranger.accepted(), 0);
+  EXPECT_EQ(json::parse(stranger.lines.front()), stranger_refused(m_nobody));
+  Client root(m_daemon->socket());
+  EXPECT_EQ(result_of(root.call("status"), 1)["records"]["active"], 1);
+  const auto reader = call_as(m_nobody, m_users, {}, m_daemon->socket(), {request(1, "status")});
+  ASSERT_EQ(reader.failure, "");
+  EXPECT_EQ(result_of(reader.replies.at(0), 1)["records"]["active"], 1);
+}
+
+// Per user: a reader at its limit is refused its next connection; an
+// administrator is not.
+TEST(ConnectionLimits, AReaderAtItsPerUserLimitDoesNotStopAnAdministrator) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
+  const group* users = ::getgrnam("users");
+  if (users == nullptr) GTEST_SKIP() << "needs the group users";
+  const gid_t users_gid = users->gr_gid;
+  const passwd* nobody = ::getpwnam("nobody");
+  const uid_t nobody_uid = nobody != nullptr ? nobody->pw_uid : 65534;
+  TempDir dir;
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+  const auto policy = write_policy(dir.path(), "socket_mode = \"0666\"\nreader_group = \"users\"\n"
+                                               "max_connections = 10\nmax_connections_per_uid = 3\n");
+  DaemonProcess daemon(dir.path(), {"--config", policy.string(), "--now", kNow});
+  Holder reader(nobody_uid, users_gid, daemon.socket(), 4);
+  ASSERT_EQ(reader.lines.size(), 4u);
+  EXPECT_EQ(reader.accepted(), 3);
+  EXPECT_EQ(json::parse(reader.lines[3]),
+            error_reply(nullptr, -32600, "busy",
+                        "too many connections from uid " + std::to_string(nobody_uid) + " (limit 3 per user)"));
+  Client root(daemon.socket());
+  EXPECT_EQ(result_of(root.call("status"), 1)["records"]["active"], 0);
+}
+
+// The last admin_reserved_connections slots are for administrators only.
+TEST(ConnectionLimits, TheLastSlotsAreKeptForAdministrators) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
+  const group* users = ::getgrnam("users");
+  if (users == nullptr) GTEST_SKIP() << "needs the group users";
+  const gid_t users_gid = users->gr_gid;
+  const passwd* nobody = ::getpwnam("nobody");
+  const uid_t nobody_uid = nobody != nullptr ? nobody->pw_uid : 65534;
+  TempDir dir;
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+  const auto policy = write_policy(dir.path(), "socket_mode = \"0666\"\nreader_group = \"users\"\n"
+                                               "max_connections = 5\nadmin_reserved_connections = 2\n");
+  DaemonProcess daemon(dir.path(), {"--config", policy.string(), "--now", kNow});
+  Holder reader(nobody_uid, users_gid, daemon.socket(), 4);
+  ASSERT_EQ(reader.lines.size(), 4u);
+  EXPECT_EQ(reader.accepted(), 3);
+  EXPECT_EQ(json::parse(reader.lines[3]),
+            error_reply(nullptr, -32600, "busy",
+                        "too many connections (limit 5, of which the last 2 are kept for administrators)"));
+  // Root takes the two kept slots; a sixth connection is one too many.
+  Client a(daemon.socket()), b(daemon.socket());
+  EXPECT_EQ(result_of(a.call("status"), 1)["records"]["active"], 0);
+  EXPECT_EQ(result_of(b.call("status"), 1)["records"]["active"], 0);
+  Client c(daemon.socket());
+  const auto line = c.read_line(10s);
+  ASSERT_TRUE(line.has_value());
+  EXPECT_EQ(json::parse(*line), error_reply(nullptr, -32600, "busy", "too many connections (limit 5)"));
+}
+
+TEST(ConnectionLimits, AReserveThatLeavesNoSlotToTheOthersIsAConfigurationError) {
+  TempDir dir;
+  const auto policy = write_policy(dir.path(), "max_connections = 4\nadmin_reserved_connections = 4\n");
+  const auto st = DaemonProcessCheck(policy);
+  EXPECT_EQ(st.first, 1);
+  EXPECT_NE(st.second.find("daemon.admin_reserved_connections: 4 must be less than daemon.max_connections (4)"),
+            std::string::npos)
+      << st.second;
 }
 
 // Membership listed in the group database counts without being the primary
