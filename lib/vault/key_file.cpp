@@ -18,6 +18,24 @@ Error io_error(const std::string& what, const std::filesystem::path& path) {
 
 off_t offset_of(std::int64_t slot) { return static_cast<off_t>(slot) * static_cast<off_t>(KeyFile::kSlotBytes); }
 
+// Writes all of `data` at `offset`: a short write (a full disk takes what
+// fits) is continued, and fails with the error of the call that wrote
+// nothing (ENOSPC when a write of 0 bytes reports none).
+bool write_all(int fd, std::string_view data, off_t offset) {
+  while (!data.empty()) {
+    errno = 0;
+    const ssize_t n = ::pwrite(fd, data.data(), data.size(), offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (errno == 0) errno = ENOSPC;
+      return false;
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+    offset += n;
+  }
+  return true;
+}
+
 }  // namespace
 
 Result<KeyFile> KeyFile::open(const std::filesystem::path& path) {
@@ -45,9 +63,7 @@ Status KeyFile::write_run(std::int64_t first_slot, std::string_view keys) {
   if (first_slot < 0 || keys.empty() || keys.size() % kSlotBytes != 0) {
     return Error::internal("KeyFile::write_run: bad slot or key size");
   }
-  if (::pwrite(m_fd, keys.data(), keys.size(), offset_of(first_slot)) != static_cast<ssize_t>(keys.size())) {
-    return io_error("cannot write key file", m_path);
-  }
+  if (!write_all(m_fd, keys, offset_of(first_slot))) return io_error("cannot write key file", m_path);
   return {};
 }
 
@@ -65,9 +81,7 @@ Result<std::string> KeyFile::read(std::int64_t slot) const {
 Status KeyFile::zero_run(std::int64_t first_slot, std::size_t count) {
   if (first_slot < 0) return Error::internal("KeyFile::zero_run: bad slot");
   const std::string zeros(count * kSlotBytes, '\0');
-  if (::pwrite(m_fd, zeros.data(), zeros.size(), offset_of(first_slot)) != static_cast<ssize_t>(zeros.size())) {
-    return io_error("cannot zero keys in", m_path);
-  }
+  if (!write_all(m_fd, zeros, offset_of(first_slot))) return io_error("cannot zero keys in", m_path);
   return {};
 }
 

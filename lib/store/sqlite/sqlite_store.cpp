@@ -591,6 +591,10 @@ class Checkpointer {
   Checkpointer(const std::filesystem::path& path, const SqliteOptions& options)
       : m_db(path.string(), SQLite::OPEN_READWRITE) {
     m_db.setBusyTimeout(options.busy_timeout_ms);
+    // A connection learns that the database is in WAL mode at its first
+    // read; until then a checkpoint on it copies nothing and still answers
+    // SQLITE_OK (with log and checkpointed -1).
+    m_db.execAndGet("SELECT count(*) FROM sqlite_master");
     m_thread = std::thread([this] {
       ::pthread_setname_np(::pthread_self(), "rd-checkpoint");
       loop();
@@ -627,7 +631,7 @@ class Checkpointer {
       lock.unlock();
       int log = 0, copied = 0;
       const int rc = sqlite3_wal_checkpoint_v2(m_db.getHandle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
-      if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+      if ((rc != SQLITE_OK && rc != SQLITE_BUSY) || (rc == SQLITE_OK && log < 0)) {
         spdlog::warn("store.checkpoint_failed error=\"{}\" (retried after the next commit past the threshold)",
                      sqlite3_errmsg(m_db.getHandle()));
       }
