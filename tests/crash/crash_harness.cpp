@@ -7,42 +7,49 @@
 // placed and released, subject.erase, explicit sweeps) while the daemon's
 // own passes run, and SIGKILLs it after a random delay. Then it checks:
 //
-//  1. offline, before anything reopens the files: PRAGMA integrity_check of
-//     retention.db and archive.db and no key in both, through read-only
-//     connections. A read-only connection cannot recover a hot rollback
-//     journal (SQLite answers SQLITE_READONLY_ROLLBACK), and the harness
-//     does not recover it itself: recovery belongs to the next writer, the
-//     restarted daemon, and that is the path under test. So a kill that left
-//     a hot journal (it landed inside a write transaction or its commit) is
-//     counted, and its integrity check runs after the restart instead, on
-//     the files the daemon recovered;
+//  1. offline, before the daemon reopens the files: retention.db (one file,
+//     in WAL mode) through a read-only connection, which reads the last
+//     commit in retention.db-wal and ignores the frames of a transaction
+//     the kill cut short, as every reader does; recovery of the WAL is the
+//     restarted daemon's, the path under test. PRAGMA integrity_check, no
+//     key in both the records and the archive table, due_counts and
+//     record_counts equal to the rows, no file of the old two-file layout
+//     (archive.db, a rollback journal, a super-journal), and a WAL no
+//     bigger than 256 MiB (checkpoints keep it bounded). The WAL is parsed
+//     as SQLite's recovery does, to tell (and count) the kills that landed
+//     inside a commit: frames of a transaction without its commit frame,
+//     or a frame cut mid-write;
 //  2. after the restart, over the socket: audit.verify;
-//  3. after the restart, one read transaction over both databases (the
-//     daemon keeps running its catch-up pass; every committed state must
-//     pass): the Ledger's invariants (ledger.hpp) — the audit chain, each
-//     entry's action really happened and was allowed (due, not held,
-//     erasable), each acknowledged put stored or destroyed with exactly one
-//     entry, each unanswered put all or nothing, nothing vanished without an
-//     entry, holds table = holds placed and not released, schedules agree
-//     with dates, key slots unique, in use and holding a key;
+//  3. after the restart, one read transaction over retention.db (the
+//     daemon keeps running its catch-up pass and committing meanwhile; each
+//     committed state must pass): the Ledger's invariants (ledger.hpp) —
+//     the audit chain, each entry's action really happened and was allowed
+//     (due, not held, erasable), each acknowledged put stored or destroyed
+//     with exactly one entry, each unanswered put all or nothing, nothing
+//     vanished without an entry, holds table = holds placed and not
+//     released, schedules agree with dates, each key in one table,
+//     due_counts and record_counts equal to the rows, key slots unique, in
+//     use and holding a key;
 //  4. over the socket: anonymised records read back without their canary
 //     values, and a sample of live records read back intact.
 // One restart in 20 is also killed during its start-up (while it recovers),
 // before the restart that is checked. At the end: a restart 30 days later,
 // every hold released, an explicit sweep, nothing left due, every live
-// record readable, a clean SIGTERM, and the key file and super-journals the
-// kills left behind counted (reported, not violations: see the summary).
+// record readable, a clean SIGTERM, the offline check again, and the keys
+// the kills left in unused slots counted (reported, not violations: see
+// the summary).
 //
 // --inject puts a known fault into the files after a kill (a deleted
-// record, a tampered audit entry, a zeroed key); those runs pass only if the
-// checks report it, proving they can fail.
+// record, a tampered audit entry, a zeroed key, a due_counts row one off, a
+// record in both tables); those runs pass only if the checks report it,
+// proving they can fail.
 //
 // The seed fixes each worker's choices and each kill delay; the threads'
 // interleaving (and so exactly where a kill lands) varies between runs. On a
 // violation the run stops, keeps its directory and prints the seed: state/
 // is the state after the restart that found it, crash-image/ the files as
-// the kill left them (copy them back into state/ to replay: journals name
-// their super-journal by absolute path), harness.log one line per point.
+// the kill left them (retention.db, -wal, -shm, keys...; copy them back
+// into state/ to replay), harness.log one line per point.
 
 #include <sys/types.h>
 #include <time.h>
@@ -61,7 +68,6 @@
 #include <mutex>
 #include <optional>
 #include <random>
-#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -90,6 +96,9 @@ constexpr std::int64_t kStart = 1893456000;
 constexpr int kMaxWorkers = 8;
 constexpr std::uint32_t kSubjectsPerWorker = 200;
 constexpr std::size_t kMaxOpenHolds = 4;
+// The store's journal_size_limit: the most a WAL that checkpoints keep up
+// with may hold (see work_and_kill).
+constexpr std::uintmax_t kMaxWalBytes = std::uintmax_t{256} << 20;
 
 enum Op : int { idle, put, put_many, event_key, event_subject, hold_place, hold_release, erase, sweep, kOps };
 constexpr const char* kOpNames[kOps] = {"idle (between requests)", "record.put", "record.put_many", "event.record (key)",
@@ -107,6 +116,7 @@ struct Options {
   std::string dir;
   int verify_every = 1;
   int integrity_every = 1;
+  bool offline_on_copy = false;  // the offline check on a copy of retention.db and its -wal
   std::string inject;  // a fault to inject after a kill, to prove the checks see it
 };
 
@@ -117,9 +127,11 @@ struct Injection {
   const char* expected = "";
 };
 constexpr Injection kInjections[] = {
-    {"delete-record", "vanished from both databases"},  // a record row deleted behind the daemon's back
+    {"delete-record", "vanished from both tables"},     // a record row deleted behind the daemon's back
     {"tamper-audit", "audit.verify"},                     // an audit entry's reason rewritten
     {"zero-key", "holds no key"},                         // a live record's key slot zeroed
+    {"skew-due-count", "due_counts holds"},               // a due_counts row one off
+    {"key-in-both", "in both the records and the archive table"},  // a live record copied into the archive table
 };
 
 std::uint64_t mix(std::uint64_t x) {  // splitmix64
@@ -146,12 +158,11 @@ struct Stats {
   std::uint64_t start_up_kills = 0;  // restarts killed before or just after READY
   std::uint64_t in_flight[kOps] = {};
   std::uint64_t kills_during_sweep = 0;
-  std::uint64_t main_journal = 0;   // kills leaving retention.db-journal non-empty
-  std::uint64_t archive_journal = 0;
-  std::uint64_t hot = 0;            // kills leaving a journal SQLite calls hot
-  std::uint64_t super_journal = 0;  // kills inside a two-file commit: a new super-journal on disk
-  std::uint64_t super_journals_gone = 0;  // super-journals on disk after a kill, gone after the restart
-  std::uint64_t deferred_integrity = 0;
+  std::uint64_t wal_committed = 0;  // kills leaving commits in retention.db-wal, not yet checkpointed
+  std::uint64_t in_commit = 0;      // kills inside a commit: frames without their commit frame, or a torn frame
+  std::uint64_t torn_frame = 0;     // of which, a frame cut mid-write
+  std::uintmax_t max_wal_bytes = 0;
+  std::uint64_t offline_on_copy = 0;    // offline checks run on a copy of the files
   std::uint64_t offline_integrity = 0;  // kill points whose files had integrity_check offline
   std::uint64_t requests = 0;
   std::uint64_t verify_calls = 0;
@@ -195,7 +206,7 @@ class Harness {
   void work_and_kill(DaemonProcess& daemon, int point, std::int64_t now);
   void worker(int w, std::uint64_t seed, std::int64_t now, std::chrono::steady_clock::time_point started);
   // Checks after a (re)start. False when a violation was found.
-  bool check_after_start(DaemonProcess& daemon, int point, bool integrity);
+  bool check_after_start(DaemonProcess& daemon, int point);
   bool finish(int points);
   bool flush_violations();
   void print_summary(double seconds) const;
@@ -221,16 +232,13 @@ class Harness {
   std::vector<std::string> m_point_violations;
   std::vector<std::string> m_all_violations;
   bool m_injected = false;
-  std::set<std::string> m_known_super_journals;  // on disk after the last restart
-  std::set<std::string> m_super_at_kill;         // on disk after the kills since the last check
   std::atomic<int> m_in_flight[kMaxWorkers] = {};
   std::atomic<std::uint64_t> m_requests{0};
   std::atomic<std::uint32_t> m_hold_requests{0};
-  bool m_integrity_deferred = false;
   Stats m_stats;
   std::size_t m_final_live = 0;
   Ledger::StrayKeys m_stray;
-  std::size_t m_final_super_journals = 0;
+  std::optional<std::uintmax_t> m_final_wal_bytes;  // retention.db-wal after the clean stop, if there is one
   std::ofstream m_log;
   std::mt19937_64 m_sample_rng;
 };
@@ -524,7 +532,7 @@ std::unique_ptr<DaemonProcess> Harness::start(std::int64_t now, int point) {
 }
 
 // One point in 20, before the real restart: a restart killed a few
-// milliseconds in, while it recovers journals, zeroes pending key slots and
+// milliseconds in, while it recovers the WAL, zeroes pending key slots and
 // runs its first batches. The recovery must survive being interrupted.
 void Harness::kill_during_start_up(int point, std::int64_t now) {
   std::mt19937_64 rng(mix(m_opt.seed ^ mix(static_cast<std::uint64_t>(point) + 0x5eed)));
@@ -580,34 +588,47 @@ void Harness::work_and_kill(DaemonProcess& daemon, int point, std::int64_t now) 
   const bool integrity_due = point % m_opt.integrity_every == 0 || point + 1 >= m_opt.points;
   OfflineCheck c;
   try {
-    c = offline_check(m_state, integrity_due);
+    c = offline_check(m_state, integrity_due, m_opt.offline_on_copy);
   } catch (const std::exception& e) {
     violation(point, e.what());
   }
-  if (c.main_journal_bytes) ++m_stats.main_journal;
-  if (c.archive_journal_bytes) ++m_stats.archive_journal;
-  std::size_t new_super = 0;
-  for (const auto& name : c.super_journals) new_super += m_known_super_journals.count(name) == 0;
-  if (new_super) ++m_stats.super_journal;
-  m_super_at_kill.insert(c.super_journals.begin(), c.super_journals.end());
-  if (c.main_hot || c.archive_hot) ++m_stats.hot;
-  m_integrity_deferred = integrity_due && (c.main_hot || c.archive_hot);
+  const WalView& wal = c.wal;
+  const bool in_commit = wal.uncommitted_frames > 0 || wal.torn_frame;
+  if (wal.commits > 0) ++m_stats.wal_committed;
+  if (in_commit) ++m_stats.in_commit;
+  if (wal.torn_frame) ++m_stats.torn_frame;
+  if (c.on_copy) ++m_stats.offline_on_copy;
+  m_stats.max_wal_bytes = std::max(m_stats.max_wal_bytes, wal.bytes);
   if (integrity_due) {
     ++m_stats.offline_integrity;
-    if (!c.main_hot && c.integrity_main != "ok") violation(point, "retention.db integrity_check after the kill: " + c.integrity_main);
-    if (!c.archive_hot && c.integrity_archive != "ok") violation(point, "archive.db integrity_check after the kill: " + c.integrity_archive);
+    if (c.integrity != "ok") violation(point, "retention.db integrity_check after the kill: " + c.integrity);
   }
-  for (const auto& k : c.in_both) violation(point, k + " is in both databases after the kill");
+  // Checkpoints keep the WAL bounded: they copy it back into retention.db
+  // every ~1000 pages and the next commit then restarts it from the top
+  // (the file keeps its size, cut back to the store's journal_size_limit,
+  // 64 MiB, when larger). It may outgrow that limit between two
+  // checkpoints (a long read holds the restart back), so the bound is four
+  // times it: a bigger -wal means checkpoints do not run or fall ever
+  // further behind, and every start then recovers (reads) all of it.
+  if (wal.bytes > kMaxWalBytes) {
+    violation(point, "retention.db-wal holds " + std::to_string(wal.bytes) + " bytes at the kill (" +
+                         std::to_string(wal.committed_frames) + " committed frames since it last restarted), more than " +
+                         std::to_string(kMaxWalBytes >> 20) + " MiB: checkpoints do not keep it bounded");
+  }
+  for (const auto& k : c.in_both) violation(point, k + " is in both the records and the archive table after the kill");
+  for (const auto& m : c.count_mismatches) violation(point, "after the kill, " + m);
+  for (const auto& f : c.legacy_files) violation(point, f + " is in the state directory after the kill (the one-file layout has none)");
   if (integrity_due) copy_crash_image();
   log("point " + std::to_string(point) + " now=" + format_time(now) + " kill_after=" + std::to_string(delay.count()) +
-      "ms in_flight=[" + flight + "] journal_bytes main=" + std::to_string(c.main_journal_bytes) +
-      " archive=" + std::to_string(c.archive_journal_bytes) + " new_super_journal=" + (new_super ? "yes" : "no") +
-      " hot=" + (c.main_hot ? "main" : "") + (c.archive_hot ? "archive" : "") + " requests=" + std::to_string(m_requests.load()));
+      "ms in_flight=[" + flight + "] wal_bytes=" + std::to_string(wal.bytes) + " wal_commits=" + std::to_string(wal.commits) +
+      " wal_frames=" + std::to_string(wal.committed_frames) + "+" + std::to_string(wal.uncommitted_frames) + " uncommitted" +
+      (wal.torn_frame ? " torn_frame" : "") + " in_commit=" + (in_commit ? "yes" : "no") + (c.on_copy ? " checked_on_copy" : "") +
+      " requests=" + std::to_string(m_requests.load()));
 }
 
 // The state as the last kill left it, before the restart recovers it: the
-// reproducer of a violation found after that restart. Journals name their
-// super-journal by absolute path, so replay it by copying it back to state/.
+// reproducer of a violation found after that restart (copy it back to
+// state/ to replay; the -shm is rebuilt from the -wal by the first opener).
 void Harness::copy_crash_image() {
   const fs::path image = m_dir / "crash-image";
   std::error_code ec;
@@ -630,20 +651,14 @@ void Harness::prune_books() {
   }
 }
 
-bool Harness::check_after_start(DaemonProcess& daemon, int point, bool integrity) {
+bool Harness::check_after_start(DaemonProcess& daemon, int point) {
   Rpc rpc(daemon.socket());
-  // Super-journals on disk now: at most that of a commit under way.
-  const auto left = super_journals(m_state);
-  m_known_super_journals = std::set<std::string>(left.begin(), left.end());
-  // Each super-journal a kill left is gone: rolled back with its journals,
-  // or, when no journal names it any more, removed by the daemon's start-up
-  // (otherwise they pile up, one per six kills in a sweep). A new one may be
-  // the catch-up pass committing right now; its name is new.
-  for (const auto& name : m_super_at_kill) {
-    if (m_known_super_journals.count(name)) violation(point, "the super-journal " + name + " left by the kill survived the restart");
-    else ++m_stats.super_journals_gone;
+  // The restart brings back none of the two-file layout's files.
+  try {
+    for (const auto& f : legacy_files(m_state)) violation(point, f + " is in the state directory after the restart");
+  } catch (const std::exception& e) {
+    violation(point, e.what());
   }
-  m_super_at_kill.clear();
   // 2. audit.verify over the socket (it rereads the whole log: --verify-every
   //    spaces it out on long runs; the snapshot checks every new entry's
   //    chaining at every point anyway).
@@ -659,12 +674,7 @@ bool Harness::check_after_start(DaemonProcess& daemon, int point, bool integrity
   Reconciled rec;
   try {
     Timer timer(m_stats.t_snapshot);
-    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), integrity);
-    if (integrity) {
-      ++m_stats.deferred_integrity;
-      if (s.integrity_main != "ok") violation(point, "retention.db integrity_check after the restart: " + s.integrity_main);
-      if (s.integrity_archive != "ok") violation(point, "archive.db integrity_check after the restart: " + s.integrity_archive);
-    }
+    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), false);
     for (const auto& v : m_ledger->reconcile(s, rec)) violation(point, v);
   } catch (const std::exception& e) {
     violation(point, e.what());
@@ -727,16 +737,10 @@ void Harness::read_back(Rpc& rpc, const std::vector<std::uint32_t>& ids, int poi
 // Puts the --inject fault into the stopped daemon's files. False when there
 // is nothing yet to inject it into (tried again after the next kill).
 bool Harness::inject_fault(int point) {
+  // A writer on the stopped daemon's files: it recovers the WAL the kill
+  // left (the offline check and the crash image are done by now).
   SQLite::Database db((m_state / "retention.db").string(), SQLite::OPEN_READWRITE);
   db.setBusyTimeout(5000);
-  db.exec("ATTACH DATABASE '" + (m_state / "archive.db").string() + "' AS archive");
-  const auto column_exists = [&](const char* schema) {
-    SQLite::Statement q(db, "SELECT count(*) FROM pragma_table_info('records', ?) WHERE name = 'slot'");
-    q.bind(1, schema);
-    q.executeStep();
-    return q.getColumn(0).getInt() != 0;
-  };
-  const bool one_row = column_exists("main");
   std::string done;
   if (m_opt.inject == "tamper-audit") {
     if (m_ledger->last_seq() == 0) return false;
@@ -744,13 +748,19 @@ bool Harness::inject_fault(int point) {
     q.bind(1, m_ledger->last_seq());
     q.exec();
     done = "rewrote the reason of audit entry " + std::to_string(m_ledger->last_seq());
+  } else if (m_opt.inject == "skew-due-count") {
+    // The latest day: no pass reaches it before the check.
+    SQLite::Statement q(db, "UPDATE main.due_counts SET n = n + 1 WHERE (day, category) = "
+                            "(SELECT day, category FROM main.due_counts ORDER BY day DESC, category LIMIT 1) "
+                            "RETURNING day, category");
+    if (!q.executeStep()) return false;
+    done = "added 1 to due_counts of " + q.getColumn(1).getString() + " on " + format_time(q.getColumn(0).getInt64() * kDay).substr(0, 10);
+    q.reset();
   } else {
     // A record of the ledger's that no phase reaches for days, so that the
     // daemon's catch-up pass does not destroy it before the check.
     const std::int64_t later = kStart + (static_cast<std::int64_t>(point) + 3) * kDay;
-    SQLite::Statement q(db, one_row ? "SELECT key, slot FROM main.records WHERE due IS NULL OR due > ?"
-                                    : "SELECT r.key, d.slot FROM main.records r JOIN main.record_data d USING (key) "
-                                      "WHERE r.due IS NULL OR r.due > ?");
+    SQLite::Statement q(db, "SELECT key, slot FROM main.records WHERE due IS NULL OR due > ?");
     q.bind(1, later);
     std::optional<std::pair<std::string, std::int64_t>> victim;
     while (!victim && q.executeStep()) {
@@ -765,12 +775,14 @@ bool Harness::inject_fault(int point) {
       SQLite::Statement del(db, "DELETE FROM main.records WHERE key = ?");
       del.bind(1, victim->first);
       del.exec();
-      if (!one_row) {
-        SQLite::Statement del_data(db, "DELETE FROM main.record_data WHERE key = ?");
-        del_data.bind(1, victim->first);
-        del_data.exec();
-      }
       done = "deleted the record " + victim->first;
+    } else if (m_opt.inject == "key-in-both") {
+      SQLite::Statement copy(db, "INSERT INTO main.archive (key, category, state, dates, next_phase, due, done, created_at, "
+                                 "slot, subject_ref, sealed) SELECT key, category, 'archived', dates, next_phase, due, done, "
+                                 "created_at, slot, subject_ref, sealed FROM main.records WHERE key = ?");
+      copy.bind(1, victim->first);
+      copy.exec();
+      done = "copied the record " + victim->first + " into the archive table";
     } else {
       std::fstream keys(m_state / "keys", std::ios::in | std::ios::out | std::ios::binary);
       keys.seekp(victim->second * 32);
@@ -807,7 +819,7 @@ bool Harness::finish(int points) {
   const std::int64_t now = kStart + (static_cast<std::int64_t>(points) + 30) * kDay;
   auto daemon = start(now, label);
   if (!daemon) return false;
-  check_after_start(*daemon, label - 1, m_integrity_deferred);
+  check_after_start(*daemon, label - 1);
   Rpc rpc(daemon->socket());
   for (const auto id : m_ledger->open_hold_ids()) {
     const auto reply = rpc.call("hold.release", {{"id", id}, {"reason", "crash-final"}});
@@ -828,9 +840,7 @@ bool Harness::finish(int points) {
   }
   try {
     const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), true);
-    if (s.integrity_main != "ok" || s.integrity_archive != "ok") {
-      violation(label, "integrity_check at the end: " + s.integrity_main + " / " + s.integrity_archive);
-    }
+    if (s.integrity != "ok") violation(label, "integrity_check at the end: " + s.integrity);
     Reconciled rec;
     for (const auto& v : m_ledger->reconcile(s, rec)) violation(label, v);
     std::tm tm{};
@@ -846,15 +856,16 @@ bool Harness::finish(int points) {
   const int status_code = daemon->stop(SIGTERM);
   if (status_code != 0) violation(label, "SIGTERM at the end: exit status " + std::to_string(status_code));
   try {
-    const OfflineCheck c = offline_check(m_state);
-    if (c.main_hot || c.archive_hot || c.integrity_main != "ok" || c.integrity_archive != "ok") {
-      violation(label, "after the clean stop: integrity " + c.integrity_main + " / " + c.integrity_archive);
-    }
+    const OfflineCheck c = offline_check(m_state, true, m_opt.offline_on_copy);
+    if (c.integrity != "ok") violation(label, "after the clean stop: integrity " + c.integrity);
+    for (const auto& k : c.in_both) violation(label, k + " is in both the records and the archive table after the clean stop");
+    for (const auto& m : c.count_mismatches) violation(label, "after the clean stop, " + m);
+    for (const auto& f : c.legacy_files) violation(label, f + " is in the state directory after the clean stop");
+    if (c.wal.present) m_final_wal_bytes = c.wal.bytes;
     const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), false);
     Reconciled rec;
     for (const auto& v : m_ledger->reconcile(s, rec)) violation(label, v);
     m_stray = Ledger::stray_keys(s);
-    m_final_super_journals = super_journals(m_state).size();
     for (const auto slot : m_stray.lost) {
       violation(label, "after the clean stop, key slot " + std::to_string(slot) +
                            " holds a key but no row uses it and it is neither free nor queued for zeroing");
@@ -884,15 +895,16 @@ void Harness::print_summary(double seconds) const {
     << "  kills by request in flight (per worker):\n";
   for (int op = 0; op < kOps; ++op) o << "    " << std::left << std::setw(26) << kOpNames[op] << m_stats.in_flight[op] << "\n";
   o << std::right << "  kills during an explicit sweep: " << m_stats.kills_during_sweep << "\n"
-    << "  kills leaving a non-empty journal: retention.db " << m_stats.main_journal << ", archive.db "
-    << m_stats.archive_journal << "\n"
-    << "  kills leaving a hot journal (recovered by the restarted daemon): " << m_stats.hot << "\n"
-    << "  integrity_check of both files: offline after " << m_stats.offline_integrity << " kills (every "
-    << m_opt.integrity_every << " points), after the restart for " << m_stats.deferred_integrity
-    << " of them whose journal was hot\n"
-    << "  kills inside a two-file commit (a new super-journal on disk): " << m_stats.super_journal
-    << "; super-journals left by kills and gone after the restart: " << m_stats.super_journals_gone << "\n"
-    << "  super-journals left in the state directory at the end: " << m_final_super_journals << "\n"
+    << "  kills leaving commits in retention.db-wal (not yet checkpointed): " << m_stats.wal_committed
+    << "; largest -wal at a kill: " << m_stats.max_wal_bytes << " bytes\n"
+    << "  kills inside a commit (frames of an uncommitted transaction in the -wal, or a torn frame): "
+    << m_stats.in_commit << " (torn frame: " << m_stats.torn_frame << ")\n"
+    << "  integrity_check of retention.db offline after " << m_stats.offline_integrity << " kills (every "
+    << m_opt.integrity_every << " points)" << (m_stats.offline_on_copy ? ", on a copy " + std::to_string(m_stats.offline_on_copy) + " times" : "")
+    << "\n"
+    << "  retention.db-wal after the final clean stop: "
+    << (m_final_wal_bytes ? std::to_string(*m_final_wal_bytes) + " bytes" : std::string("none (checkpointed and removed)")) << "\n"
+    << "  key slots of a snapshot's rows zeroed by a commit after it (not lost keys): " << l.keys_zeroed_after_snapshot << "\n"
     << "  audit entries:        " << (m_ledger ? m_ledger->last_seq() : 0) << " (";
   bool first = true;
   for (const auto& [action, n] : l.audit_by_action) {
@@ -934,7 +946,7 @@ int Harness::run() {
       m_secret.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
       m_ledger = std::make_unique<Ledger>(m_secret);
     }
-    if (point > 0) check_after_start(*daemon, point - 1, m_integrity_deferred);
+    if (point > 0) check_after_start(*daemon, point - 1);
     if (!flush_violations()) {
       clean = false;
       if (!m_opt.keep_going) break;
@@ -967,6 +979,27 @@ int Harness::run() {
 }
 
 }  // namespace
+
+// --inspect: the offline check of a state directory, printed.
+int inspect(const fs::path& state_dir) {
+  try {
+    const OfflineCheck c = offline_check(state_dir, true, true);
+    const WalView& w = c.wal;
+    std::cout << "retention.db-wal: " << (w.present ? std::to_string(w.bytes) + " bytes" : std::string("none"))
+              << (w.present && !w.header_valid ? ", no valid header" : "") << "; " << w.commits << " commits in "
+              << w.committed_frames << " frames, " << w.uncommitted_frames << " frames after the last commit"
+              << (w.torn_frame ? ", then a torn frame" : "") << '\n'
+              << "integrity_check: " << c.integrity << '\n';
+    for (const auto& f : c.legacy_files) std::cout << "file of the two-file layout: " << f << '\n';
+    for (const auto& k : c.in_both) std::cout << "in both tables: " << k << '\n';
+    for (const auto& m : c.count_mismatches) std::cout << m << '\n';
+    return c.integrity == "ok" && c.legacy_files.empty() && c.in_both.empty() && c.count_mismatches.empty() ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::cerr << "crash_harness: " << e.what() << '\n';
+    return 1;
+  }
+}
+
 }  // namespace retentiond::crash
 
 int main(int argc, char** argv) {
@@ -982,13 +1015,17 @@ int main(int argc, char** argv) {
       ("workers", "client threads sending work (1..8)", cxxopts::value<int>()->default_value("2"))
       ("min-delay-ms", "earliest kill after the work starts", cxxopts::value<int>()->default_value("5"))
       ("max-delay-ms", "latest kill after the work starts", cxxopts::value<int>()->default_value("250"))
-      ("integrity-every", "run integrity_check on both files after every Nth kill point (and the last); "
+      ("integrity-every", "run integrity_check on retention.db after every Nth kill point (and the last); "
                           "the crash image is kept at those points", cxxopts::value<int>()->default_value("1"))
+      ("offline-on-copy", "run the offline check after each kill on a copy of retention.db and its -wal "
+                          "(the originals' -shm untouched too) instead of a read-only connection on them")
       ("verify-every", "call audit.verify after every Nth kill point (and the last)", cxxopts::value<int>()->default_value("1"))
       ("keep-going", "do not stop at the first kill point with a violation")
       ("inject", "positive control: after a kill, put this fault into the files (delete-record, tamper-audit, "
-                 "zero-key); exit 0 only if the checks report it", cxxopts::value<std::string>())
+                 "zero-key, skew-due-count, key-in-both); exit 0 only if the checks report it", cxxopts::value<std::string>())
       ("verbose", "daemon logs at info, one line per kill point on stdout")
+      ("inspect", "print the offline check of this state directory (a crash image; checked on a copy, left "
+                  "untouched) and exit: 0 when it passes", cxxopts::value<std::string>())
       ("h,help", "print this help");
   Options o;
   try {
@@ -997,6 +1034,7 @@ int main(int argc, char** argv) {
       std::cout << options.help() << '\n';
       return 0;
     }
+    if (r.count("inspect")) return retentiond::crash::inspect(r["inspect"].as<std::string>());
     if (r.count("points")) {
       o.points = r["points"].as<int>();
     } else if (const char* env = std::getenv("RETENTIOND_CRASH_POINTS"); env != nullptr && *env != '\0') {
@@ -1011,6 +1049,7 @@ int main(int argc, char** argv) {
     o.max_delay_ms = r["max-delay-ms"].as<int>();
     o.verify_every = r["verify-every"].as<int>();
     o.integrity_every = r["integrity-every"].as<int>();
+    o.offline_on_copy = r.count("offline-on-copy") > 0;
     if (r.count("dir")) o.dir = r["dir"].as<std::string>();
     if (r.count("inject")) {
       o.inject = r["inject"].as<std::string>();

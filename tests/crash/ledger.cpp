@@ -328,7 +328,7 @@ void Ledger::apply(const store::AuditRow& a, std::vector<std::string>& v) {
 
 void Ledger::check_row(const RecordView& r, std::uint32_t id, std::vector<std::string>& v) {
   KeyInfo& k = m_keys[id];
-  const std::string where = r.archive_db ? "archive.db" : "retention.db";
+  const std::string where = r.in_archive ? "the archive table" : "the records table";
   if (k.exist == Exist::never) {
     v.push_back(r.key + " is in " + where + ", but its unanswered put was stored nowhere at an earlier check");
     return;
@@ -340,7 +340,7 @@ void Ledger::check_row(const RecordView& r, std::uint32_t id, std::vector<std::s
   }
   const CategorySpec& cat = categories()[k.category];
   if (r.category != cat.name) v.push_back(r.key + " is stored with category " + r.category + ", put as " + cat.name);
-  if (r.archive_db != k.archived) {
+  if (r.in_archive != k.archived) {
     v.push_back(r.key + " is in " + where + (k.archived ? " but an archive entry moved it" : " without an archive entry"));
   }
   const std::string state = k.anonymised ? "anonymised" : k.archived ? "archived" : "active";
@@ -415,10 +415,10 @@ std::vector<std::string> Ledger::reconcile(const Snapshot& s, Reconciled& out) {
   for (const auto& r : s.records) {
     const auto id = key_id(r.key);
     if (!id || *id >= m_keys.size()) {
-      v.push_back((r.archive_db ? "archive.db" : "retention.db") + std::string(" holds a key the harness never sent: ") + r.key);
+      v.push_back((r.in_archive ? "the archive table" : "the records table") + std::string(" holds a key the harness never sent: ") + r.key);
       continue;
     }
-    if (m_seen[*id] == m_generation) continue;  // in both databases: reported from s.in_both
+    if (m_seen[*id] == m_generation) continue;  // in both tables: reported from s.in_both
     m_seen[*id] = m_generation;
     rows.emplace_back(*id, &r);
   }
@@ -450,7 +450,7 @@ std::vector<std::string> Ledger::reconcile(const Snapshot& s, Reconciled& out) {
   // 4. Each stored record against what its requests and entries say.
   for (const auto& [id, r] : rows) check_row(*r, id, v);
 
-  // 5. Nothing alive vanished: a record gone from both databases has its
+  // 5. Nothing alive vanished: a record gone from both tables has its
   //    destroying entry.
   std::vector<std::uint32_t> live;
   live.reserve(m_live.size());
@@ -462,7 +462,7 @@ std::vector<std::string> Ledger::reconcile(const Snapshot& s, Reconciled& out) {
       continue;
     }
     if (m_seen[id] != m_generation) {
-      v.push_back(key_name(id) + " vanished from both databases without a purge or erase entry");
+      v.push_back(key_name(id) + " vanished from both tables without a purge or erase entry");
       k.live = false;
       continue;
     }
@@ -510,10 +510,12 @@ std::vector<std::string> Ledger::reconcile(const Snapshot& s, Reconciled& out) {
     }
   }
 
-  // 8. Storage bookkeeping: one record per key, personal data with its
-  //    record, each live row's key slot its own, in use and holding a key.
-  for (const auto& key : s.in_both) v.push_back(key + " is stored in both retention.db and archive.db");
-  for (const auto& key : s.orphan_data) v.push_back("a personal-data row of " + key + " has no record row");
+  // 8. Storage bookkeeping: one record per key, the kept counts (status's
+  //    record counts and backlog) equal to the rows, each live row's key
+  //    slot its own, in use and holding a key.
+  for (const auto& key : s.in_both) v.push_back(key + " is stored in both the records and the archive table");
+  for (const auto& m : s.count_mismatches) v.push_back(m);
+  const std::unordered_set<std::int64_t> released_since(s.released_since.begin(), s.released_since.end());
   const std::unordered_set<std::int64_t> free_slots(s.free_slots.begin(), s.free_slots.end());
   const std::unordered_set<std::int64_t> queued(s.queued_slots.begin(), s.queued_slots.end());
   std::unordered_map<std::int64_t, std::string> used;
@@ -527,7 +529,10 @@ std::vector<std::string> Ledger::reconcile(const Snapshot& s, Reconciled& out) {
     if (slot < 0 || off + 32 > s.keys.size() ||
         std::all_of(s.keys.begin() + static_cast<std::ptrdiff_t>(off), s.keys.begin() + static_cast<std::ptrdiff_t>(off + 32),
                     [](char c) { return c == 0; })) {
-      v.push_back(who + "'s key slot " + std::to_string(slot) + " holds no key: its values are lost");
+      // Zero, but its row was destroyed by a commit after the snapshot
+      // (gone from a later one): the slot was zeroed as it should be.
+      if (released_since.count(slot)) ++m_stats.keys_zeroed_after_snapshot;
+      else v.push_back(who + "'s key slot " + std::to_string(slot) + " holds no key: its values are lost");
     }
   };
   for (const auto& r : s.records) {

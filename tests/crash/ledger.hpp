@@ -2,7 +2,7 @@
 // The crash harness's ledger: every key the harness ever sent, which of its
 // requests the daemon acknowledged, and what the audit log says happened to
 // each record; and reconcile(), which checks the invariants that tie these to
-// a snapshot of the databases taken after a kill and a restart.
+// a snapshot of retention.db taken after a kill and a restart.
 //
 // Keys are never reused: a purged key is never put again, so "exactly one
 // destroying entry per key" is checkable. Each key and each subject belongs
@@ -79,6 +79,9 @@ struct LedgerStats {
   std::uint64_t audit_by_scheduler = 0;  // entries whose actor is "scheduler" (the timer's passes)
   std::uint64_t anonymised_verified = 0;  // anonymised records read back over the socket
   std::uint64_t hold_ids_reused = 0;      // hold.place entries reusing the id of a released hold
+  // Slots of a snapshot's rows found zeroed because a commit after the
+  // snapshot destroyed the row (Snapshot::released_since).
+  std::uint64_t keys_zeroed_after_snapshot = 0;
 };
 
 // What reconcile() found, besides violations.

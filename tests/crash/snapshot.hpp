@@ -1,14 +1,19 @@
 #pragma once
 // What the crash harness reads from the state directory, directly with
-// SQLiteCpp and read-only: a consistent snapshot of both databases (one read
-// transaction over retention.db and the attached archive.db) and the key
-// file, and the offline check of the files a SIGKILL left behind.
+// SQLiteCpp and read-only: a consistent snapshot of retention.db (one read
+// transaction over the tables `records` and `archive` and the rest) and the
+// key file, and the offline check of the files a SIGKILL left behind.
 //
-// Read-only connections never recover a hot rollback journal: SQLite refuses
-// them with SQLITE_READONLY_ROLLBACK. That is what the offline check relies
-// on to tell "the kill landed inside a write transaction" apart, leaving the
-// recovery to the next writer, the restarted daemon (see crash_harness.cpp).
-// Functions throw std::runtime_error on an unexpected SQLite error.
+// retention.db is in WAL mode: a read transaction sees the last commit
+// before it began and neither waits for the daemon's writer nor holds it
+// up. A read-only connection on the files a kill left (retention.db-wal
+// holding committed and perhaps uncommitted frames, a stale -shm) rebuilds
+// the WAL index in the -shm, as the restarted daemon will, and reads the
+// committed state; it never writes retention.db or the -wal (after a clean
+// stop, when the daemon removed both, it creates an empty -wal and a -shm).
+// Frames of a transaction the kill interrupted are ignored by every reader
+// and overwritten by the next writer. Functions throw std::runtime_error on
+// an unexpected SQLite error.
 
 #include <cstdint>
 #include <filesystem>
@@ -17,12 +22,13 @@
 #include <vector>
 
 #include "lib/store/store.hpp"
+#include "tests/crash/layout.hpp"
 
 namespace retentiond::crash {
 
 struct RecordView {
   std::string key;
-  bool archive_db = false;  // in archive.db, else retention.db
+  bool in_archive = false;  // in the table `archive`, else `records`
   std::string category;
   std::string state;
   int next_phase = 0;
@@ -30,7 +36,7 @@ struct RecordView {
   std::int64_t collected = 0;  // kAbsent when missing
   std::int64_t own_date = 0;   // the category's own date, kAbsent when missing
   int date_count = 0;          // entries of the dates object
-  bool has_data = false;       // its record_data row exists
+  bool has_data = false;       // its sealed values are there
   std::int64_t slot = -1;
   bool subject_ref_null = false;
 };
@@ -42,44 +48,51 @@ struct HoldView {
 };
 
 struct Snapshot {
-  std::vector<RecordView> records;       // both databases
-  std::vector<std::string> orphan_data;  // record_data rows without a record row
-  std::vector<std::string> in_both;      // keys stored in both databases
+  std::vector<RecordView> records;       // both tables
+  std::vector<std::string> in_both;      // keys stored in both tables
+  // The kept counts that disagree with the rows of the same snapshot
+  // (due_counts per UTC day and category, record_counts per location and
+  // state), one sentence each.
+  std::vector<std::string> count_mismatches;
   std::vector<store::AuditRow> audit;    // entries with seq > the `after` asked for
   std::optional<std::string> hash_at_after;
   std::int64_t max_seq = 0;
   std::vector<HoldView> holds;
   std::vector<std::int64_t> free_slots;
-  std::vector<std::int64_t> queued_slots;  // key_slots_to_zero
+  std::vector<std::int64_t> queued_slots;  // released, not yet recorded as zeroed
   std::int64_t next_key_slot = 0;
-  std::string keys;  // the key file, read while the snapshot's read lock is held
-  std::string integrity_main;     // "" when not asked for
-  std::string integrity_archive;  // "" when not asked for
+  // The key file, read after the snapshot's rows. With WAL the daemon may
+  // commit meanwhile: a row of the snapshot that a later commit destroyed
+  // may find its slot already zeroed. Those slots (zero in `keys`, and
+  // their row gone from a read transaction begun after the key file was
+  // read) are in `released_since`: not a lost key. A slot that reads zero
+  // while its row is still there is one.
+  std::string keys;
+  std::vector<std::int64_t> released_since;
+  std::string integrity;  // "" when not asked for
 };
 
-// One read transaction over both databases, retried while the daemon holds
-// its write lock. `integrity` adds PRAGMA integrity_check of both.
+// One read transaction over retention.db, then the key file. `integrity`
+// adds PRAGMA integrity_check.
 Snapshot take_snapshot(const std::filesystem::path& state_dir, std::int64_t audit_after, bool integrity);
 
 struct OfflineCheck {
-  std::uintmax_t main_journal_bytes = 0;
-  std::uintmax_t archive_journal_bytes = 0;
-  std::vector<std::string> super_journals;  // retention.db-mj* files present
-  bool main_hot = false;       // SQLite refused a read-only open: hot journal
-  bool archive_hot = false;
-  std::string integrity_main;     // "" when the file was hot or not checked
-  std::string integrity_archive;  // "" when the file was hot or not checked
-  std::vector<std::string> in_both;  // only when neither file was hot
+  WalView wal;
+  // Files of the two-file layout (archive.db, archive.db-journal,
+  // retention.db-journal, retention.db-mj* super-journals): none may appear.
+  std::vector<std::string> legacy_files;
+  bool on_copy = false;       // checked on a copy (asked for, or SQLite refused a read-only open of the originals)
+  std::string integrity;      // "" when not checked
+  std::vector<std::string> in_both;
+  std::vector<std::string> count_mismatches;
 };
 
-// The files as the kill left them, before anything reopens them.
-// check_integrity = false skips the integrity_check (it reads every page,
-// so its cost grows with the database) but still tells hot journals apart.
-OfflineCheck offline_check(const std::filesystem::path& state_dir, bool check_integrity = true);
-
-// The super-journals (retention.db-mj*) in the state directory. SQLite
-// creates one for each transaction that writes both databases and deletes
-// it when that commit completes.
-std::vector<std::string> super_journals(const std::filesystem::path& state_dir);
+// The files as the kill left them, before anything reopens them for
+// writing. check_integrity = false skips the integrity_check (it reads
+// every page, so its cost grows with the database). on_copy: check a copy of
+// retention.db and its -wal (in <state_dir>/../offline-copy, removed after),
+// leaving even the -shm of the originals untouched; also the fallback when
+// SQLite refuses a read-only open of the originals.
+OfflineCheck offline_check(const std::filesystem::path& state_dir, bool check_integrity = true, bool on_copy = false);
 
 }  // namespace retentiond::crash

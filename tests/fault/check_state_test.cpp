@@ -57,8 +57,7 @@ TEST_F(CheckState, FindsAKeyLeftInTheSlotOfAPurgedRecord) {
   std::set<std::int64_t> used;
   {
     SQLite::Database db((state() / "retention.db").string(), SQLite::OPEN_READONLY);
-    const bool split = db.execAndGet("SELECT count(*) FROM sqlite_master WHERE name = 'record_data'").getInt() > 0;
-    SQLite::Statement q(db, split ? "SELECT slot FROM record_data" : "SELECT slot FROM records");
+    SQLite::Statement q(db, "SELECT slot FROM records UNION ALL SELECT slot FROM archive");
     while (q.executeStep()) used.insert(q.getColumn(0).getInt64());
   }
   const auto slots = static_cast<std::int64_t>(std::filesystem::file_size(state() / "keys") / 32);
@@ -74,9 +73,7 @@ TEST_F(CheckState, FindsALiveRecordWhoseKeyIsGone) {
   std::int64_t slot = 0;
   {
     SQLite::Database db((state() / "retention.db").string(), SQLite::OPEN_READONLY);
-    const bool split = db.execAndGet("SELECT count(*) FROM sqlite_master WHERE name = 'record_data'").getInt() > 0;
-    slot = db.execAndGet(split ? "SELECT slot FROM record_data WHERE key = 'keep-1'" : "SELECT slot FROM records WHERE key = 'keep-1'")
-               .getInt64();
+    slot = db.execAndGet("SELECT slot FROM records WHERE key = 'keep-1'").getInt64();
   }
   write_key(slot, '\0');
   EXPECT_TRUE(mentions(check_state(state()), "record 'keep-1': its key slot"));
@@ -90,6 +87,40 @@ TEST_F(CheckState, FindsAPurgeWithoutItsEffectAndABrokenChain) {
   const auto r = check_state(state());
   EXPECT_TRUE(mentions(r, "record 'keep-0' was purged by the audit log but is still stored"));
   EXPECT_TRUE(mentions(r, "audit entry 1 does not chain"));
+}
+
+TEST_F(CheckState, FindsARecordInBothTables) {
+  {
+    SQLite::Database db((state() / "retention.db").string(), SQLite::OPEN_READWRITE);
+    db.exec("INSERT INTO archive (key, category, state, dates, next_phase, due, done, created_at, slot, subject_ref, sealed) "
+            "SELECT key, category, 'archived', dates, next_phase, due, done, created_at, slot, subject_ref, sealed "
+            "FROM records WHERE key = 'keep-0'");
+  }
+  const auto r = check_state(state());
+  EXPECT_TRUE(mentions(r, "record 'keep-0' is in both the records and the archive table"));
+  EXPECT_TRUE(mentions(r, "record_counts holds 0 archived records in archive, the table archive 1"));
+}
+
+// The kept counts are what status reports (records, backlog): they must
+// follow the rows.
+TEST_F(CheckState, FindsDueCountsThatDisagreeWithTheRecords) {
+  {
+    SQLite::Database db((state() / "retention.db").string(), SQLite::OPEN_READWRITE);
+    // keep-0 and keep-1 fall due on 2030-06-01 (collected 2029-06-01 + 1 year).
+    ASSERT_EQ(db.execAndGet("SELECT sum(n) FROM due_counts WHERE category = 'lead'").getInt64(), 2);
+    db.exec("UPDATE records SET due = due + 86400 WHERE key = 'keep-1'");
+  }
+  const auto r = check_state(state());
+  EXPECT_TRUE(mentions(r, "due_counts holds 2 records of lead due on 2030-06-01, the tables 1"));
+  EXPECT_TRUE(mentions(r, "due_counts holds 0 records of lead due on 2030-06-02, the tables 1"));
+}
+
+TEST_F(CheckState, FindsAFileOfTheTwoFileLayout) {
+  std::ofstream(state() / "archive.db") << "";
+  std::ofstream(state() / "retention.db-mj0123abcd") << "";
+  const auto r = check_state(state());
+  EXPECT_TRUE(mentions(r, "archive.db is in the state directory"));
+  EXPECT_TRUE(mentions(r, "retention.db-mj0123abcd is in the state directory"));
 }
 
 }  // namespace

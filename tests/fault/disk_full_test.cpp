@@ -70,7 +70,7 @@ TEST_F(DiskFull, PutManyThatOverflowsANearlyFullDiskStoresNothingAndSucceedsOnce
   ASSERT_EQ(result_of(put_many(records("before-", 1, "lead", "ann", "2029-06-01", 64)))["count"], 1);
   const Snapshot before = snapshot(*m_client);
 
-  // 128 KiB left: the key file, the journal and the first pages fit, the
+  // 128 KiB left: the key file, the WAL and the first pages fit, the
   // whole batch (about 1.5 MiB) does not.
   m_fs->fill(128 << 10);
   const json batch = records("bulk-", 2000, "lead", "bob", "2029-06-01", 300);
@@ -295,9 +295,9 @@ TEST_F(DiskFull, RestartingOnAFullDiskChangesNothingAndWorksOnceSpaceIsFreed) {
   EXPECT_EQ(state.live_keys, 2);
 }
 
-// The same restart after a purge: key slots of the purged records wait in
-// key_slots_to_zero (zeroed, to be moved to the free list by the next
-// transaction), so start-up has a write to do.
+// The same restart after a purge: the purged records' key slots wait in a
+// list of key_slot_lists not yet marked zeroed (zeroed, to be recorded as
+// free by the next transaction), so start-up has a write to do.
 TEST_F(DiskFull, RestartingOnAFullDiskAfterAPurgeChangesNothingAndWorksOnceSpaceIsFreed) {
   start();
   ASSERT_EQ(result_of(put_many(records("lead-", 10, "lead", "ann", "2020-01-01")))["count"], 10);

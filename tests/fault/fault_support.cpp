@@ -24,6 +24,7 @@
 
 #include "lib/audit/audit.hpp"
 #include "lib/crypto/crypto.hpp"
+#include "tests/crash/layout.hpp"
 
 namespace retentiond::testing {
 namespace {
@@ -117,7 +118,16 @@ void SmallFilesystem::release() {
 DatabaseLock::DatabaseLock(const std::filesystem::path& db, Mode mode)
     : m_db(std::make_unique<SQLite::Database>(db.string(), SQLite::OPEN_READWRITE)) {
   m_db->setBusyTimeout(10000);
-  m_db->exec(mode == Mode::exclusive ? "BEGIN EXCLUSIVE" : "BEGIN IMMEDIATE");
+  if (m_db->execAndGet("PRAGMA journal_mode").getString() != "wal") {
+    throw std::runtime_error(db.string() + " is not in WAL mode");
+  }
+  if (mode == Mode::write) {
+    m_db->exec("BEGIN IMMEDIATE");
+  } else {
+    // A deferred transaction takes its snapshot at its first read.
+    m_db->exec("BEGIN");
+    m_db->execAndGet("SELECT count(*) FROM sqlite_master");
+  }
   m_held = true;
 }
 
@@ -250,11 +260,13 @@ StateReport check_state(const std::filesystem::path& state_dir) {
   auto& problems = report.problems;
   const auto problem = [&](std::string p) { problems.push_back(std::move(p)); };
 
-  for (const char* name : {"retention.db-journal", "archive.db-journal"}) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(state_dir / name, ec);
-    if (!ec && size > 0) problem(std::string(name) + " holds " + std::to_string(size) + " bytes: a transaction was left half-done");
+  for (const auto& name : crash::legacy_files(state_dir)) {
+    problem(name + " is in the state directory: a file of the two-file layout (one file in WAL mode has none)");
   }
+  // retention.db-wal is not checked as the rollback journal was: frames
+  // after its last commit are no half-done change (readers ignore them, the
+  // next writer overwrites them; a failed commit leaves them). What counts
+  // is the committed state, read below through the WAL.
   const std::string key_file = read_all(state_dir / "keys");
   const auto key_at = [&](std::int64_t slot) -> std::string {
     const auto at = static_cast<std::size_t>(slot) * 32;
@@ -263,8 +275,12 @@ StateReport check_state(const std::filesystem::path& state_dir) {
   const auto is_zero = [](const std::string& k) { return std::all_of(k.begin(), k.end(), [](char c) { return c == 0; }); };
 
   try {
-    SQLite::Database main((state_dir / "retention.db").string(), SQLite::OPEN_READONLY);
-    SQLite::Database archive((state_dir / "archive.db").string(), SQLite::OPEN_READONLY);
+    SQLite::Database db((state_dir / "retention.db").string(), SQLite::OPEN_READONLY);
+    db.exec("BEGIN");  // one snapshot for every query below
+    const std::string check = db.execAndGet("PRAGMA integrity_check").getString();
+    if (check != "ok") problem("retention.db integrity_check: " + check);
+    for (const auto& key : crash::keys_in_both(db)) problem("record '" + key + "' is in both the records and the archive table");
+    for (const auto& m : crash::count_mismatches(db)) problem(m);
     std::map<std::int64_t, std::string> slot_users;  // slot -> who uses it
     const auto use_slot = [&](std::int64_t slot, const std::string& who) {
       if (const auto [it, fresh] = slot_users.emplace(slot, who); !fresh) {
@@ -272,35 +288,26 @@ StateReport check_state(const std::filesystem::path& state_dir) {
       }
     };
     std::map<std::string, std::string> state_of;  // key -> "active:<state>" / "archive:<state>"
-    for (auto* db : {&main, &archive}) {
-      const std::string where = db == &main ? "retention.db" : "archive.db";
-      const std::string check = db->execAndGet("PRAGMA integrity_check").getString();
-      if (check != "ok") problem(where + " integrity_check: " + check);
-      // Schema 004 keeps the sealed values in record_data beside records;
-      // 005 (archive 004) keeps them in the record's own row.
-      const bool split = db->execAndGet("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'record_data'")
-                             .getInt() > 0;
-      SQLite::Statement orphans(*db, split ? "SELECT key FROM records WHERE key NOT IN (SELECT key FROM record_data) "
-                                             "UNION ALL SELECT key FROM record_data WHERE key NOT IN (SELECT key FROM records)"
-                                           : "SELECT key FROM records WHERE slot IS NULL OR sealed IS NULL");
-      while (orphans.executeStep()) problem(where + ": record '" + orphans.getColumn(0).getString() + "' is half there");
-      SQLite::Statement rows(*db, split ? "SELECT r.key, r.state, d.slot, d.sealed FROM records r JOIN record_data d ON d.key = r.key"
-                                        : "SELECT key, state, slot, sealed FROM records WHERE slot IS NOT NULL AND sealed IS NOT NULL");
+    for (const std::string table : {"records", "archive"}) {
+      const bool archive = table == "archive";
+      const std::string where = "the " + table + " table";
+      SQLite::Statement half(db, "SELECT key FROM " + table + " WHERE slot IS NULL OR sealed IS NULL");
+      while (half.executeStep()) problem(where + ": record '" + half.getColumn(0).getString() + "' has no sealed values");
+      SQLite::Statement rows(db, "SELECT key, state, slot, sealed FROM " + table + " WHERE slot IS NOT NULL AND sealed IS NOT NULL");
       while (rows.executeStep()) {
         const std::string key = rows.getColumn(0).getString();
         const std::int64_t slot = rows.getColumn(2).getInt64();
         const std::string sealed = rows.getColumn(3).getString();
-        (db == &main ? report.active : report.archived) += 1;
+        (archive ? report.archived : report.active) += 1;
         report.keys.insert(key);
-        const std::string place = (db == &main ? "active:" : "archive:") + rows.getColumn(1).getString();
-        if (const auto [it, fresh] = state_of.emplace(key, place); !fresh) problem("record '" + key + "' is in both databases");
+        state_of.emplace(key, (archive ? "archive:" : "active:") + rows.getColumn(1).getString());
         use_slot(slot, where + " record '" + key + "'");
         const std::string k = key_at(slot);
         if (k.empty() || is_zero(k)) problem(where + " record '" + key + "': its key slot " + std::to_string(slot) + " holds no key");
         else if (!crypto::open_sealed(k, "record\n" + key, sealed)) problem(where + " record '" + key + "': its key does not open its values");
       }
     }
-    SQLite::Statement holds(main, "SELECT id, scope, slot, sealed_target FROM holds");
+    SQLite::Statement holds(db, "SELECT id, scope, slot, sealed_target FROM holds");
     while (holds.executeStep()) {
       ++report.holds;
       const std::string who = "hold " + std::to_string(holds.getColumn(0).getInt64());
@@ -320,8 +327,8 @@ StateReport check_state(const std::filesystem::path& state_dir) {
     }
 
     // The audit chain, and the records agreeing with it.
-    SQLite::Statement q(main, "SELECT seq, at, action, key, category, phase, subject_ref, actor, reason, policy_hash, hash "
-                              "FROM audit ORDER BY seq");
+    SQLite::Statement q(db, "SELECT seq, at, action, key, category, phase, subject_ref, actor, reason, policy_hash, hash "
+                            "FROM audit ORDER BY seq");
     std::string prev = audit::kGenesisHash;
     std::map<std::string, std::string> last_action;
     std::set<std::string> archived_ever;
@@ -348,6 +355,8 @@ StateReport check_state(const std::filesystem::path& state_dir) {
         if (r.action == "archive") archived_ever.insert(*r.key);
       }
     }
+    q.reset();
+    db.exec("COMMIT");
     for (const auto& [key, action] : last_action) {
       const auto it = state_of.find(key);
       if ((action == "purge" || action == "erase") && it != state_of.end()) problem("record '" + key + "' was " + action + "d by the audit log but is still stored (" + it->second + ")");

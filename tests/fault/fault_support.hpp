@@ -6,16 +6,17 @@
 // - SmallFilesystem: a tmpfs of a few MiB mounted as the daemon's state
 //   directory (needs root; the tests skip otherwise), and a filler file that
 //   takes all or nearly all of its free space, then gives it back;
-// - DatabaseLock: a second SQLite connection holding BEGIN EXCLUSIVE or
-//   BEGIN IMMEDIATE on retention.db or archive.db;
+// - DatabaseLock: a second SQLite connection on retention.db holding the
+//   WAL write lock (BEGIN IMMEDIATE), or a read transaction (a snapshot);
 // - Immutable: the file's immutable attribute (chattr +i, through
 //   FS_IOC_SETFLAGS), which refuses writes even through descriptors the
 //   daemon already holds, and even to root;
 // - LogFile: the daemon's stderr, sent to a file by a /bin/sh launcher,
 //   read line by line and waited on with inotify (no sleeps);
 // - check_state: the state directory read offline after the daemon stopped:
-//   both databases intact, every record whole, every live row's key present
-//   and opening its sealed values, no other key left in the key file.
+//   retention.db intact, every record whole and in one table, the kept
+//   counts equal to the rows, every live row's key present and opening its
+//   sealed values, no other key left in the key file.
 //
 // Not thread-safe; each object belongs to one test.
 
@@ -69,18 +70,23 @@ class SmallFilesystem {
   std::string m_error;
 };
 
-// A competing SQLite connection on one database file, holding a lock from
-// construction until release() or destruction.
+// A competing SQLite connection on retention.db (in WAL mode), holding from
+// construction until release() or destruction either the write lock
+// (BEGIN IMMEDIATE: no other connection can write, every one can still
+// read; in WAL mode BEGIN EXCLUSIVE is the same) or a read transaction
+// (BEGIN and a first read: a snapshot that sees no later commit, which no
+// writer waits for).
 class DatabaseLock {
  public:
-  enum class Mode { exclusive, immediate };
+  enum class Mode { write, read };
   // Throws if the lock cannot be had within 10 s.
   DatabaseLock(const std::filesystem::path& db, Mode mode);
   ~DatabaseLock();
   DatabaseLock(const DatabaseLock&) = delete;
   DatabaseLock& operator=(const DatabaseLock&) = delete;
 
-  // Reads through the locked connection (which the lock does not block).
+  // Reads through the locking connection (inside its transaction: what it
+  // sees is its snapshot).
   std::int64_t count(const std::string& sql);
   void release();
 
@@ -137,24 +143,26 @@ class LogFile {
 // What check_state found in a stopped daemon's state directory.
 struct StateReport {
   std::vector<std::string> problems;  // empty: consistent
-  std::int64_t active = 0;            // rows in retention.db's records
-  std::int64_t archived = 0;          // rows in archive.db's records
+  std::int64_t active = 0;            // rows in the records table
+  std::int64_t archived = 0;          // rows in the archive table
   std::int64_t holds = 0;
   std::int64_t audit = 0;
   std::int64_t live_keys = 0;     // non-zero slots in the key file
-  std::set<std::string> keys;     // record keys, both databases
+  std::set<std::string> keys;     // record keys, both tables
 };
 
-// Reads retention.db, archive.db and keys in `state_dir` (the daemon must
-// have stopped). Reads schema 004 (values in record_data) and 005 (values in
-// the record's row). A problem is: an integrity_check that is not "ok", a
-// journal left holding data, a record without its sealed values (or sealed
-// values without their record), a key in both databases, a live row whose slot holds no key or a
-// key that does not open its sealed bytes, two rows sharing a slot, a
-// non-zero slot that no live row uses (a key that should have been
-// destroyed), a slot still queued for zeroing, an audit chain that does not
-// verify or that disagrees with the records (a purged or erased key still
-// stored, an archived key not in the archive).
+// Reads retention.db (with its -wal: the committed state) and keys in
+// `state_dir` (the daemon must have stopped). The current layout only
+// (schema 006: one file, the archive a table). A problem is: an
+// integrity_check that is not "ok", a file of the two-file layout
+// (archive.db, a rollback journal retention.db-journal, a super-journal), a
+// record without its sealed values, a key in both the records and the
+// archive table, due_counts or record_counts disagreeing with the rows, a
+// live row whose slot holds no key or a key that does not open its sealed
+// bytes, two rows sharing a slot, a non-zero slot that no live row uses (a
+// key that should have been destroyed), an audit chain that does not verify
+// or that disagrees with the records (a purged or erased key still stored,
+// an archived key not in the archive).
 StateReport check_state(const std::filesystem::path& state_dir);
 
 // The fault tests' policy: "lead" purged 1 year after `collected`,
