@@ -878,7 +878,7 @@ int cmd_audit(Context& ctx) {
 }
 
 int cmd_verify(Context& ctx) {
-  const json r = ctx.call("audit.verify");
+  const json r = ctx.flag("full") ? ctx.call("audit.verify", {{"full", true}}) : ctx.call("audit.verify");
   const bool ok = member(r, "ok") == true;
   if (ctx.json_output()) {
     print_json(r);
@@ -1369,6 +1369,11 @@ void audit_options(cxxopts::Options& o) {
   add("subject", "only the entries of this subject", value<std::string>(), "S");
 }
 
+void verify_options(cxxopts::Options& o) {
+  o.add_options()("full", "recompute the whole chain from entry 1 (administrators only), not only what was appended "
+                          "since the daemon last checked it");
+}
+
 void reload_options(cxxopts::Options& o) {
   o.add_options()("confirm", "apply the policy even when the reload guard trips");
 }
@@ -1430,9 +1435,9 @@ const Command kCommands[] = {
     {"audit", "audit [--limit N] [--after SEQ] [--key K] [--subject S]",
      "audit log entries: the last N, or the first N after SEQ",
      0, 0, audit_options, cmd_audit},
-    {"verify", "verify",
-     "recompute the audit log's hash chain (exit 4 when it is broken)",
-     0, 0, nullptr, cmd_verify},
+    {"verify", "verify [--full]",
+     "check the audit log's hash chain: what was appended since the last check, or all of it (exit 4 when broken)",
+     0, 0, verify_options, cmd_verify},
     {"reload", "reload [--confirm]",
      "reload the policy file",
      0, 0, reload_options, cmd_reload},

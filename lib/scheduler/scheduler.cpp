@@ -18,8 +18,7 @@ std::int64_t ms_since(Clock::time_point t) {
 }  // namespace
 
 Scheduler::Scheduler(asio::io_context& io, Writer& writer, actions::Service& service, SchedulerOptions options)
-    : m_io(io), m_writer(writer), m_service(service), m_options(options), m_timer(io),
-      m_batch_limit(options.max_batch_records) {}
+    : m_io(io), m_writer(writer), m_service(service), m_options(options), m_timer(io) {}
 
 void Scheduler::start() {
   m_stopped = false;

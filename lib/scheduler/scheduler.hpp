@@ -136,7 +136,11 @@ class Scheduler {
   bool m_stopped = false;
   int m_failures = 0;      // consecutive failed passes (back-off)
   int m_undrained = 0;     // consecutive passes ending with a backlog
-  std::size_t m_batch_limit = 1;  // records fetched per turn: adapts to what max_batch_time allows
+  // Records fetched per step: adapts to what max_batch_time allows (doubling
+  // up to max_batch_records). It starts at one record, because the catch-up
+  // pass takes its first step before the event loop runs (Writer::start):
+  // a first request waits for a small batch, not for a whole one.
+  std::size_t m_batch_limit = 1;
   std::optional<SweepReport> m_last;
 };
 

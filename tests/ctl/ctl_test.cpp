@@ -949,17 +949,19 @@ TEST_F(CtlTest, VerifyExitsFourWhenTheChainIsBroken) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "audit chain intact: 2 entries, head " + head + "\n");
   r = ctl({"--json", "verify"});
+  // Incremental: the second check recomputes nothing new.
   EXPECT_EQ(parsed(r),
-            json({{"ok", true}, {"entries", 2}, {"first_bad", nullptr}, {"head", head}}));
+            json({{"ok", true}, {"entries", 2}, {"first_bad", nullptr}, {"head", head}, {"checked", 0}}));
 
+  // Inside the verified prefix: only a full check looks there again.
   const auto db = m_daemon.state_dir() / "retention.db";
   const std::string tamper =
       "sqlite3 " + db.string() + " \"UPDATE audit SET reason = 'hold 1: none' WHERE seq = 1\"";
   ASSERT_EQ(std::system(tamper.c_str()), 0);
-  r = ctl({"verify"});
+  r = ctl({"verify", "--full"});
   EXPECT_EQ(r.exit_code, 4);
   EXPECT_EQ(r.out, "audit chain BROKEN: first bad entry is seq 1 (of 2 entries)\n");
-  r = ctl({"--json", "verify"});
+  r = ctl({"--json", "verify", "--full"});
   EXPECT_EQ(r.exit_code, 4);
   EXPECT_EQ(parsed(r)["first_bad"], 1);
 }
