@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <stdexcept>
 #include <string_view>
 
 namespace retentiond::bench {
@@ -31,6 +32,31 @@ std::string date_from_days(std::int64_t z) {
   std::snprintf(buf, sizeof buf, "%04lld-%02u-%02u", static_cast<long long>(y), m, d);
   return buf;
 }
+
+// YYYY-MM-DD to days since 1970-01-01 (H. Hinnant's days_from_civil).
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2 ? 1 : 0;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+bool leap(std::int64_t y) { return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0); }
+
+// `days` (since the epoch) plus `years`, the day clamped to the month's
+// last day (29 February + 3 years is 28 February), as lib/calendar's add().
+std::int64_t add_years(std::int64_t days, int years) {
+  const std::string date = date_from_days(days);
+  const std::int64_t y = std::stoll(date.substr(0, 4)) + years;
+  const auto m = static_cast<unsigned>(std::stoi(date.substr(5, 2)));
+  auto d = static_cast<unsigned>(std::stoi(date.substr(8, 2)));
+  if (m == 2 && d == 29 && !leap(y)) d = 28;
+  return days_from_civil(y, m, d);
+}
+
+constexpr std::int64_t kSecondsPerDay = 86400;
 
 // 2018-01-01 and 2020-01-02 as days since the epoch.
 constexpr std::int64_t kCollectedFirst = 17532;
@@ -95,10 +121,15 @@ BenchRecord RecordGenerator::make(std::uint64_t index) const {
   r.subject = std::string(first) + "." + std::string(last) + "." + std::to_string(index / 2) + "@" +
               std::string(kDomains[(hs >> 16) % kDomains.size()]);
 
-  const std::string collected =
-      date_from_days(kCollectedFirst + static_cast<std::int64_t>(h1 % kCollectedDays));
-  r.last_contact =
-      date_from_days(kLastContactFirst + static_cast<std::int64_t>((h1 >> 20) % kLastContactDays));
+  const std::int64_t collected_day = kCollectedFirst + static_cast<std::int64_t>(h1 % kCollectedDays);
+  const std::int64_t last_contact_day =
+      kLastContactFirst + static_cast<std::int64_t>((h1 >> 20) % kLastContactDays);
+  const std::string collected = date_from_days(collected_day);
+  r.last_contact = date_from_days(last_contact_day);
+  // The policy's `at` expressions (policy_toml below), on midnight UTC.
+  r.due = kSecondsPerDay * (r.category == kPurgeCategory
+                                ? add_years(std::max(collected_day, last_contact_day), 3)
+                                : add_years(last_contact_day, 6));
   r.dates_json =
       "{\"collected\":\"" + collected + "\",\"last_contact\":\"" + r.last_contact + "\"}";
 
@@ -159,20 +190,24 @@ void RecordGenerator::append_json(const BenchRecord& r, std::string& out) {
 }
 
 std::string RecordGenerator::anonymised_fields(const BenchRecord& r) {
+  return anonymised_fields(r.fields_json);
+}
+
+std::string RecordGenerator::anonymised_fields(const std::string& fields_json) {
   // The shape the strategies give (email: a 64-hex HMAC, birth_date: the
   // year, ip: last octet zeroed, phone: redacted, name and address dropped);
   // the raw UPDATE writes bytes of the same size, it computes no HMAC.
   std::string out = "{\"email\":\"" + std::string(64, 'a') + "\"";
-  if (r.fields_json.find("\"phone\"") != std::string::npos) out += ",\"phone\":\"[redacted]\"";
-  if (const auto at = r.fields_json.find("\"ip\":\""); at != std::string::npos) {
+  if (fields_json.find("\"phone\"") != std::string::npos) out += ",\"phone\":\"[redacted]\"";
+  if (const auto at = fields_json.find("\"ip\":\""); at != std::string::npos) {
     const auto begin = at + 6;
-    const auto end = r.fields_json.find('"', begin);
-    std::string ip = r.fields_json.substr(begin, end - begin);
+    const auto end = fields_json.find('"', begin);
+    std::string ip = fields_json.substr(begin, end - begin);
     ip = ip.substr(0, ip.rfind('.')) + ".0";
     out += ",\"ip\":\"" + ip + "\"";
   }
-  if (const auto at = r.fields_json.find("\"birth_date\":\""); at != std::string::npos) {
-    out += ",\"birth_date\":\"" + r.fields_json.substr(at + 14, 4) + "\"";
+  if (const auto at = fields_json.find("\"birth_date\":\""); at != std::string::npos) {
+    out += ",\"birth_date\":\"" + fields_json.substr(at + 14, 4) + "\"";
   }
   out += '}';
   return out;
@@ -187,6 +222,21 @@ std::string last_contact_cutoff(int percent) {
 
 std::string plus_years(const std::string& date, int years) {
   return std::to_string(std::stoi(date.substr(0, 4)) + years) + date.substr(4) + "T00:00:00Z";
+}
+
+std::int64_t instant_seconds(const std::string& instant) {
+  unsigned y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  int used = 0;
+  const bool date_only = instant.size() == 10 &&
+                         std::sscanf(instant.c_str(), "%4u-%2u-%2u%n", &y, &mo, &d, &used) == 3;
+  const bool full = instant.size() == 20 &&
+                    std::sscanf(instant.c_str(), "%4u-%2u-%2uT%2u:%2u:%2uZ%n", &y, &mo, &d, &h, &mi,
+                                &sec, &used) == 6;
+  if ((!date_only && !full) || used != static_cast<int>(instant.size()) || mo < 1 || mo > 12 ||
+      d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59) {
+    throw std::invalid_argument("not an instant: '" + instant + "'");
+  }
+  return days_from_civil(y, mo, d) * kSecondsPerDay + h * 3600 + mi * 60 + sec;
 }
 
 std::string policy_toml(const std::filesystem::path& dir) {

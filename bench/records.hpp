@@ -36,6 +36,12 @@ struct BenchRecord {
   std::string fields_json;   // compact JSON object, 2-4 fields of ~10-40 bytes
   std::string dates_json;    // {"collected":"YYYY-MM-DD","last_contact":"YYYY-MM-DD"}
   std::string last_contact;  // YYYY-MM-DD, the purge order's first component
+  // The due time the daemon computes for the record's one phase, in seconds
+  // since the epoch (UTC): max(collected, last_contact) + 3 years for
+  // bench.purge, last_contact + 6 years for bench.anonymise, the day clamped
+  // to the month's end as lib/calendar does. The raw tables store it in their
+  // `due` column.
+  std::int64_t due = 0;
 };
 
 class RecordGenerator {
@@ -52,6 +58,9 @@ class RecordGenerator {
   // What the bench's anonymise strategies leave of `r`'s fields: the value
   // the raw SQLite UPDATE writes in place of the daemon's anonymisation.
   static std::string anonymised_fields(const BenchRecord& r);
+  // The same, from the fields' JSON alone (the raw one-statement UPDATE
+  // computes it per row, as an SQL function).
+  static std::string anonymised_fields(const std::string& fields_json);
 
  private:
   std::uint64_t m_seed;
@@ -66,6 +75,11 @@ std::string last_contact_cutoff(int percent);
 // UTC: the daemon clock at which records whose last_contact is at or before
 // `date` are due under "last_contact + <years> years".
 std::string plus_years(const std::string& date, int years);
+
+// An instant written as the daemon writes them ("YYYY-MM-DDTHH:MM:SSZ", or a
+// bare "YYYY-MM-DD" for midnight) in seconds since the epoch, UTC; throws
+// std::invalid_argument on anything else.
+std::int64_t instant_seconds(const std::string& instant);
 
 // The bench policy (TOML): one category purged 3 years after the last
 // contact, one anonymised 6 years after it; state_dir and socket inside `dir`.
