@@ -120,11 +120,12 @@ bool Client::send_raw(std::string_view data) {
   return true;
 }
 
-nlohmann::json Client::call(const std::string& method, const nlohmann::json& params) {
+nlohmann::json Client::call(const std::string& method, const nlohmann::json& params,
+                            std::chrono::milliseconds timeout) {
   nlohmann::json request = {{"jsonrpc", "2.0"}, {"id", m_next_id++}, {"method", method}};
   if (!params.is_null()) request["params"] = params;
   send_line(request.dump());
-  const auto line = read_line();
+  const auto line = read_line(timeout);
   if (!line) throw std::runtime_error("no reply to " + method);
   return nlohmann::json::parse(*line);
 }

@@ -46,7 +46,12 @@ class Client {
   // The next line, or nullopt on end of stream or after `timeout`.
   std::optional<std::string> read_line(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // Sends {"jsonrpc","id","method","params"} and returns the parsed reply.
-  nlohmann::json call(const std::string& method, const nlohmann::json& params = nullptr);
+  // The wait only bounds a hung daemon: a call that is merely slow (a
+  // 5,000-record put_many under ASan on a loaded 2-core machine) must still
+  // get its reply, so it is generous.
+  static constexpr std::chrono::seconds kCallTimeout{120};
+  nlohmann::json call(const std::string& method, const nlohmann::json& params = nullptr,
+                      std::chrono::milliseconds timeout = kCallTimeout);
 
   // Sends `data` as it is (no newline added). Returns false, with errno set,
   // when the peer is gone (EPIPE, ECONNRESET...) instead of throwing.
