@@ -1,6 +1,6 @@
 # ctest bench_quick: runs retentiond-bench in its quick mode, then checks that
 # the run completed and wrote a JSON report with every phase, the probes of
-# the import and the sweeps, and a full table with the issue 11 targets.
+# the import, the sweeps and the heavy reads, and a full table with the issue 11 targets.
 # Timings are printed, never judged.
 #   cmake -DBENCH=<retentiond-bench> -DJSON=<report path> -P check_quick.cmake
 
@@ -19,7 +19,7 @@ file(READ "${JSON}" report)
 foreach(phase ingest raw_insert wal_insert
               purge_sweep raw_delete raw_delete_one_transaction wal_delete
               anonymise_sweep raw_update wal_update
-              startup)
+              heavy_reads startup)
   string(JSON type ERROR_VARIABLE err TYPE "${report}" phases ${phase})
   if(err OR NOT type STREQUAL "OBJECT")
     message(FATAL_ERROR "report: phases.${phase} missing (${err})")
@@ -41,7 +41,7 @@ endforeach()
 
 # The probed phases have their latency summaries (the counts may be small:
 # a quick run's phases last a fraction of a second).
-foreach(phase ingest purge_sweep anonymise_sweep)
+foreach(phase ingest purge_sweep anonymise_sweep heavy_reads)
   foreach(summary status explain admin)
     string(JSON count ERROR_VARIABLE err GET "${report}" phases ${phase} ${summary} count)
     if(err)
@@ -76,8 +76,16 @@ foreach(target ">= 1.0x WAL INSERT" ">= 0.5x one-statement WAL DELETE" "<= 20 ms
 endforeach()
 list(FILTER targets INCLUDE REGEX "^<= 20 ms")
 list(LENGTH targets latency_rows)
-if(NOT latency_rows EQUAL 3)
-  message(FATAL_ERROR "report: ${latency_rows} latency targets, expected 3 (import, purge and anonymise sweeps)")
+if(NOT latency_rows EQUAL 4)
+  message(FATAL_ERROR "report: ${latency_rows} latency targets, expected 4 (import, purge and anonymise sweeps, heavy reads)")
+endif()
+
+# The heavy reads ran whole loops, each over the chain the sweeps wrote:
+# every record has its one audit entry.
+string(JSON loops GET "${report}" phases heavy_reads loops)
+string(JSON entries GET "${report}" phases heavy_reads audit_entries)
+if(loops LESS 2 OR NOT entries EQUAL 3000)
+  message(FATAL_ERROR "report: heavy_reads ran ${loops} loops over ${entries} audit entries, expected >= 2 over 3000")
 endif()
 
 string(JSON commit GET "${report}" build git_commit)

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -17,7 +18,9 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -619,6 +622,91 @@ json run_sweep(const fs::path& dir, const std::string& now, const std::string& c
 }
 
 // ---------------------------------------------------------------------------
+// Admin latency while a reader loops on the most expensive reads (issue 19)
+
+// The reads whose cost grows with what is stored, as one reader would loop
+// on them: the full re-verification of the chain (admin-only, in slices off
+// the event loop), the largest audit.tail page, a plan to the end of time,
+// and the incremental verify. Each in turn, back to back, on one connection.
+const std::vector<std::pair<std::string, json>>& heavy_reads() {
+  static const std::vector<std::pair<std::string, json>> reads = {
+      {"audit.verify full", {{"full", true}}},
+      {"audit.tail 10000", {{"limit", 10000}}},
+      {"plan to 9999", {{"until", "9999-12-31T00:00:00Z"}}},
+      {"audit.verify", json::object()},
+  };
+  return reads;
+}
+
+// Restarts the daemon on `dir` at `now` (nothing due: the sweeps are done,
+// so the audit chain holds an entry per record) and runs the Prober while a
+// second connection loops on heavy_reads(), for at least `min_seconds` and
+// at least two whole loops.
+json run_heavy_reads(const fs::path& dir, const std::string& now, const std::vector<std::string>& probe_keys,
+                     const Options& opt, double min_seconds) {
+  const std::string name = "heavy-reads";
+  say(name + ": restarting with --now " + now + ", a reader looping on audit.verify full, audit.tail, plan");
+  Daemon d = start_daemon(dir, now, dir / (name + ".log"));
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::size_t loops = 0;
+  bool stop = false;
+  std::string error;
+  std::map<std::string, std::vector<double>> heavy_ms;
+  json entries_verified = nullptr;
+  const auto t0 = SteadyClock::now();
+  Prober prober(d.process->socket(), opt.probe_period_ms, opt.seed,
+                [&](std::mt19937_64& rng) { return probe_keys[rng() % probe_keys.size()]; });
+  std::thread reader([&] {
+    try {
+      Rpc rpc(d.process->socket());
+      for (;;) {
+        for (const auto& [label, params] : heavy_reads()) {
+          const auto start = SteadyClock::now();
+          const json result = rpc.call(label.substr(0, label.find(' ')), params);
+          const double ms = ms_between(start, SteadyClock::now());
+          const std::lock_guard lock(mutex);
+          if (label == "audit.verify full") entries_verified = result["entries"];
+          heavy_ms[label].push_back(ms);
+          if (stop) return;
+        }
+        const std::lock_guard lock(mutex);
+        ++loops;
+        cv.notify_all();
+      }
+    } catch (const std::exception& e) {
+      const std::lock_guard lock(mutex);
+      error = e.what();
+      cv.notify_all();
+    }
+  });
+  {
+    std::unique_lock lock(mutex);
+    const auto deadline = t0 + std::chrono::duration_cast<SteadyClock::duration>(
+                                   std::chrono::duration<double>(min_seconds));
+    cv.wait_until(lock, deadline, [&] { return !error.empty(); });
+    cv.wait(lock, [&] { return loops >= 2 || !error.empty(); });
+    stop = true;
+  }
+  const auto t1 = SteadyClock::now();
+  reader.join();
+  const std::vector<Probe> probes = prober.stop(name);
+  if (!error.empty()) throw std::runtime_error(name + ": reader: " + error);
+  stop_daemon(d);
+
+  json reads = json::object();
+  for (auto& [label, ms] : heavy_ms) reads[label] = latency_summary(ms);
+  json out = {{"seconds", ms_between(t0, t1) / 1000.0},
+              {"loops", loops},
+              {"audit_entries", entries_verified},
+              {"reads", reads}};
+  out.update(probe_figures(probes, t0, t1));
+  say(name + ": " + std::to_string(loops) + " loops over " + with_commas(entries_verified.get<std::uint64_t>()) +
+      " audit entries in " + fixed(out["seconds"].get<double>(), 2) + " s, " + probe_text(out));
+  return out;
+}
+
+// ---------------------------------------------------------------------------
 // Start-up with M records stored
 
 json run_startup(const Options& opt, const fs::path& work, const rb::RecordGenerator& gen) {
@@ -822,7 +910,8 @@ std::vector<Row> build_rows(const json& phases, const Options& opt) {
 
   for (const auto& [phase, label] : {std::pair<const char*, const char*>{"ingest", "the import"},
                                      {"purge_sweep", "the purge sweep"},
-                                     {"anonymise_sweep", "the anonymise sweep"}}) {
+                                     {"anonymise_sweep", "the anonymise sweep"},
+                                     {"heavy_reads", "a reader's audit.verify full / tail / plan loop"}}) {
     const json& s = phases[phase];
     const std::size_t calls = s["admin"]["count"];
     const json& st = s["status"];
@@ -858,6 +947,15 @@ std::vector<Row> build_rows(const json& phases, const Options& opt) {
                     "-",
                     std::nullopt,
                     {{"fraction", s["probe_busy_fraction"]}}});
+  }
+  // What the heavy reads themselves took (the reader's side of that phase).
+  const json& heavy = phases["heavy_reads"];
+  for (const auto& [label, params] : heavy_reads()) {
+    const json& l = heavy["reads"].value(label, json());
+    if (l.is_null()) continue;
+    rows.push_back({"  " + label + " over " + with_commas(heavy["audit_entries"].get<std::uint64_t>()) +
+                        " entries, p50 / p99 / max (calls)",
+                    latency_text(l), "-", "-", "-", std::nullopt, l});
   }
 
   const std::uint64_t hwm_n =
@@ -1147,7 +1245,11 @@ int run(const Options& opt) {
   records.clear();
   records.shrink_to_fit();
 
-  // (6) Start-up with M records stored.
+  // (6) Admin latency while a reader loops on the reads that grow with the
+  // data, over the audit chain the sweeps wrote (one entry per record).
+  phases["heavy_reads"] = run_heavy_reads(ndir, rb::kAnonymiseNow, anon_keys, opt, 5.0);
+
+  // (7) Start-up with M records stored.
   phases["startup"] = opt.startup_records > 0 ? run_startup(opt, work, gen) : json(nullptr);
 
   report["phases"] = phases;

@@ -238,8 +238,9 @@ class Service {
   Result<Plan> plan(const PlanRequest& request);
 
   // ---- audit ----
-  // [reader]
-  Result<std::vector<store::AuditRow>> audit_tail(const AuditTailRequest& request);
+  // [reader], or [slow] with `slow` set: a page of up to 10,000 entries
+  // costs tens of milliseconds to read and render, too much for the loop.
+  Result<std::vector<store::AuditRow>> audit_tail(const AuditTailRequest& request, bool slow = false);
   // audit.verify is incremental: the service keeps the verified prefix (the
   // seq and hash of the last entry it has checked) and a call recomputes
   // what was appended since. [reader] when that is at most

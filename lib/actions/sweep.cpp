@@ -306,13 +306,14 @@ Result<std::optional<Instant>> Service::next_due(std::optional<Instant> after) {
   return m_reader.store().next_due(after);
 }
 
-Result<std::vector<store::AuditRow>> Service::audit_tail(const AuditTailRequest& request) {
+Result<std::vector<store::AuditRow>> Service::audit_tail(const AuditTailRequest& request, bool slow) {
+  vault::RecordReader& reader = slow ? m_slow : m_reader;
   store::StoreReader::AuditQuery q;
   q.limit = request.limit;
   q.after_seq = request.after;
   q.key = request.key;
-  if (request.subject) q.subject_ref = m_reader.subject_ref(*request.subject);
-  return m_reader.store().audit_entries(q);
+  if (request.subject) q.subject_ref = reader.subject_ref(*request.subject);
+  return reader.store().audit_entries(q);
 }
 
 void Service::verified(const audit::VerifyReport& report) {

@@ -55,20 +55,6 @@ phases = [
 anonymise = { course = "keep" }
 )toml";
 
-struct CommandResult {
-  int exit_code;
-  std::string output;
-};
-
-CommandResult run_command(const std::string& cmd) {
-  std::array<char, 4096> buf{};
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  while (p != nullptr && std::fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
-  const int status = p != nullptr ? ::pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 class Accountability : public ::testing::Test {
  protected:
   void SetUp() override {

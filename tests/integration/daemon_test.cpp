@@ -19,20 +19,6 @@ using nlohmann::json;
 
 const std::string kConfig = RETENTIOND_SOURCE_DIR "/config/retentiond.toml";
 
-struct CommandResult {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-CommandResult run_command(const std::string& cmd) {
-  std::array<char, 4096> buf{};
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  while (p != nullptr && std::fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
-  const int status = p != nullptr ? ::pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 // The result member of a successful reply, checking the envelope.
 json result_of(const json& reply, int id) {
   EXPECT_EQ(reply.value("jsonrpc", ""), "2.0");

@@ -383,44 +383,50 @@ TEST_F(Roles, AStrangerHoldingHundredsOfConnectionsLocksNobodyOut) {
   EXPECT_EQ(result_of(reader.replies.at(0), 1)["records"]["active"], 1);
 }
 
+// A daemon whose socket other users reach, users as its reader group, and
+// `limits` added to its [daemon] table. nobody (in users) is the reader.
+class ConnectionLimits : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
+    const group* users = ::getgrnam("users");
+    if (users == nullptr) GTEST_SKIP() << "needs the group users";
+    m_users = users->gr_gid;
+    const passwd* nobody = ::getpwnam("nobody");
+    m_nobody = nobody != nullptr ? nobody->pw_uid : 65534;
+    ASSERT_EQ(::chmod(m_dir.path().c_str(), 0755), 0);
+  }
+
+  DaemonProcess& start(const std::string& limits) {
+    const auto policy = write_policy(m_dir.path(), "socket_mode = \"0666\"\nreader_group = \"users\"\n" + limits);
+    m_daemon = std::make_unique<DaemonProcess>(m_dir.path(), std::vector<std::string>{"--config", policy.string(), "--now", kNow});
+    return *m_daemon;
+  }
+
+  TempDir m_dir;
+  gid_t m_users = 0;
+  uid_t m_nobody = 65534;
+  std::unique_ptr<DaemonProcess> m_daemon;
+};
+
 // Per user: a reader at its limit is refused its next connection; an
 // administrator is not.
-TEST(ConnectionLimits, AReaderAtItsPerUserLimitDoesNotStopAnAdministrator) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
-  const group* users = ::getgrnam("users");
-  if (users == nullptr) GTEST_SKIP() << "needs the group users";
-  const gid_t users_gid = users->gr_gid;
-  const passwd* nobody = ::getpwnam("nobody");
-  const uid_t nobody_uid = nobody != nullptr ? nobody->pw_uid : 65534;
-  TempDir dir;
-  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
-  const auto policy = write_policy(dir.path(), "socket_mode = \"0666\"\nreader_group = \"users\"\n"
-                                               "max_connections = 10\nmax_connections_per_uid = 3\n");
-  DaemonProcess daemon(dir.path(), {"--config", policy.string(), "--now", kNow});
-  Holder reader(nobody_uid, users_gid, daemon.socket(), 4);
+TEST_F(ConnectionLimits, AReaderAtItsPerUserLimitDoesNotStopAnAdministrator) {
+  DaemonProcess& daemon = start("max_connections = 10\nmax_connections_per_uid = 3\n");
+  Holder reader(m_nobody, m_users, daemon.socket(), 4);
   ASSERT_EQ(reader.lines.size(), 4u);
   EXPECT_EQ(reader.accepted(), 3);
   EXPECT_EQ(json::parse(reader.lines[3]),
             error_reply(nullptr, -32600, "busy",
-                        "too many connections from uid " + std::to_string(nobody_uid) + " (limit 3 per user)"));
+                        "too many connections from uid " + std::to_string(m_nobody) + " (limit 3 per user)"));
   Client root(daemon.socket());
   EXPECT_EQ(result_of(root.call("status"), 1)["records"]["active"], 0);
 }
 
 // The last admin_reserved_connections slots are for administrators only.
-TEST(ConnectionLimits, TheLastSlotsAreKeptForAdministrators) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
-  const group* users = ::getgrnam("users");
-  if (users == nullptr) GTEST_SKIP() << "needs the group users";
-  const gid_t users_gid = users->gr_gid;
-  const passwd* nobody = ::getpwnam("nobody");
-  const uid_t nobody_uid = nobody != nullptr ? nobody->pw_uid : 65534;
-  TempDir dir;
-  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
-  const auto policy = write_policy(dir.path(), "socket_mode = \"0666\"\nreader_group = \"users\"\n"
-                                               "max_connections = 5\nadmin_reserved_connections = 2\n");
-  DaemonProcess daemon(dir.path(), {"--config", policy.string(), "--now", kNow});
-  Holder reader(nobody_uid, users_gid, daemon.socket(), 4);
+TEST_F(ConnectionLimits, TheLastSlotsAreKeptForAdministrators) {
+  DaemonProcess& daemon = start("max_connections = 5\nadmin_reserved_connections = 2\n");
+  Holder reader(m_nobody, m_users, daemon.socket(), 4);
   ASSERT_EQ(reader.lines.size(), 4u);
   EXPECT_EQ(reader.accepted(), 3);
   EXPECT_EQ(json::parse(reader.lines[3]),
@@ -436,7 +442,7 @@ TEST(ConnectionLimits, TheLastSlotsAreKeptForAdministrators) {
   EXPECT_EQ(json::parse(*line), error_reply(nullptr, -32600, "busy", "too many connections (limit 5)"));
 }
 
-TEST(ConnectionLimits, AReserveThatLeavesNoSlotToTheOthersIsAConfigurationError) {
+TEST(ConnectionLimitsConfiguration, AReserveThatLeavesNoSlotToTheOthersIsAConfigurationError) {
   TempDir dir;
   const auto policy = write_policy(dir.path(), "max_connections = 4\nadmin_reserved_connections = 4\n");
   const auto st = DaemonProcessCheck(policy);

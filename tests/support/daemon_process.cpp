@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -382,6 +384,15 @@ DaemonProcess::~DaemonProcess() {
     ::waitpid(m_pid, &status, 0);
   }
   if (m_pidfd >= 0) ::close(m_pidfd);
+}
+
+CommandResult run_command(const std::string& cmd) {
+  std::array<char, 4096> buf{};
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  while (p != nullptr && std::fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
+  const int status = p != nullptr ? ::pclose(p) : -1;
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 }  // namespace retentiond::testing

@@ -147,6 +147,14 @@ class DaemonProcess {
 
 std::string retentiond_binary();
 
+// A shell command's exit status and what it printed (stdout and stderr
+// together). exit_code is -1 when it could not run or died of a signal.
+struct CommandResult {
+  int exit_code;
+  std::string output;
+};
+CommandResult run_command(const std::string& cmd);
+
 // Waits until `path` exists (watching its directory with inotify, no
 // polling). True if it exists within `timeout`.
 bool wait_for_path(const std::filesystem::path& path, std::chrono::milliseconds timeout);
