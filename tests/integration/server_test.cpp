@@ -403,22 +403,28 @@ class ConnectionLimits : public ::testing::Test {
     return *m_daemon;
   }
 
+  // The reader (nobody) opens four connections: three are accepted, the
+  // fourth gets one `busy` line saying `message`. The three stay open in
+  // m_reader for the rest of the test.
+  void expect_reader_refused_at_fourth(const std::string& message) {
+    m_reader = std::make_unique<Holder>(m_nobody, m_users, m_daemon->socket(), 4);
+    ASSERT_EQ(m_reader->lines.size(), 4u);
+    EXPECT_EQ(m_reader->accepted(), 3);
+    EXPECT_EQ(json::parse(m_reader->lines[3]), error_reply(nullptr, -32600, "busy", message));
+  }
+
   TempDir m_dir;
   gid_t m_users = 0;
   uid_t m_nobody = 65534;
   std::unique_ptr<DaemonProcess> m_daemon;
+  std::unique_ptr<Holder> m_reader;  // closed before the daemon stops
 };
 
 // Per user: a reader at its limit is refused its next connection; an
 // administrator is not.
 TEST_F(ConnectionLimits, AReaderAtItsPerUserLimitDoesNotStopAnAdministrator) {
   DaemonProcess& daemon = start("max_connections = 10\nmax_connections_per_uid = 3\n");
-  Holder reader(m_nobody, m_users, daemon.socket(), 4);
-  ASSERT_EQ(reader.lines.size(), 4u);
-  EXPECT_EQ(reader.accepted(), 3);
-  EXPECT_EQ(json::parse(reader.lines[3]),
-            error_reply(nullptr, -32600, "busy",
-                        "too many connections from uid " + std::to_string(m_nobody) + " (limit 3 per user)"));
+  expect_reader_refused_at_fourth("too many connections from uid " + std::to_string(m_nobody) + " (limit 3 per user)");
   Client root(daemon.socket());
   EXPECT_EQ(result_of(root.call("status"), 1)["records"]["active"], 0);
 }
@@ -426,12 +432,7 @@ TEST_F(ConnectionLimits, AReaderAtItsPerUserLimitDoesNotStopAnAdministrator) {
 // The last admin_reserved_connections slots are for administrators only.
 TEST_F(ConnectionLimits, TheLastSlotsAreKeptForAdministrators) {
   DaemonProcess& daemon = start("max_connections = 5\nadmin_reserved_connections = 2\n");
-  Holder reader(m_nobody, m_users, daemon.socket(), 4);
-  ASSERT_EQ(reader.lines.size(), 4u);
-  EXPECT_EQ(reader.accepted(), 3);
-  EXPECT_EQ(json::parse(reader.lines[3]),
-            error_reply(nullptr, -32600, "busy",
-                        "too many connections (limit 5, of which the last 2 are kept for administrators)"));
+  expect_reader_refused_at_fourth("too many connections (limit 5, of which the last 2 are kept for administrators)");
   // Root takes the two kept slots; a sixth connection is one too many.
   Client a(daemon.socket()), b(daemon.socket());
   EXPECT_EQ(result_of(a.call("status"), 1)["records"]["active"], 0);
