@@ -98,6 +98,13 @@ struct RecordCounts {
   std::int64_t anonymised = 0;
 };
 
+// How many records of a category have a due time on one UTC day.
+struct DueDay {
+  calendar::Instant day;  // 00:00:00 UTC
+  std::string category;
+  std::int64_t n = 0;
+};
+
 // Key slot bookkeeping, kept by the store so that it commits with the
 // records; what it means is lib/vault's (vault.hpp).
 struct SlotList {
@@ -178,6 +185,12 @@ class StoreReader {
 
   // Kept up to date by every transaction: no scan.
   virtual Result<RecordCounts> counts() = 0;
+  // The same per category (categories holding no record left out): no scan.
+  virtual Result<std::map<std::string, RecordCounts>> counts_by_category() = 0;
+  // The days up to `now`'s that hold due times, per category, in (day,
+  // category) order: the kept per-day counts, not the records. A day's
+  // records may be due later that day than `now`.
+  virtual Result<std::vector<DueDay>> due_days(calendar::Instant now) = 0;
   // How many records of each category have due <= now (categories with
   // none left out). Its cost grows with the days that hold due records and
   // with the records due earlier the same day, not with the records stored:

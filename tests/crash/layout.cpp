@@ -58,14 +58,16 @@ const char* const kDueCountMismatches =
     " ORDER BY 1, 2";
 
 const char* const kRecordCountMismatches =
-    "WITH counted(location, state, n) AS ("
-    "  SELECT 'active', state, count(*) FROM main.records GROUP BY state"
-    "  UNION ALL SELECT 'archive', state, count(*) FROM main.archive GROUP BY state)"
-    " SELECT c.location, c.state, coalesce(k.n, 0), c.n FROM counted c"
-    "  LEFT JOIN main.record_counts k ON k.location = c.location AND k.state = c.state WHERE coalesce(k.n, 0) != c.n"
-    " UNION ALL SELECT k.location, k.state, k.n, 0 FROM main.record_counts k"
-    "  LEFT JOIN counted c ON c.location = k.location AND c.state = k.state WHERE c.n IS NULL AND k.n != 0"
-    " ORDER BY 1, 2";
+    "WITH counted(location, category, state, n) AS ("
+    "  SELECT 'active', category, state, count(*) FROM main.records GROUP BY category, state"
+    "  UNION ALL SELECT 'archive', category, state, count(*) FROM main.archive GROUP BY category, state)"
+    " SELECT c.location, c.state, coalesce(k.n, 0), c.n, c.category FROM counted c"
+    "  LEFT JOIN main.record_counts k"
+    "    ON k.location = c.location AND k.category = c.category AND k.state = c.state WHERE coalesce(k.n, 0) != c.n"
+    " UNION ALL SELECT k.location, k.state, k.n, 0, k.category FROM main.record_counts k"
+    "  LEFT JOIN counted c ON c.location = k.location AND c.category = k.category AND c.state = k.state"
+    "  WHERE c.n IS NULL AND k.n != 0"
+    " ORDER BY 1, 5, 2";
 
 }  // namespace
 
@@ -151,8 +153,8 @@ std::vector<std::string> count_mismatches(SQLite::Database& db) {
   while (q.executeStep()) {
     const std::string location = q.getColumn(0).getString();
     out.push_back("record_counts holds " + std::to_string(q.getColumn(2).getInt64()) + " " + q.getColumn(1).getString() +
-                  " records in " + location + ", the table " + (location == "active" ? "records " : "archive ") +
-                  std::to_string(q.getColumn(3).getInt64()));
+                  " records of " + q.getColumn(4).getString() + " in " + location + ", the table " +
+                  (location == "active" ? "records " : "archive ") + std::to_string(q.getColumn(3).getInt64()));
   }
   return out;
 }

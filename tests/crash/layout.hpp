@@ -40,7 +40,7 @@ std::vector<std::string> legacy_files(const std::filesystem::path& state_dir);
 // The kept counts that disagree with the rows, in the connection's current
 // (read) transaction, one sentence each: due_counts against the records of
 // both tables with a due time, per UTC day (floor(due / 86400)) and
-// category; record_counts against both tables, per location and state. A
+// category; record_counts against both tables, per location, category and state. A
 // count missing from its table is 0; a kept 0 is harmless.
 std::vector<std::string> count_mismatches(SQLite::Database& db);
 

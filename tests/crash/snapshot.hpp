@@ -51,7 +51,7 @@ struct Snapshot {
   std::vector<RecordView> records;       // both tables
   std::vector<std::string> in_both;      // keys stored in both tables
   // The kept counts that disagree with the rows of the same snapshot
-  // (due_counts per UTC day and category, record_counts per location and
+  // (due_counts per UTC day and category, record_counts per location, category and
   // state), one sentence each.
   std::vector<std::string> count_mismatches;
   std::vector<store::AuditRow> audit;    // entries with seq > the `after` asked for

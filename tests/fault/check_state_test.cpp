@@ -98,7 +98,7 @@ TEST_F(CheckState, FindsARecordInBothTables) {
   }
   const auto r = check_state(state());
   EXPECT_TRUE(mentions(r, "record 'keep-0' is in both the records and the archive table"));
-  EXPECT_TRUE(mentions(r, "record_counts holds 0 archived records in archive, the table archive 1"));
+  EXPECT_TRUE(mentions(r, "record_counts holds 0 archived records of lead in archive, the table archive 1"));
 }
 
 // The kept counts are what status reports (records, backlog): they must

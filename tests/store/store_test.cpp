@@ -242,6 +242,69 @@ TEST_P(StoreContract, CountsFollowEveryChangeByStateAndPlace) {
   EXPECT_EQ(c->anonymised, 0);
 }
 
+// Metrics' records by category and state: kept by every change, categories
+// emptied of records left out.
+TEST_P(StoreContract, CountsByCategoryFollowEveryChange) {
+  ASSERT_TRUE(store().insert(row("a", 5000, 1, "x")));
+  ASSERT_TRUE(store().insert(row("b", 5000, 1, "y")));
+  StoredRecord archived = row("c", std::nullopt, 1, "x");
+  archived.location = Location::archive;
+  archived.state = RecordState::archived;
+  ASSERT_TRUE(store().insert(archived));
+  StoredRecord anonymised = row("d", std::nullopt, 1, "y");
+  anonymised.state = RecordState::anonymised;
+  anonymised.subject_ref.reset();
+  ASSERT_TRUE(store().insert(anonymised));
+  auto c = reader().counts_by_category();
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->size(), 2u);
+  EXPECT_EQ(c->at("x").active, 1);
+  EXPECT_EQ(c->at("x").archived, 1);
+  EXPECT_EQ(c->at("x").anonymised, 0);
+  EXPECT_EQ(c->at("y").active, 1);
+  EXPECT_EQ(c->at("y").archived, 0);
+  EXPECT_EQ(c->at("y").anonymised, 1);
+  ASSERT_TRUE(store().remove("b", Location::active));
+  ASSERT_TRUE(store().remove("d", Location::active));
+  c = reader().counts_by_category();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->count("y"), 0u);
+  EXPECT_EQ(c->at("x").active, 1);
+  // A failed transaction leaves them as they were.
+  ASSERT_FALSE(store().transaction([&]() -> Status {
+    if (auto st = store().insert(row("e", 5000, 1, "z")); !st) return st;
+    return Error::internal("rolled back");
+  }));
+  c = reader().counts_by_category();
+  EXPECT_EQ(c->count("z"), 0u);
+  EXPECT_EQ(c->size(), 1u);
+}
+
+// Metrics' deletion lateness starts from the earliest day holding due times.
+TEST_P(StoreContract, DueDaysListTheDaysUpToNowThatHoldDueTimes) {
+  const std::int64_t day = 86400;
+  ASSERT_TRUE(store().insert(row("a", 10 * day + 5, 1, "x")));
+  ASSERT_TRUE(store().insert(row("b", 10 * day + 500, 1, "y")));
+  ASSERT_TRUE(store().insert(row("c", 10 * day + 900, 1, "y")));
+  ASSERT_TRUE(store().insert(row("d", 12 * day, 1, "x")));
+  ASSERT_TRUE(store().insert(row("w", std::nullopt, 1, "x")));
+  auto days = reader().due_days(Instant{10 * day + 1});
+  ASSERT_TRUE(days);
+  ASSERT_EQ(days->size(), 2u);
+  EXPECT_EQ((*days)[0].day.seconds, 10 * day);
+  EXPECT_EQ((*days)[0].category, "x");
+  EXPECT_EQ((*days)[0].n, 1);
+  EXPECT_EQ((*days)[1].category, "y");
+  EXPECT_EQ((*days)[1].n, 2);
+  EXPECT_TRUE(reader().due_days(Instant{10 * day - 1})->empty());
+  ASSERT_TRUE(store().remove("a", Location::active));
+  days = reader().due_days(Instant{20 * day});
+  ASSERT_EQ(days->size(), 2u);
+  EXPECT_EQ((*days)[0].category, "y");
+  EXPECT_EQ((*days)[1].day.seconds, 12 * day);
+  EXPECT_EQ((*days)[1].category, "x");
+}
+
 // status.backlog without a scan: the due records per category, across days
 // and the current day, through inserts, reschedules and removals.
 TEST_P(StoreContract, DueByCategoryCountsWhatIsDueAtAnyInstant) {

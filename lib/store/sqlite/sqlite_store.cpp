@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <tuple>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -367,6 +368,37 @@ class SqliteQueries : public Base {
     }
   }
 
+  Result<std::map<std::string, RecordCounts>> counts_by_category() override {
+    try {
+      std::map<std::string, RecordCounts> out;
+      Using use(*m_counts_by_category);
+      while ((*use).executeStep()) {
+        RecordCounts& c = out[(*use).getColumn(0).getString()];
+        const auto state = state_from((*use).getColumn(1).getString());
+        const std::int64_t n = (*use).getColumn(2).getInt64();
+        (state == RecordState::anonymised ? c.anonymised : state == RecordState::archived ? c.archived : c.active) += n;
+      }
+      return out;
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
+  Result<std::vector<DueDay>> due_days(Instant now) override {
+    try {
+      std::vector<DueDay> out;
+      Using use(*m_due_days);
+      (*use).bind(1, day_of(now.seconds));
+      while ((*use).executeStep()) {
+        out.push_back(DueDay{Instant{(*use).getColumn(0).getInt64() * kDay}, (*use).getColumn(1).getString(),
+                             (*use).getColumn(2).getInt64()});
+      }
+      return out;
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
   // The days before today from due_counts, today's records from the due
   // indexes (both in one snapshot when called inside `read`).
   Result<std::map<std::string, std::int64_t>> due_by_category(Instant now) override {
@@ -514,6 +546,8 @@ class SqliteQueries : public Base {
     }
     m_counts = stmt("SELECT state, sum(n) FROM record_counts GROUP BY state");
     m_due_days_before = stmt("SELECT category, sum(n) FROM due_counts WHERE day < ? GROUP BY category");
+    m_counts_by_category = stmt("SELECT category, state, sum(n) FROM record_counts GROUP BY category, state");
+    m_due_days = stmt("SELECT day, category, n FROM due_counts WHERE day <= ? AND n > 0 ORDER BY day, category");
     m_last_audit = stmt(std::string("SELECT ") + kAuditColumns + " FROM audit ORDER BY seq DESC LIMIT 1");
     m_find_disposal = stmt(std::string("SELECT ") + kAuditColumns +
                            " FROM audit WHERE key = ? AND action IN ('purge', 'erase') ORDER BY seq DESC LIMIT 1");
@@ -526,7 +560,7 @@ class SqliteQueries : public Base {
   SQLite::Database m_db;
   std::filesystem::path m_path;
   Tables m_tables[2];
-  std::unique_ptr<SQLite::Statement> m_counts, m_due_days_before, m_last_audit, m_find_disposal, m_holds, m_get_meta;
+  std::unique_ptr<SQLite::Statement> m_counts, m_due_days_before, m_counts_by_category, m_due_days, m_last_audit, m_find_disposal, m_holds, m_get_meta;
   int m_read_depth = 0;
 
  private:
@@ -774,7 +808,7 @@ class SqliteStore final : public SqliteQueries<Store> {
       bind_optional(q, 10, row.subject_ref);
       bind_blob(q, 11, row.sealed.bytes);
       if (q.exec() == 0) return false;
-      count(row.location, row.state, +1);
+      count(row.location, row.state, row.category, +1);
       count_due(row.due, row.category, +1);
       return true;
     } catch (const std::exception& e) {
@@ -826,7 +860,7 @@ class SqliteStore final : public SqliteQueries<Store> {
           if (!(*use).executeStep()) return {};
           id = (*use).getColumn(0).getInt64();
           slot = (*use).getColumn(1).isNull() ? -1 : (*use).getColumn(1).getInt64();
-          count(where, state_from((*use).getColumn(2).getString()), -1);
+          count(where, state_from((*use).getColumn(2).getString()), (*use).getColumn(4).getString(), -1);
           const auto& due = (*use).getColumn(3);
           count_due(due.isNull() ? std::nullopt : std::optional<Instant>(Instant{due.getInt64()}),
                     (*use).getColumn(4).getString(), -1);
@@ -1076,33 +1110,46 @@ class SqliteStore final : public SqliteQueries<Store> {
     m_update_list = stmt("UPDATE key_slot_lists SET slots = ? WHERE id = ?");
     m_delete_list = stmt("DELETE FROM key_slot_lists WHERE id = ?");
     m_mark_list_zeroed = stmt("UPDATE key_slot_lists SET zeroed = 1 WHERE id = ?");
-    m_add_count = stmt("INSERT INTO record_counts (location, state, n) VALUES (?1, ?2, ?3) "
-                       "ON CONFLICT (location, state) DO UPDATE SET n = n + ?3");
+    m_add_count = stmt("INSERT INTO record_counts (location, category, state, n) VALUES (?1, ?2, ?3, ?4) "
+                       "ON CONFLICT (location, category, state) DO UPDATE SET n = n + ?4");
+    m_drop_count = stmt("DELETE FROM record_counts WHERE location = ? AND category = ? AND state = ? AND n = 0");
     m_add_due_count = stmt("INSERT INTO due_counts (day, category, n) VALUES (?1, ?2, ?3) "
                            "ON CONFLICT (day, category) DO UPDATE SET n = n + ?3");
     m_drop_due_count = stmt("DELETE FROM due_counts WHERE day = ? AND category = ? AND n = 0");
   }
 
   // Counts: per-transaction deltas, written once before the commit.
-  void count(Location where, RecordState state, std::int64_t delta) {
-    m_count_delta[where == Location::active ? 0 : 1][static_cast<int>(state)] += delta;
+  void count(Location where, RecordState state, const std::string& category, std::int64_t delta) {
+    m_count_delta[{where == Location::active ? 0 : 1, static_cast<int>(state), category}] += delta;
   }
   void count_due(const std::optional<Instant>& due, const std::string& category, std::int64_t delta) {
     if (due) m_due_delta[{day_of(due->seconds), category}] += delta;
   }
   void reset_deltas() {
-    for (auto& row : m_count_delta) std::fill(std::begin(row), std::end(row), 0);
+    m_count_delta.clear();
     m_due_delta.clear();
   }
   void save_deltas() {
-    for (int where = 0; where < 2; ++where) {
-      for (int state = 0; state < 3; ++state) {
-        const std::int64_t delta = m_count_delta[where][state];
-        if (delta == 0) continue;
+    for (const auto& [bucket, delta] : m_count_delta) {
+      if (delta == 0) continue;
+      const auto& [where, state, category] = bucket;
+      const char* location = where == 0 ? "active" : "archive";
+      const std::string state_name(to_string(static_cast<RecordState>(state)));
+      {
         Using use(*m_add_count);
-        (*use).bind(1, where == 0 ? "active" : "archive");
-        (*use).bind(2, std::string(to_string(static_cast<RecordState>(state))));
-        (*use).bind(3, delta);
+        (*use).bind(1, location);
+        (*use).bind(2, category);
+        (*use).bind(3, state_name);
+        (*use).bind(4, delta);
+        (*use).exec();
+      }
+      // A category emptied of a state leaves no row: the table stays as
+      // small as the categories and states in use.
+      if (delta < 0) {
+        Using use(*m_drop_count);
+        (*use).bind(1, location);
+        (*use).bind(2, category);
+        (*use).bind(3, state_name);
         (*use).exec();
       }
     }
@@ -1298,15 +1345,16 @@ class SqliteStore final : public SqliteQueries<Store> {
     tx.commit();
   }
 
-  // Counts that a migration asked for: the records per state (005) and the
-  // due records per day and category (006), each counted once.
+  // Counts that a migration asked for: the records per category and state
+  // (005, 007) and the due records per day and category (006), each counted
+  // once.
   void fill_counts() {
     if (meta_exists("record_counts_pending")) {
       SQLite::Transaction tx(m_db);
       m_db.exec("DELETE FROM record_counts");
-      m_db.exec("INSERT INTO record_counts (location, state, n) "
-                "SELECT 'active', state, count(*) FROM main.records GROUP BY state "
-                "UNION ALL SELECT 'archive', state, count(*) FROM main.archive GROUP BY state");
+      m_db.exec("INSERT INTO record_counts (location, category, state, n) "
+                "SELECT 'active', category, state, count(*) FROM main.records GROUP BY category, state "
+                "UNION ALL SELECT 'archive', category, state, count(*) FROM main.archive GROUP BY category, state");
       m_db.exec("DELETE FROM meta WHERE name = 'record_counts_pending'");
       tx.commit();
     }
@@ -1328,9 +1376,9 @@ class SqliteStore final : public SqliteQueries<Store> {
   std::unique_ptr<Checkpointer> m_checkpointer;
   Writes m_writes[2];
   std::unique_ptr<SQLite::Statement> m_insert_audit, m_set_meta, m_insert_list, m_update_list, m_delete_list,
-      m_mark_list_zeroed, m_add_count, m_add_due_count, m_drop_due_count;
+      m_mark_list_zeroed, m_add_count, m_drop_count, m_add_due_count, m_drop_due_count;
   bool m_in_tx = false;
-  std::int64_t m_count_delta[2][3] = {};
+  std::map<std::tuple<int, int, std::string>, std::int64_t> m_count_delta;  // (location, state, category)
   std::map<std::pair<std::int64_t, std::string>, std::int64_t> m_due_delta;
   std::optional<AuditRow> m_head;
   bool m_head_known = false;
