@@ -19,6 +19,7 @@
 #include "lib/crypto/crypto.hpp"
 #include "lib/engine/engine.hpp"
 #include "lib/policy/policy.hpp"
+#include "lib/server/metrics_http.hpp"
 #include "lib/server/server.hpp"
 #include "lib/util/state_lock.hpp"
 
@@ -157,6 +158,20 @@ int run(const cxxopts::ParseResult& opts) {
     return kStartupError;
   }
 
+  // 6b. Prometheus GET /metrics, when [daemon] metrics_listen asks for it.
+  //     An address that cannot be bound stops the start, as the socket's does.
+  std::optional<rd::server::MetricsEndpoint> metrics;
+  if (!settings.metrics_listen.empty()) {
+    metrics.emplace(io, settings.metrics_host, settings.metrics_port,
+                    [&engine](std::function<void(rd::Result<std::string>)> done) {
+                      engine.dispatcher().metrics(std::move(done));
+                    });
+    if (auto st = metrics->start(); !st) {
+      spdlog::critical("startup.failed {}", st.error().message);
+      return kStartupError;
+    }
+  }
+
   // 7. systemd: STATUS= after every pass and reload, RELOADING=1/READY=1
   //    around reloads, WATCHDOG=1 at half the interval.
   const auto notify_status = [&] { sd_notify(0, ("STATUS=" + engine.status_line()).c_str()); };
@@ -198,6 +213,7 @@ int run(const cxxopts::ParseResult& opts) {
     watchdog.cancel();
     hangup.cancel();
     server.stop();
+    if (metrics) metrics->stop();
     io.stop();
   });
 

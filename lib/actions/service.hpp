@@ -132,6 +132,26 @@ struct Overview {
   std::int64_t holds = 0;
 };
 
+// What the metrics export of the store, from one snapshot (metrics.cpp).
+struct MetricsSnapshot {
+  calendar::Instant now;
+  std::map<std::string, store::RecordCounts> records;  // by category
+  std::map<std::string, std::int64_t> due;              // due now by category, held ones included
+  std::int64_t backlog = 0;                             // unheld records due now (as status)
+  // The due time of the oldest unheld record due now: deletion lateness is
+  // now minus it. `lateness_bounded` when more held records than
+  // kLatenessScan came first, and this is the due time of the last one
+  // examined (an earlier time: the lateness reported is then too high, never
+  // too low).
+  std::optional<calendar::Instant> oldest_due;
+  bool lateness_bounded = false;
+  std::map<std::string, std::int64_t> holds;  // by scope
+  std::int64_t audit_seq = 0;                 // the log's last entry
+  // Audit entries by (action, category; "" when none) since the daemon
+  // started: the actions done, counted incrementally (metrics.cpp).
+  std::map<std::pair<std::string, std::string>, std::int64_t> actions;
+};
+
 // Where a sweep has got to in the (due, key) order; `done` once the due
 // range is exhausted.
 struct SweepCursor {
@@ -214,6 +234,17 @@ class Service {
   // [reader] The earliest due time after `after`.
   Result<std::optional<calendar::Instant>> next_due(std::optional<calendar::Instant> after = std::nullopt);
 
+  // ---- metrics (metrics.cpp) ----
+  // [reader] Where the action counts start: the audit log's current head.
+  // Called once, before the first `metrics`.
+  Status start_action_counts();
+  // [slow] The store's part of the metrics. Reads the audit entries
+  // appended since the previous call (counted into the totals), the kept
+  // counts, and at most kLatenessScan held records: never the records
+  // stored.
+  static constexpr std::size_t kLatenessScan = 10000;
+  Result<MetricsSnapshot> metrics();
+
   // ---- holds (holds.cpp) ----
   Result<HoldSet> load_holds(vault::RecordReader& from);
   // [reader] hold.list
@@ -266,6 +297,10 @@ class Service {
   // Records a verified chain as the prefix to continue from.
   void verified(const audit::VerifyReport& report);
 
+  Result<std::int64_t> backlog(vault::RecordReader& reader, calendar::Instant now);
+  Result<std::optional<calendar::Instant>> oldest_unheld_due(vault::RecordReader& reader, const HoldSet& holds,
+                                                             calendar::Instant now, bool& bounded);
+
   vault::Vault& m_vault;
   vault::RecordReader& m_reader;
   vault::RecordReader& m_slow;
@@ -276,6 +311,9 @@ class Service {
   mutable std::mutex m_verify_mutex;  // the verified prefix is shared by the loop and the slow thread
   std::int64_t m_verified_seq = 0;
   std::string m_verified_hash = audit::kGenesisHash;
+  // [slow] The action counts of `metrics` and the last entry counted.
+  std::int64_t m_counted_seq = 0;
+  std::map<std::pair<std::string, std::string>, std::int64_t> m_action_counts;
 };
 
 // The anonymised value of `value` under `strategy`; nullopt means "drop".

@@ -241,13 +241,14 @@ Result<SweepCounts> Service::count_due() {
 // Without walking the due range: the due records per category (kept per
 // day by the store), minus held categories, minus the due records under a
 // key or subject hold (a lookup each), each counted once.
-Result<std::int64_t> Service::backlog() {
-  const Instant now = m_clock.now();
+Result<std::int64_t> Service::backlog() { return backlog(m_reader, m_clock.now()); }
+
+Result<std::int64_t> Service::backlog(vault::RecordReader& reader, Instant now) {
   std::int64_t backlog = 0;
-  Status st = m_reader.read([&]() -> Status {
-    auto due = m_reader.store().due_by_category(now);
+  Status st = reader.read([&]() -> Status {
+    auto due = reader.store().due_by_category(now);
     if (!due) return std::move(due).error();
-    auto holds = load_holds(m_reader);
+    auto holds = load_holds(reader);
     if (!holds) return std::move(holds).error();
     std::set<std::string> held_categories;
     for (const auto& h : holds->holds) {
@@ -266,11 +267,11 @@ Result<std::int64_t> Service::backlog() {
     for (std::size_t i = 0; i < holds->holds.size(); ++i) {
       const auto& h = holds->holds[i];
       if (h.scope == "key") {
-        auto record = m_reader.store().schedule_of(h.target);
+        auto record = reader.store().schedule_of(h.target);
         if (!record) return std::move(record).error();
         if (*record) uncount(**record);
       } else if (h.scope == "subject") {
-        auto records = m_reader.store().by_subject_ref(holds->subject_refs[i]);
+        auto records = reader.store().by_subject_ref(holds->subject_refs[i]);
         if (!records) return std::move(records).error();
         for (const auto& record : *records) uncount(record);
       }

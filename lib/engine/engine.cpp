@@ -49,6 +49,7 @@ policy::DaemonSettings settings_for_reload(const policy::DaemonSettings& running
   note("idle_timeout", file.idle_timeout_s != running.idle_timeout_s);
   note("max_connections_per_uid", file.max_connections_per_uid != running.max_connections_per_uid);
   note("admin_reserved_connections", file.admin_reserved_connections != running.admin_reserved_connections);
+  note("metrics_listen", file.metrics_listen != running.metrics_listen);
   return out;
 }
 
@@ -102,6 +103,7 @@ Status Engine::open_parts() {
 
   m_service = std::make_unique<actions::Service>(*p.vault, *p.reader, *p.audit, *m_options.clock, m_options.policy,
                                                  p.slow_reader.get());
+  if (auto st = m_service->start_action_counts(); !st) return st;
   m_change = std::make_unique<actions::PolicyChange>(*m_service, *p.vault, *p.audit);
   m_writer = std::make_unique<scheduler::Writer>(m_io, m_options.writer_mode);
   scheduler::SchedulerOptions so;

@@ -1,5 +1,8 @@
 #include "lib/policy/policy.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -264,7 +267,7 @@ class Builder {
                {"state_dir", "socket", "socket_mode", "admin_group", "reader_group", "fiscal_year_end",
                 "secret_file", "reload_guard", "log_level", "max_batch_records", "max_batch_ms",
                 "max_request_bytes", "max_json_depth", "max_put_many", "max_connections", "idle_timeout_s",
-                "max_connections_per_uid", "admin_reserved_connections"});
+                "max_connections_per_uid", "admin_reserved_connections", "metrics_listen"});
     if (const auto* n = d.find("state_dir")) {
       if (get_string(*n, "daemon.state_dir", s.state_dir) && s.state_dir.empty()) {
         error(n->pos, "daemon.state_dir", "must not be empty");
@@ -322,6 +325,18 @@ class Builder {
     }};
     for (const auto& l : limits) {
       if (const auto* n = d.find(l.key)) get_int(*n, std::string("daemon.") + l.key, l.lo, l.hi, *l.out);
+    }
+    if (const auto* n = d.find("metrics_listen")) {
+      if (get_string(*n, "daemon.metrics_listen", s.metrics_listen)) {
+        if (auto why = parse_listen_address(s.metrics_listen, s.metrics_host, s.metrics_port)) {
+          error(n->pos, "daemon.metrics_listen", *why);
+        } else if (!is_loopback_host(s.metrics_host)) {
+          // Allowed, since it was asked for, but counts of personal data
+          // per category are then readable by anyone who can reach it.
+          warning(n->pos, "daemon.metrics_listen",
+                  "'" + s.metrics_listen + "' is not a loopback address: /metrics will be served to the network");
+        }
+      }
     }
     // The default reserve shrinks with a small max_connections; a reserve
     // given that leaves no slot to the others is a mistake.
@@ -681,6 +696,43 @@ LoadResult load_policy_file(const std::filesystem::path& path) {
   std::ostringstream buf;
   buf << in.rdbuf();
   return load_policy_text(buf.str(), format, path.string());
+}
+
+std::optional<std::string> parse_listen_address(const std::string& text, std::string& host, std::uint16_t& port) {
+  const std::string expected = "expected \"host:port\" such as \"127.0.0.1:9464\" or \"[::1]:9464\", got '" + text + "'";
+  std::string h, p;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') return expected;
+    h = text.substr(1, close - 1);
+    p = text.substr(close + 2);
+    in6_addr a6{};
+    if (inet_pton(AF_INET6, h.c_str(), &a6) != 1) return "'" + h + "' is not an IPv6 address";
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0) return expected;
+    h = text.substr(0, colon);
+    p = text.substr(colon + 1);
+    in_addr a4{};
+    if (h != "localhost" && inet_pton(AF_INET, h.c_str(), &a4) != 1) {
+      return "'" + h + "' is not an IPv4 address nor \"localhost\" (an IPv6 address goes in brackets)";
+    }
+  }
+  if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      std::stoi(p) < 1 || std::stoi(p) > 65535) {
+    return "port '" + p + "' is not a number from 1 to 65535";
+  }
+  host = h;
+  port = static_cast<std::uint16_t>(std::stoi(p));
+  return std::nullopt;
+}
+
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr a4{};
+  if (inet_pton(AF_INET, host.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  in6_addr a6{};
+  return inet_pton(AF_INET6, host.c_str(), &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 }  // namespace retentiond::policy

@@ -75,7 +75,18 @@ struct DaemonSettings {
   std::int64_t idle_timeout_s = 300;
   std::int64_t max_connections_per_uid = 16;    // one user's connections
   std::int64_t admin_reserved_connections = 4;  // of max_connections, kept for administrators
+  // Prometheus GET /metrics: "host:port" as written (empty: off), and its
+  // parts. The host is an IP address (IPv6 in brackets) or "localhost".
+  std::string metrics_listen;
+  std::string metrics_host;
+  std::uint16_t metrics_port = 0;
 };
+
+// Splits "host:port" ([v6]:port for IPv6); the host must be an IP address or
+// "localhost", the port 1-65535. Returns the reason when it is not.
+std::optional<std::string> parse_listen_address(const std::string& text, std::string& host, std::uint16_t& port);
+// Whether `host` (as parse_listen_address leaves it) is a loopback address.
+bool is_loopback_host(const std::string& host);
 
 class Policy {
  public:

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "lib/protocol/decode.hpp"
+#include "lib/protocol/metrics_text.hpp"
 #include "lib/protocol/render.hpp"
 
 namespace retentiond::protocol {
@@ -237,6 +238,15 @@ void Dispatcher::register_methods() {
          if (!format) return std::move(format).error();
          return json{{"text", render::policy_table(*service.policy(), *format)}};
        })},
+      {"metrics", Role::reader, "Counts, lateness, actions and sweeps in the Prometheus text format",
+       {},
+       later([this](const json& p, const Caller&, Done d) {
+         if (auto st = decode::none(p); !st) return d(std::move(st).error());
+         metrics([d = std::move(d)](Result<std::string> text) {
+           if (!text) return d(std::move(text).error());
+           d(json{{"text", std::move(text).value()}});
+         });
+       })},
       {"plan", Role::reader, "Forecast: what falls due before a date, by month, category and action",
        {},
        later([this, &service](const json& p, const Caller&, Done d) {
@@ -462,6 +472,30 @@ void Dispatcher::on_writer(std::function<Result<T>()> job, std::function<nlohman
     if (changes_records) m_ctx.scheduler.records_changed();
     done(std::move(out));
   });
+}
+
+void Dispatcher::metrics(std::function<void(Result<std::string>)> done) {
+  auto snapshot = std::make_shared<actions::MetricsSnapshot>();
+  on_slow(
+      [this, snapshot]() -> Result<json> {
+        auto read = m_ctx.service.metrics();
+        if (!read) return std::move(read).error();
+        *snapshot = std::move(read).value();
+        return json();
+      },
+      [this, snapshot, done = std::move(done)](Result<json> read) {
+        if (!read) return done(std::move(read).error());
+        const auto policy = m_ctx.service.policy();
+        DaemonFacts facts;
+        facts.version = m_ctx.version;
+        facts.policy_hash = policy->hash;
+        for (const auto& c : policy->categories) facts.categories.push_back(c.name);
+        facts.started_at = m_ctx.started_at;
+        if (m_ctx.scheduler.paused()) facts.paused = "reload_guard";
+        facts.sweeps = &m_ctx.scheduler.stats();
+        facts.consecutive_failures = m_ctx.scheduler.failures();
+        done(metrics_text(*snapshot, facts));
+      });
 }
 
 void Dispatcher::on_slow(std::function<Result<nlohmann::json>()> read, Done done) {

@@ -82,6 +82,11 @@ class Dispatcher {
   // Handles one request line (a request or a batch).
   void handle_line(std::string_view line, const Caller& caller, Reply reply);
 
+  // The metrics in the Prometheus text format (the `metrics` method and
+  // GET /metrics): the store's part read on the slow-read thread, answered
+  // through `done` on the event loop.
+  void metrics(std::function<void(Result<std::string>)> done);
+
   // An error response with a null id, for transport-level refusals.
   static std::string error_line(ErrorCode code, const std::string& reason, const std::string& message);
 

@@ -159,9 +159,11 @@ void Scheduler::finish(const Result<SweepReport>& result) {
   Pass pass = std::move(*m_pass);
   m_pass.reset();
   const actions::Actor& pass_actor = pass.progress->actor;
+  m_stats.durations.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - pass.started).count());
   if (result) {
     m_failures = 0;
     m_last = *result;
+    m_stats.last_success = result->finished_at;
     const auto& c = result->counts;
     // One summary line per pass that found anything, never one per record.
     if (c.actions() > 0 || c.held > 0 || c.stuck > 0) {
@@ -171,6 +173,7 @@ void Scheduler::finish(const Result<SweepReport>& result) {
     }
   } else {
     ++m_failures;
+    ++m_stats.failed;
   }
   for (auto& done : pass.waiters) done(result);
   if (m_stopped) return;

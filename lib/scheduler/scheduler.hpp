@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "lib/actions/service.hpp"
+#include "lib/metrics/exposition.hpp"
 #include "lib/scheduler/writer.hpp"
 #include "lib/util/asio.hpp"
 
@@ -96,6 +97,17 @@ class Scheduler {
   // that the next check is at most check_interval away without waiting.
   const std::optional<std::chrono::steady_clock::time_point>& armed_for() const { return m_armed_for; }
 
+  // What the metrics export of the passes since the daemon started.
+  struct Stats {
+    // Pass durations in seconds, failed passes included.
+    metrics::Histogram durations{{0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600}};
+    std::int64_t failed = 0;  // passes that ended with an error
+    std::optional<calendar::Instant> last_success;  // when the last successful pass ended
+  };
+  const Stats& stats() const { return m_stats; }
+  // Consecutive failed passes (0 after a success).
+  int failures() const { return m_failures; }
+
   // Called after every pass (for sd_notify STATUS=).
   std::function<void()> on_pass_end;
 
@@ -135,6 +147,7 @@ class Scheduler {
   std::optional<Pause> m_pause;
   bool m_stopped = false;
   int m_failures = 0;      // consecutive failed passes (back-off)
+  Stats m_stats;
   int m_undrained = 0;     // consecutive passes ending with a backlog
   // Records fetched per step: adapts to what max_batch_time allows (doubling
   // up to max_batch_records). It starts at one record, because the catch-up

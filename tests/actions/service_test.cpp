@@ -69,6 +69,10 @@ class FaultyStore final : public store::Store {
   Result<std::int64_t> count_category(const std::string& c) override { return m_real.count_category(c); }
   Result<std::vector<store::StoredRecord>> by_subject_ref(const std::string& r) override { return m_real.by_subject_ref(r); }
   Result<store::RecordCounts> counts() override { return m_real.counts(); }
+  Result<std::map<std::string, store::RecordCounts>> counts_by_category() override {
+    return m_real.counts_by_category();
+  }
+  Result<std::vector<store::DueDay>> due_days(calendar::Instant now) override { return m_real.due_days(now); }
   Result<std::map<std::string, std::int64_t>> due_by_category(calendar::Instant now) override {
     return m_real.due_by_category(now);
   }
@@ -359,6 +363,79 @@ TEST_F(ServiceTest, BacklogMatchesTheWalkUnderOverlappingHolds) {
   ASSERT_TRUE(place_hold({{"category", "usage"}, {"reason", "r"}}, Actor{"uid:0"}));
   EXPECT_EQ(*m_service->backlog(), 0);
   EXPECT_EQ(*m_service->backlog(), walk());
+}
+
+// The value under `key`, or a value-initialised one when absent (so that a
+// failing expectation prints 0 instead of throwing).
+template <typename Map, typename Key>
+typename Map::mapped_type value_or_zero(const Map& map, const Key& key) {
+  const auto found = map.find(key);
+  return found == map.end() ? typename Map::mapped_type{} : found->second;
+}
+
+// Deletion lateness: the age of the oldest unheld record past its due time,
+// following holds placed and released and sweeps; action counts start at
+// the head and follow the audit log.
+TEST_F(ServiceTest, MetricsFollowLatenessHoldsAndActions) {
+  ASSERT_TRUE(m_service->start_action_counts());
+  // usage: anonymised at last_use + 1 year. u-old due 2029-03-01, u-mid
+  // 2029-09-01, u-new 2031-01-01 (not due on 2030-01-01).
+  ASSERT_TRUE(put({{"key", "u-old"}, {"subject", "s1"}, {"category", "usage"}, {"dates", {{"last_use", "2028-03-01"}}}}));
+  ASSERT_TRUE(put({{"key", "u-mid"}, {"subject", "s2"}, {"category", "usage"}, {"dates", {{"last_use", "2028-09-01"}}}}));
+  ASSERT_TRUE(put({{"key", "u-new"}, {"subject", "s3"}, {"category", "usage"}, {"dates", {{"last_use", "2030-01-01"}}}}));
+  // invoice: archived at the end of the fiscal year 2029, i.e. due
+  // 2030-01-01T00:00:00Z (the day after 12-31), which is now.
+  ASSERT_TRUE(put({{"key", "inv"}, {"subject", "s1"}, {"category", "invoice"}, {"dates", {{"issued", "2029-05-01"}}}}));
+  const auto seconds = [](const char* t) { return calendar::parse_instant(t).value().seconds; };
+  const std::int64_t now = m_clock.now().seconds;
+
+  auto m = m_service->metrics();
+  ASSERT_TRUE(m) << m.error().message;
+  ASSERT_TRUE(m->oldest_due);
+  EXPECT_EQ(m->oldest_due->seconds, seconds("2029-03-01"));
+  EXPECT_EQ(now - m->oldest_due->seconds, 306 * 86400);  // 2029-03-01 to 2030-01-01
+  EXPECT_FALSE(m->lateness_bounded);
+  EXPECT_EQ(m->backlog, 3);
+  EXPECT_EQ(value_or_zero(m->due, "usage"), 2);
+  EXPECT_EQ(value_or_zero(m->due, "invoice"), 1);
+  EXPECT_EQ(value_or_zero(m->records, "usage").active, 3);
+  EXPECT_EQ(value_or_zero(m->records, "invoice").active, 1);
+  EXPECT_TRUE(m->actions.empty());  // puts are not audited
+
+  // Held by key, then by subject: the next unheld record is the oldest.
+  ASSERT_TRUE(place_hold({{"key", "u-old"}, {"reason", "litigation"}}, Actor{"uid:0"}));
+  m = m_service->metrics();
+  EXPECT_EQ(m->oldest_due->seconds, seconds("2029-09-01"));
+  EXPECT_EQ(value_or_zero(m->holds, "key"), 1);
+  ASSERT_TRUE(place_hold({{"subject", "s2"}, {"reason", "dispute"}}, Actor{"uid:0"}));
+  m = m_service->metrics();
+  EXPECT_EQ(m->oldest_due->seconds, now);  // due this instant: lateness 0
+  // The invoice category held too: nothing unheld is late any more.
+  ASSERT_TRUE(place_hold({{"category", "invoice"}, {"reason", "audit"}}, Actor{"uid:0"}));
+  m = m_service->metrics();
+  EXPECT_FALSE(m->oldest_due.has_value());
+  EXPECT_EQ(m->backlog, 0);
+  EXPECT_EQ(value_or_zero(m->due, "usage"), 2);  // held ones are still due
+  EXPECT_EQ(value_or_zero(m->actions, std::pair<std::string, std::string>{"hold.place", "invoice"}), 1);
+  EXPECT_EQ(value_or_zero(m->actions, std::pair<std::string, std::string>{"hold.place", ""}), 2);  // a key's and a subject's hold name no category
+  EXPECT_EQ(m->audit_seq, 3);
+
+  // Released, and swept: the late records are acted on and lateness is 0.
+  const auto holds = m_service->holds();
+  ASSERT_TRUE(holds);
+  for (const auto& h : *holds) ASSERT_TRUE(release_hold({{"id", h.id}}, Actor{"uid:0"}));
+  EXPECT_EQ(m_service->metrics()->oldest_due->seconds, seconds("2029-03-01"));
+  ASSERT_TRUE(sweep());
+  m = m_service->metrics();
+  EXPECT_FALSE(m->oldest_due.has_value());
+  EXPECT_EQ(value_or_zero(m->actions, std::pair<std::string, std::string>{"anonymise", "usage"}), 2);
+  EXPECT_EQ(value_or_zero(m->actions, std::pair<std::string, std::string>{"archive", "invoice"}), 1);
+  EXPECT_EQ(value_or_zero(m->actions, std::pair<std::string, std::string>{"hold.release", "invoice"}), 1);
+  EXPECT_EQ(value_or_zero(m->actions, std::pair<std::string, std::string>{"hold.release", ""}), 2);
+  EXPECT_EQ(value_or_zero(m->records, "usage").anonymised, 2);
+  EXPECT_EQ(value_or_zero(m->records, "usage").active, 1);
+  EXPECT_EQ(value_or_zero(m->records, "invoice").archived, 1);
+  EXPECT_EQ(value_or_zero(m->records, "invoice").active, 0);
 }
 
 TEST_F(ServiceTest, HoldsAreAuditedWithoutTheRawSubject) {

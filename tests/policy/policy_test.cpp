@@ -1356,3 +1356,33 @@ TEST(PolicyWarnings, AnEmptyPhaseListWarnsLikeAMissingOne) {
 
 }  // namespace
 }  // namespace retentiond::policy
+
+namespace retentiond::policy {
+namespace {
+
+TEST(ListenAddress, HostAndPortAreSplitAndChecked) {
+  std::string host;
+  std::uint16_t port = 0;
+  EXPECT_EQ(parse_listen_address("127.0.0.1:9464", host, port), std::nullopt);
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 9464);
+  EXPECT_EQ(parse_listen_address("[::1]:80", host, port), std::nullopt);
+  EXPECT_EQ(host, "::1");
+  EXPECT_EQ(port, 80);
+  EXPECT_EQ(parse_listen_address("localhost:1", host, port), std::nullopt);
+  EXPECT_EQ(host, "localhost");
+  for (const char* bad : {"", "127.0.0.1", ":9464", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:9x",
+                          "::1:9464", "[::1]", "[::1]9464", "[127.0.0.1]:80", "example.com:80", "127.0.0.1:1234567"}) {
+    EXPECT_NE(parse_listen_address(bad, host, port), std::nullopt) << bad;
+  }
+  EXPECT_TRUE(is_loopback_host("127.0.0.1"));
+  EXPECT_TRUE(is_loopback_host("127.8.9.10"));
+  EXPECT_TRUE(is_loopback_host("::1"));
+  EXPECT_TRUE(is_loopback_host("localhost"));
+  EXPECT_FALSE(is_loopback_host("0.0.0.0"));
+  EXPECT_FALSE(is_loopback_host("192.168.1.2"));
+  EXPECT_FALSE(is_loopback_host("::"));
+}
+
+}  // namespace
+}  // namespace retentiond::policy
