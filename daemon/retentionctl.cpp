@@ -44,6 +44,7 @@
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 
+#include "daemon/report.hpp"
 #include "daemon/version.hpp"
 #include "lib/util/asio.hpp"
 
@@ -842,6 +843,110 @@ int cmd_plan(Context& ctx) {
   return kOk;
 }
 
+// report --html FILE: what the daemon says about retention (status, the
+// register of policy.table, plan, audit.verify, hold.list, and the audit
+// log counted month by month) as one HTML page; daemon/report.hpp renders
+// it. The plan starts at the daemon's now, so that the report describes one
+// instant, and the audit log is read up to the entry audit.verify vouched
+// for. A reader gets the report without the holds, which need an admin.
+int cmd_report(Context& ctx) {
+  const auto path = ctx.option("html");
+  if (!path) throw usage("report needs --html FILE");
+  json in = json::object();
+  in["status"] = ctx.call("status");
+  const std::string now = text(member(in["status"], "now"));
+  const auto until = ctx.option("until");
+  in["plan"] = ctx.call("plan", {{"from", now}, {"until", until ? *until : one_year_after(now)}});
+  in["policy_table"] = member(ctx.call("policy.table", {{"format", "markdown"}}), "text");
+  in["verify"] = ctx.call("audit.verify");
+  Reply holds = ctx.try_call("hold.list");
+  if (holds.ok()) {
+    in["holds"] = std::move(holds.result);
+  } else if (member(member(holds.error, "data"), "reason") == "forbidden") {
+    in["holds"] = nullptr;
+    in["holds_error"] = describe(holds.error);
+  } else {
+    throw Failure{kFailed, "hold.list: " + describe(holds.error),
+                  daemon_error("hold.list", holds.error)};
+  }
+  // The records per category and state, from a daemon that has the metrics
+  // method; without it, the report says the daemon does not give them.
+  if (const Reply metrics = ctx.try_call("metrics"); metrics.ok()) {
+    in["metrics"] = member(metrics.result, "text");
+  }
+
+  // audit.tail's largest page; pages over 250 entries are read off the
+  // daemon's event loop, so they hold up no other caller.
+  constexpr std::size_t kAuditPage = 10000;
+  const json& head = member(in["verify"], "entries");
+  const std::int64_t through = head.is_number_integer() ? head.get<std::int64_t>() : INT64_MAX;
+  retentiond::report::AuditTally tally;
+  for (std::int64_t after = 0; after < through;) {
+    const json page = ctx.call("audit.tail", {{"after", after}, {"limit", kAuditPage}});
+    const json& entries = member(page, "entries");
+    std::int64_t last = after;
+    for (const auto& e : entries) {
+      const json& seq = member(e, "seq");
+      if (!seq.is_number_integer() || seq.get<std::int64_t>() <= last) continue;
+      if (seq.get<std::int64_t>() > through) break;
+      tally.add(e);
+      last = seq.get<std::int64_t>();
+    }
+    if (entries.size() < kAuditPage || last == after) break;
+    after = last;
+  }
+  in["audit"] = tally.to_json();
+
+  // Written beside the target and renamed, so that FILE is never half a report.
+  const std::string html = retentiond::report::render_html(in);
+  const std::string tmp = *path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << html;
+    out.close();
+    if (!out || std::rename(tmp.c_str(), path->c_str()) != 0) {
+      const std::string message = "cannot write " + *path + ": " + std::strerror(errno);
+      std::remove(tmp.c_str());
+      throw Failure{kFailed, "report: " + message, client_error("cannot_write", message)};
+    }
+  }
+
+  const json& plan = in["plan"];
+  const json& totals = member(plan, "totals");
+  const auto n = [](const json& v) { return v.is_number_unsigned() ? v.get<std::size_t>() : 0; };
+  const std::size_t due =
+      n(member(totals, "archive")) + n(member(totals, "anonymise")) + n(member(totals, "purge"));
+  const bool intact = member(in["verify"], "ok") == true;
+  if (ctx.json_output()) {
+    print_json({{"html", *path},
+                {"bytes", html.size()},
+                {"generated_at", now},
+                {"policy", member(member(in["status"], "policy"), "hash")},
+                {"until", member(plan, "until")},
+                {"due", due},
+                {"audit_entries", member(in["audit"], "entries")},
+                {"holds_listed", !in["holds"].is_null()},
+                {"chain_ok", intact}});
+  } else {
+    std::cout << "wrote " << *path << ": " << due << " phases due before "
+              << text(member(plan, "until")) << ", "
+              << count_of(member(in["audit"], "entries"), "audit entry", "audit entries")
+              << (intact ? ", audit chain intact" : ", audit chain BROKEN") << '\n';
+    if (in["holds"].is_null()) {
+      std::cerr << "retentionctl: report: the holds are not listed: " << text(in["holds_error"])
+                << '\n';
+    }
+  }
+  return intact ? kOk : kBrokenChain;
+}
+
+int cmd_metrics(Context& ctx) {
+  const json r = ctx.call("metrics");
+  if (ctx.json_output()) return print_json(r);
+  std::cout << text(member(r, "text"));
+  return kOk;
+}
+
 int cmd_sweep(Context& ctx) {
   const bool dry_run = ctx.flag("dry-run");
   const json r = ctx.call("sweep", {{"dry_run", dry_run}});
@@ -1385,6 +1490,14 @@ void import_options(cxxopts::Options& o) {
       value<std::string>(), "FILE");
 }
 
+void report_options(cxxopts::Options& o) {
+  auto add = o.add_options();
+  add("html", "write the report to FILE, one self-contained HTML page (required)",
+      value<std::string>(), "FILE");
+  add("until", "forecast the disposals due before this time (default: a year after now)",
+      value<std::string>(), "TIME");
+}
+
 int cmd_help(Context& ctx);  // after the table of commands, which it lists
 
 struct Command {
@@ -1438,12 +1551,18 @@ const Command kCommands[] = {
     {"verify", "verify [--full]",
      "check the audit log's hash chain: what was appended since the last check, or all of it (exit 4 when broken)",
      0, 0, verify_options, cmd_verify},
+    {"metrics", "metrics",
+     "the daemon's metrics in the Prometheus text format (counts, lateness, actions, sweeps)",
+     0, 0, nullptr, cmd_metrics},
     {"reload", "reload [--confirm]",
      "reload the policy file",
      0, 0, reload_options, cmd_reload},
     {"import", "import FILE.jsonl|- [--batch N] [--rejects FILE]",
      "store the records of a JSON-lines file, one record.put params per line",
      1, 1, import_options, cmd_import},
+    {"report", "report --html FILE [--until TIME]",
+     "a retention report for people: register, records, disposal charts, holds, audit chain",
+     0, 0, report_options, cmd_report},
     {"call", "call METHOD ['JSON params']",
      "call any method and print its result as JSON",
      1, 2, nullptr, cmd_call},

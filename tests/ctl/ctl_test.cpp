@@ -201,7 +201,7 @@ TEST(CtlHelp, ListsEverySubcommandOnOneLineEach) {
   EXPECT_EQ(r.err, "");
   for (const char* name :
        {"status", "put", "explain", "event", "export", "erase", "hold", "release", "holds", "plan",
-        "sweep", "audit", "verify", "reload", "import", "call", "help"}) {
+        "sweep", "audit", "verify", "reload", "import", "report", "call", "help"}) {
     const std::regex line(std::string("\n  ") + name + " +[a-z][^\n]+\n");
     EXPECT_TRUE(std::regex_search(r.out, line)) << name << " missing from:\n" << r.out;
   }
@@ -1027,7 +1027,7 @@ TEST_F(CtlTest, HelpListsTheDaemonsMethodsAfterTheCommands) {
 
   const json j = parsed(ctl({"--json", "help"}));
   EXPECT_EQ(j["methods"], listed);
-  ASSERT_EQ(j["commands"].size(), 17u);
+  ASSERT_EQ(j["commands"].size(), 19u);  // with metrics and report (issue 17)
   EXPECT_EQ(j["commands"][6], json::parse(R"({"name":"hold","synopsis":)"
                                           R"("hold (--subject S | --category C | --key K) )"
                                           R"(--reason TEXT","summary":"stop the disposal and )"
