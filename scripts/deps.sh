@@ -14,6 +14,20 @@ packages=(
   systemd procps
   # scripts/fuzz.sh: clang with libFuzzer and the sanitizer runtimes.
   clang libclang-rt-14-dev
+  # The man pages are built from docs/man/*.md by pandoc; man-db's `man -l`
+  # opens them in scripts/check-package.sh.
+  pandoc man-db
+  # scripts/check-package.sh: cpack's shlibdeps (dpkg-shlibdeps, in dpkg-dev),
+  # lintian, bash-completion, whose loader must find the completion file, and
+  # zsh, which must parse the zsh completion.
+  dpkg-dev lintian bash-completion zsh
+  # tests/ctl/report_browser_test.cpp renders `retentionctl report`'s HTML
+  # in headless Chromium: screenshot, DOM (bars counted) and console errors.
+  chromium
+  # tests/integration/metrics_test.cpp checks the /metrics text with
+  # promtool, which Debian ships in the prometheus package (the server comes
+  # with it; the tests never start it).
+  prometheus
 )
 
 missing=()
