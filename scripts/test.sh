@@ -9,4 +9,6 @@ scripts/deps.sh
 cmake --preset ci
 cmake --build --preset ci
 scripts/check-units.sh build/ci
-ctest --preset ci --timeout 300 "$@"
+# Two at a time, as the machine has two cores: the tests wait on daemons,
+# fsyncs and child processes more than they compute.
+ctest --preset ci -j2 --timeout 300 "$@"

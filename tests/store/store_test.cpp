@@ -15,6 +15,8 @@
 #include <memory>
 #include <thread>
 
+#include <SQLiteCpp/SQLiteCpp.h>
+
 #include "lib/store/sqlite/sqlite_store.hpp"
 #include "tests/support/daemon_process.hpp"
 
@@ -571,6 +573,39 @@ TEST(SqliteStore, OneFileInWalModePrivateAndMigratedToTheLatestVersion) {
   store.reset();
   auto again = sqlite_backend().open(dir.path());
   EXPECT_EQ(again->counts()->active, 1);
+}
+
+// Migration 007 on a database of version 6: record_counts, then kept per
+// place and state only, is rebuilt per category from the rows at the next
+// start, whatever it held.
+TEST(SqliteStore, Migration7CountsTheRecordsOfAVersion6DatabasePerCategory) {
+  testing::TempDir dir;
+  {
+    auto store = sqlite_backend().open(dir.path());
+    for (const char* key : {"a1", "a2", "b1"}) {
+      StoredRecord r;
+      r.key = key;
+      r.category = key[0] == 'a' ? "alpha" : "beta";
+      r.sealed = Sealed{0, "x"};
+      ASSERT_TRUE(store->insert(r));
+    }
+  }
+  {
+    // Back to version 6's table, with a count that no longer matches.
+    SQLite::Database db((dir.path() / "retention.db").string(), SQLite::OPEN_READWRITE);
+    db.exec("DROP TABLE record_counts");
+    db.exec("CREATE TABLE record_counts (location TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL, "
+            "PRIMARY KEY (location, state)) WITHOUT ROWID");
+    db.exec("INSERT INTO record_counts VALUES ('active', 'active', 99)");
+    db.exec("PRAGMA user_version = 6");
+  }
+  auto store = sqlite_backend().open(dir.path());
+  auto counts = store->counts_by_category();
+  ASSERT_TRUE(counts) << counts.error().message;
+  ASSERT_EQ(counts->size(), 2u);
+  EXPECT_EQ(counts->at("alpha").active, 2);
+  EXPECT_EQ(counts->at("beta").active, 1);
+  EXPECT_EQ(store->counts()->active, 3);
 }
 
 TEST(SqliteStore, AReaderOnADatabaseNotOpenedByAWriterIsRefused) {
