@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 cmake --preset asan
 cmake --build --preset asan
+# Line tables only (-g1, CMAKE_CXX_FLAGS_DEBUG of the preset): reports keep
+# file:line, and the build, CI's longest stage, compiles less debug info.
 # -O1, as the ASan documentation advises: at -O0 a 5,000-record put_many took
 # over 10 s and the suite most of CI's time budget. The crash harness runs 50
 # kill points here (200 in scripts/test.sh): under ASan it looks for memory
