@@ -9,11 +9,9 @@
 #include <vector>
 
 namespace retentiond::report {
-namespace {
 
 using nlohmann::json;
 
-// The member `name` of `j`, or null when `j` is not an object or lacks it.
 const json& member(const json& j, const char* name) {
   static const json null_value;
   if (!j.is_object()) return null_value;
@@ -21,13 +19,14 @@ const json& member(const json& j, const char* name) {
   return it == j.end() ? null_value : *it;
 }
 
-// A value as a person reads it: null "-", strings bare, booleans yes/no.
 std::string text(const json& v) {
   if (v.is_null()) return "-";
   if (v.is_string()) return v.get<std::string>();
   if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
   return v.dump();
 }
+
+namespace {
 
 std::uint64_t count(const json& v) {
   if (v.is_number_unsigned()) return v.get<std::uint64_t>();

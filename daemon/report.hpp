@@ -71,6 +71,13 @@ class AuditTally {
 // thrown on. Every string from the input is HTML-escaped.
 std::string render_html(const nlohmann::json& input);
 
+// The member `name` of `j`, or null when `j` is not an object or lacks it
+// (operator[] on a const json with a missing key is undefined behaviour).
+// Shared with retentionctl, which reads every result this way.
+const nlohmann::json& member(const nlohmann::json& j, const char* name);
+// A value as a person reads it: null "-", strings bare, booleans yes/no.
+std::string text(const nlohmann::json& v);
+
 // `s` with &, <, >, " and ' replaced by entities: safe in text and in
 // quoted attribute values.
 std::string escape(const std::string& s);

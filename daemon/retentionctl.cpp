@@ -86,22 +86,9 @@ ordered client_error(const std::string& reason, const std::string& message) {
 // ---------------------------------------------------------------------------
 // JSON helpers
 
-// The member `name` of `j`, or null when `j` is not an object or lacks it.
-// (operator[] on a const json with a missing key is undefined behaviour.)
-const json& member(const json& j, const char* name) {
-  static const json null_value;
-  if (!j.is_object()) return null_value;
-  const auto it = j.find(name);
-  return it == j.end() ? null_value : *it;
-}
-
-// A value as a person reads it: null "-", strings bare, booleans yes/no.
-std::string text(const json& v) {
-  if (v.is_null()) return "-";
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
-  return v.dump();
-}
+// Results are read with report's member() and text() (daemon/report.hpp).
+using retentiond::report::member;
+using retentiond::report::text;
 
 std::string join(const json& values, const char* separator) {
   std::string out;

@@ -172,6 +172,10 @@ void bind_blob(SQLite::Statement& q, int index, const std::string& blob) {
 
 // A record's scheduling columns (and its subject_ref), in the order
 // schedule_from() reads them; kRecordColumns adds the sealed values.
+void add_count(RecordCounts& c, RecordState state, std::int64_t n) {
+  (state == RecordState::anonymised ? c.anonymised : state == RecordState::archived ? c.archived : c.active) += n;
+}
+
 constexpr const char* kScheduleColumns =
     "r.key, r.category, r.state, r.dates, r.next_phase, r.due, r.done, r.created_at, r.subject_ref";
 constexpr const char* kRecordColumns =
@@ -358,9 +362,7 @@ class SqliteQueries : public Base {
       RecordCounts c;
       Using use(*m_counts);
       while ((*use).executeStep()) {
-        const auto state = state_from((*use).getColumn(0).getString());
-        const std::int64_t n = (*use).getColumn(1).getInt64();
-        (state == RecordState::anonymised ? c.anonymised : state == RecordState::archived ? c.archived : c.active) += n;
+        add_count(c, state_from((*use).getColumn(0).getString()), (*use).getColumn(1).getInt64());
       }
       return c;
     } catch (const std::exception& e) {
@@ -373,10 +375,8 @@ class SqliteQueries : public Base {
       std::map<std::string, RecordCounts> out;
       Using use(*m_counts_by_category);
       while ((*use).executeStep()) {
-        RecordCounts& c = out[(*use).getColumn(0).getString()];
-        const auto state = state_from((*use).getColumn(1).getString());
-        const std::int64_t n = (*use).getColumn(2).getInt64();
-        (state == RecordState::anonymised ? c.anonymised : state == RecordState::archived ? c.archived : c.active) += n;
+        add_count(out[(*use).getColumn(0).getString()], state_from((*use).getColumn(1).getString()),
+                  (*use).getColumn(2).getInt64());
       }
       return out;
     } catch (const std::exception& e) {
