@@ -67,6 +67,16 @@ struct StoredRecord : Schedule {
   Sealed sealed;
 };
 
+// A record purged within the undo window ([daemon] purge_grace): out of
+// every query of records above, kept with its sealed values (its key
+// alive) until destroy_at, when the scheduler destroys it, or until it is
+// restored. One per key.
+struct RetiredRecord {
+  StoredRecord record;  // as it was: place, state, schedule, sealed values
+  calendar::Instant purged_at;
+  calendar::Instant destroy_at;
+};
+
 struct AuditRow {
   std::int64_t seq = 0;
   calendar::Instant at;
@@ -216,6 +226,13 @@ class StoreReader {
 
   // Small named values the daemon keeps across restarts (last policy...).
   virtual Result<std::optional<std::string>> get_meta(const std::string& name) = 0;
+
+  // The record `key` purged within the undo window, with its sealed values;
+  // nullopt when there is none.
+  virtual Result<std::optional<RetiredRecord>> retired(const std::string& key) = 0;
+  // At most `limit` retired records with destroy_at <= now, in (destroy_at,
+  // key) order, without their values: an index range.
+  virtual Result<std::vector<RetiredRecord>> retired_due(calendar::Instant now, std::size_t limit) = 0;
 };
 
 class Store : public StoreReader {
@@ -250,6 +267,18 @@ class Store : public StoreReader {
   virtual Result<std::optional<std::int64_t>> remove_hold(std::int64_t id) = 0;
 
   virtual Status set_meta(const std::string& name, const std::string& value) = 0;
+
+  // The undo window. retire moves the record `key` out of `where` into the
+  // retired records, its sealed values and key slot kept (false when there
+  // is no such record; storage_error when a retired record with that key
+  // exists). unretire moves a retired record back where it was, as it was
+  // (false when there is none; storage_error when a record with that key
+  // exists again). drop_retired deletes one and returns its key slot, for
+  // the vault to destroy (nullopt when there is none). Counts follow.
+  virtual Result<bool> retire(const std::string& key, Location where, calendar::Instant purged_at,
+                              calendar::Instant destroy_at) = 0;
+  virtual Result<bool> unretire(const std::string& key) = 0;
+  virtual Result<std::optional<std::int64_t>> drop_retired(const std::string& key) = 0;
 
   // Key slot bookkeeping (lib/vault). save_key_slots joins the open
   // transaction; it returns the id of the list of released slots, if any.

@@ -442,6 +442,25 @@ Result<bool> Vault::remove(const std::string& key, store::Location where) {
   return removed;
 }
 
+Result<bool> Vault::retire(const std::string& key, store::Location where, calendar::Instant purged_at,
+                           calendar::Instant destroy_at) {
+  if (!m_in_tx) return transaction_result([&] { return retire(key, where, purged_at, destroy_at); });
+  return m_store.retire(key, where, purged_at, destroy_at);  // the key stays: nothing released
+}
+
+Result<bool> Vault::unretire(const std::string& key) {
+  if (!m_in_tx) return transaction_result([&] { return unretire(key); });
+  return m_store.unretire(key);
+}
+
+Result<bool> Vault::destroy_retired(const std::string& key) {
+  if (!m_in_tx) return transaction_result([&] { return destroy_retired(key); });
+  auto slot = m_store.drop_retired(key);
+  if (!slot) return std::move(slot).error();
+  if (*slot && **slot >= 0) release(**slot);
+  return slot->has_value();
+}
+
 Result<std::int64_t> Vault::add_hold(const Hold& hold) {
   std::int64_t id = 0;
   const auto work = [&]() -> Status {

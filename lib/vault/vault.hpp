@@ -150,6 +150,13 @@ class Vault final : public RecordReader {
   Status update_schedule(const Record& record);
   // Deletes a record and destroys its key; false when there was none.
   Result<bool> remove(const std::string& key, store::Location where);
+  // The undo window (Store::retire, unretire): a record moved out of every
+  // read with its key kept, and back. destroy_retired deletes a retired
+  // record and destroys its key; false when there was none.
+  Result<bool> retire(const std::string& key, store::Location where, calendar::Instant purged_at,
+                      calendar::Instant destroy_at);
+  Result<bool> unretire(const std::string& key);
+  Result<bool> destroy_retired(const std::string& key);
   Result<std::int64_t> add_hold(const Hold& hold);
   // Deletes a hold and destroys its key; false when there was none.
   Result<bool> remove_hold(std::int64_t id);
@@ -170,6 +177,18 @@ class Vault final : public RecordReader {
   store::Sealed seal(std::string_view aad, std::string_view plaintext);
   std::int64_t allocate_slot();
   void release(std::int64_t slot) { m_released.push_back(slot); }
+  // Runs `work` (which returns a Result<bool>) in a transaction of its own.
+  Result<bool> transaction_result(const std::function<Result<bool>()>& work) {
+    bool out = false;
+    Status st = transaction([&]() -> Status {
+      auto r = work();
+      if (!r) return std::move(r).error();
+      out = *r;
+      return {};
+    });
+    if (!st) return std::move(st).error();
+    return out;
+  }
   std::string fresh_key();
   store::StoredRecord seal_record(const Record& record);
   void write_new_keys();

@@ -189,6 +189,69 @@ TEST_P(StoreContract, UpdateScheduleChangesOnlyTheSchedule) {
   EXPECT_EQ(store().update_schedule(missing).error().code, ErrorCode::not_found);
 }
 
+TEST_P(StoreContract, ARetiredRecordLeavesEveryQueryKeepsItsBytesAndComesBackAsItWas) {
+  ASSERT_TRUE(store().insert(row("a", 5000, 42)));
+  StoredRecord archived = row("b", 6000, 43, "d");
+  archived.location = Location::archive;
+  archived.state = RecordState::archived;
+  ASSERT_TRUE(store().insert(archived));
+  ASSERT_TRUE(store().insert(row("c", 7000, 44)));
+
+  EXPECT_EQ(*store().retire("a", Location::active, Instant{5500}, Instant{9000}), true);
+  EXPECT_EQ(*store().retire("b", Location::archive, Instant{5600}, Instant{8000}), true);
+  EXPECT_EQ(*store().retire("missing", Location::active, Instant{5600}, Instant{8000}), false);
+  EXPECT_EQ(*store().retire("c", Location::archive, Instant{5600}, Instant{8000}), false);  // not there
+
+  // Out of every query of records, and of the counts.
+  EXPECT_FALSE(reader().get("a")->has_value());
+  EXPECT_FALSE(reader().schedule_of("b")->has_value());
+  EXPECT_TRUE(reader().by_subject_ref("ref-of-a")->empty());
+  EXPECT_EQ(reader().due(Instant{10000}, 10)->size(), 1u);
+  EXPECT_EQ(reader().counts()->active, 1);
+  EXPECT_EQ(reader().counts()->archived, 0);
+  EXPECT_EQ(reader().count_category("d").value(), 0);
+  EXPECT_EQ(reader().due_by_category(Instant{10000})->size(), 1u);
+
+  // Kept whole, and due for destruction in (destroy_at, key) order.
+  const auto a = reader().retired("a");
+  ASSERT_TRUE(a && a->has_value());
+  EXPECT_EQ((*a)->record.sealed.slot, 42);
+  EXPECT_EQ((*a)->record.sealed.bytes, std::string("sealed\0bytes of a", 17));
+  EXPECT_EQ((*a)->record.due, Instant{5000});
+  EXPECT_EQ((*a)->record.location, Location::active);
+  EXPECT_EQ((*a)->purged_at, Instant{5500});
+  EXPECT_EQ((*a)->destroy_at, Instant{9000});
+  EXPECT_FALSE(reader().retired("c")->has_value());
+  EXPECT_TRUE(reader().retired_due(Instant{7999}, 10)->empty());
+  auto due = reader().retired_due(Instant{9000}, 10);
+  ASSERT_TRUE(due);
+  ASSERT_EQ(due->size(), 2u);
+  EXPECT_EQ((*due)[0].record.key, "b");
+  EXPECT_EQ((*due)[0].record.location, Location::archive);
+  EXPECT_EQ((*due)[1].record.key, "a");
+  EXPECT_EQ(reader().retired_due(Instant{9000}, 1)->size(), 1u);
+
+  // A retired key cannot be retired again; back where it was, as it was.
+  ASSERT_TRUE(store().insert(row("a", 100, 50)));
+  EXPECT_FALSE(store().retire("a", Location::active, Instant{5700}, Instant{9900}));
+  EXPECT_FALSE(store().unretire("a"));  // a record of that key exists again
+  ASSERT_TRUE(store().remove("a", Location::active));
+  EXPECT_EQ(*store().unretire("a"), true);
+  EXPECT_EQ(*store().unretire("a"), false);
+  const auto back = reader().get("a");
+  ASSERT_TRUE(back && back->has_value());
+  EXPECT_EQ((*back)->sealed.slot, 42);
+  EXPECT_EQ((*back)->due, Instant{5000});
+  EXPECT_EQ(reader().counts()->active, 2);
+  EXPECT_EQ(reader().due_by_category(Instant{5000})->at("c"), 1);
+
+  // Dropped: its slot, for the vault to destroy.
+  EXPECT_EQ(*store().drop_retired("b"), std::optional<std::int64_t>(43));
+  EXPECT_EQ(*store().drop_retired("b"), std::nullopt);
+  EXPECT_FALSE(reader().retired("b")->has_value());
+  EXPECT_FALSE(reader().get("b")->has_value());
+}
+
 TEST_P(StoreContract, RemoveDeletesTheRecordAndReturnsItsSlot) {
   ASSERT_TRUE(store().insert(row("a", 5000, 42)));
   const auto slot = store().remove("a", Location::active);
@@ -597,6 +660,7 @@ TEST(SqliteStore, Migration7CountsTheRecordsOfAVersion6DatabasePerCategory) {
     db.exec("CREATE TABLE record_counts (location TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL, "
             "PRIMARY KEY (location, state)) WITHOUT ROWID");
     db.exec("INSERT INTO record_counts VALUES ('active', 'active', 99)");
+    db.exec("DROP TABLE retired");  // migration 008's
     db.exec("PRAGMA user_version = 6");
   }
   auto store = sqlite_backend().open(dir.path());
@@ -606,6 +670,8 @@ TEST(SqliteStore, Migration7CountsTheRecordsOfAVersion6DatabasePerCategory) {
   EXPECT_EQ(counts->at("alpha").active, 2);
   EXPECT_EQ(counts->at("beta").active, 1);
   EXPECT_EQ(store->counts()->active, 3);
+  // 008 ran after it: the undo window's table is there, empty.
+  EXPECT_FALSE(store->retired("a1")->has_value());
 }
 
 TEST(SqliteStore, AReaderOnADatabaseNotOpenedByAWriterIsRefused) {

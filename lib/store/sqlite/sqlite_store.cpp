@@ -499,6 +499,38 @@ class SqliteQueries : public Base {
     }
   }
 
+  Result<std::optional<RetiredRecord>> retired(const std::string& key) override {
+    try {
+      Using use(*m_retired);
+      (*use).bind(1, key);
+      if (!(*use).executeStep()) return std::optional<RetiredRecord>{};
+      // kRecordColumns, then location, purged_at, destroy_at.
+      const Location where = (*use).getColumn(11).getString() == "archive" ? Location::archive : Location::active;
+      return std::optional<RetiredRecord>{RetiredRecord{record_from(*use, where), Instant{(*use).getColumn(12).getInt64()},
+                                                        Instant{(*use).getColumn(13).getInt64()}}};
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
+  Result<std::vector<RetiredRecord>> retired_due(Instant now, std::size_t limit) override {
+    try {
+      std::vector<RetiredRecord> out;
+      Using use(*m_retired_due);
+      (*use).bind(1, now.seconds);
+      (*use).bind(2, static_cast<std::int64_t>(limit));
+      while ((*use).executeStep()) {
+        // kScheduleColumns, then location, purged_at, destroy_at.
+        const Location where = (*use).getColumn(9).getString() == "archive" ? Location::archive : Location::active;
+        out.push_back(RetiredRecord{schedule_from(*use, where), Instant{(*use).getColumn(10).getInt64()},
+                                    Instant{(*use).getColumn(11).getInt64()}});
+      }
+      return out;
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
  protected:
   // The statements of one record table.
   struct Tables {
@@ -553,6 +585,10 @@ class SqliteQueries : public Base {
                            " FROM audit WHERE key = ? AND action IN ('purge', 'erase') ORDER BY seq DESC LIMIT 1");
     m_holds = stmt("SELECT id, scope, slot, sealed_target, reason, placed_at, placed_by FROM holds ORDER BY id");
     m_get_meta = stmt("SELECT value FROM meta WHERE name = ?");
+    m_retired = stmt(std::string("SELECT ") + kRecordColumns + ", r.location, r.purged_at, r.destroy_at FROM retired r WHERE r.key = ?");
+    m_retired_due = stmt(std::string("SELECT ") + kScheduleColumns +
+                         ", r.location, r.purged_at, r.destroy_at FROM retired r WHERE r.destroy_at <= ?1 "
+                         "ORDER BY r.destroy_at, r.key LIMIT ?2");
   }
 
   Tables& table(Location where) { return m_tables[where == Location::active ? 0 : 1]; }
@@ -560,7 +596,8 @@ class SqliteQueries : public Base {
   SQLite::Database m_db;
   std::filesystem::path m_path;
   Tables m_tables[2];
-  std::unique_ptr<SQLite::Statement> m_counts, m_due_days_before, m_counts_by_category, m_due_days, m_last_audit, m_find_disposal, m_holds, m_get_meta;
+  std::unique_ptr<SQLite::Statement> m_counts, m_due_days_before, m_counts_by_category, m_due_days, m_last_audit, m_find_disposal, m_holds, m_get_meta,
+      m_retired, m_retired_due;
   int m_read_depth = 0;
 
  private:
@@ -950,6 +987,117 @@ class SqliteStore final : public SqliteQueries<Store> {
     return slot;
   }
 
+  Result<bool> retire(const std::string& key, Location where, Instant purged_at, Instant destroy_at) override {
+    bool retired = false;
+    const auto work = [&]() -> Status {
+      try {
+        {
+          Using use(*m_retired_exists);
+          (*use).bind(1, key);
+          if ((*use).executeStep()) {
+            return Error::storage("record '" + key + "' is already in the undo window; nothing was changed");
+          }
+        }
+        Writes& w = writes(where);
+        std::int64_t id = 0;
+        {
+          Using use(*w.find);
+          (*use).bind(1, key);
+          if (!(*use).executeStep()) return {};
+          id = (*use).getColumn(0).getInt64();
+          count(where, state_from((*use).getColumn(2).getString()), (*use).getColumn(4).getString(), -1);
+          const auto& due = (*use).getColumn(3);
+          count_due(due.isNull() ? std::nullopt : std::optional<Instant>(Instant{due.getInt64()}),
+                    (*use).getColumn(4).getString(), -1);
+        }
+        {
+          Using use(*w.retire);
+          (*use).bind(1, id);
+          (*use).bind(2, purged_at.seconds);
+          (*use).bind(3, destroy_at.seconds);
+          (*use).exec();
+        }
+        Using use(*w.remove);
+        (*use).bind(1, id);
+        (*use).exec();
+        retired = true;
+        return {};
+      } catch (const std::exception& e) {
+        return storage_error(e);
+      }
+    };
+    if (auto st = m_in_tx ? work() : transaction(work); !st) return std::move(st).error();
+    return retired;
+  }
+
+  Result<bool> unretire(const std::string& key) override {
+    bool restored = false;
+    const auto work = [&]() -> Status {
+      try {
+        Location where = Location::active;
+        RecordState state = RecordState::active;
+        std::optional<Instant> due;
+        std::string category;
+        {
+          Using use(*m_retired_find);
+          (*use).bind(1, key);
+          if (!(*use).executeStep()) return {};
+          where = (*use).getColumn(0).getString() == "archive" ? Location::archive : Location::active;
+          state = state_from((*use).getColumn(1).getString());
+          if (!(*use).getColumn(2).isNull()) due = Instant{(*use).getColumn(2).getInt64()};
+          category = (*use).getColumn(3).getString();
+        }
+        for (const Location place : {Location::active, Location::archive}) {
+          Using use(*writes(place).exists);
+          (*use).bind(1, key);
+          if ((*use).executeStep()) {
+            return Error{ErrorCode::conflict, "conflict",
+                         "a record with key '" + key + "' was stored after the purge; nothing was changed",
+                         nlohmann::json::object()};
+          }
+        }
+        {
+          Using use(*writes(where).unretire);
+          (*use).bind(1, key);
+          (*use).exec();
+        }
+        Using use(*m_retired_delete);
+        (*use).bind(1, key);
+        (*use).exec();
+        count(where, state, category, +1);
+        count_due(due, category, +1);
+        restored = true;
+        return {};
+      } catch (const std::exception& e) {
+        return storage_error(e);
+      }
+    };
+    if (auto st = m_in_tx ? work() : transaction(work); !st) return std::move(st).error();
+    return restored;
+  }
+
+  Result<std::optional<std::int64_t>> drop_retired(const std::string& key) override {
+    std::optional<std::int64_t> slot;
+    const auto work = [&]() -> Status {
+      try {
+        {
+          Using use(*m_retired_find);
+          (*use).bind(1, key);
+          if (!(*use).executeStep()) return {};
+          slot = (*use).getColumn(4).isNull() ? -1 : (*use).getColumn(4).getInt64();
+        }
+        Using use(*m_retired_delete);
+        (*use).bind(1, key);
+        (*use).exec();
+        return {};
+      } catch (const std::exception& e) {
+        return storage_error(e);
+      }
+    };
+    if (auto st = m_in_tx ? work() : transaction(work); !st) return std::move(st).error();
+    return slot;
+  }
+
   Status set_meta(const std::string& name, const std::string& value) override {
     if (!m_in_tx) return transaction([&] { return set_meta(name, value); });
     try {
@@ -1085,7 +1233,7 @@ class SqliteStore final : public SqliteQueries<Store> {
  private:
   // The writer's statements of one record table.
   struct Writes {
-    std::unique_ptr<SQLite::Statement> exists, find, insert, remove, update_schedule;
+    std::unique_ptr<SQLite::Statement> exists, find, insert, remove, update_schedule, retire, unretire;
   };
 
   bool in_write_transaction() const override { return m_in_tx; }
@@ -1103,7 +1251,14 @@ class SqliteStore final : public SqliteQueries<Store> {
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING");
       w.remove = stmt("DELETE FROM " + t + " WHERE id = ?");
       w.update_schedule = stmt("UPDATE " + t + " SET dates = ?, next_phase = ?, due = ?, done = ? WHERE id = ?");
+      const std::string columns = "key, category, state, dates, next_phase, due, done, created_at, slot, subject_ref, sealed";
+      w.retire = stmt("INSERT INTO retired (location, purged_at, destroy_at, " + columns + ") SELECT '" +
+                      (i == 0 ? "active" : "archive") + "', ?2, ?3, " + columns + " FROM " + t + " WHERE id = ?1");
+      w.unretire = stmt("INSERT INTO " + t + " (" + columns + ") SELECT " + columns + " FROM retired WHERE key = ?");
     }
+    m_retired_exists = stmt("SELECT 1 FROM retired WHERE key = ?");
+    m_retired_find = stmt("SELECT location, state, due, category, slot FROM retired WHERE key = ?");
+    m_retired_delete = stmt("DELETE FROM retired WHERE key = ?");
     m_insert_audit = stmt(std::string("INSERT INTO audit (") + kAuditColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     m_set_meta = stmt("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value");
     m_insert_list = stmt("INSERT INTO key_slot_lists (zeroed, slots) VALUES (0, ?)");
@@ -1376,7 +1531,8 @@ class SqliteStore final : public SqliteQueries<Store> {
   std::unique_ptr<Checkpointer> m_checkpointer;
   Writes m_writes[2];
   std::unique_ptr<SQLite::Statement> m_insert_audit, m_set_meta, m_insert_list, m_update_list, m_delete_list,
-      m_mark_list_zeroed, m_add_count, m_drop_count, m_add_due_count, m_drop_due_count;
+      m_mark_list_zeroed, m_add_count, m_drop_count, m_add_due_count, m_drop_due_count, m_retired_exists,
+      m_retired_find, m_retired_delete;
   bool m_in_tx = false;
   std::map<std::tuple<int, int, std::string>, std::int64_t> m_count_delta;  // (location, state, category)
   std::map<std::pair<std::int64_t, std::string>, std::int64_t> m_due_delta;
