@@ -6,7 +6,7 @@
 # (call METHOD) come from the running daemon, asked through retentionctl
 # itself, so they follow the policy in force.
 
-_retentionctl_commands="status put explain event export erase hold release holds plan sweep audit verify metrics reload import report call help"
+_retentionctl_commands="status put explain event export erase hold release restore holds plan sweep audit verify metrics reload confirm-clock import report call help"
 
 # The options of each subcommand, after the common ones.
 _retentionctl_options() {
@@ -16,7 +16,8 @@ _retentionctl_options() {
     erase) echo "--key --category --reason --dry-run" ;;
     hold) echo "--subject --category --key --reason" ;;
     release) echo "--reason" ;;
-    plan) echo "--until --from" ;;
+    restore) echo "--reason" ;;
+    plan) echo "--until --from --policy" ;;
     sweep) echo "--dry-run" ;;
     audit) echo "--limit --after --key --subject" ;;
     verify) echo "--full" ;;

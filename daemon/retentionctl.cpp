@@ -209,7 +209,9 @@ std::string describe(const json& error) {
       counts += name + " " + (value.is_array() ? join(value, ", ") : text(value));
     }
     if (!counts.empty()) out += " (" + counts + ")";
-    out += "\nretentionctl: run 'retentionctl reload --confirm' to apply the new policy anyway";
+    out += member(data, "paused") == "clock_guard"
+               ? "\nretentionctl: check the clock, then run 'retentionctl confirm-clock' to accept it"
+               : "\nretentionctl: run 'retentionctl reload --confirm' to apply the new policy anyway";
   }
   return out;
 }
@@ -531,9 +533,12 @@ int cmd_status(Context& ctx) {
   std::string paused = "no";
   if (!member(s, "paused").is_null()) {
     const json& pause = member(s, "pause");
+    const bool clock = member(s, "paused") == "clock_guard";
     paused = text(member(s, "paused")) + ": " + text(member(pause, "newly_due")) +
              " newly due, guard " + text(member(pause, "guard")) +
-             " (confirm with 'retentionctl reload --confirm')";
+             (clock ? ", clock jumped from " + text(member(pause, "last_seen")) + " to " + text(member(pause, "now")) +
+                          " (check the clock, then 'retentionctl confirm-clock')"
+                    : " (confirm with 'retentionctl reload --confirm')");
   }
   std::string last_sweep = "never";
   if (const json& sweep = member(s, "last_sweep"); !sweep.is_null()) {
@@ -751,6 +756,15 @@ int cmd_release(Context& ctx) {
   return kOk;
 }
 
+int cmd_restore(Context& ctx) {
+  const auto reason = ctx.option("reason");
+  if (!reason) throw usage("restore needs --reason");
+  const json r = ctx.call("record.restore", {{"key", ctx.args()[0]}, {"reason", *reason}});
+  if (ctx.json_output()) return print_json(r);
+  std::cout << "restored " << text(member(r, "key")) << " (" << text(member(r, "state")) << ")\n";
+  return kOk;
+}
+
 int cmd_holds(Context& ctx) {
   const json r = ctx.call("hold.list");
   if (ctx.json_output()) return print_json(r);
@@ -806,8 +820,33 @@ int cmd_plan(Context& ctx) {
   }
   json params = {{"until", *until}};
   if (from) params["from"] = *from;
+  if (auto candidate = ctx.option("policy")) {
+    // The daemon reads the file: a path relative to here means nothing to it.
+    std::error_code ec;
+    const auto path = std::filesystem::absolute(*candidate, ec);
+    params["policy"] = ec ? *candidate : path.lexically_normal().string();
+  }
   const json r = ctx.call("plan", params);
   if (ctx.json_output()) return print_json(r);
+  if (const json& c = member(r, "candidate"); c.is_object()) {
+    std::cout << "candidate policy " << text(member(c, "hash")).substr(0, 12) << ": "
+              << (member(c, "changed_categories").empty() ? std::string("no category changed")
+                                                           : "changed " + join(member(c, "changed_categories"), ", "))
+              << "\nnewly due on adoption: " << text(member(c, "newly_due")) << " (reload guard "
+              << text(member(c, "guard")) << (member(c, "guard_trips") == true ? ": TRIPS, reload needs --confirm)" : ": passes)")
+              << "\n\n";
+    const json& diff = member(r, "diff");
+    if (!diff.empty()) {
+      Table t({"CATEGORY", "EARLIER", "LATER", "UNCHANGED", "NEWLY DUE"});
+      for (std::size_t i = 1; i <= 4; ++i) t.align_right(i);
+      for (const auto& d : diff) {
+        t.add({text(member(d, "category")), text(member(d, "earlier")), text(member(d, "later")),
+               text(member(d, "unchanged")), text(member(d, "newly_due"))});
+      }
+      t.print(std::cout);
+      std::cout << "\nunder the candidate:\n";
+    }
+  }
   std::cout << "from " << text(member(r, "from")) << " until " << text(member(r, "until"))
             << "\n\n";
   const json& actions = member(r, "actions");
@@ -982,6 +1021,13 @@ int cmd_verify(Context& ctx) {
               << " (of " << count_of(member(r, "entries"), "entry", "entries") << ")\n";
   }
   return ok ? kOk : kBrokenChain;
+}
+
+int cmd_confirm_clock(Context& ctx) {
+  const json r = ctx.call("clock.confirm");
+  if (ctx.json_output()) return print_json(r);
+  std::cout << "clock confirmed: disposal resumes at the daemon's present time\n";
+  return kOk;
 }
 
 int cmd_reload(Context& ctx) {
@@ -1438,6 +1484,10 @@ void hold_options(cxxopts::Options& o) {
   add("reason", "why (required; written to the audit log)", value<std::string>(), "TEXT");
 }
 
+void restore_options(cxxopts::Options& o) {
+  o.add_options()("reason", "why (required; written to the audit log)", value<std::string>(), "TEXT");
+}
+
 void release_options(cxxopts::Options& o) {
   o.add_options()("reason", "why (written to the audit log)", value<std::string>(), "TEXT");
 }
@@ -1447,6 +1497,8 @@ void plan_options(cxxopts::Options& o) {
   add("until", "count the phases due before this time (default: a year after the start)",
       value<std::string>(), "TIME");
   add("from", "start here (default: the daemon's now)", value<std::string>(), "TIME");
+  add("policy", "plan under this candidate policy file and compare it with the adopted one (nothing is adopted)",
+      value<std::string>(), "FILE");
 }
 
 void sweep_options(cxxopts::Options& o) {
@@ -1523,10 +1575,13 @@ const Command kCommands[] = {
     {"release", "release ID [--reason TEXT]",
      "release a hold",
      1, 1, release_options, cmd_release},
+    {"restore", "restore KEY --reason TEXT",
+     "bring back a record purged within the undo window (daemon.purge_grace)",
+     1, 1, restore_options, cmd_restore},
     {"holds", "holds",
      "the holds in force",
      0, 0, nullptr, cmd_holds},
-    {"plan", "plan [--until TIME] [--from TIME]",
+    {"plan", "plan [--until TIME] [--from TIME] [--policy FILE]",
      "what will be archived, anonymised and purged, month by month",
      0, 0, plan_options, cmd_plan},
     {"sweep", "sweep [--dry-run]",
@@ -1544,6 +1599,9 @@ const Command kCommands[] = {
     {"reload", "reload [--confirm]",
      "reload the policy file",
      0, 0, reload_options, cmd_reload},
+    {"confirm-clock", "confirm-clock",
+     "accept the daemon's clock as it is now: lifts a clock guard pause",
+     0, 0, nullptr, cmd_confirm_clock},
     {"import", "import FILE.jsonl|- [--batch N] [--rejects FILE]",
      "store the records of a JSON-lines file, one record.put params per line",
      1, 1, import_options, cmd_import},

@@ -130,6 +130,7 @@ int run(const cxxopts::ParseResult& opts) {
   engine_options.secret = *secret;
   engine_options.version = RETENTIOND_VERSION;
   engine_options.confirm_policy = opts.count("confirm-policy") > 0;
+  engine_options.confirm_clock = opts.count("confirm-clock") > 0;
   auto opened = rd::engine::Engine::open(io, std::move(engine_options));
   if (!opened) {
     spdlog::critical("startup.failed {}", opened.error().message);
@@ -223,7 +224,8 @@ int run(const cxxopts::ParseResult& opts) {
   const std::string where = server_options.inherited_fd ? std::string("socket from systemd") : settings.socket;
   spdlog::info("daemon.ready version={} policy={} categories={} socket={} now={}{}", RETENTIOND_VERSION,
                policy->hash.substr(0, 12), policy->categories.size(), where,
-               rd::calendar::format_instant(clock->now()), engine.scheduler().paused() ? " paused=reload_guard" : "");
+               rd::calendar::format_instant(clock->now()),
+               engine.scheduler().paused() ? " paused=" + engine.scheduler().pause()->reason : std::string());
   sd_notify(0, "READY=1");
   notify_status();
   engine.start();
@@ -242,6 +244,7 @@ int main(int argc, char** argv) {
       ("check", "validate the policy file, print every problem and exit (opens no socket, no database)")
       ("now", "start the clock at this instant (then it advances in real time)", cxxopts::value<std::string>())
       ("confirm-policy", "confirm a policy change that trips the reload guard at start-up")
+      ("confirm-clock", "confirm a forward clock jump that trips the clock guard at start-up")
       ("state-dir", "override daemon.state_dir", cxxopts::value<std::string>())
       ("socket", "override daemon.socket", cxxopts::value<std::string>())
       ("log-level", "override daemon.log_level (trace, debug, info, warn, error)", cxxopts::value<std::string>())

@@ -67,6 +67,7 @@ SweepCounts& SweepCounts::operator+=(const SweepCounts& o) {
   held += o.held;
   stuck += o.stuck;
   visited += o.visited;
+  destroyed += o.destroyed;
   return *this;
 }
 
@@ -332,7 +333,12 @@ Result<std::variant<Explanation, Disposal>> Service::explain(const std::string& 
     auto disposal = m_reader.store().find_disposal(key);
     if (!disposal) return std::move(disposal).error();
     if (!*disposal) return Error::not_found("no record with key '" + key + "'");
-    out = Disposal{key, (*disposal)->at, (*disposal)->seq};
+    Disposal d{key, (*disposal)->at, (*disposal)->seq, std::nullopt};
+    // Within the undo window, and not ended: restorable until then.
+    auto retired = m_reader.store().retired(key);
+    if (!retired) return std::move(retired).error();
+    if (*retired && m_clock.now() < (*retired)->destroy_at) d.restorable_until = (*retired)->destroy_at;
+    out = std::move(d);
     return {};
   });
   if (!st) return std::move(st).error();

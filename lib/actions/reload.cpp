@@ -29,32 +29,14 @@ std::string describe(const policy::PolicyDiff& diff) {
   return out.empty() ? "no category changed" : out;
 }
 
-Result<nlohmann::json> PolicyChange::adopted() {
-  auto text = m_vault.store().get_meta(kAdoptedPolicy);
-  if (!text) return std::move(text).error();
-  if (!*text) return nlohmann::json();
-  try {
-    return nlohmann::json::parse(**text);
-  } catch (const std::exception& e) {
-    return Error::storage(std::string("the adopted policy kept in the database is damaged: ") + e.what());
-  }
-}
+namespace {
 
-Result<std::int64_t> PolicyChange::guard(std::int64_t fallback) {
-  auto kept = m_vault.store().get_meta(kAdoptedGuard);
-  if (!kept) return std::move(kept).error();
-  if (!*kept) return fallback;
-  try {
-    return std::stoll(**kept);
-  } catch (const std::exception&) {
-    return Error::storage("the reload guard kept in the database is damaged: '" + **kept + "'");
-  }
-}
-
-Status PolicyChange::for_each_schedule(const std::string& category, const std::function<Status(Record&)>& visit) {
+// Visits the schedule of every record of `category`, page by page.
+Status for_each_schedule(vault::RecordReader& reader, const std::string& category,
+                         const std::function<Status(Record&)>& visit) {
   std::string after;
   for (;;) {
-    auto page = m_vault.schedules(category, kPage, after);
+    auto page = reader.schedules(category, kPage, after);
     if (!page) return std::move(page).error();
     for (auto& record : *page) {
       if (auto st = visit(record); !st) return st;
@@ -64,38 +46,90 @@ Status PolicyChange::for_each_schedule(const std::string& category, const std::f
   }
 }
 
+}  // namespace
+
+Result<nlohmann::json> PolicyChange::adopted() { return adopted_policy(m_vault.store()); }
+
+Result<nlohmann::json> adopted_policy(store::StoreReader& store) {
+  auto text = store.get_meta(kAdoptedPolicy);
+  if (!text) return std::move(text).error();
+  if (!*text) return nlohmann::json();
+  try {
+    return nlohmann::json::parse(**text);
+  } catch (const std::exception& e) {
+    return Error::storage(std::string("the adopted policy kept in the database is damaged: ") + e.what());
+  }
+}
+
+Result<std::int64_t> PolicyChange::guard(std::int64_t fallback) { return guard_in_force(m_vault.store(), fallback); }
+
+Result<std::int64_t> guard_in_force(store::StoreReader& store, std::int64_t fallback) {
+  auto kept = store.get_meta(kAdoptedGuard);
+  if (!kept) return std::move(kept).error();
+  if (!*kept) return fallback;
+  try {
+    return std::stoll(**kept);
+  } catch (const std::exception&) {
+    return Error::storage("the reload guard kept in the database is damaged: '" + **kept + "'");
+  }
+}
+
 Result<PolicyAssessment> PolicyChange::assess(const policy::Policy& candidate) {
-  auto before = adopted();
-  if (!before) return std::move(before).error();
+  return assess_policy(m_vault, candidate, m_service.clock().now());
+}
+
+Result<PolicyAssessment> assess_policy(vault::RecordReader& reader, const policy::Policy& candidate, calendar::Instant now) {
   PolicyAssessment a;
-  a.diff = policy::diff_policies(*before, candidate);
-  for (const auto& name : a.diff.removed) {
-    auto n = m_vault.store().count_category(name);
-    if (!n) return std::move(n).error();
-    if (*n > 0) {
-      Error e = Error::invalid_params(
-          "bad_config", candidate.source_path + ": category '" + name + "' was removed but still holds " +
-                            std::to_string(*n) + " record" + (*n == 1 ? "" : "s") +
-                            "; keep it (its records are disposed of by its phases) or erase them first");
-      e.data["category"] = name;
-      e.data["records"] = *n;
-      return e;
+  Status st = reader.read([&]() -> Status {
+    a = PolicyAssessment{};
+    auto before = adopted_policy(reader.store());
+    if (!before) return std::move(before).error();
+    a.diff = policy::diff_policies(*before, candidate);
+    for (const auto& name : a.diff.removed) {
+      auto n = reader.store().count_category(name);
+      if (!n) return std::move(n).error();
+      if (*n > 0) {
+        Error e = Error::invalid_params(
+            "bad_config", candidate.source_path + ": category '" + name + "' was removed but still holds " +
+                              std::to_string(*n) + " record" + (*n == 1 ? "" : "s") +
+                              "; keep it (its records are disposed of by its phases) or erase them first");
+        e.data["category"] = name;
+        e.data["records"] = *n;
+        return e;
+      }
     }
-  }
-  const auto now = m_service.clock().now();
-  for (const auto& name : a.diff.changed) {
-    const policy::Category* category = candidate.find(name);
-    auto st = for_each_schedule(name, [&](Record& record) -> Status {
-      const bool due_before = record.due && *record.due <= now;
-      const auto old_due = record.due;
-      const auto old_next = record.next_phase;
-      reschedule_under(record, *category, candidate.daemon.fiscal_year_end);
-      if (record.due != old_due || record.next_phase != old_next) ++a.rescheduled;
-      if (record.due && *record.due <= now && !due_before) ++a.newly_due;
-      return {};
-    });
-    if (!st) return std::move(st).error();
-  }
+    for (const auto& name : a.diff.changed) {
+      const policy::Category* category = candidate.find(name);
+      CategoryShift shift{name};
+      auto visited = for_each_schedule(reader, name, [&](Record& record) -> Status {
+        const bool due_before = record.due && *record.due <= now;
+        const auto old_due = record.due;
+        const auto old_next = record.next_phase;
+        reschedule_under(record, *category, candidate.daemon.fiscal_year_end);
+        if (record.due != old_due || record.next_phase != old_next) ++a.rescheduled;
+        // No due time is "never": later than any time.
+        const auto never = calendar::kMaxInstant.seconds + 1;
+        const auto before_s = old_due ? old_due->seconds : never;
+        const auto after_s = record.due ? record.due->seconds : never;
+        ++(after_s < before_s ? shift.earlier : after_s > before_s ? shift.later : shift.unchanged);
+        if (record.due && *record.due <= now && !due_before) {
+          ++a.newly_due;
+          ++shift.newly_due;
+        }
+        return {};
+      });
+      if (!visited) return visited;
+      a.shifts.push_back(std::move(shift));
+    }
+    // Added categories hold no record yet; removed ones none any more.
+    for (const auto* names : {&a.diff.added, &a.diff.removed}) {
+      for (const auto& name : *names) a.shifts.push_back(CategoryShift{name});
+    }
+    std::sort(a.shifts.begin(), a.shifts.end(),
+              [](const CategoryShift& x, const CategoryShift& y) { return x.category < y.category; });
+    return {};
+  });
+  if (!st) return std::move(st).error();
   return a;
 }
 
@@ -105,7 +139,7 @@ Status PolicyChange::adopt(std::shared_ptr<const policy::Policy> candidate, cons
   Status st = vault.transaction([&]() -> Status {
     for (const auto& name : assessment.diff.changed) {
       const policy::Category* category = candidate->find(name);
-      auto visited = for_each_schedule(name, [&](Record& record) -> Status {
+      auto visited = for_each_schedule(vault, name, [&](Record& record) -> Status {
         const auto old_due = record.due;
         const auto old_next = record.next_phase;
         reschedule_under(record, *category, candidate->daemon.fiscal_year_end);

@@ -32,11 +32,32 @@
 
 namespace retentiond::actions {
 
+// How a changed category's records move under a candidate: their next
+// disposal (the due time of the next phase) earlier, later or not at all (a
+// record with no due time counts as due never), and how many are due at once.
+struct CategoryShift {
+  std::string category;
+  std::int64_t earlier = 0;
+  std::int64_t later = 0;
+  std::int64_t unchanged = 0;
+  std::int64_t newly_due = 0;
+};
+
 struct PolicyAssessment {
   policy::PolicyDiff diff;
   std::int64_t newly_due = 0;    // records due at once under the candidate, not under the adopted policy
   std::int64_t rescheduled = 0;  // records of changed categories whose schedule moves
+  std::vector<CategoryShift> shifts;  // one per changed, added and removed category, by name
 };
+
+// The canonical JSON of the adopted policy in `store`; null when none was
+// ever adopted.
+Result<nlohmann::json> adopted_policy(store::StoreReader& store);
+
+// Compares `candidate` with the policy adopted in `reader`'s store, as of
+// `now` (PolicyChange::assess; plan with a candidate policy runs it on the
+// slow reader, inside one snapshot).
+Result<PolicyAssessment> assess_policy(vault::RecordReader& reader, const policy::Policy& candidate, calendar::Instant now);
 
 // What a reload did.
 struct ReloadResult {
@@ -81,13 +102,15 @@ class PolicyChange {
                               const std::string& reason);
 
  private:
-  // Visits the schedule of every record of `category`, page by page.
-  Status for_each_schedule(const std::string& category, const std::function<Status(Record&)>& visit);
-
   Service& m_service;
   vault::Vault& m_vault;
   audit::AuditLog& m_audit;
 };
+
+// The reload guard in force: the one stored with the adopted policy, or
+// `fallback` when none is stored (PolicyChange::guard; the clock guard and
+// plan read it too).
+Result<std::int64_t> guard_in_force(store::StoreReader& store, std::int64_t fallback);
 
 // "changed: a, b; added: c; removed: d" (or "no category changed").
 std::string describe(const policy::PolicyDiff& diff);

@@ -55,6 +55,12 @@ struct EraseRequest {
   std::optional<std::vector<std::string>> categories;
 };
 
+// record.restore: a record purged within the undo window, back.
+struct RestoreRequest {
+  std::string key;
+  std::string reason;
+};
+
 struct HoldRequest {
   std::string scope;  // subject, category or key
   std::string target;
@@ -69,6 +75,9 @@ struct ReleaseRequest {
 struct PlanRequest {
   calendar::Instant until;
   std::optional<calendar::Instant> from;  // default: now
+  // A candidate policy file, read by the daemon: the plan is then the
+  // candidate's, compared with the adopted policy (nothing is adopted).
+  std::optional<std::string> policy;
 };
 
 struct AuditTailRequest {

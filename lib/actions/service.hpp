@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -66,6 +67,9 @@ struct Disposal {
   std::string key;
   calendar::Instant purged_at;
   std::int64_t audit_seq = 0;
+  // Within the undo window ([daemon] purge_grace): until when
+  // record.restore can bring it back.
+  std::optional<calendar::Instant> restorable_until;
 };
 
 struct SweepCounts {
@@ -76,6 +80,7 @@ struct SweepCounts {
   std::int64_t stuck = 0;  // due, but the category is not in the policy (cannot happen after a guarded reload)
   std::int64_t due_records = 0;  // count_due only: unheld records with a due phase
   std::int64_t visited = 0;  // sweep_batch only: records the batch got through (held ones included)
+  std::int64_t destroyed = 0;  // keys destroyed at the end of the undo window (destroy_batch)
 
   SweepCounts& operator+=(const SweepCounts& o);
   std::int64_t actions() const { return archived + anonymised + purged; }
@@ -122,6 +127,23 @@ struct Plan {
   std::int64_t archive = 0, anonymise = 0, purge = 0;
   std::int64_t waiting = 0;  // unheld records whose next phase has no due time
   std::int64_t held = 0;     // held records with a phase due before until
+  // The undo window of the policy planned under, when it has one: purges
+  // destroy the data only this long after they run.
+  std::optional<calendar::Duration> purge_grace;
+  // With a candidate policy (PlanRequest::policy): what adopting it would do.
+  struct Candidate {
+    std::string hash;
+    std::vector<std::string> changed_categories;  // changed, added and removed, sorted
+    std::int64_t newly_due = 0;
+    std::int64_t guard = 0;    // the reload guard in force
+    bool guard_trips = false;  // newly_due > guard: config.reload would need confirm
+  };
+  std::optional<Candidate> candidate;
+  struct Shift {
+    std::string category;
+    std::int64_t earlier = 0, later = 0, unchanged = 0, newly_due = 0;
+  };
+  std::vector<Shift> diff;  // per changed category, by name
 };
 
 // What status shows of the records, from one snapshot.
@@ -151,6 +173,24 @@ struct MetricsSnapshot {
   // started: the actions done, counted incrementally (metrics.cpp).
   std::map<std::pair<std::string, std::string>, std::int64_t> actions;
 };
+
+// What the clock guard found (Service::check_clock).
+struct ClockCheck {
+  enum class Verdict {
+    first,     // nothing seen before (a new state): now recorded
+    steady,    // forward within clock_guard (or not ahead of what was seen)
+    backward,  // behind what was seen: logged, nothing recorded, nothing undone
+    accepted,  // a jump beyond clock_guard making at most the guard's count newly due
+    tripped,   // a jump beyond clock_guard making more: disposal must pause
+    confirmed  // a tripping jump accepted by an administrator (audited clock.confirm)
+  };
+  Verdict verdict = Verdict::steady;
+  std::optional<calendar::Instant> last_seen;  // the latest instant seen before this check
+  calendar::Instant now;
+  std::int64_t newly_due = 0;  // counted for a jump beyond clock_guard only
+  std::int64_t guard = 0;      // the reload guard in force
+};
+std::string_view to_string(ClockCheck::Verdict v);
 
 // Where a sweep has got to in the (due, key) order; `done` once the due
 // range is exhausted.
@@ -245,6 +285,30 @@ class Service {
   static constexpr std::size_t kLatenessScan = 10000;
   Result<MetricsSnapshot> metrics();
 
+  // ---- the undo window (undo.cpp) ----
+  // [writer] Destroys, in one transaction, at most `max_records` records
+  // purged within the undo window whose window has ended (destroy_at <=
+  // now): row deleted, key zeroed after the commit, one `destroy` audit
+  // entry each. Returns how many.
+  Result<std::int64_t> destroy_batch(std::size_t max_records, const Actor& actor);
+  // [writer] record.restore: a record purged (by a phase or an erasure)
+  // within the undo window back where and as it was, its next phase
+  // rescheduled under the policy in force, with one `restore` audit entry.
+  // not_found when there is none or its window has ended; conflict when a
+  // record with that key was stored since.
+  Result<Record> restore(const RestoreRequest& request, const Actor& actor);
+
+  // ---- the clock guard (clock_guard.cpp) ----
+  // [writer] Compares the clock with the latest instant it has shown (kept
+  // in the store, meta "clock_seen") and records the new one. A forward jump
+  // beyond the policy's clock_guard counts the records due now that were not
+  // due at the instant last seen; more than the reload guard in force is
+  // `tripped` and nothing is recorded, unless `confirm` (clock.confirm,
+  // --confirm-clock): then `confirmed`, recorded with one `clock.confirm`
+  // audit entry in the same transaction. The store is written at most once
+  // a minute while the clock runs steadily.
+  Result<ClockCheck> check_clock(bool confirm, const Actor& actor, const std::string& reason = "");
+
   // ---- holds (holds.cpp) ----
   Result<HoldSet> load_holds(vault::RecordReader& from);
   // [reader] hold.list
@@ -266,6 +330,10 @@ class Service {
 
   // ---- the plan (plan.cpp) ----
   // [slow] Every phase due before `until`, overdue ones in the first month.
+  // With request.policy, under that candidate policy, compared with the
+  // adopted one (the counts config.reload would report); a candidate that
+  // does not load or validate is invalid_params, bad_config, with its
+  // file:line message.
   Result<Plan> plan(const PlanRequest& request);
 
   // ---- audit ----
@@ -284,6 +352,9 @@ class Service {
   Result<audit::VerifyReport> verify_audit(bool full);
 
  private:
+  // A purge or an erasure of `record`: destroyed at once, or with an undo
+  // window moved out of every read, its key kept until then (undo.cpp).
+  Status dispose(const Record& record, const policy::Policy& policy, calendar::Instant now, const Actor& actor);
   Status run_phase(Record& record, const policy::Policy& policy, const policy::Category& category, const PhaseRun& run,
                    calendar::Instant now, const Actor& actor, SweepCounts& counts);
   // Rewrites record's fields by the category's strategies and drops its subject.
@@ -298,6 +369,9 @@ class Service {
   void verified(const audit::VerifyReport& report);
 
   Result<std::int64_t> backlog(vault::RecordReader& reader, calendar::Instant now);
+  // The plan under `policy`, from the stored due times, except for the
+  // `rescheduled` categories: their records are rescheduled under it.
+  Status plan_under(const policy::Policy& policy, const std::set<std::string>& rescheduled, Plan& plan);
   Result<std::optional<calendar::Instant>> oldest_unheld_due(vault::RecordReader& reader, const HoldSet& holds,
                                                              calendar::Instant now, bool& bounded);
 
@@ -311,6 +385,10 @@ class Service {
   mutable std::mutex m_verify_mutex;  // the verified prefix is shared by the loop and the slow thread
   std::int64_t m_verified_seq = 0;
   std::string m_verified_hash = audit::kGenesisHash;
+  // [writer] The latest instant the clock has shown, as kept in the store
+  // (loaded by the first check_clock), and whether a backward step was logged.
+  std::optional<std::optional<calendar::Instant>> m_clock_seen;
+  bool m_backward_logged = false;
   // [slow] The action counts of `metrics` and the last entry counted.
   std::int64_t m_counted_seq = 0;
   std::map<std::pair<std::string, std::string>, std::int64_t> m_action_counts;

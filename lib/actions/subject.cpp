@@ -44,8 +44,7 @@ Status Service::erase_records(const std::vector<Record>& records, const EraseReq
     }
     report.erased.push_back({record.key, record.category});
     if (request.dry_run) continue;
-    auto removed = m_vault.remove(record.key, record.location);
-    if (!removed) return std::move(removed).error();
+    if (auto st = dispose(record, policy, m_clock.now(), actor); !st) return st;
     audit::Entry e = entry(policy, "erase", actor);
     e.key = record.key;
     e.category = record.category;

@@ -138,9 +138,7 @@ Status Service::run_phase(Record& record, const policy::Policy& policy, const po
 
   if (run.action == Action::purge) {
     ++counts.purged;
-    auto removed = m_vault.remove(record.key, record.location);
-    if (!removed) return std::move(removed).error();
-    return {};
+    return dispose(record, policy, now, actor);
   }
   record.done.resize(static_cast<std::size_t>(run.phase), now);
   record.done.push_back(now);

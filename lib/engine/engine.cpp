@@ -31,6 +31,8 @@ policy::DaemonSettings settings_for_reload(const policy::DaemonSettings& running
   out.fiscal_year_end = file.fiscal_year_end;
   out.log_level = file.log_level;
   out.reload_guard = file.reload_guard;
+  out.clock_guard = file.clock_guard;
+  out.purge_grace = file.purge_grace;
   const auto note = [&](const char* name, bool differs) {
     if (differs) ignored.emplace_back(name);
   };
@@ -141,15 +143,20 @@ Status Engine::startup_guard() {
   if (!assessment) return std::move(assessment).error();
   auto adopted = m_change->adopted();
   if (!adopted) return std::move(adopted).error();
-  if (adopted->is_null()) return m_change->adopt_first(*policy);  // a new state directory: nothing to audit
-  if (assessment->diff.empty()) return {};
+  if (adopted->is_null()) {  // a new state directory: nothing to audit
+    if (auto st = m_change->adopt_first(*policy); !st) return st;
+    return startup_clock_guard();
+  }
+  if (assessment->diff.empty()) return startup_clock_guard();
   auto guard = m_change->guard(policy->daemon.reload_guard);
   if (!guard) return std::move(guard).error();
   if (assessment->newly_due > *guard && !m_options.confirm_policy) {
     spdlog::warn("reload_guard.tripped newly_due={} guard={} {}; starting paused until confirmed "
                  "(config.reload with confirm, or --confirm-policy)",
                  assessment->newly_due, *guard, actions::describe(assessment->diff));
-    m_scheduler->set_paused(scheduler::Scheduler::Pause{assessment->newly_due, *guard});
+    m_scheduler->set_paused(
+        scheduler::Scheduler::Pause{assessment->newly_due, *guard, "reload_guard", std::nullopt, std::nullopt});
+    // The clock is asked when the policy is confirmed, before the first pass.
     return {};
   }
   if (auto st = m_change->adopt(policy, *assessment, actions::Actor{"scheduler"},
@@ -159,6 +166,34 @@ Status Engine::startup_guard() {
   }
   spdlog::info("config.reloaded at=start-up hash={} {} newly_due={}", policy->hash.substr(0, 12),
                actions::describe(assessment->diff), assessment->newly_due);
+  return startup_clock_guard();
+}
+
+// The clock guard at start-up, against the latest instant the state's clock
+// has shown: a restart after a long stop, or a --now run on a copy.
+Status Engine::startup_clock_guard() {
+  auto check = m_service->check_clock(m_options.confirm_clock, actions::Actor{"scheduler"},
+                                      "at start-up, confirmed with --confirm-clock");
+  if (!check) return std::move(check).error();
+  using Verdict = actions::ClockCheck::Verdict;
+  const auto seen = check->last_seen ? calendar::format_instant(*check->last_seen) : std::string("-");
+  switch (check->verdict) {
+    case Verdict::tripped:
+      spdlog::warn("clock_guard.tripped last_seen={} now={} newly_due={} guard={}; starting paused until the clock is "
+                   "confirmed (clock.confirm, retentionctl confirm-clock, or --confirm-clock)",
+                   seen, calendar::format_instant(check->now), check->newly_due, check->guard);
+      m_scheduler->set_paused(scheduler::Scheduler::clock_pause(*check));
+      break;
+    case Verdict::confirmed:
+      spdlog::info("clock.confirmed at=start-up last_seen={} now={} newly_due={}", seen,
+                   calendar::format_instant(check->now), check->newly_due);
+      break;
+    case Verdict::accepted:
+      spdlog::info("clock.jump last_seen={} now={} newly_due={} guard={} (within the guard: nothing paused)", seen,
+                   calendar::format_instant(check->now), check->newly_due, check->guard);
+      break;
+    default: break;  // steady, first; backward is logged by the check
+  }
   return {};
 }
 
@@ -222,7 +257,7 @@ void Engine::reload(bool confirm, const std::string& actor, std::function<void(R
         }
         spdlog::set_level(spdlog::level::from_str(adopted->daemon.log_level));
         m_context->policy_loaded_at = m_options.clock->now();
-        if (m_scheduler->paused()) m_scheduler->set_paused(std::nullopt);
+        if (m_scheduler->paused_by("reload_guard")) m_scheduler->set_paused(std::nullopt);
         m_scheduler->records_changed();
         spdlog::info("config.reloaded actor={} hash={} {} newly_due={}", actor, adopted->hash.substr(0, 12),
                      actions::describe(r->assessment.diff), r->assessment.newly_due);
@@ -232,7 +267,9 @@ void Engine::reload(bool confirm, const std::string& actor, std::function<void(R
 }
 
 std::string Engine::status_line() {
-  std::string out = m_scheduler->paused() ? "PAUSED by the reload guard (confirm the policy); " : "";
+  std::string out = m_scheduler->paused_by("clock_guard") ? "PAUSED by the clock guard (confirm the clock); "
+                    : m_scheduler->paused()                ? "PAUSED by the reload guard (confirm the policy); "
+                                                           : "";
   auto overview = m_service->overview();
   out += "due now: " + (overview ? std::to_string(overview->backlog) : std::string("?"));
   if (overview && overview->next_due) out += "; next due " + calendar::format_instant(*overview->next_due);

@@ -43,6 +43,7 @@ struct EngineOptions {
   std::string secret;  // the daemon's secret (>= 32 bytes)
   std::string version;
   bool confirm_policy = false;  // --confirm-policy
+  bool confirm_clock = false;   // --confirm-clock
   scheduler::Writer::Mode writer_mode = scheduler::Writer::Mode::thread;
   // For tests: the scheduler's check interval.
   std::optional<std::chrono::seconds> check_interval;
@@ -90,6 +91,7 @@ class Engine {
   explicit Engine(boost::asio::io_context& io, EngineOptions options);
   Status open_parts();
   Status startup_guard();
+  Status startup_clock_guard();
 
   boost::asio::io_context& m_io;
   EngineOptions m_options;

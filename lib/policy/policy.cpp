@@ -265,7 +265,7 @@ class Builder {
     }
     check_keys(d, "daemon",
                {"state_dir", "socket", "socket_mode", "admin_group", "reader_group", "fiscal_year_end",
-                "secret_file", "reload_guard", "log_level", "max_batch_records", "max_batch_ms",
+                "secret_file", "reload_guard", "clock_guard", "purge_grace", "log_level", "max_batch_records", "max_batch_ms",
                 "max_request_bytes", "max_json_depth", "max_put_many", "max_connections", "idle_timeout_s",
                 "max_connections_per_uid", "admin_reserved_connections", "metrics_listen"});
     if (const auto* n = d.find("state_dir")) {
@@ -304,6 +304,28 @@ class Builder {
     }
     if (const auto* n = d.find("secret_file")) get_string(*n, "daemon.secret_file", s.secret_file);
     if (const auto* n = d.find("reload_guard")) get_int(*n, "daemon.reload_guard", 0, INT64_MAX / 2, s.reload_guard);
+    if (const auto* n = d.find("clock_guard")) {
+      std::string text;
+      if (get_string(*n, "daemon.clock_guard", text)) {
+        auto duration = calendar::parse_duration(text);
+        if (!duration) {
+          error(n->pos, "daemon.clock_guard", duration.error().message);
+        } else if (calendar::add(calendar::Instant{0}, *duration).seconds <= 0) {
+          error(n->pos, "daemon.clock_guard",
+                "must be longer than zero (a guard of nothing would pause on every tick of the clock)");
+        } else {
+          s.clock_guard = *duration;
+        }
+      }
+    }
+    if (const auto* n = d.find("purge_grace")) {
+      std::string text;
+      if (get_string(*n, "daemon.purge_grace", text)) {
+        auto duration = calendar::parse_duration(text);
+        if (!duration) error(n->pos, "daemon.purge_grace", duration.error().message);
+        else s.purge_grace = *duration;
+      }
+    }
     if (const auto* n = d.find("log_level")) {
       if (get_string(*n, "daemon.log_level", s.log_level) && s.log_level == "warning") s.log_level = "warn";
       if (

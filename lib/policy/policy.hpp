@@ -64,6 +64,13 @@ struct DaemonSettings {
   calendar::MonthDay fiscal_year_end{12, 31};
   std::string secret_file;  // empty: <state_dir>/secret
   std::int64_t reload_guard = 1000;
+  // A forward clock jump beyond this past the latest instant the clock has
+  // shown, making more than reload_guard records newly due, pauses disposal
+  // until confirmed (docs/operations.md, "Clock guard").
+  calendar::Duration clock_guard{.days = 1};
+  // The undo window: a purged record's key is destroyed this long after the
+  // purge, restorable until then (zero: at once, the default).
+  calendar::Duration purge_grace{};
 
   std::string log_level = "info";
   std::int64_t max_batch_records = 1000;  // per sweep batch (one transaction)

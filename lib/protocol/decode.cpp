@@ -210,6 +210,18 @@ Result<actions::EraseRequest> record_erase(const json& params) {
   return erase_common(params, std::move(r));
 }
 
+Result<actions::RestoreRequest> restore(const json& params) {
+  if (auto st = only(params, {"key", "reason"}); !st) return std::move(st).error();
+  actions::RestoreRequest r;
+  auto key = required_string(params, "key", actions::kMaxKeyBytes);
+  if (!key) return std::move(key).error();
+  r.key = std::move(*key);
+  auto reason = required_string(params, "reason", actions::kMaxReasonBytes);
+  if (!reason) return std::move(reason).error();
+  r.reason = std::move(*reason);
+  return r;
+}
+
 Result<actions::HoldRequest> hold_place(const json& params) {
   if (auto st = only(params, {"subject", "category", "key", "reason"}); !st) return std::move(st).error();
   const int scopes = static_cast<int>(params.contains("subject")) + static_cast<int>(params.contains("category")) +
@@ -240,8 +252,14 @@ Result<actions::ReleaseRequest> hold_release(const json& params) {
 }
 
 Result<actions::PlanRequest> plan(const json& params) {
-  if (auto st = only(params, {"until", "from"}); !st) return std::move(st).error();
+  if (auto st = only(params, {"until", "from", "policy"}); !st) return std::move(st).error();
   actions::PlanRequest r;
+  if (const auto it = params.find("policy"); it != params.end()) {
+    if (!it->is_string() || it->get_ref<const std::string&>().empty()) {
+      return bad("invalid_params", "'policy' must be the path of a candidate policy file");
+    }
+    r.policy = it->get<std::string>();
+  }
   auto until = time(params, "until");
   if (!until) return std::move(until).error();
   r.until = *until;

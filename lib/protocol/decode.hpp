@@ -41,6 +41,7 @@ Result<actions::EraseRequest> record_erase(const nlohmann::json& params);
 Result<actions::HoldRequest> hold_place(const nlohmann::json& params);
 Result<actions::ReleaseRequest> hold_release(const nlohmann::json& params);
 Result<actions::PlanRequest> plan(const nlohmann::json& params);
+Result<actions::RestoreRequest> restore(const nlohmann::json& params);
 Result<actions::AuditTailRequest> audit_tail(const nlohmann::json& params);
 
 // {"dry_run"} (sweep), {"confirm"} (config.reload): a boolean, default false.

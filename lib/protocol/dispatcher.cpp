@@ -291,6 +291,18 @@ void Dispatcher::register_methods() {
          if (const auto* d = std::get_if<actions::Disposal>(&*r)) return render::disposal(*d);
          return render::explanation(std::get<actions::Explanation>(*r));
        })},
+      {"record.restore", Role::admin, "Bring back a record purged within the undo window (purge_grace)",
+       {},
+       later([this, &service](const json& p, const Caller& c, Done d) {
+         auto request = decode::restore(p);
+         if (!request) return d(std::move(request).error());
+         on_writer<vault::Record>(
+             [&service, r = std::move(*request), actor = actions::Actor{c.actor()}] { return service.restore(r, actor); },
+             [](vault::Record& record) -> json {
+               return {{"key", record.key}, {"state", std::string(store::to_string(record.state))}};
+             },
+             true, std::move(d));
+       })},
       {"record.get", Role::admin, "A record with its fields (archived ones with include_archived)",
        read([&service](const json& p, const Caller&) -> Result<json> {
          auto request = decode::get(p);
@@ -446,6 +458,20 @@ void Dispatcher::register_methods() {
            d(out);
          });
        })},
+      {"clock.confirm", Role::admin, "Accept the clock as it is now: lifts a clock guard pause (audited)",
+       {},
+       later([this, &service](const json& p, const Caller& c, Done d) {
+         if (auto st = decode::none(p); !st) return d(std::move(st).error());
+         m_ctx.writer.submit<Result<actions::ClockCheck>>(
+             [&service, actor = actions::Actor{c.actor()}] { return service.check_clock(true, actor); },
+             [this, d = std::move(d)](Result<actions::ClockCheck> r) {
+               if (!r) return d(std::move(r).error());
+               // Whatever the check found (a jump now recorded and audited,
+               // or nothing to confirm), the clock as it is now is accepted.
+               m_ctx.scheduler.clock_confirmed();
+               d(json{{"confirmed", true}});
+             });
+       })},
       {"config.reload", Role::admin, "Reload the policy file through the reload guard (confirm: accept it)",
        {},
        later([this](const json& p, const Caller& c, Done d) {
@@ -491,7 +517,7 @@ void Dispatcher::metrics(std::function<void(Result<std::string>)> done) {
         facts.policy_hash = policy->hash;
         for (const auto& c : policy->categories) facts.categories.push_back(c.name);
         facts.started_at = m_ctx.started_at;
-        if (m_ctx.scheduler.paused()) facts.paused = "reload_guard";
+        if (const auto& pause = m_ctx.scheduler.pause()) facts.paused = pause->reason;
         facts.sweeps = &m_ctx.scheduler.stats();
         facts.consecutive_failures = m_ctx.scheduler.failures();
         done(metrics_text(*snapshot, facts));
@@ -525,7 +551,13 @@ Result<nlohmann::json> Dispatcher::status(const nlohmann::json& params) {
             {"duration_ms", r->duration_ms}};
   }
   json pause = nullptr;
-  if (const auto& p = m_ctx.scheduler.pause()) pause = {{"newly_due", p->newly_due}, {"guard", p->guard}};
+  if (const auto& p = m_ctx.scheduler.pause()) {
+    pause = {{"newly_due", p->newly_due}, {"guard", p->guard}};
+    if (p->reason == "clock_guard") {
+      pause["last_seen"] = render::instant_or_null(p->last_seen);
+      pause["now"] = render::instant_or_null(p->now);
+    }
+  }
   const auto& records = overview->records;
   return json{
       {"version", m_ctx.version},
@@ -537,7 +569,7 @@ Result<nlohmann::json> Dispatcher::status(const nlohmann::json& params) {
       {"holds", overview->holds},
       {"next_due", render::instant_or_null(overview->next_due)},
       {"backlog", overview->backlog},
-      {"paused", m_ctx.scheduler.paused() ? json("reload_guard") : json(nullptr)},
+      {"paused", m_ctx.scheduler.paused() ? json(m_ctx.scheduler.pause()->reason) : json(nullptr)},
       {"pause", pause},
       {"last_sweep", last},
   };

@@ -47,8 +47,10 @@ json explanation(const actions::Explanation& e) {
 }
 
 json disposal(const actions::Disposal& d) {
-  return {{"key", d.key}, {"state", "purged"}, {"purged_at", calendar::format_instant(d.purged_at)},
-          {"audit_seq", d.audit_seq}};
+  json out = {{"key", d.key}, {"state", "purged"}, {"purged_at", calendar::format_instant(d.purged_at)},
+              {"audit_seq", d.audit_seq}};
+  if (d.restorable_until) out["restorable_until"] = calendar::format_instant(*d.restorable_until);
+  return out;
 }
 
 json erasure(const actions::ErasureReport& report, bool dry_run) {
@@ -70,12 +72,24 @@ json plan(const actions::Plan& plan) {
   for (const auto& e : plan.actions) {
     actions.push_back({{"month", e.month}, {"category", e.category}, {"action", policy::to_string(e.action)}, {"count", e.count}});
   }
-  return {{"from", calendar::format_instant(plan.from)},
-          {"until", calendar::format_instant(plan.until)},
-          {"actions", actions},
-          {"totals", {{"archive", plan.archive}, {"anonymise", plan.anonymise}, {"purge", plan.purge}}},
-          {"waiting", plan.waiting},
-          {"held", plan.held}};
+  json out = {{"from", calendar::format_instant(plan.from)},
+              {"until", calendar::format_instant(plan.until)},
+              {"actions", actions},
+              {"totals", {{"archive", plan.archive}, {"anonymise", plan.anonymise}, {"purge", plan.purge}}},
+              {"waiting", plan.waiting},
+              {"held", plan.held}};
+  if (plan.purge_grace) out["purge_grace"] = calendar::format_duration(*plan.purge_grace);
+  if (const auto& c = plan.candidate) {
+    out["candidate"] = {{"hash", c->hash}, {"changed_categories", c->changed_categories}, {"newly_due", c->newly_due},
+                        {"guard", c->guard}, {"guard_trips", c->guard_trips}};
+    json diff = json::array();
+    for (const auto& s : plan.diff) {
+      diff.push_back({{"category", s.category}, {"earlier", s.earlier}, {"later", s.later}, {"unchanged", s.unchanged},
+                      {"newly_due", s.newly_due}});
+    }
+    out["diff"] = std::move(diff);
+  }
+  return out;
 }
 
 json audit_rows(const std::vector<store::AuditRow>& rows) {
@@ -127,11 +141,18 @@ json sweep_counts(const actions::SweepCounts& c) {
 
 std::string policy_table(const policy::Policy& policy, const std::string& format) {
   using policy::Action;
-  const auto participle = [](Action a) {
-    return a == Action::archive ? "archived" : a == Action::anonymise ? "anonymised" : "purged";
+  // With an undo window, a purge destroys the data only at its end: a
+  // privacy policy must say so.
+  const bool grace = calendar::add(calendar::Instant{0}, policy.daemon.purge_grace).seconds > 0;
+  const std::string destroyed = grace ? ", then destroyed " + calendar::format_duration(policy.daemon.purge_grace) + " later"
+                                      : std::string();
+  const auto participle = [&](Action a) {
+    return a == Action::archive ? std::string("archived")
+           : a == Action::anonymise ? std::string("anonymised")
+                                    : "purged" + destroyed;
   };
   const auto retention = [&](const policy::Category& c) {
-    if (c.phases.empty()) return std::string("kept until erased on request");
+    if (c.phases.empty()) return "kept until erased on request" + destroyed;
     std::string out;
     for (const auto& phase : c.phases) {
       std::string when = phase.at.describe();

@@ -42,6 +42,48 @@ void Scheduler::set_paused(std::optional<Pause> pause) {
   if (!pause && !m_stopped) arm(Clock::duration::zero());
 }
 
+Scheduler::Pause Scheduler::clock_pause(const actions::ClockCheck& check) {
+  return Pause{check.newly_due, check.guard, "clock_guard", check.last_seen, check.now};
+}
+
+void Scheduler::clock_confirmed() {
+  if (paused_by("clock_guard")) set_paused(std::nullopt);
+}
+
+Error Scheduler::paused_error() const {
+  nlohmann::json data = {{"newly_due", m_pause->newly_due}, {"guard", m_pause->guard}, {"paused", m_pause->reason}};
+  if (m_pause->reason == "clock_guard") {
+    data["last_seen"] = m_pause->last_seen ? nlohmann::json(calendar::format_instant(*m_pause->last_seen)) : nlohmann::json();
+    data["now"] = m_pause->now ? nlohmann::json(calendar::format_instant(*m_pause->now)) : nlohmann::json();
+    return Error{ErrorCode::confirmation_required, "confirmation_required",
+                 "the daemon is paused by the clock guard: the clock jumped ahead and would make " +
+                     std::to_string(m_pause->newly_due) + " records due at once; check the clock, then confirm it "
+                     "(clock.confirm, retentionctl confirm-clock)",
+                 data};
+  }
+  return Error{ErrorCode::confirmation_required, "confirmation_required",
+               "the daemon is paused by the reload guard: confirm the policy (config.reload with confirm) first", data};
+}
+
+void Scheduler::clock_tripped(const actions::ClockCheck& check) {
+  Pass pass = std::move(*m_pass);
+  m_pass.reset();
+  const bool already = paused_by("clock_guard");
+  m_pause = clock_pause(check);
+  if (!already) {
+    spdlog::warn("clock_guard.tripped last_seen={} now={} newly_due={} guard={}; disposal paused until the clock is "
+                 "confirmed (clock.confirm, retentionctl confirm-clock, or --confirm-clock)",
+                 check.last_seen ? calendar::format_instant(*check.last_seen) : "-", calendar::format_instant(check.now),
+                 check.newly_due, check.guard);
+  }
+  const Result<SweepReport> refused = paused_error();
+  for (auto& done : pass.waiters) done(refused);
+  for (auto& [actor, done] : m_queued) done(refused);
+  m_queued.clear();
+  arm(m_options.check_interval);
+  if (on_pass_end) on_pass_end();
+}
+
 void Scheduler::arm(Clock::duration delay) {
   if (m_stopped) return;
   const auto when = Clock::now() + delay;
@@ -69,6 +111,12 @@ void Scheduler::arm_next() {
 void Scheduler::on_timer() {
   m_armed_for.reset();
   if (m_pass) return;  // it re-arms when it ends
+  if (paused_by("clock_guard")) {
+    // Asked again: the pass's first step stops at once while the jump
+    // stands, and goes on when the clock has been put right.
+    begin(actions::Actor{"scheduler"}, {}, true);
+    return;
+  }
   if (paused()) {
     arm(m_options.check_interval);
     return;
@@ -99,9 +147,7 @@ void Scheduler::records_changed(std::optional<calendar::Instant> earliest_due) {
 
 void Scheduler::sweep(const actions::Actor& actor, Done done) {
   if (m_pause) {
-    done(Error{ErrorCode::confirmation_required, "confirmation_required",
-               "the daemon is paused by the reload guard: confirm the policy (config.reload with confirm) first",
-               {{"newly_due", m_pause->newly_due}, {"guard", m_pause->guard}}});
+    done(paused_error());
     return;
   }
   if (m_pass) {
@@ -124,6 +170,15 @@ void Scheduler::begin(actions::Actor actor, std::vector<Done> waiters, bool time
                           [this, progress] {
                             if (!m_pass || m_pass->progress != progress) return;  // stopped meanwhile
                             m_batch_limit = progress->batch_limit;
+                            if (progress->clock_trip) {
+                              clock_tripped(*progress->clock_trip);
+                              return;
+                            }
+                            if (paused_by("clock_guard")) {
+                              spdlog::info("clock_guard.cleared now={} (the clock is back within the guard)",
+                                           calendar::format_instant(m_service.clock().now()));
+                              m_pause.reset();
+                            }
                             if (progress->failure) {
                               finish(*progress->failure);
                               return;
@@ -136,7 +191,35 @@ void Scheduler::begin(actions::Actor actor, std::vector<Done> waiters, bool time
 
 // On the writer: one batch. True when the pass has finished (or failed).
 bool Scheduler::step(Progress& progress) {
+  // The clock first: a step never acts on a jump the guard would stop.
+  auto clock = m_service.check_clock(false, progress.actor);
+  if (!clock) {
+    progress.failure = std::move(clock).error();
+    return true;
+  }
+  if (clock->verdict == actions::ClockCheck::Verdict::tripped) {
+    progress.clock_trip = *clock;
+    return true;
+  }
+  if (clock->verdict == actions::ClockCheck::Verdict::accepted) {
+    spdlog::info("clock.jump last_seen={} now={} newly_due={} guard={} (within the guard: nothing paused)",
+                 clock->last_seen ? calendar::format_instant(*clock->last_seen) : "-",
+                 calendar::format_instant(clock->now), clock->newly_due, clock->guard);
+  }
   const std::size_t limit = progress.batch_limit;
+  if (!progress.destroyed) {
+    auto destroyed = m_service.destroy_batch(m_options.max_batch_records, progress.actor);
+    if (!destroyed) {
+      progress.failure = std::move(destroyed).error();
+      return true;
+    }
+    if (*destroyed < static_cast<std::int64_t>(m_options.max_batch_records)) progress.destroyed = true;
+    if (*destroyed > 0) {
+      progress.report.counts.destroyed += *destroyed;
+      ++progress.report.batches;
+      return false;
+    }
+  }
   auto counts = m_service.sweep_batch(limit, progress.actor, progress.cursor, Clock::now() + m_options.max_batch_time);
   if (!counts) {
     progress.failure = std::move(counts).error();
@@ -166,10 +249,11 @@ void Scheduler::finish(const Result<SweepReport>& result) {
     m_stats.last_success = result->finished_at;
     const auto& c = result->counts;
     // One summary line per pass that found anything, never one per record.
-    if (c.actions() > 0 || c.held > 0 || c.stuck > 0) {
-      spdlog::info("sweep.done actor={} archived={} anonymised={} purged={} held={} stuck={} batches={} ms={}",
-                   pass_actor.name, c.archived, c.anonymised, c.purged, c.held, c.stuck, result->batches,
-                   result->duration_ms);
+    if (c.actions() > 0 || c.held > 0 || c.stuck > 0 || c.destroyed > 0) {
+      spdlog::info("sweep.done actor={} archived={} anonymised={} purged={} destroyed={} held={} stuck={} batches={} "
+                   "ms={}",
+                   pass_actor.name, c.archived, c.anonymised, c.purged, c.destroyed, c.held, c.stuck,
+                   result->batches, result->duration_ms);
     }
   } else {
     ++m_failures;

@@ -25,6 +25,17 @@
 // Paused (the reload guard tripped at start-up), the timer runs no pass and
 // sweep() is refused with confirmation_required.
 //
+// The clock guard (Service::check_clock) is asked before every step: a
+// forward jump of the wall clock that makes too many records newly due ends
+// the pass before the step acts, and pauses the same way (reason
+// "clock_guard") until clock_confirmed(). While so paused, the timer keeps
+// asking at every check interval: a clock put right again (behind the jump)
+// lifts the pause by itself.
+//
+// A pass first destroys, in batches of its own, the records whose undo
+// window ([daemon] purge_grace) has ended (Service::destroy_batch), then
+// walks the due range.
+//
 // All calls and callbacks on the io_context's thread; the pass's steps run on
 // the writer, touching only the pass's own state.
 
@@ -81,14 +92,23 @@ class Scheduler {
   // past records that became due since it started).
   void sweep(const actions::Actor& actor, Done done);
 
-  // Why the daemon is paused: the reload guard's counts at start-up.
+  // Why the daemon is paused: "reload_guard" (its counts at start-up) or
+  // "clock_guard" (the jump: the instant last seen and the clock's now).
   struct Pause {
     std::int64_t newly_due = 0;
     std::int64_t guard = 0;
+    std::string reason = "reload_guard";
+    std::optional<calendar::Instant> last_seen;
+    std::optional<calendar::Instant> now;
   };
+  static Pause clock_pause(const actions::ClockCheck& check);
   // Pauses (with the guard's counts) or, given nullopt, resumes with a pass at once.
   void set_paused(std::optional<Pause> pause);
   bool paused() const { return m_pause.has_value(); }
+  bool paused_by(std::string_view reason) const { return m_pause && m_pause->reason == reason; }
+  // An administrator accepted the clock (clock.confirm): lifts a clock
+  // guard pause, with a pass at once; any other pause stays.
+  void clock_confirmed();
   const std::optional<Pause>& pause() const { return m_pause; }
   bool running() const { return m_pass.has_value(); }
   const std::optional<SweepReport>& last() const { return m_last; }
@@ -120,6 +140,8 @@ class Scheduler {
     SweepReport report;
     std::optional<Error> failure;
     std::size_t batch_limit = 1;  // records fetched per step: adapts to what max_batch_time allows
+    std::optional<actions::ClockCheck> clock_trip;  // the clock guard stopped the pass before a step
+    bool destroyed = false;  // the ended undo windows are done: the due records next
   };
   struct Pass {
     std::shared_ptr<Progress> progress;
@@ -134,6 +156,9 @@ class Scheduler {
   void begin(actions::Actor actor, std::vector<Done> waiters, bool timer_driven);
   bool step(Progress& progress);
   void finish(const Result<SweepReport>& result);
+  // The pass ended because the clock guard tripped: pause, answer its callers.
+  void clock_tripped(const actions::ClockCheck& check);
+  Error paused_error() const;
   void check_backlog();
 
   boost::asio::io_context& m_io;

@@ -81,6 +81,16 @@ class FaultyStore final : public store::Store {
   Result<std::optional<store::AuditRow>> find_disposal(const std::string& key) override { return m_real.find_disposal(key); }
   Result<std::vector<store::StoredHold>> holds() override { return m_real.holds(); }
   Result<std::optional<std::string>> get_meta(const std::string& n) override { return m_real.get_meta(n); }
+  Result<std::optional<store::RetiredRecord>> retired(const std::string& key) override { return m_real.retired(key); }
+  Result<std::vector<store::RetiredRecord>> retired_due(calendar::Instant now, std::size_t limit) override {
+    return m_real.retired_due(now, limit);
+  }
+  Result<bool> retire(const std::string& key, store::Location where, calendar::Instant purged_at,
+                      calendar::Instant destroy_at) override {
+    return m_real.retire(key, where, purged_at, destroy_at);
+  }
+  Result<bool> unretire(const std::string& key) override { return m_real.unretire(key); }
+  Result<std::optional<std::int64_t>> drop_retired(const std::string& key) override { return m_real.drop_retired(key); }
   Status transaction(const std::function<Status()>& work) override { return m_real.transaction(work); }
   Status insert(const store::StoredRecord& row) override { return m_real.insert(row); }
   Result<bool> insert_new(const store::StoredRecord& row) override { return m_real.insert_new(row); }
@@ -513,6 +523,115 @@ anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
   const auto counts = sweep();
   ASSERT_TRUE(counts);
   EXPECT_EQ(counts->purged, 1);
+}
+
+// ---- the clock guard (clock_guard.cpp) --------------------------------------
+
+class ClockGuardTest : public ServiceTest {
+ protected:
+  void SetUp() override {
+    ServiceTest::SetUp();
+    // The reload guard in force is the one stored with the adopted policy.
+    ASSERT_TRUE(m_store->set_meta("reload_guard", "2"));
+  }
+  ClockCheck check(bool confirm = false) {
+    auto r = m_service->check_clock(confirm, Actor{"uid:0"});
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? *r : ClockCheck{};
+  }
+  std::string seen() { return m_store->get_meta("clock_seen")->value_or("(none)"); }
+  // A usage record whose anonymisation falls due at 2031-06-01 + `days` days.
+  void usage(const std::string& key, int days) {
+    const auto last_use = calendar::add(calendar::parse_instant("2030-06-01").value(), calendar::Duration{.days = days});
+    ASSERT_TRUE(put({{"key", key}, {"subject", "a"}, {"category", "usage"},
+                     {"dates", {{"last_use", calendar::format_instant(last_use)}}}}));
+  }
+};
+
+TEST_F(ClockGuardTest, TheFirstCheckRecordsTheClockAndASteadyClockIsWrittenAtMostOnceAMinute) {
+  EXPECT_EQ(check().verdict, ClockCheck::Verdict::first);
+  EXPECT_EQ(seen(), "2030-01-01T00:00:00Z");
+  m_clock.advance(30);
+  EXPECT_EQ(check().verdict, ClockCheck::Verdict::steady);
+  EXPECT_EQ(seen(), "2030-01-01T00:00:00Z");
+  m_clock.advance(90);
+  EXPECT_EQ(check().verdict, ClockCheck::Verdict::steady);
+  EXPECT_EQ(seen(), "2030-01-01T00:02:00Z");
+}
+
+TEST_F(ClockGuardTest, AJumpIsCountedInRecordsNewlyDueNotInTime) {
+  check();
+  usage("a", 0);    // due 2031-06-01
+  usage("b", 1);    // due 2031-06-02
+  usage("c", 400);  // due 2032-07-05
+  // A year and a half ahead: two newly due, not more than the guard.
+  m_clock.set(calendar::parse_instant("2031-07-01").value());
+  auto c = check();
+  EXPECT_EQ(c.verdict, ClockCheck::Verdict::accepted);
+  EXPECT_EQ(c.newly_due, 2);
+  EXPECT_EQ(c.guard, 2);
+  EXPECT_EQ(seen(), "2031-07-01T00:00:00Z");
+  // Twenty years ahead from there: one more (the two already due count on
+  // both sides), still within the guard.
+  m_clock.set(calendar::parse_instant("2051-07-01").value());
+  EXPECT_EQ(check().newly_due, 1);
+}
+
+TEST_F(ClockGuardTest, AJumpMakingMoreThanTheGuardDueTripsUntilConfirmedAndTheConfirmationIsAudited) {
+  check();
+  usage("a", 0);
+  usage("b", 1);
+  usage("c", 2);
+  // Puts are not audited: the log is empty so far.
+  const auto audit_head = [&] {
+    const auto last = *m_store->last_audit();
+    return last ? last->seq : 0;
+  };
+  const auto head = audit_head();
+  EXPECT_EQ(head, 0);
+  m_clock.set(calendar::parse_instant("2050-01-01").value());
+  auto c = check();
+  EXPECT_EQ(c.verdict, ClockCheck::Verdict::tripped);
+  EXPECT_EQ(c.newly_due, 3);
+  EXPECT_EQ(c.last_seen, calendar::parse_instant("2030-01-01").value());
+  EXPECT_EQ(c.now, calendar::parse_instant("2050-01-01").value());
+  // Nothing recorded: it trips again, and nothing was audited.
+  EXPECT_EQ(seen(), "2030-01-01T00:00:00Z");
+  EXPECT_EQ(check().verdict, ClockCheck::Verdict::tripped);
+  EXPECT_EQ(audit_head(), head);
+
+  EXPECT_EQ(check(true).verdict, ClockCheck::Verdict::confirmed);
+  EXPECT_EQ(seen(), "2050-01-01T00:00:00Z");
+  const auto entry = **m_store->last_audit();
+  EXPECT_EQ(entry.seq, head + 1);
+  EXPECT_EQ(entry.action, "clock.confirm");
+  EXPECT_EQ(entry.actor, "uid:0");
+  EXPECT_EQ(entry.reason, "clock jumped from 2030-01-01T00:00:00Z to 2050-01-01T00:00:00Z; newly due: 3; guard: 2");
+  EXPECT_EQ(check().verdict, ClockCheck::Verdict::steady);
+}
+
+TEST_F(ClockGuardTest, AJumpWithinClockGuardIsSteadyWhateverFallsDue) {
+  check();
+  m_clock.set(calendar::parse_instant("2031-05-31T12:00:00Z").value());
+  check();
+  usage("a", 0);
+  usage("b", 0);
+  usage("c", 0);
+  // 23 hours: within the default guard of one day.
+  m_clock.advance(23 * 3600);
+  EXPECT_EQ(check().verdict, ClockCheck::Verdict::steady);
+}
+
+TEST_F(ClockGuardTest, AClockBehindWhatItHasShownIsNotRecorded) {
+  m_clock.set(calendar::parse_instant("2040-01-01").value());
+  check();
+  m_clock.set(calendar::parse_instant("2030-01-01").value());
+  auto c = check();
+  EXPECT_EQ(c.verdict, ClockCheck::Verdict::backward);
+  EXPECT_EQ(seen(), "2040-01-01T00:00:00Z");
+  // Confirming a clock behind changes nothing either.
+  EXPECT_EQ(check(true).verdict, ClockCheck::Verdict::backward);
+  EXPECT_EQ(seen(), "2040-01-01T00:00:00Z");
 }
 
 }  // namespace

@@ -201,7 +201,7 @@ TEST(CtlHelp, ListsEverySubcommandOnOneLineEach) {
   EXPECT_EQ(r.err, "");
   for (const char* name :
        {"status", "put", "explain", "event", "export", "erase", "hold", "release", "holds", "plan",
-        "sweep", "audit", "verify", "reload", "import", "report", "call", "help"}) {
+        "sweep", "audit", "verify", "reload", "confirm-clock", "import", "report", "call", "help"}) {
     const std::regex line(std::string("\n  ") + name + " +[a-z][^\n]+\n");
     EXPECT_TRUE(std::regex_search(r.out, line)) << name << " missing from:\n" << r.out;
   }
@@ -821,6 +821,48 @@ TEST_F(CtlTest, PlanCountsWhatFallsDueMonthByMonth) {
             "totals: archive 0, anonymise 0, purge 0; waiting 1, held 0\n");
 }
 
+TEST_F(CtlTest, PlanWithACandidatePolicyShowsHowDisposalMovesThenTheCandidatesPlan) {
+  seed();
+  // Leads kept 1 year instead of 3: crm-42 (last contact 2028-06-01) is due at once.
+  std::string candidate = kPolicy;
+  const std::string three = "last_contact) + 3 years";
+  candidate.replace(candidate.find(three), three.size(), "last_contact) + 1 year");
+  const auto path = write_file("candidate.toml", candidate);
+  CtlResult r = ctl({"plan", "--from", "2030-02-01", "--until", "2032-01-01", "--policy", path.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::string hash = parsed(ctl({"--json", "plan", "--until", "2032-01-01", "--policy", path.string()}))
+                               ["candidate"]["hash"];
+  EXPECT_EQ(r.out,
+            "candidate policy " + hash.substr(0, 12) + ": changed lead\n"
+            "newly due on adoption: 1 (reload guard 1000: passes)\n"
+            "\n"
+            "CATEGORY  EARLIER  LATER  UNCHANGED  NEWLY DUE\n"
+            "lead            1      0          0          1\n"
+            "\n"
+            "under the candidate:\n"
+            "from 2030-02-01T00:00:00Z until 2032-01-01T00:00:00Z\n"
+            "\n"
+            "MONTH    CATEGORY  ACTION   COUNT\n"
+            "2030-02  lead      purge        1\n"
+            "2031-01  invoice   archive      1\n"
+            "\n"
+            "totals: archive 1, anonymise 0, purge 1; waiting 1, held 0\n");
+  // Nothing adopted.
+  EXPECT_NE(call("status")["policy"]["hash"], hash);
+
+  r = ctl({"plan", "--policy", (m_dir.path() / "missing.toml").string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("missing.toml"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("[bad_config]"), std::string::npos) << r.err;
+}
+
+TEST_F(CtlTest, ConfirmClockAcceptsTheClock) {
+  const CtlResult r = ctl({"confirm-clock"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "clock confirmed: disposal resumes at the daemon's present time\n");
+  EXPECT_EQ(parsed(ctl({"--json", "confirm-clock"})), json({{"confirmed", true}}));
+}
+
 // Without --until, a plan covers a year: from the daemon's now (status.now),
 // or from --from.
 TEST_F(CtlTest, PlanWithoutUntilLooksOneYearAhead) {
@@ -1027,7 +1069,7 @@ TEST_F(CtlTest, HelpListsTheDaemonsMethodsAfterTheCommands) {
 
   const json j = parsed(ctl({"--json", "help"}));
   EXPECT_EQ(j["methods"], listed);
-  ASSERT_EQ(j["commands"].size(), 19u);  // with metrics and report (issue 17)
+  ASSERT_EQ(j["commands"].size(), 21u);  // with metrics and report (issue 17), restore and confirm-clock (15)
   EXPECT_EQ(j["commands"][6], json::parse(R"({"name":"hold","synopsis":)"
                                           R"("hold (--subject S | --category C | --key K) )"
                                           R"(--reason TEXT","summary":"stop the disposal and )"

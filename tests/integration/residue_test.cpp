@@ -167,5 +167,84 @@ phases = [ { action = "purge", at = "collected + 100 years" } ]
   EXPECT_EQ(live_keys, 3 * kPerKind);
 }
 
+// The undo window (purge_grace): a purged value stays readable through
+// record.restore until the window ends, then its key is destroyed like any
+// other's: the keys file holds only the live records' keys, and the scan
+// finds no value.
+TEST(Residue, AfterTheUndoWindowAPurgedValueIsUnreadableFromEveryFile) {
+  TempDir dir;
+  const auto config = dir.path() / "grace.toml";
+  std::ofstream(config) << R"([daemon]
+state_dir = "unused"
+purge_grace = "30 days"
+[[categories]]
+name = "gone"
+purpose = "purged by the sweep"
+legal_basis = "consent"
+phases = [ { action = "purge", at = "collected + 1 day" } ]
+[[categories]]
+name = "long"
+purpose = "kept, or erased on request"
+legal_basis = "consent"
+phases = [ { action = "purge", at = "collected + 100 years" } ]
+)";
+  constexpr int kRecords = 300;
+  const std::string pad(40, 'x');
+  const auto live_keys = [&](const std::filesystem::path& state) {
+    std::ifstream in(state / "keys", std::ios::binary);
+    const std::string keys((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    int n = 0;
+    for (std::size_t at = 0; at + 32 <= keys.size(); at += 32) n += keys.compare(at, 32, std::string(32, '\0')) != 0;
+    return n;
+  };
+  std::filesystem::path state;
+  {
+    DaemonProcess daemon(dir.path(), {"--config", config.string(), "--now", "2030-01-01T00:00:00Z"});
+    state = daemon.state_dir();
+    Client client(daemon.socket());
+    json batch = json::array();
+    for (int i = 0; i < kRecords; ++i) {
+      const std::string n = std::to_string(i);
+      batch.push_back({{"key", "g" + n}, {"subject", "SUBJ-GONE-" + n}, {"category", "gone"},
+                       {"fields", {{"v", "CANARY-GONE-" + n + pad}}}, {"dates", {{"collected", "2020-01-01"}}}});
+      batch.push_back({{"key", "e" + n}, {"subject", "SUBJ-ERASE"}, {"category", "long"},
+                       {"fields", {{"v", "CANARY-ERASE-" + n + pad}}}});
+      batch.push_back({{"key", "CONTROL-KEY-" + n}, {"subject", "keeper"}, {"category", "long"},
+                       {"fields", {{"v", "CONTROL-KEPT-" + n + pad}}}});
+    }
+    ASSERT_FALSE(client.call("record.put_many", {{"records", batch}}).contains("error"));
+    EXPECT_EQ(client.call("sweep")["result"]["purged"], kRecords);
+    EXPECT_EQ(client.call("subject.erase", {{"subject", "SUBJ-ERASE"}, {"reason", "request"}})["result"]["erased"].size(),
+              static_cast<std::size_t>(kRecords));
+    // Within the window: gone for readers, every key still there, and one
+    // brought back with its value.
+    EXPECT_EQ(client.call("record.get", {{"key", "g7"}})["error"]["data"]["reason"], "not_found");
+    EXPECT_EQ(live_keys(state), 3 * kRecords);
+    const json restored = client.call("record.restore", {{"key", "e7"}, {"reason", "erased by mistake"}});
+    EXPECT_EQ(restored["result"], json({{"key", "e7"}, {"state", "active"}})) << restored.dump();
+    EXPECT_EQ(client.call("record.get", {{"key", "e7"}})["result"]["fields"]["v"], "CANARY-ERASE-7" + pad);
+    ASSERT_EQ(daemon.stop(SIGTERM), 0);
+  }
+  {
+    // 31 days later: the window has ended for every purged and erased record.
+    DaemonProcess daemon(dir.path(), {"--config", config.string(), "--now", "2030-02-01T00:00:00Z"});
+    Client client(daemon.socket());
+    ASSERT_FALSE(client.call("sweep").contains("error"));
+    EXPECT_EQ(client.call("record.restore", {{"key", "g7"}, {"reason", "too late"}})["error"]["data"]["reason"],
+              "not_found");
+    EXPECT_EQ(client.call("record.explain", {{"key", "g7"}})["result"].value("restorable_until", json("none")), "none");
+    EXPECT_EQ(client.call("record.get", {{"key", "e7"}})["result"]["fields"]["v"], "CANARY-ERASE-7" + pad);
+    ASSERT_EQ(daemon.stop(SIGTERM), 0);
+  }
+  for (const char* destroyed : {"CANARY-", "SUBJ-GONE-", "SUBJ-ERASE"}) {
+    std::string sample;
+    const auto found = occurrences(state, destroyed, &sample);
+    EXPECT_TRUE(found.empty()) << "'" << destroyed << "' readable in " << describe(found) << " e.g. '" << sample << "'";
+  }
+  EXPECT_FALSE(occurrences(state, "CONTROL-KEY-").empty()) << "the scan finds what is stored in clear";
+  // The controls and the one restored record: every other key is zeroed.
+  EXPECT_EQ(live_keys(state), kRecords + 1);
+}
+
 }  // namespace
 }  // namespace retentiond::testing

@@ -258,7 +258,8 @@ TEST_F(ReloadGuard, AtStartUpATrippedGuardPausesTheDaemonUntilConfirmed) {
   EXPECT_EQ(status["pause"], json::parse(R"({"newly_due":3,"guard":2})"));
   const json sweep = client.call("sweep");
   EXPECT_EQ(sweep["error"]["code"], -32004) << sweep.dump();
-  EXPECT_EQ(sweep["error"]["data"], json::parse(R"({"reason":"confirmation_required","newly_due":3,"guard":2})"));
+  EXPECT_EQ(sweep["error"]["data"],
+            json::parse(R"({"reason":"confirmation_required","newly_due":3,"guard":2,"paused":"reload_guard"})"));
   // Explicit requests still work while paused; nothing was acted on.
   EXPECT_EQ(result_of(client.call("record.explain", {{"key", "lead-1"}}))["state"], "active");
   EXPECT_EQ(result_of(client.call("sweep", {{"dry_run", true}}))["purged"], 0);  // stored due times are the old policy's

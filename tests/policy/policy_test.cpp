@@ -734,6 +734,24 @@ TEST(PolicyErrors, ReloadGuardOfTheWrongTypeIsRejected) {
   expect_one_error(r, "p.toml:4:16: ", "daemon.reload_guard", "expected an integer, got a string");
 }
 
+TEST(PolicyErrors, ClockGuardMustBeADurationLongerThanZero) {
+  const auto word = load_toml(
+      "[daemon]\n"                     // 1
+      "state_dir = \"/var/lib/rd\"\n"  // 2
+      "socket = \"/run/rd.sock\"\n"    // 3
+      "clock_guard = \"soon\"\n");     // 4
+  expect_one_error(word, "p.toml:4:15: ", "daemon.clock_guard", "soon");
+  const auto zero = load_toml("[daemon]\nstate_dir = \"/d\"\nsocket = \"/s\"\nclock_guard = \"0 days\"\n");
+  expect_one_error(zero, "p.toml:4:", "daemon.clock_guard", "must be longer than zero");
+  const auto number = load_toml("[daemon]\nstate_dir = \"/d\"\nsocket = \"/s\"\nclock_guard = 86400\n");
+  expect_one_error(number, "p.toml:4:", "daemon.clock_guard", "expected a string");
+  const auto ok = load_toml("[daemon]\nstate_dir = \"/d\"\nsocket = \"/s\"\nclock_guard = \"36h\"\n");
+  ASSERT_TRUE(ok.ok()) << dump(ok);
+  EXPECT_EQ(ok.policy->daemon.clock_guard, (calendar::Duration{.hours = 36}));
+  const auto defaults = load_toml("[daemon]\nstate_dir = \"/d\"\nsocket = \"/s\"\n");
+  EXPECT_EQ(defaults.policy->daemon.clock_guard, (calendar::Duration{.days = 1}));
+}
+
 TEST(PolicyErrors, MaxBatchRecordsOutOfRangeIsRejected) {
   const auto zero = load_toml(
       "[daemon]\n"                     // 1

@@ -249,5 +249,72 @@ TEST_F(SchedulerProperty, ADueTimeCenturiesAheadStillArmsTheNextCheckOneInterval
   EXPECT_LE(ms_ahead(), to_ms(options.check_interval));
 }
 
+// The clock guard under the running scheduler: a jump of twenty years while
+// idle, over more records than the guard allows, is caught by the next
+// check before its first step acts. Paused, explicit sweeps are refused and
+// the timer keeps asking; the clock put right lifts the pause by itself;
+// jumped again and confirmed, the policy runs exactly.
+TEST_F(SchedulerProperty, AClockJumpBeyondTheGuardPausesBeforeAnyActionUntilConfirmed) {
+  make(std::chrono::seconds(1), midnight(2030, 1, 1));
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(world->store->set_meta("reload_guard", "5"));  // the guard in force
+  for (int i = 0; i < 8; ++i) {
+    // Cookies purged 13 months after collection: 2031-02-01.
+    ASSERT_TRUE(world->put({{"key", "c" + std::to_string(i)}, {"subject", "s"}, {"category", "cookie"},
+                            {"dates", {{"collected", "2030-01-01"}}}}));
+  }
+  scheduler->start();
+  run_until([&] { return passes >= 1 && !scheduler->running(); });
+  if (HasFatalFailure()) return;
+  EXPECT_FALSE(scheduler->paused());
+
+  world->clock.set(calendar::Instant{midnight(2050, 1, 1)});
+  run_until([&] { return scheduler->paused(); });
+  if (HasFatalFailure()) return;
+  const auto pause = *scheduler->pause();
+  EXPECT_EQ(pause.reason, "clock_guard");
+  EXPECT_EQ(pause.newly_due, 8);
+  EXPECT_EQ(pause.guard, 5);
+  EXPECT_EQ(pause.last_seen, calendar::Instant{midnight(2030, 1, 1)});
+  EXPECT_EQ(pause.now, calendar::Instant{midnight(2050, 1, 1)});
+  auto entries = world->audit_after(0);
+  ASSERT_TRUE(entries);
+  EXPECT_TRUE(entries->empty()) << "acted on a jump the guard stopped";
+  std::optional<Result<scheduler::SweepReport>> refused;
+  scheduler->sweep(actions::Actor{"uid:0"}, [&](const Result<scheduler::SweepReport>& r) { refused = r; });
+  ASSERT_TRUE(refused && !*refused);
+  EXPECT_EQ(refused->error().code, ErrorCode::confirmation_required);
+  EXPECT_EQ(refused->error().data["paused"], "clock_guard");
+
+  // Put right: the next check (within a second) finds it steady and goes on.
+  world->clock.set(calendar::Instant{midnight(2030, 1, 1) + 3600});
+  run_until([&] { return !scheduler->paused(); });
+  if (HasFatalFailure()) return;
+
+  // Jumped again, then confirmed: everything due is purged, nothing twice.
+  world->clock.set(calendar::Instant{midnight(2050, 1, 1)});
+  run_until([&] { return scheduler->paused(); });
+  if (HasFatalFailure()) return;
+  auto confirmed = world->service->check_clock(true, actions::Actor{"uid:0"});
+  ASSERT_TRUE(confirmed);
+  EXPECT_EQ(confirmed->verdict, actions::ClockCheck::Verdict::confirmed);
+  scheduler->clock_confirmed();
+  EXPECT_FALSE(scheduler->paused());
+  run_until([&] {
+    auto all = world->audit_after(0);
+    return all && all->size() == 9;  // clock.confirm, then 8 purges
+  });
+  if (HasFatalFailure()) return;
+  entries = world->audit_after(0);
+  ASSERT_TRUE(entries);
+  EXPECT_EQ((*entries)[0].action, "clock.confirm");
+  std::set<std::string> purged;
+  for (std::size_t i = 1; i < entries->size(); ++i) {
+    EXPECT_EQ((*entries)[i].action, "purge");
+    EXPECT_TRUE(purged.insert(*(*entries)[i].key).second);
+  }
+  EXPECT_EQ(purged.size(), 8u);
+}
+
 }  // namespace
 }  // namespace retentiond::property
