@@ -44,8 +44,11 @@ Status Service::erase_records(const std::vector<Record>& records, const EraseReq
     }
     report.erased.push_back({record.key, record.category});
     if (request.dry_run) continue;
-    if (auto st = dispose(record, policy, m_clock.now(), actor); !st) return st;
+    // One instant for the entry and the undo window it opens.
+    const calendar::Instant now = m_clock.now();
+    if (auto st = dispose(record, policy, now, actor); !st) return st;
     audit::Entry e = entry(policy, "erase", actor);
+    e.at = now;
     e.key = record.key;
     e.category = record.category;
     e.subject_ref = record.subject_ref;

@@ -216,6 +216,7 @@ void Ledger::apply_record_action(const store::AuditRow& a, std::vector<std::stri
       k.erased_by = *req + 1;
     }
     k.destroyed_seq = a.seq;
+    k.destroyed_at = a.at.seconds;
     return;
   }
   if (!a.phase || *a.phase != k.phases_done || static_cast<std::size_t>(*a.phase) >= cat.phases.size()) {
@@ -247,7 +248,10 @@ void Ledger::apply_record_action(const store::AuditRow& a, std::vector<std::stri
       k.anonymised = true;
       m_new_anonymised.push_back(*id);
       break;
-    case Action::purge: k.destroyed_seq = a.seq; break;
+    case Action::purge:
+      k.destroyed_seq = a.seq;
+      k.destroyed_at = a.at.seconds;
+      break;
   }
 }
 
@@ -278,7 +282,31 @@ void Ledger::apply_event(const store::AuditRow& a, std::vector<std::string>& v) 
               format_time(*value) + ")");
 }
 
+// A `destroy` entry ends the undo window of a purged or erased record, once
+// the window is over, once.
+void Ledger::apply_destroy(const store::AuditRow& a, std::vector<std::string>& v) {
+  const auto id = a.key ? key_id(*a.key) : std::nullopt;
+  if (!id || *id >= m_keys.size()) {
+    v.push_back(seq_text(a) + " destroys a key the harness never sent: " + a.key.value_or("null"));
+    return;
+  }
+  KeyInfo& k = m_keys[*id];
+  if (k.destroyed_seq == 0) {
+    v.push_back(seq_text(a) + " destroys " + *a.key + ", which no purge or erase entry disposed of");
+  } else if (k.destroy_seq != 0) {
+    v.push_back(seq_text(a) + " destroys " + *a.key + " again (first by entry " + std::to_string(k.destroy_seq) + ")");
+  } else if (a.at.seconds < k.destroyed_at + kGraceSeconds) {
+    v.push_back(seq_text(a) + " destroys " + *a.key + " at " + format_time(a.at.seconds) + ", before its undo window ended (" +
+                format_time(k.destroyed_at + kGraceSeconds) + ")");
+  }
+  k.destroy_seq = a.seq;
+}
+
 void Ledger::apply(const store::AuditRow& a, std::vector<std::string>& v) {
+  if (a.action == "destroy") {
+    apply_destroy(a, v);
+    return;
+  }
   if (a.action == "archive" || a.action == "anonymise" || a.action == "purge" || a.action == "erase") {
     apply_record_action(a, v);
     return;
@@ -540,6 +568,36 @@ std::vector<std::string> Ledger::reconcile(const Snapshot& s, Reconciled& out) {
   }
   for (const auto& h : s.holds) use(h.slot, "hold " + std::to_string(h.id));
 
+  // 7. The undo window: exactly the records purged or erased and not yet
+  //    destroyed are retired, each with its key, since its disposal and
+  //    until the window's end.
+  std::unordered_set<std::uint32_t> retired_ids;
+  for (const auto& r : s.retired) {
+    use(r.slot, "retired " + r.key);
+    const auto id = key_id(r.key);
+    if (!id || *id >= m_keys.size()) {
+      v.push_back("retired " + r.key + " is a key the harness never sent");
+      continue;
+    }
+    retired_ids.insert(*id);
+    const KeyInfo& k = m_keys[*id];
+    if (k.destroyed_seq == 0) {
+      v.push_back(r.key + " is retired without a purge or erase entry");
+    } else if (k.destroy_seq != 0) {
+      v.push_back(r.key + " is still retired although entry " + std::to_string(k.destroy_seq) + " destroyed it");
+    } else if (r.purged_at != k.destroyed_at || r.destroy_at != k.destroyed_at + kGraceSeconds) {
+      v.push_back(r.key + " is retired from " + format_time(r.purged_at) + " to " + format_time(r.destroy_at) +
+                  ", not from its disposal at " + format_time(k.destroyed_at) + " for the undo window");
+    }
+  }
+  for (std::uint32_t id = 0; id < m_keys.size(); ++id) {
+    const KeyInfo& k = m_keys[id];
+    if (k.destroyed_seq != 0 && k.destroy_seq == 0 && !retired_ids.count(id)) {
+      v.push_back(key_name(id) + " left the undo window without a destroy entry (disposed of by entry " +
+                  std::to_string(k.destroyed_seq) + ")");
+    }
+  }
+
   out.newly_anonymised.clear();
   for (const auto id : m_new_anonymised) {
     if (alive(id)) out.newly_anonymised.push_back(id);
@@ -559,6 +617,12 @@ std::vector<std::string> Ledger::check_finished(const Snapshot& s, std::int64_t 
     }
   }
   if (!s.holds.empty()) v.push_back(std::to_string(s.holds.size()) + " holds remain after every hold was released");
+  for (const auto& r : s.retired) {
+    if (r.destroy_at <= now) {
+      v.push_back(r.key + " is still retired after the final sweep at " + format_time(now) + " (its window ended " +
+                  format_time(r.destroy_at) + ")");
+    }
+  }
   return v;
 }
 
@@ -568,6 +632,7 @@ Ledger::StrayKeys Ledger::stray_keys(const Snapshot& s) {
     if (r.has_data) used.insert(r.slot);
   }
   for (const auto& h : s.holds) used.insert(h.slot);
+  for (const auto& r : s.retired) used.insert(r.slot);
   const std::unordered_set<std::int64_t> free_slots(s.free_slots.begin(), s.free_slots.end());
   const std::unordered_set<std::int64_t> queued(s.queued_slots.begin(), s.queued_slots.end());
   StrayKeys out;

@@ -40,6 +40,8 @@ struct KeyInfo {
   std::uint32_t group = 0;         // the put request that carried it
   std::uint32_t erased_by = 0;     // erase request + 1; 0 when not erased
   std::int64_t destroyed_seq = 0;  // seq of its purge or erase entry; 0 while alive
+  std::int64_t destroyed_at = 0;   // and its time: the undo window opens then
+  std::int64_t destroy_seq = 0;    // seq of its `destroy` entry: the undo window ended
   std::uint8_t category = 0;
   std::uint8_t owner = 0;
   std::uint8_t phases_done = 0;  // phase entries seen, in order
@@ -173,6 +175,7 @@ class Ledger {
 
   void apply(const store::AuditRow& a, std::vector<std::string>& v);
   void apply_record_action(const store::AuditRow& a, std::vector<std::string>& v);
+  void apply_destroy(const store::AuditRow& a, std::vector<std::string>& v);
   void apply_event(const store::AuditRow& a, std::vector<std::string>& v);
   bool covered_by_hold(const store::AuditRow& a, const KeyInfo& k, std::int64_t* which) const;
   void check_row(const RecordView& r, std::uint32_t id, std::vector<std::string>& v);

@@ -136,6 +136,13 @@ Snapshot read_once(const fs::path& state_dir, std::int64_t audit_after, bool che
       SQLite::Statement q(db, "SELECT id, scope, slot FROM main.holds ORDER BY id");
       while (q.executeStep()) s.holds.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getInt64()});
     }
+    {
+      SQLite::Statement q(db, "SELECT key, slot, purged_at, destroy_at FROM main.retired ORDER BY key");
+      while (q.executeStep()) {
+        s.retired.push_back({q.getColumn(0).getString(), q.getColumn(1).getInt64(), q.getColumn(2).getInt64(),
+                             q.getColumn(3).getInt64()});
+      }
+    }
     read_slots(db, s);
     s.next_key_slot = std::stoll(db.execAndGet("SELECT value FROM main.meta WHERE name = 'next_key_slot'").getString());
   });
@@ -162,6 +169,9 @@ Snapshot read_once(const fs::path& state_dir, std::int64_t audit_after, bool che
                                      : "SELECT 1 FROM main.records WHERE key = ? AND slot = ?",
                         r.key, 0, r.slot});
     }
+  }
+  for (const auto& r : s.retired) {
+    if (zero_slot(s.keys, r.slot)) probes.push_back({"SELECT 1 FROM main.retired WHERE key = ? AND slot = ?", r.key, 0, r.slot});
   }
   for (const auto& h : s.holds) {
     if (zero_slot(s.keys, h.slot)) probes.push_back({"SELECT 1 FROM main.holds WHERE id = ? AND slot = ?", "", h.id, h.slot});

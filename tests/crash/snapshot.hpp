@@ -41,6 +41,14 @@ struct RecordView {
   bool subject_ref_null = false;
 };
 
+// A record purged within the undo window (the table `retired`).
+struct RetiredView {
+  std::string key;
+  std::int64_t slot = -1;
+  std::int64_t purged_at = 0;
+  std::int64_t destroy_at = 0;
+};
+
 struct HoldView {
   std::int64_t id = 0;
   std::string scope;
@@ -58,6 +66,7 @@ struct Snapshot {
   std::optional<std::string> hash_at_after;
   std::int64_t max_seq = 0;
   std::vector<HoldView> holds;
+  std::vector<RetiredView> retired;
   std::vector<std::int64_t> free_slots;
   std::vector<std::int64_t> queued_slots;  // released, not yet recorded as zeroed
   std::int64_t next_key_slot = 0;

@@ -58,6 +58,7 @@ std::string policy_toml(const std::filesystem::path& dir) {
          "max_batch_records = 20\n"
          "max_batch_ms = 5\n"
          "reload_guard = 1000000000\n"
+         "purge_grace = \"2 days\"\n"
          "\n"
          "[[categories]]\n"
          "name = \"lead\"\n"

@@ -46,7 +46,10 @@ std::optional<int> category_index(std::string_view name);
 
 // The policy file: state and socket inside `dir`, small batches so that a
 // pass is many transactions (more commits for a kill to land in).
+// With an undo window of kGraceSeconds: purges and erasures retire the
+// record; a pass destroys it once the window has ended.
 std::string policy_toml(const std::filesystem::path& dir);
+inline constexpr std::int64_t kGraceSeconds = 2 * 86400;
 
 std::string key_name(std::uint32_t id);
 // The id of a key this harness wrote ("k<digits>"), or nullopt.
