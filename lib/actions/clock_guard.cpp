@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include <numeric>
+#include <utility>
 
 #include "lib/actions/reload.hpp"
 #include "lib/actions/service.hpp"
@@ -44,8 +45,18 @@ std::string_view to_string(ClockCheck::Verdict v) {
   return "?";
 }
 
-Result<ClockCheck> Service::check_clock(bool confirm, const Actor& actor, const std::string& reason) {
+Result<ClockCheck> Service::check_clock(bool confirm_now, const Actor& caller, const std::string& why) {
   using Verdict = ClockCheck::Verdict;
+  // A confirmation given at start-up while the reload guard held it applies
+  // to the first check after, only.
+  bool confirm = confirm_now;
+  Actor actor = caller;
+  std::string reason = why;
+  if (auto pending = std::exchange(m_pending_clock_confirm, std::nullopt); pending && !confirm) {
+    confirm = true;
+    actor = Actor{"scheduler"};
+    reason = std::move(*pending);
+  }
   const auto policy = this->policy();
   store::Store& store = m_vault.store();
   ClockCheck out;
@@ -104,7 +115,11 @@ Result<ClockCheck> Service::check_clock(bool confirm, const Actor& actor, const 
   if (!due_now) return std::move(due_now).error();
   auto due_then = store.due_by_category(seen);
   if (!due_then) return std::move(due_then).error();
-  out.newly_due = std::max<std::int64_t>(0, total(*due_now) - total(*due_then));
+  // And the undo windows the jump would end: their destruction is as final
+  // as a purge.
+  auto windows = store.count_retired(seen, out.now);
+  if (!windows) return std::move(windows).error();
+  out.newly_due = std::max<std::int64_t>(0, total(*due_now) - total(*due_then)) + *windows;
   if (out.newly_due <= out.guard) {
     out.verdict = Verdict::accepted;
     if (auto st = record(out.now); !st) return std::move(st).error();

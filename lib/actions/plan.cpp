@@ -2,6 +2,7 @@
 // action, walked with the same phase walker as a sweep.
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <tuple>
@@ -21,7 +22,23 @@ constexpr std::size_t kPage = 1000;
 namespace {
 
 // The candidate policy file, loaded and validated as config.reload would.
+// A policy file is small; anything else at that path (a FIFO, a device, a
+// huge file) is refused before it is opened.
+constexpr std::uintmax_t kMaxCandidateBytes = 16 * 1024 * 1024;
+
 Result<std::shared_ptr<const policy::Policy>> load_candidate(const std::string& path) {
+  const auto refuse = [&](const std::string& why) {
+    Error e = Error::invalid_params("bad_config", path + ": " + why);
+    e.data["policy"] = path;
+    return e;
+  };
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) return refuse("cannot read the candidate policy: no such file");
+  if (!std::filesystem::is_regular_file(status)) return refuse("the candidate policy is not a regular file");
+  if (std::filesystem::file_size(path, ec) > kMaxCandidateBytes || ec) {
+    return refuse("the candidate policy is larger than 16 MiB");
+  }
   auto loaded = policy::load_policy_file(path);
   if (!loaded.ok()) {
     std::string message = loaded.first_error();

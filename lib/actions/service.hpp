@@ -308,6 +308,9 @@ class Service {
   // audit entry in the same transaction. The store is written at most once
   // a minute while the clock runs steadily.
   Result<ClockCheck> check_clock(bool confirm, const Actor& actor, const std::string& reason = "");
+  // [writer] --confirm-clock while the reload guard holds the start-up:
+  // the next check confirms (as the scheduler, with `reason`), once.
+  void confirm_clock_at_next_check(std::string reason) { m_pending_clock_confirm = std::move(reason); }
 
   // ---- holds (holds.cpp) ----
   Result<HoldSet> load_holds(vault::RecordReader& from);
@@ -389,6 +392,7 @@ class Service {
   // (loaded by the first check_clock), and whether a backward step was logged.
   std::optional<std::optional<calendar::Instant>> m_clock_seen;
   bool m_backward_logged = false;
+  std::optional<std::string> m_pending_clock_confirm;
   // [slow] The action counts of `metrics` and the last entry counted.
   std::int64_t m_counted_seq = 0;
   std::map<std::pair<std::string, std::string>, std::int64_t> m_action_counts;

@@ -28,14 +28,9 @@ audit::Entry destroy_entry(audit::Entry e, const store::RetiredRecord& r, const 
 
 Status Service::dispose(const Record& record, const policy::Policy& policy, Instant now, const Actor& actor) {
   const Instant destroy_at = calendar::add(now, policy.daemon.purge_grace);
-  if (destroy_at <= now) {
-    auto removed = m_vault.remove(record.key, record.location);
-    if (!removed) return std::move(removed).error();
-    return {};
-  }
   // A record of the same key purged earlier and still in its window (the
-  // key was stored again since): one retired record per key, so the
-  // earlier one is destroyed now, superseded.
+  // key was stored again since): one retired record per key, and none
+  // older than the last purge, so the earlier one is destroyed now.
   auto earlier = m_vault.store().retired(record.key);
   if (!earlier) return std::move(earlier).error();
   if (*earlier) {
@@ -45,6 +40,11 @@ Status Service::dispose(const Record& record, const policy::Policy& policy, Inst
                                    "undo window cut short: a later record of the same key was purged");
     e.at = now;
     if (auto appended = m_audit.append(e); !appended) return std::move(appended).error();
+  }
+  if (destroy_at <= now) {
+    auto removed = m_vault.remove(record.key, record.location);
+    if (!removed) return std::move(removed).error();
+    return {};
   }
   auto retired = m_vault.retire(record.key, record.location, now, destroy_at);
   if (!retired) return std::move(retired).error();
@@ -85,6 +85,13 @@ Result<Record> Service::restore(const RestoreRequest& request, const Actor& acto
       return Error::not_found("no purged record with key '" + request.key +
                               "' within the undo window (daemon.purge_grace); nothing was changed");
     }
+    const policy::Category* category = policy->find((*retired)->record.category);
+    if (category == nullptr) {
+      // Back, it would never be disposed of (a stuck record).
+      return Error::invalid_params("unknown_category", "the category '" + (*retired)->record.category +
+                                                           "' of record '" + request.key +
+                                                           "' is no longer in the policy; nothing was changed");
+    }
     auto back = m_vault.unretire(request.key);
     if (!back) return std::move(back).error();
     auto record = m_vault.schedule_of(request.key);
@@ -94,13 +101,11 @@ Result<Record> Service::restore(const RestoreRequest& request, const Actor& acto
     // Its next phase under the policy in force (a corrected policy moves it
     // later); one that is due again waits for the next check, as any
     // overdue record stored.
-    if (const policy::Category* category = policy->find(restored.category)) {
-      const auto due = restored.due;
-      const auto next = restored.next_phase;
-      reschedule_under(restored, *category, policy->daemon.fiscal_year_end);
-      if (restored.due != due || restored.next_phase != next) {
-        if (auto s = m_vault.update_schedule(restored); !s) return s;
-      }
+    const auto due = restored.due;
+    const auto next = restored.next_phase;
+    reschedule_under(restored, *category, policy->daemon.fiscal_year_end);
+    if (restored.due != due || restored.next_phase != next) {
+      if (auto s = m_vault.update_schedule(restored); !s) return s;
     }
     audit::Entry e = entry(*policy, "restore", actor);
     e.key = restored.key;

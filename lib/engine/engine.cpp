@@ -156,7 +156,9 @@ Status Engine::startup_guard() {
                  assessment->newly_due, *guard, actions::describe(assessment->diff));
     m_scheduler->set_paused(
         scheduler::Scheduler::Pause{assessment->newly_due, *guard, "reload_guard", std::nullopt, std::nullopt});
-    // The clock is asked when the policy is confirmed, before the first pass.
+    // The clock is asked when the policy is confirmed, before the first
+    // pass; --confirm-clock then applies to that check.
+    if (m_options.confirm_clock) m_service->confirm_clock_at_next_check("at start-up, confirmed with --confirm-clock");
     return {};
   }
   if (auto st = m_change->adopt(policy, *assessment, actions::Actor{"scheduler"},

@@ -249,9 +249,15 @@ void Dispatcher::register_methods() {
        })},
       {"plan", Role::reader, "Forecast: what falls due before a date, by month, category and action",
        {},
-       later([this, &service](const json& p, const Caller&, Done d) {
+       later([this, &service](const json& p, const Caller& c, Done d) {
          auto request = decode::plan(p);
          if (!request) return d(std::move(request).error());
+         // The daemon reads the file as its own user: not on a reader's word.
+         if (request->policy && c.role != Role::admin) {
+           return d(Error{ErrorCode::forbidden, "forbidden",
+                          "uid " + std::to_string(c.uid) + " may not call 'plan' with 'policy' (admin only)",
+                          json::object()});
+         }
          on_slow([&service, r = *request]() -> Result<json> {
            auto plan = service.plan(r);
            if (!plan) return std::move(plan).error();

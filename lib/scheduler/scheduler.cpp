@@ -118,6 +118,16 @@ void Scheduler::on_timer() {
     return;
   }
   if (paused()) {
+    // Paused by the reload guard: no pass, but the clock is still watched,
+    // so that the instant last seen does not go stale (a confirmation days
+    // later is no jump). A jump found meanwhile trips at the first pass.
+    m_writer.submit<Status>(
+        [this]() -> Status {
+          auto check = m_service.check_clock(false, actions::Actor{"scheduler"});
+          if (!check) return std::move(check).error();
+          return {};
+        },
+        [](Status) {});
     arm(m_options.check_interval);
     return;
   }
@@ -174,7 +184,7 @@ void Scheduler::begin(actions::Actor actor, std::vector<Done> waiters, bool time
                               clock_tripped(*progress->clock_trip);
                               return;
                             }
-                            if (paused_by("clock_guard")) {
+                            if (paused_by("clock_guard") && progress->clock_ok) {
                               spdlog::info("clock_guard.cleared now={} (the clock is back within the guard)",
                                            calendar::format_instant(m_service.clock().now()));
                               m_pause.reset();
@@ -201,6 +211,7 @@ bool Scheduler::step(Progress& progress) {
     progress.clock_trip = *clock;
     return true;
   }
+  progress.clock_ok = true;
   if (clock->verdict == actions::ClockCheck::Verdict::accepted) {
     spdlog::info("clock.jump last_seen={} now={} newly_due={} guard={} (within the guard: nothing paused)",
                  clock->last_seen ? calendar::format_instant(*clock->last_seen) : "-",
@@ -208,12 +219,12 @@ bool Scheduler::step(Progress& progress) {
   }
   const std::size_t limit = progress.batch_limit;
   if (!progress.destroyed) {
-    auto destroyed = m_service.destroy_batch(m_options.max_batch_records, progress.actor);
+    auto destroyed = m_service.destroy_batch(limit, progress.actor);
     if (!destroyed) {
       progress.failure = std::move(destroyed).error();
       return true;
     }
-    if (*destroyed < static_cast<std::int64_t>(m_options.max_batch_records)) progress.destroyed = true;
+    if (*destroyed < static_cast<std::int64_t>(limit)) progress.destroyed = true;
     if (*destroyed > 0) {
       progress.report.counts.destroyed += *destroyed;
       ++progress.report.batches;

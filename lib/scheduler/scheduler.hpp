@@ -142,6 +142,7 @@ class Scheduler {
     std::size_t batch_limit = 1;  // records fetched per step: adapts to what max_batch_time allows
     std::optional<actions::ClockCheck> clock_trip;  // the clock guard stopped the pass before a step
     bool destroyed = false;  // the ended undo windows are done: the due records next
+    bool clock_ok = false;   // a check of the clock passed (lifts a clock guard pause)
   };
   struct Pass {
     std::shared_ptr<Progress> progress;

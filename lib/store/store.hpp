@@ -233,6 +233,9 @@ class StoreReader {
   // At most `limit` retired records with destroy_at <= now, in (destroy_at,
   // key) order, without their values: an index range.
   virtual Result<std::vector<RetiredRecord>> retired_due(calendar::Instant now, std::size_t limit) = 0;
+  // How many retired records have after < destroy_at <= until: an index
+  // range (the clock guard counts the windows a jump would end).
+  virtual Result<std::int64_t> count_retired(calendar::Instant after, calendar::Instant until) = 0;
 };
 
 class Store : public StoreReader {

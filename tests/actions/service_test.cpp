@@ -90,6 +90,9 @@ class FaultyStore final : public store::Store {
     return m_real.retire(key, where, purged_at, destroy_at);
   }
   Result<bool> unretire(const std::string& key) override { return m_real.unretire(key); }
+  Result<std::int64_t> count_retired(calendar::Instant after, calendar::Instant until) override {
+    return m_real.count_retired(after, until);
+  }
   Result<std::optional<std::int64_t>> drop_retired(const std::string& key) override { return m_real.drop_retired(key); }
   Status transaction(const std::function<Status()>& work) override { return m_real.transaction(work); }
   Status insert(const store::StoredRecord& row) override { return m_real.insert(row); }
@@ -608,6 +611,21 @@ TEST_F(ClockGuardTest, AJumpMakingMoreThanTheGuardDueTripsUntilConfirmedAndTheCo
   EXPECT_EQ(entry.actor, "uid:0");
   EXPECT_EQ(entry.reason, "clock jumped from 2030-01-01T00:00:00Z to 2050-01-01T00:00:00Z; newly due: 3; guard: 2");
   EXPECT_EQ(check().verdict, ClockCheck::Verdict::steady);
+}
+
+// Undo windows the jump would end count as records newly due: their
+// destruction is as final as a purge.
+TEST_F(ClockGuardTest, UndoWindowsAJumpWouldEndCountAsNewlyDue) {
+  check();
+  for (const char* key : {"a", "b", "c"}) {
+    usage(key, 1000);  // due years ahead
+    ASSERT_TRUE(*m_store->retire(key, store::Location::active, calendar::parse_instant("2030-01-01").value(),
+                                 calendar::parse_instant("2030-01-31").value()));
+  }
+  m_clock.set(calendar::parse_instant("2030-03-01").value());
+  auto c = check();
+  EXPECT_EQ(c.verdict, ClockCheck::Verdict::tripped);
+  EXPECT_EQ(c.newly_due, 3);
 }
 
 TEST_F(ClockGuardTest, AJumpWithinClockGuardIsSteadyWhateverFallsDue) {

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <fstream>
 
@@ -301,6 +302,14 @@ TEST_F(Simulation, ACandidateThatDoesNotValidateIsABadConfigWithItsLine) {
   EXPECT_EQ(missing["data"]["reason"], "bad_config");
   EXPECT_NE(missing["message"].get<std::string>().find("nope.toml"), std::string::npos) << missing.dump();
 
+  // Anything but a regular file is refused before it is opened: a FIFO
+  // would block the read for ever.
+  const auto fifo = m_dir.path() / "fifo.toml";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const json not_a_file = error("plan", {{"until", "2032-01-01"}, {"policy", fifo.string()}});
+  EXPECT_EQ(not_a_file["data"]["reason"], "bad_config");
+  EXPECT_NE(not_a_file["message"].get<std::string>().find("not a regular file"), std::string::npos);
+
   const json bad_type = error("plan", {{"until", "2032-01-01"}, {"policy", 7}});
   EXPECT_EQ(bad_type["code"], kInvalidParams);
 
@@ -387,6 +396,20 @@ TEST_F(UndoWindow, APurgedRecordIsGoneForReadersRestorableForThirtyDaysThenDestr
   const json gone = ok("record.explain", {{"key", "c-1"}});
   EXPECT_EQ(gone["state"], "active");  // the restored one, held
   EXPECT_TRUE(ok("audit.verify")["ok"].get<bool>());
+}
+
+TEST_F(UndoWindow, ARecordWhoseCategoryWasRemovedIsNotRestored) {
+  ok("record.put", {{"key", "c-1"}, {"subject", "ann"}, {"category", "cookie"}, {"dates", {{"collected", "2030-01-01"}}}});
+  EXPECT_EQ(ok("sweep")["purged"], 1);
+  // The cookie category dropped: it holds no live record any more.
+  std::string text = kPolicy;
+  text.erase(text.find("[[categories]]\nname = \"cookie\""));
+  text.replace(text.find("reload_guard = 10"), 17, "reload_guard = 10\npurge_grace = \"30 days\"");
+  write(m_config, text);
+  ok("config.reload");
+  const json e = error("record.restore", {{"key", "c-1"}, {"reason", "x"}});
+  EXPECT_EQ(e["data"]["reason"], "unknown_category") << e.dump();
+  EXPECT_EQ(ok("record.explain", {{"key", "c-1"}})["state"], "purged");  // still in its window
 }
 
 TEST_F(UndoWindow, AnErasureIsRestorableToo) {

@@ -230,6 +230,9 @@ TEST_P(StoreContract, ARetiredRecordLeavesEveryQueryKeepsItsBytesAndComesBackAsI
   EXPECT_EQ((*due)[0].record.location, Location::archive);
   EXPECT_EQ((*due)[1].record.key, "a");
   EXPECT_EQ(reader().retired_due(Instant{9000}, 1)->size(), 1u);
+  EXPECT_EQ(*reader().count_retired(Instant{0}, Instant{9000}), 2);
+  EXPECT_EQ(*reader().count_retired(Instant{8000}, Instant{9000}), 1);  // after 8000: only a
+  EXPECT_EQ(*reader().count_retired(Instant{0}, Instant{8999}), 1);
 
   // A retired key cannot be retired again; back where it was, as it was.
   ASSERT_TRUE(store().insert(row("a", 100, 50)));

@@ -513,6 +513,18 @@ class SqliteQueries : public Base {
     }
   }
 
+  Result<std::int64_t> count_retired(Instant after, Instant until) override {
+    try {
+      Using use(*m_count_retired);
+      (*use).bind(1, after.seconds);
+      (*use).bind(2, until.seconds);
+      (*use).executeStep();
+      return (*use).getColumn(0).getInt64();
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
   Result<std::vector<RetiredRecord>> retired_due(Instant now, std::size_t limit) override {
     try {
       std::vector<RetiredRecord> out;
@@ -589,6 +601,7 @@ class SqliteQueries : public Base {
     m_retired_due = stmt(std::string("SELECT ") + kScheduleColumns +
                          ", r.location, r.purged_at, r.destroy_at FROM retired r WHERE r.destroy_at <= ?1 "
                          "ORDER BY r.destroy_at, r.key LIMIT ?2");
+    m_count_retired = stmt("SELECT count(*) FROM retired WHERE destroy_at > ?1 AND destroy_at <= ?2");
   }
 
   Tables& table(Location where) { return m_tables[where == Location::active ? 0 : 1]; }
@@ -597,7 +610,7 @@ class SqliteQueries : public Base {
   std::filesystem::path m_path;
   Tables m_tables[2];
   std::unique_ptr<SQLite::Statement> m_counts, m_due_days_before, m_counts_by_category, m_due_days, m_last_audit, m_find_disposal, m_holds, m_get_meta,
-      m_retired, m_retired_due;
+      m_retired, m_retired_due, m_count_retired;
   int m_read_depth = 0;
 
  private:
