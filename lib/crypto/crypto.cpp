@@ -171,49 +171,55 @@ std::optional<std::string> open_sealed(std::string_view key, std::string_view aa
 
 namespace retentiond::crypto {
 
-Result<std::string> load_or_create_secret(const std::filesystem::path& path, bool& created) {
-  created = false;
+Result<bool> create_file_once(const std::filesystem::path& path, std::string_view contents, const char* what) {
   // Written under a temporary name and linked into place only when whole: a
-  // start that fails half-way (a full disk) leaves no empty secret behind
-  // to fail every later start.
-  if (::access(path.c_str(), F_OK) != 0) {
-    if (errno != ENOENT) return Error::storage("cannot read secret file " + path.string() + ": " + std::strerror(errno));
-    const std::filesystem::path tmp = path.string() + ".new";
-    ::unlink(tmp.c_str());
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return Error::storage("cannot create secret file " + tmp.string() + ": " + std::strerror(errno));
-    const std::string key = random_bytes(32);
-    bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
-    int saved = errno;
-    ::close(fd);
-    // link() refuses to replace: two starts racing keep the first secret.
-    const int link_rc = ok ? ::link(tmp.c_str(), path.c_str()) : -1;
-    const int link_errno = errno;
-    if (ok && link_rc != 0 && link_errno != EEXIST) {
-      ok = false;
-      saved = link_errno;
-    }
-    const bool linked = ok && link_rc == 0;
-    ::unlink(tmp.c_str());
-    if (!ok) return Error::storage("cannot write secret file " + path.string() + ": " + std::strerror(saved));
-    if (linked) {
-      const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-      const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (dfd >= 0) {
-        (void)::fsync(dfd);
-        ::close(dfd);
-      }
-      created = true;
-      return key;
-    }
+  // start that fails half-way (a full disk) leaves no empty file behind to
+  // fail every later start.
+  if (::access(path.c_str(), F_OK) == 0) return false;
+  if (errno != ENOENT) return Error::storage(std::string("cannot read ") + what + " " + path.string() + ": " + std::strerror(errno));
+  const std::filesystem::path tmp = path.string() + ".new";
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Error::storage(std::string("cannot create ") + what + " " + tmp.string() + ": " + std::strerror(errno));
+  bool ok = ::write(fd, contents.data(), contents.size()) == static_cast<ssize_t>(contents.size()) && ::fsync(fd) == 0;
+  int saved = errno;
+  ::close(fd);
+  // link() refuses to replace: two starts racing keep the first file.
+  const int link_rc = ok ? ::link(tmp.c_str(), path.c_str()) : -1;
+  const int link_errno = errno;
+  if (ok && link_rc != 0 && link_errno != EEXIST) {
+    ok = false;
+    saved = link_errno;
   }
+  const bool linked = ok && link_rc == 0;
+  ::unlink(tmp.c_str());
+  if (!ok) return Error::storage(std::string("cannot write ") + what + " " + path.string() + ": " + std::strerror(saved));
+  if (!linked) return false;
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
+  return true;
+}
+
+Result<std::string> read_file(const std::filesystem::path& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return Error::storage("cannot read secret file " + path.string() + ": " + std::strerror(errno));
+  if (!in) return Error::storage(std::string("cannot read ") + what + " " + path.string() + ": " + std::strerror(errno));
   std::ostringstream buf;
   buf << in.rdbuf();
-  std::string key = buf.str();
-  if (key.size() < 32) {
-    return Error::storage("secret file " + path.string() + " holds " + std::to_string(key.size()) +
+  return buf.str();
+}
+
+Result<std::string> load_or_create_secret(const std::filesystem::path& path, bool& created) {
+  auto made = create_file_once(path, random_bytes(32), "secret file");
+  if (!made) return std::move(made).error();
+  created = *made;
+  auto key = read_file(path, "secret file");
+  if (!key) return key;
+  if (key->size() < 32) {
+    return Error::storage("secret file " + path.string() + " holds " + std::to_string(key->size()) +
                           " bytes; at least 32 are required");
   }
   return key;

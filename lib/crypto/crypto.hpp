@@ -42,4 +42,12 @@ namespace retentiond::crypto {
 // than 32 bytes or cannot be read or created; `created` tells which happened.
 Result<std::string> load_or_create_secret(const std::filesystem::path& path, bool& created);
 
+// Creates `path` with `contents`, mode 0600, unless it exists (then false):
+// written under a temporary name, synced, and linked into place only when
+// whole, so that two starts racing keep the first. `what` names the file in
+// errors ("secret file").
+Result<bool> create_file_once(const std::filesystem::path& path, std::string_view contents, const char* what);
+// The whole file; storage_error naming `what` when it cannot be read.
+Result<std::string> read_file(const std::filesystem::path& path, const char* what);
+
 }  // namespace retentiond::crypto
