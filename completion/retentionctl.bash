@@ -6,21 +6,22 @@
 # (call METHOD) come from the running daemon, asked through retentionctl
 # itself, so they follow the policy in force.
 
-_retentionctl_commands="status put explain event export erase hold release restore holds plan sweep audit verify metrics reload confirm-clock import report call help"
+_retentionctl_commands="status put explain event export erase hold release restore holds plan sweep audit verify metrics reload pubkey receipt confirm-clock import report call help"
 
 # The options of each subcommand, after the common ones.
 _retentionctl_options() {
   case $1 in
     put) echo "--subject --category -f --field -d --date" ;;
     event) echo "--subject --key" ;;
-    erase) echo "--key --category --reason --dry-run" ;;
+    erase) echo "--key --category --reason --dry-run --receipt" ;;
     hold) echo "--subject --category --key --reason" ;;
     release) echo "--reason" ;;
     restore) echo "--reason" ;;
     plan) echo "--until --from --policy" ;;
     sweep) echo "--dry-run" ;;
-    audit) echo "--limit --after --key --subject" ;;
-    verify) echo "--full" ;;
+    audit) echo "--limit --after --key --subject --follow" ;;
+    verify) echo "--full --checkpoint" ;;
+    receipt) echo "--pubkey --out" ;;
     reload) echo "--confirm" ;;
     import) echo "--batch --rejects" ;;
     report) echo "--html --until" ;;
@@ -71,7 +72,8 @@ _retentionctl() {
         ;;
       --socket=*) socket=("$word") ;;
       --subject | --category | -f | --field | -d | --date | --key | --reason | \
-        --until | --from | --limit | --after | --batch | --rejects | --html)
+        --until | --from | --limit | --after | --batch | --rejects | --html | --receipt | --checkpoint | \
+        --pubkey | --out)
         ((i++))
         ;;
       -*) ;;
@@ -88,7 +90,7 @@ _retentionctl() {
       ;;
   esac
   case $prev in
-    -s | --socket | --rejects | --html)
+    -s | --socket | --rejects | --html | --receipt | --checkpoint | --out)
       compopt -o filenames 2>/dev/null
       COMPREPLY=($(compgen -f -- "$cur"))
       return
@@ -98,7 +100,7 @@ _retentionctl() {
       return
       ;;
     --subject | -f | --field | -d | --date | --key | --reason | --until | --from | \
-      --limit | --after | --batch)
+      --limit | --after | --batch | --pubkey)
       return
       ;;
   esac
@@ -120,6 +122,15 @@ _retentionctl() {
   fi
   case $cmd in
     help) ((${#args[@]} == 0)) && COMPREPLY=($(compgen -W "$_retentionctl_commands" -- "$cur")) ;;
+    audit) ((${#args[@]} == 0)) && COMPREPLY=($(compgen -W "checkpoint" -- "$cur")) ;;
+    receipt)
+      if ((${#args[@]} == 0)); then
+        COMPREPLY=($(compgen -W "verify get" -- "$cur"))
+      elif [[ ${args[0]} == verify ]] && ((${#args[@]} == 1)); then
+        compopt -o filenames 2>/dev/null
+        COMPREPLY=($(compgen -f -- "$cur"))
+      fi
+      ;;
     call) ((${#args[@]} == 0)) && COMPREPLY=($(compgen -W "$(_retentionctl_names help "${socket[@]}")" -- "$cur")) ;;
     import)
       if ((${#args[@]} == 0)); then

@@ -14,7 +14,8 @@
 //   2  usage: unknown command or option, wrong arguments
 //   3  cannot reach the daemon: no socket, permission denied, nobody
 //      listening, connection lost
-//   4  verify: the audit chain is broken
+//   4  verify: the audit chain is broken, or a checkpoint is not extended;
+//      receipt verify: the signature does not match
 
 #include <algorithm>
 #include <chrono>
@@ -28,6 +29,8 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
+#include <thread>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -46,6 +49,8 @@
 
 #include "daemon/report.hpp"
 #include "daemon/version.hpp"
+#include "lib/crypto/signing.hpp"
+#include "lib/proof/proof.hpp"
 #include "lib/util/asio.hpp"
 
 namespace asio = boost::asio;
@@ -680,6 +685,48 @@ int cmd_export(Context& ctx) {
   return kOk;
 }
 
+// Writes `value` to `path` as one JSON document and a newline ("-":
+// standard output); a failure is kFailed.
+void write_json_file(const std::string& path, const json& value) {
+  if (path == "-") {
+    std::cout << value.dump() << '\n';
+    return;
+  }
+  std::ofstream out(path, std::ios::trunc);
+  out << value.dump() << '\n';
+  out.flush();
+  if (!out) throw Failure{kFailed, "cannot write " + path + ": " + std::strerror(errno)};
+}
+
+// The JSON documents of `path` ("-": standard input): one, or one per line.
+std::vector<json> read_json_documents(const std::string& path) {
+  std::ifstream file;
+  if (path != "-") {
+    file.open(path);
+    if (!file) throw Failure{kFailed, "cannot read " + path + ": " + std::strerror(errno)};
+  }
+  std::istream& in = path == "-" ? std::cin : file;
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::vector<json> out;
+  try {
+    out.push_back(json::parse(text.str()));
+  } catch (const json::parse_error&) {
+    // Not one document: JSON lines.
+    std::istringstream lines(text.str());
+    std::string line;
+    for (std::size_t n = 1; std::getline(lines, line); ++n) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      try {
+        out.push_back(json::parse(line));
+      } catch (const json::parse_error& e) {
+        throw Failure{kFailed, path + ":" + std::to_string(n) + ": not JSON: " + e.what()};
+      }
+    }
+  }
+  return out;
+}
+
 // erase SUBJECT calls subject.erase, erase --key KEY record.erase; both
 // answer with the same shape.
 int cmd_erase(Context& ctx) {
@@ -702,7 +749,10 @@ int cmd_erase(Context& ctx) {
     params["subject"] = ctx.args()[0];
     if (!categories.empty()) params["categories"] = categories;
   }
+  const auto receipt_file = ctx.option("receipt");
+  if (receipt_file && dry_run) throw usage("--receipt goes without --dry-run: a dry run erases nothing to prove");
   const json r = ctx.call(key ? "record.erase" : "subject.erase", params);
+  if (receipt_file) write_json_file(*receipt_file, member(r, "receipt"));
   if (ctx.json_output()) return print_json(r);
   const json& erased = member(r, "erased");
   const json& retained = member(r, "retained");
@@ -984,12 +1034,65 @@ int cmd_sweep(Context& ctx) {
   return kOk;
 }
 
+// audit checkpoint: the signed head.
+int cmd_audit_checkpoint(Context& ctx) {
+  const json r = ctx.call("audit.checkpoint");
+  if (ctx.json_output()) return print_json(r);
+  // The checkpoint itself, one line, as audit.verify --checkpoint reads it.
+  std::cout << r.dump() << '\n';
+  return kOk;
+}
+
+// audit --follow: every entry after --after (default 0: from the first),
+// as it is appended, forever; JSON lines with --json. A daemon restart is
+// waited out: the stream resumes after the last entry written.
+int cmd_audit_follow(Context& ctx, json params) {
+  std::int64_t after = params.value("after", std::int64_t{0});
+  params.erase("limit");
+  bool waiting_for_daemon = false;
+  for (;;) {
+    params["after"] = after;
+    params["limit"] = 1000;
+    params["wait_ms"] = 30000;
+    Reply reply;
+    try {
+      reply = ctx.try_call("audit.tail", params);
+    } catch (const Failure& f) {
+      if (f.code != kUnreachable) throw;
+      if (!waiting_for_daemon) std::cerr << "retentionctl: " << f.message << "; retrying every second\n";
+      waiting_for_daemon = true;
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    if (!reply.ok()) throw Failure{kFailed, "audit.tail: " + describe(reply.error), daemon_error("audit.tail", reply.error)};
+    if (waiting_for_daemon) std::cerr << "retentionctl: connected again; resuming after seq " << after << '\n';
+    waiting_for_daemon = false;
+    for (const auto& e : member(reply.result, "entries")) {
+      if (ctx.json_output()) {
+        std::cout << e.dump() << '\n';
+      } else {
+        std::cout << text(member(e, "seq")) << '\t' << text(member(e, "at")) << '\t' << text(member(e, "action"))
+                  << '\t' << text(member(e, "key")) << '\t' << text(member(e, "category")) << '\t'
+                  << text(member(e, "actor")) << '\t' << text(member(e, "reason")) << '\n';
+      }
+      after = member(e, "seq").get<std::int64_t>();
+    }
+    std::cout.flush();
+    if (!std::cout) return kFailed;  // the reader went away
+  }
+}
+
 int cmd_audit(Context& ctx) {
+  if (!ctx.args().empty()) {
+    if (ctx.args()[0] != "checkpoint") throw usage("unknown audit subcommand '" + ctx.args()[0] + "' (checkpoint)");
+    return cmd_audit_checkpoint(ctx);
+  }
   json params = json::object();
   if (const auto limit = ctx.option_as<long>("limit")) params["limit"] = *limit;
   if (const auto after = ctx.option_as<long>("after")) params["after"] = *after;
   if (const auto key = ctx.option("key")) params["key"] = *key;
   if (const auto subject = ctx.option("subject")) params["subject"] = *subject;
+  if (ctx.flag("follow")) return cmd_audit_follow(ctx, std::move(params));
   const json r = ctx.call("audit.tail", params);
   if (ctx.json_output()) return print_json(r);
   const json& entries = member(r, "entries");
@@ -1009,7 +1112,12 @@ int cmd_audit(Context& ctx) {
 }
 
 int cmd_verify(Context& ctx) {
-  const json r = ctx.flag("full") ? ctx.call("audit.verify", {{"full", true}}) : ctx.call("audit.verify");
+  json params = json::object();
+  if (ctx.flag("full")) params["full"] = true;
+  for (const auto& file : ctx.repeated("checkpoint")) {
+    for (auto& cp : read_json_documents(file)) params["checkpoints"].push_back(std::move(cp));
+  }
+  const json r = ctx.call("audit.verify", params);
   const bool ok = member(r, "ok") == true;
   if (ctx.json_output()) {
     print_json(r);
@@ -1017,10 +1125,73 @@ int cmd_verify(Context& ctx) {
     std::cout << "audit chain intact: " << count_of(member(r, "entries"), "entry", "entries")
               << ", head " << text(member(r, "head")) << '\n';
   } else {
-    std::cout << "audit chain BROKEN: first bad entry is seq " << text(member(r, "first_bad"))
-              << " (of " << count_of(member(r, "entries"), "entry", "entries") << ")\n";
+    if (!member(r, "first_bad").is_null()) {
+      std::cout << "audit chain BROKEN: first bad entry is seq " << text(member(r, "first_bad"))
+                << " (of " << count_of(member(r, "entries"), "entry", "entries") << ")\n";
+    }
+  }
+  if (!ctx.json_output() && r.contains("checkpoints")) {
+    for (const auto& cp : r["checkpoints"]) {
+      const bool extended = member(cp, "extended") == true;
+      std::cout << "checkpoint seq " << text(member(cp, "seq")) << ": "
+                << (extended ? "extended by the present chain" : "NOT extended: the log was rewritten since")
+                << (cp.contains("signature_valid") && cp["signature_valid"] != true ? " (its signature is NOT this daemon's)" : "")
+                << '\n';
+    }
   }
   return ok ? kOk : kBrokenChain;
+}
+
+int cmd_pubkey(Context& ctx) {
+  const json r = ctx.call("status");
+  const json& key = member(r, "signing_key");
+  if (ctx.json_output()) return print_json(json{{"signing_key", key}});
+  if (!key.is_string()) throw Failure{kFailed, "the daemon has no signing key"};
+  std::cout << key.get<std::string>() << '\n';
+  return kOk;
+}
+
+// receipt verify FILE: offline, with --pubkey (else the daemon's key);
+// receipt get KEY: record.receipt.
+int cmd_receipt(Context& ctx) {
+  const std::string& what = ctx.args()[0];
+  if (what == "get") {
+    const json r = ctx.call("record.receipt", {{"key", ctx.args()[1]}});
+    if (const auto out = ctx.option("out")) {
+      write_json_file(*out, r);
+      return kOk;
+    }
+    if (ctx.json_output()) return print_json(r);
+    std::cout << r.dump() << '\n';
+    return kOk;
+  }
+  if (what != "verify") throw usage("unknown receipt subcommand '" + what + "' (verify or get)");
+  std::string key_b64;
+  if (const auto given = ctx.option("pubkey")) {
+    key_b64 = *given;
+  } else {
+    const json& key = member(ctx.call("status"), "signing_key");
+    if (!key.is_string()) throw Failure{kFailed, "the daemon has no signing key; give --pubkey"};
+    key_b64 = key.get<std::string>();
+  }
+  const auto public_key = retentiond::crypto::base64_decode(key_b64);
+  if (!public_key || public_key->size() != retentiond::crypto::kEd25519PublicKeyBytes) {
+    throw usage("--pubkey must be the base64 of a 32-byte Ed25519 public key");
+  }
+  const auto documents = read_json_documents(ctx.args()[1]);
+  if (documents.size() != 1) throw Failure{kFailed, ctx.args()[1] + ": expected one receipt, found " + std::to_string(documents.size())};
+  // A whole subject.erase answer is accepted too: its receipt is checked.
+  const json& doc = documents[0];
+  const json& receipt = doc.is_object() && doc.contains("receipt") ? doc["receipt"] : doc;
+  const auto v = retentiond::proof::verify(receipt, *public_key);
+  if (ctx.json_output()) {
+    print_json(json{{"valid", v.valid}, {"problem", v.valid ? json(nullptr) : json(v.problem)}});
+  } else if (v.valid) {
+    std::cout << "receipt valid: signed by " << key_b64 << '\n';
+  } else {
+    std::cout << "receipt INVALID: " << v.problem << '\n';
+  }
+  return v.valid ? kOk : kBrokenChain;
 }
 
 int cmd_confirm_clock(Context& ctx) {
@@ -1474,6 +1645,8 @@ void erase_options(cxxopts::Options& o) {
       value<std::vector<std::string>>(), "NAME");
   add("reason", "why (required; written to the audit log)", value<std::string>(), "TEXT");
   add("dry-run", "show what would be erased and retained, change nothing");
+  add("receipt", "write the signed erasure receipt to FILE (check it with `receipt verify FILE`)",
+      value<std::string>(), "FILE");
 }
 
 void hold_options(cxxopts::Options& o) {
@@ -1511,11 +1684,23 @@ void audit_options(cxxopts::Options& o) {
   add("after", "the first entries after this sequence number", value<long>(), "SEQ");
   add("key", "only the entries of this record key", value<std::string>(), "K");
   add("subject", "only the entries of this subject", value<std::string>(), "S");
+  add("follow", "stream every entry after --after SEQ (default: from the first) as it is appended, forever "
+                "(JSON lines with --json): a copy of the log off the host");
 }
 
 void verify_options(cxxopts::Options& o) {
   o.add_options()("full", "recompute the whole chain from entry 1 (administrators only), not only what was appended "
                           "since the daemon last checked it");
+  o.add_options()("checkpoint", "also check that the chain extends the checkpoints in FILE (as `audit checkpoint` "
+                                "prints them, one per line; repeatable)",
+                  value<std::vector<std::string>>(), "FILE");
+}
+
+void receipt_options(cxxopts::Options& o) {
+  o.add_options()("pubkey", "verify: the daemon's public key, base64 (as `pubkey` prints it); without it, the "
+                            "daemon is asked",
+                  value<std::string>(), "B64");
+  o.add_options()("out", "get: write the receipt to FILE", value<std::string>(), "FILE");
 }
 
 void reload_options(cxxopts::Options& o) {
@@ -1566,7 +1751,7 @@ const Command kCommands[] = {
     {"export", "export SUBJECT",
      "a subject's active and archived records, with their fields",
      1, 1, nullptr, cmd_export},
-    {"erase", "erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT [--dry-run]",
+    {"erase", "erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT [--dry-run | --receipt FILE]",
      "erase a subject's records, or one record, except under legal obligation or hold",
      0, 1, erase_options, cmd_erase},
     {"hold", "hold (--subject S | --category C | --key K) --reason TEXT",
@@ -1587,10 +1772,10 @@ const Command kCommands[] = {
     {"sweep", "sweep [--dry-run]",
      "run every due phase now",
      0, 0, sweep_options, cmd_sweep},
-    {"audit", "audit [--limit N] [--after SEQ] [--key K] [--subject S]",
-     "audit log entries: the last N, or the first N after SEQ",
-     0, 0, audit_options, cmd_audit},
-    {"verify", "verify [--full]",
+    {"audit", "audit [checkpoint] [--limit N] [--after SEQ] [--key K] [--subject S] [--follow]",
+     "audit log entries: the last N, or the first N after SEQ, or all as they come; or a signed checkpoint",
+     0, 1, audit_options, cmd_audit},
+    {"verify", "verify [--full] [--checkpoint FILE]",
      "check the audit log's hash chain: what was appended since the last check, or all of it (exit 4 when broken)",
      0, 0, verify_options, cmd_verify},
     {"metrics", "metrics",
@@ -1599,6 +1784,12 @@ const Command kCommands[] = {
     {"reload", "reload [--confirm]",
      "reload the policy file",
      0, 0, reload_options, cmd_reload},
+    {"pubkey", "pubkey",
+     "the daemon's public key (base64): what receipts and checkpoints are verified with",
+     0, 0, nullptr, cmd_pubkey},
+    {"receipt", "receipt (verify FILE [--pubkey B64] | get KEY [--out FILE])",
+     "check a signed erasure receipt offline, or get the receipt of a purged record",
+     2, 2, receipt_options, cmd_receipt},
     {"confirm-clock", "confirm-clock",
      "accept the daemon's clock as it is now: lifts a clock guard pause",
      0, 0, nullptr, cmd_confirm_clock},

@@ -17,6 +17,7 @@
 #include "daemon/version.hpp"
 #include "lib/calendar/clock.hpp"
 #include "lib/crypto/crypto.hpp"
+#include "lib/crypto/signing.hpp"
 #include "lib/engine/engine.hpp"
 #include "lib/policy/policy.hpp"
 #include "lib/server/metrics_http.hpp"
@@ -117,6 +118,15 @@ int run(const cxxopts::ParseResult& opts) {
     return kStartupError;
   }
   if (created) spdlog::info("secret.created path={}", secret_path.string());
+  //    The signing key of receipts and checkpoints, created with the secret.
+  const std::filesystem::path signing_path =
+      settings.signing_key.empty() ? state_dir / "signing.key" : std::filesystem::path(settings.signing_key);
+  auto signing_key = rd::crypto::SigningKey::load_or_create(signing_path, created);
+  if (!signing_key) {
+    spdlog::critical("startup.failed {}", signing_key.error().message);
+    return kStartupError;
+  }
+  if (created) spdlog::info("signing_key.created path={}", signing_path.string());
 
   // 5. The engine: the database and its migrations, the keys, the service,
   //    the writer thread, the scheduler, and the reload guard against the
@@ -128,6 +138,7 @@ int run(const cxxopts::ParseResult& opts) {
   engine_options.overrides = [&opts](rd::policy::DaemonSettings& s) { apply_overrides(opts, s); };
   engine_options.clock = clock.get();
   engine_options.secret = *secret;
+  engine_options.signing_key = std::make_shared<const rd::crypto::SigningKey>(std::move(*signing_key));
   engine_options.version = RETENTIOND_VERSION;
   engine_options.confirm_policy = opts.count("confirm-policy") > 0;
   engine_options.confirm_clock = opts.count("confirm-clock") > 0;

@@ -28,6 +28,10 @@ packages=(
   # promtool, which Debian ships in the prometheus package (the server comes
   # with it; the tests never start it).
   prometheus
+  # tests/integration/proof_test.cpp verifies receipts and checkpoints with
+  # an Ed25519 implementation other than the daemon's: Python's
+  # `cryptography` package, and the `openssl` command line.
+  python3 python3-cryptography openssl
 )
 
 missing=()

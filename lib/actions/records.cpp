@@ -345,4 +345,29 @@ Result<std::variant<Explanation, Disposal>> Service::explain(const std::string& 
   return out;
 }
 
+Result<ErasureReport> Service::receipt(const std::string& key) {
+  ErasureReport report;
+  Status st = m_reader.read([&]() -> Status {
+    auto record = m_reader.schedule_of(key);
+    if (!record) return std::move(record).error();
+    if (*record) return Error::not_found("record '" + key + "' is still stored: there is no disposal to prove");
+    auto disposal = m_reader.store().find_disposal(key);
+    if (!disposal) return std::move(disposal).error();
+    if (!*disposal) return Error::not_found("no record with key '" + key + "' was purged or erased");
+    const store::AuditRow& row = **disposal;
+    report.erased.push_back({key, row.category.value_or(""), row.seq});
+    report.at = row.at;
+    report.policy_hash = row.policy_hash;
+    report.subject_ref = row.subject_ref;
+    auto head = m_reader.store().last_audit();
+    if (!head) return std::move(head).error();
+    if (!*head) return Error::storage("the audit log is empty although it holds entry " + std::to_string(row.seq));
+    report.head_seq = (*head)->seq;
+    report.head_hash = (*head)->hash;
+    return {};
+  });
+  if (!st) return std::move(st).error();
+  return report;
+}
+
 }  // namespace retentiond::actions

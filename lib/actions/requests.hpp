@@ -85,6 +85,24 @@ struct AuditTailRequest {
   std::optional<std::int64_t> after;
   std::optional<std::string> key;
   std::optional<std::string> subject;
+  // With `after`: how long to wait for an entry past it (the dispatcher
+  // waits; 0: answer at once). At most kMaxAuditWaitMs.
+  std::int64_t wait_ms = 0;
 };
+inline constexpr std::int64_t kMaxAuditWaitMs = 60000;
+
+// An audit checkpoint handed back to audit.verify: the head it named, and
+// what else it carried (kept to check its signature).
+struct Checkpoint {
+  std::int64_t seq = 0;
+  std::string hash;
+  std::optional<std::string> at;
+  std::optional<std::string> signature;
+};
+struct AuditVerifyRequest {
+  bool full = false;
+  std::vector<Checkpoint> checkpoints;
+};
+inline constexpr std::size_t kMaxCheckpoints = 1000;
 
 }  // namespace retentiond::actions

@@ -107,10 +107,20 @@ struct Retained {
 struct Erased {
   std::string key;
   std::string category;
+  std::int64_t audit_seq = 0;  // its `erase` entry (0 in a dry run)
 };
+// What a receipt proves (not in a dry run): when, under which policy, about
+// whom (the HMAC of the subject, as the audit log has it; null for
+// record.erase of a record without subject), and the audit log's head once
+// the erasure committed, which its entries are part of.
 struct ErasureReport {
   std::vector<Erased> erased;
   std::vector<Retained> retained;
+  calendar::Instant at;
+  std::string policy_hash;
+  std::optional<std::string> subject_ref;
+  std::int64_t head_seq = 0;
+  std::string head_hash = audit::kGenesisHash;
 };
 
 // plan's answer: counts of phases falling before `until`.
@@ -330,6 +340,11 @@ class Service {
   // transaction with one audit entry per record; reports what is retained
   // and why. not_found for an unknown key; unknown_category.
   Result<ErasureReport> erase(const EraseRequest& request, const Actor& actor);
+  // [reader] record.receipt: the proof of disposal of a purged or erased
+  // key as an erasure report (one erased record, its disposal entry, the
+  // subject_ref and policy hash that entry carries, the head now).
+  // not_found when the key was never disposed of, or is still stored.
+  Result<ErasureReport> receipt(const std::string& key);
 
   // ---- the plan (plan.cpp) ----
   // [slow] Every phase due before `until`, overdue ones in the first month.
@@ -349,6 +364,13 @@ class Service {
   // kQuickVerifyEntries entries; nullopt when it is more (run
   // verify_audit instead).
   static constexpr std::int64_t kQuickVerifyEntries = 20000;
+  // [reader], or [slow] with `slow` set: the log's last entry (nullopt
+  // when empty).
+  Result<std::optional<store::AuditRow>> audit_head(bool slow = false);
+  // [reader], or [slow] with `slow` set: whether the log holds entry `seq`
+  // with hash `hash` (seq 0: the genesis hash), i.e. whether the present
+  // chain extends a checkpoint taken at that head.
+  Result<bool> audit_extends(std::int64_t seq, const std::string& hash, bool slow = false);
   Result<std::optional<audit::VerifyReport>> verify_audit_quick();
   // [slow] From the verified prefix, or with `full` from entry 1 (a prefix
   // rewritten since it was verified is then found too), logging progress.

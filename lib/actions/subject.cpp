@@ -42,18 +42,21 @@ Status Service::erase_records(const std::vector<Record>& records, const EraseReq
       report.retained.push_back({record.key, record.category, erasable ? "hold" : "legal_obligation", until});
       continue;
     }
-    report.erased.push_back({record.key, record.category});
+    report.erased.push_back({record.key, record.category, 0});
     if (request.dry_run) continue;
-    // One instant for the entry and the undo window it opens.
-    const calendar::Instant now = m_clock.now();
-    if (auto st = dispose(record, policy, now, actor); !st) return st;
+    // One instant for the entries, the undo windows they open and the receipt.
+    if (auto st = dispose(record, policy, report.at, actor); !st) return st;
     audit::Entry e = entry(policy, "erase", actor);
-    e.at = now;
+    e.at = report.at;
     e.key = record.key;
     e.category = record.category;
     e.subject_ref = record.subject_ref;
     e.reason = request.reason;
-    if (auto appended = m_audit.append(e); !appended) return std::move(appended).error();
+    auto appended = m_audit.append(e);
+    if (!appended) return std::move(appended).error();
+    report.erased.back().audit_seq = appended->seq;
+    report.head_seq = appended->seq;
+    report.head_hash = appended->hash;
   }
   return {};
 }
@@ -75,12 +78,23 @@ Result<ErasureReport> Service::erase(const EraseRequest& request, const Actor& a
   ErasureReport report;
   Status st = m_vault.transaction([&]() -> Status {
     report = ErasureReport{};
+    report.at = m_clock.now();
+    report.policy_hash = policy->hash;
+    if (request.subject) report.subject_ref = m_vault.subject_ref(*request.subject);
+    // The head the receipt names when nothing is appended (all retained).
+    auto head = m_vault.store().last_audit();
+    if (!head) return std::move(head).error();
+    if (*head) {
+      report.head_seq = (*head)->seq;
+      report.head_hash = (*head)->hash;
+    }
     std::vector<Record> records;
     if (request.key) {
       // Read without its values: erasing needs none.
       auto record = m_vault.schedule_of(*request.key);
       if (!record) return std::move(record).error();
       if (!*record) return Error::not_found("no record with key '" + *request.key + "'");
+      report.subject_ref = (*record)->subject_ref;
       records.push_back(std::move(**record));
     } else {
       auto found = m_vault.subject_schedules(*request.subject);

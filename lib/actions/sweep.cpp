@@ -315,6 +315,22 @@ Result<std::vector<store::AuditRow>> Service::audit_tail(const AuditTailRequest&
   return reader.store().audit_entries(q);
 }
 
+Result<std::optional<store::AuditRow>> Service::audit_head(bool slow) {
+  vault::RecordReader& reader = slow ? m_slow : m_reader;
+  return reader.store().last_audit();
+}
+
+Result<bool> Service::audit_extends(std::int64_t seq, const std::string& hash, bool slow) {
+  if (seq == 0) return hash == audit::kGenesisHash;
+  vault::RecordReader& reader = slow ? m_slow : m_reader;
+  store::StoreReader::AuditQuery q;
+  q.after_seq = seq - 1;
+  q.limit = 1;
+  auto rows = reader.store().audit_entries(q);
+  if (!rows) return std::move(rows).error();
+  return !rows->empty() && rows->front().seq == seq && rows->front().hash == hash;
+}
+
 void Service::verified(const audit::VerifyReport& report) {
   if (!report.ok) return;  // the next call finds the same damage again
   std::lock_guard lock(m_verify_mutex);

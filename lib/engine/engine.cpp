@@ -1,5 +1,6 @@
 #include "lib/engine/engine.hpp"
 
+#include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -42,6 +43,7 @@ policy::DaemonSettings settings_for_reload(const policy::DaemonSettings& running
   note("admin_group", file.admin_group != running.admin_group);
   note("reader_group", file.reader_group != running.reader_group);
   note("secret_file", file.secret_file != running.secret_file);
+  note("signing_key", file.signing_key != running.signing_key);
   note("max_batch_records", file.max_batch_records != running.max_batch_records);
   note("max_batch_ms", file.max_batch_ms != running.max_batch_ms);
   note("max_request_bytes", file.max_request_bytes != running.max_request_bytes);
@@ -118,7 +120,7 @@ Status Engine::open_parts() {
   };
   const auto started_at = m_options.clock->now();
   m_context = std::make_unique<protocol::Context>(
-      protocol::Context{*m_service, *m_writer, *m_scheduler, m_options.version, started_at, started_at, {}, {}, {}, {}});
+      protocol::Context{*m_service, *m_writer, *m_scheduler, m_options.version, started_at, started_at, {}, {}, {}, {}, {}, {}});
   m_context->reload = [this](bool confirm, const protocol::Caller& caller, std::function<void(Result<nlohmann::json>)> done) {
     reload(confirm, caller.actor(), std::move(done));
   };
@@ -129,6 +131,14 @@ Status Engine::open_parts() {
     m_context->slow = [this](std::function<void()> work) { boost::asio::post(*m_slow, std::move(work)); };
     m_context->to_loop = [this](std::function<void()> work) { boost::asio::post(m_io, std::move(work)); };
   }
+  m_context->after = [this](std::chrono::milliseconds delay, std::function<void()> work) {
+    auto timer = std::make_shared<boost::asio::steady_timer>(m_io, delay);
+    // A timer cancelled by the loop's end drops its work uncalled.
+    timer->async_wait([timer, work = std::move(work)](const boost::system::error_code& ec) {
+      if (!ec) work();
+    });
+  };
+  m_context->signing_key = m_options.signing_key;
   m_dispatcher = std::make_unique<protocol::Dispatcher>(
       *m_context,
       protocol::Limits{static_cast<std::size_t>(settings.max_json_depth), static_cast<std::size_t>(settings.max_put_many)});

@@ -22,6 +22,7 @@
 #include "lib/actions/reload.hpp"
 #include "lib/actions/service.hpp"
 #include "lib/calendar/clock.hpp"
+#include "lib/crypto/signing.hpp"
 #include "lib/policy/policy.hpp"
 #include "lib/protocol/dispatcher.hpp"
 #include "lib/scheduler/scheduler.hpp"
@@ -41,6 +42,9 @@ struct EngineOptions {
   std::function<void(policy::DaemonSettings&)> overrides;
   const calendar::Clock* clock = nullptr;
   std::string secret;  // the daemon's secret (>= 32 bytes)
+  // Signs receipts and checkpoints ([daemon] signing_key); without it they
+  // are not offered (tools and tests that do not need them).
+  std::shared_ptr<const crypto::SigningKey> signing_key;
   std::string version;
   bool confirm_policy = false;  // --confirm-policy
   bool confirm_clock = false;   // --confirm-clock

@@ -265,7 +265,7 @@ class Builder {
     }
     check_keys(d, "daemon",
                {"state_dir", "socket", "socket_mode", "admin_group", "reader_group", "fiscal_year_end",
-                "secret_file", "reload_guard", "clock_guard", "purge_grace", "log_level", "max_batch_records", "max_batch_ms",
+                "secret_file", "signing_key", "reload_guard", "clock_guard", "purge_grace", "log_level", "max_batch_records", "max_batch_ms",
                 "max_request_bytes", "max_json_depth", "max_put_many", "max_connections", "idle_timeout_s",
                 "max_connections_per_uid", "admin_reserved_connections", "metrics_listen"});
     if (const auto* n = d.find("state_dir")) {
@@ -303,6 +303,11 @@ class Builder {
       }
     }
     if (const auto* n = d.find("secret_file")) get_string(*n, "daemon.secret_file", s.secret_file);
+    if (const auto* n = d.find("signing_key")) {
+      if (get_string(*n, "daemon.signing_key", s.signing_key) && s.signing_key.empty()) {
+        error(n->pos, "daemon.signing_key", "must not be empty (leave it out for <state_dir>/signing.key)");
+      }
+    }
     if (const auto* n = d.find("reload_guard")) get_int(*n, "daemon.reload_guard", 0, INT64_MAX / 2, s.reload_guard);
     if (const auto* n = d.find("clock_guard")) {
       std::string text;

@@ -63,6 +63,7 @@ struct DaemonSettings {
   std::string reader_group;
   calendar::MonthDay fiscal_year_end{12, 31};
   std::string secret_file;  // empty: <state_dir>/secret
+  std::string signing_key;  // Ed25519 key of receipts and checkpoints; empty: <state_dir>/signing.key
   std::int64_t reload_guard = 1000;
   // A forward clock jump beyond this past the latest instant the clock has
   // shown, making more than reload_guard records newly due, pauses disposal

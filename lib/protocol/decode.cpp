@@ -272,8 +272,17 @@ Result<actions::PlanRequest> plan(const json& params) {
 }
 
 Result<actions::AuditTailRequest> audit_tail(const json& params) {
-  if (auto st = only(params, {"limit", "after", "key", "subject"}); !st) return std::move(st).error();
+  if (auto st = only(params, {"limit", "after", "key", "subject", "wait_ms"}); !st) return std::move(st).error();
   actions::AuditTailRequest r;
+  if (const auto it = params.find("wait_ms"); it != params.end()) {
+    if (!it->is_number_integer() || it->get<std::int64_t>() < 0 || it->get<std::int64_t>() > actions::kMaxAuditWaitMs) {
+      return bad("invalid_params", "'wait_ms' must be an integer from 0 to " + std::to_string(actions::kMaxAuditWaitMs));
+    }
+    r.wait_ms = it->get<std::int64_t>();
+    if (params.find("after") == params.end()) {
+      return bad("invalid_params", "'wait_ms' needs 'after': it waits for an entry past that sequence number");
+    }
+  }
   if (const auto it = params.find("limit"); it != params.end()) {
     if (!it->is_number_integer() || it->get<std::int64_t>() < 1 || it->get<std::int64_t>() > 10000) {
       return bad("invalid_params", "'limit' must be an integer from 1 to 10000");
@@ -293,6 +302,51 @@ Result<actions::AuditTailRequest> audit_tail(const json& params) {
   if (const auto it = params.find("subject"); it != params.end()) {
     if (!it->is_string()) return bad("invalid_params", "'subject' must be a string");
     r.subject = it->get<std::string>();
+  }
+  return r;
+}
+
+Result<actions::AuditVerifyRequest> audit_verify(const json& params) {
+  if (auto st = only(params, {"full", "checkpoints"}); !st) return std::move(st).error();
+  actions::AuditVerifyRequest r;
+  auto full = optional_bool(params, "full");
+  if (!full) return std::move(full).error();
+  r.full = *full;
+  const auto it = params.find("checkpoints");
+  if (it == params.end()) return r;
+  if (!it->is_array() || it->size() > actions::kMaxCheckpoints) {
+    return bad("invalid_params", "'checkpoints' must be an array of at most " + std::to_string(actions::kMaxCheckpoints) +
+                                     " checkpoints (as audit.checkpoint returns them)");
+  }
+  for (std::size_t i = 0; i < it->size(); ++i) {
+    const json& c = (*it)[i];
+    const auto fail = [i](std::string message) {
+      Error e = bad("invalid_params", "checkpoints[" + std::to_string(i) + "]: " + message);
+      e.data["index"] = i;
+      return e;
+    };
+    if (!c.is_object()) return fail("must be an object");
+    if (auto st = only(c, {"seq", "hash", "at", "signature"}); !st) {
+      return fail(st.error().message);
+    }
+    actions::Checkpoint cp;
+    const auto seq = c.find("seq");
+    if (seq == c.end() || !seq->is_number_integer() || seq->get<std::int64_t>() < 0) {
+      return fail("'seq' must be a sequence number (an integer >= 0)");
+    }
+    cp.seq = seq->get<std::int64_t>();
+    const auto hash = c.find("hash");
+    if (hash == c.end() || !hash->is_string() || hash->get<std::string>().size() != 64) {
+      return fail("'hash' must be a SHA-256 in hex (64 characters)");
+    }
+    cp.hash = hash->get<std::string>();
+    for (const char* name : {"at", "signature"}) {
+      const auto m = c.find(name);
+      if (m == c.end()) continue;
+      if (!m->is_string()) return fail(std::string("'") + name + "' must be a string");
+      (std::string_view(name) == "at" ? cp.at : cp.signature) = m->get<std::string>();
+    }
+    r.checkpoints.push_back(std::move(cp));
   }
   return r;
 }

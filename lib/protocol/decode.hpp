@@ -43,6 +43,8 @@ Result<actions::ReleaseRequest> hold_release(const nlohmann::json& params);
 Result<actions::PlanRequest> plan(const nlohmann::json& params);
 Result<actions::RestoreRequest> restore(const nlohmann::json& params);
 Result<actions::AuditTailRequest> audit_tail(const nlohmann::json& params);
+// audit.verify: {"full", "checkpoints": [{"seq", "hash", "at", "signature"}]}.
+Result<actions::AuditVerifyRequest> audit_verify(const nlohmann::json& params);
 
 // {"dry_run"} (sweep), {"confirm"} (config.reload): a boolean, default false.
 Result<bool> flag_only(const nlohmann::json& params, const char* name);

@@ -1,8 +1,10 @@
 #include "lib/protocol/dispatcher.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 
+#include "lib/proof/proof.hpp"
 #include "lib/protocol/decode.hpp"
 #include "lib/protocol/metrics_text.hpp"
 #include "lib/protocol/render.hpp"
@@ -21,6 +23,10 @@ std::string_view to_string(Role r) {
 }
 
 namespace {
+
+// How often a waiting audit.tail looks at the log's head: the delay an
+// entry waits before it is shipped.
+constexpr std::chrono::milliseconds kAuditPollInterval{100};
 
 // The largest audit.tail page answered on the event loop (about 10 ms); a
 // larger one goes to the slow-read thread.
@@ -334,6 +340,10 @@ void Dispatcher::register_methods() {
          // A page costs about 40 us an entry to read and render: the
          // default 100 is answered here, a larger one off the loop.
          const bool large = request->limit > kLoopAuditTailLimit;
+         if (request->wait_ms > 0 && m_ctx.after) {
+           const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(request->wait_ms);
+           return audit_tail_waiting(std::move(*request), deadline, -1, std::move(d));
+         }
          const auto tail = [&service, r = *request, large]() -> Result<json> {
            auto rows = service.audit_tail(r, large);
            if (!rows) return std::move(rows).error();
@@ -346,29 +356,66 @@ void Dispatcher::register_methods() {
        "Check the audit hash chain: what was appended since the last check (full: from entry 1, admin only)",
        {},
        later([this, &service](const json& p, const Caller& c, Done d) {
-         auto full = decode::flag_only(p, "full");
-         if (!full) return d(std::move(full).error());
+         auto request = decode::audit_verify(p);
+         if (!request) return d(std::move(request).error());
+         const auto full = std::make_optional(request->full);
          if (*full && c.role != Role::admin) {
            return d(Error{ErrorCode::forbidden, "forbidden",
                           "uid " + std::to_string(c.uid) + " may not call 'audit.verify' with full (admin only)",
                           json::object()});
          }
-         const auto render_report = [](const audit::VerifyReport& r) -> json {
-           return {{"ok", r.ok}, {"entries", r.entries},
-                   {"first_bad", r.first_bad ? json(*r.first_bad) : json(nullptr)}, {"head", r.head},
-                   {"checked", r.checked}};
+         // Checkpoints handed back: each must name an entry the present
+         // chain still has, with the same hash (else history was rewritten).
+         const auto render_report = [this, &service, checkpoints = request->checkpoints](
+                                        const audit::VerifyReport& r, bool slow) -> Result<json> {
+           json out = {{"ok", r.ok}, {"entries", r.entries},
+                       {"first_bad", r.first_bad ? json(*r.first_bad) : json(nullptr)}, {"head", r.head},
+                       {"checked", r.checked}};
+           if (checkpoints.empty()) return out;
+           json checked = json::array();
+           for (const auto& cp : checkpoints) {
+             auto extended = service.audit_extends(cp.seq, cp.hash, slow);
+             if (!extended) return std::move(extended).error();
+             if (!*extended) out["ok"] = false;
+             json one = {{"seq", cp.seq}, {"hash", cp.hash}, {"extended", *extended}};
+             if (cp.signature && m_ctx.signing_key) {
+               json signed_part = {{"seq", cp.seq}, {"hash", cp.hash}, {"signature", *cp.signature}};
+               if (cp.at) signed_part["at"] = *cp.at;
+               one["signature_valid"] = proof::verify(signed_part, m_ctx.signing_key->public_key()).valid;
+             }
+             checked.push_back(std::move(one));
+           }
+           out["checkpoints"] = std::move(checked);
+           return out;
          };
          if (!*full) {
            // What was appended since the verified prefix, here when it is little.
            auto quick = service.verify_audit_quick();
            if (!quick) return d(std::move(quick).error());
-           if (*quick) return d(render_report(**quick));
+           if (*quick) return d(render_report(**quick, false));
          }
          on_slow([&service, render_report, f = *full]() -> Result<json> {
            auto report = service.verify_audit(f);
            if (!report) return std::move(report).error();
-           return render_report(*report);
+           return render_report(*report, true);
          }, std::move(d));
+       })},
+      {"audit.checkpoint", Role::reader, "The audit log's head, signed: keep it off the host to prove the log later",
+       read([this, &service](const json& p, const Caller&) -> Result<json> {
+         if (auto st = decode::none(p); !st) return std::move(st).error();
+         auto head = service.audit_head();
+         if (!head) return std::move(head).error();
+         return signed_object({{"seq", *head ? (*head)->seq : 0},
+                               {"hash", *head ? (*head)->hash : std::string(audit::kGenesisHash)},
+                               {"at", calendar::format_instant(service.clock().now())}});
+       })},
+      {"record.receipt", Role::reader, "A signed receipt proving the disposal of a purged or erased key",
+       read([this, &service](const json& p, const Caller&) -> Result<json> {
+         auto key = decode::key_only(p);
+         if (!key) return std::move(key).error();
+         auto report = service.receipt(*key);
+         if (!report) return std::move(report).error();
+         return signed_object(render::receipt(*report));
        })},
       {"subject.export", Role::admin, "Everything held about a subject, with purpose and legal basis (access, portability)",
        {},
@@ -402,7 +449,8 @@ void Dispatcher::register_methods() {
          const bool dry_run = request->dry_run;
          on_writer<actions::ErasureReport>(
              [&service, r = std::move(*request), actor = actions::Actor{c.actor()}] { return service.erase(r, actor); },
-             [dry_run](actions::ErasureReport& report) { return render::erasure(report, dry_run); }, false, std::move(d));
+             [this, dry_run](actions::ErasureReport& report) { return erasure_with_receipt(report, dry_run); }, false,
+             std::move(d));
        })},
       {"record.erase", Role::admin, "Erase one record, unless under legal obligation or hold",
        {},
@@ -412,7 +460,8 @@ void Dispatcher::register_methods() {
          const bool dry_run = request->dry_run;
          on_writer<actions::ErasureReport>(
              [&service, r = std::move(*request), actor = actions::Actor{c.actor()}] { return service.erase(r, actor); },
-             [dry_run](actions::ErasureReport& report) { return render::erasure(report, dry_run); }, false, std::move(d));
+             [this, dry_run](actions::ErasureReport& report) { return erasure_with_receipt(report, dry_run); }, false,
+             std::move(d));
        })},
       {"hold.place", Role::admin, "Stop every phase and erasure of a subject's, a category's or a key's records",
        {},
@@ -545,6 +594,50 @@ void Dispatcher::on_slow(std::function<Result<nlohmann::json>()> read, Done done
   });
 }
 
+Result<nlohmann::json> Dispatcher::signed_object(nlohmann::json object) const {
+  if (!m_ctx.signing_key) return Error::internal("this daemon has no signing key");
+  return proof::sign(std::move(object), *m_ctx.signing_key);
+}
+
+nlohmann::json Dispatcher::erasure_with_receipt(const actions::ErasureReport& report, bool dry_run) const {
+  json out = render::erasure(report, dry_run);
+  if (dry_run || !m_ctx.signing_key) return out;
+  out["receipt"] = proof::sign(render::receipt(report), *m_ctx.signing_key);
+  return out;
+}
+
+void Dispatcher::audit_tail_waiting(actions::AuditTailRequest request, std::chrono::steady_clock::time_point deadline,
+                                    std::int64_t head_seen, Done done) {
+  // The head is one indexed read on the loop; the page is read only when
+  // the head has moved past `after` (a filter may still leave it empty:
+  // then the wait goes on), or once at the deadline.
+  auto head = m_ctx.service.audit_head();
+  if (!head) return done(std::move(head).error());
+  const std::int64_t seq = *head ? (*head)->seq : 0;
+  const bool expired = std::chrono::steady_clock::now() >= deadline;
+  if ((seq > *request.after && seq != head_seen) || expired) {
+    const bool large = request.limit > kLoopAuditTailLimit;
+    auto read = [&service = m_ctx.service, request, large]() -> Result<json> {
+      auto rows = service.audit_tail(request, large);
+      if (!rows) return std::move(rows).error();
+      return json{{"entries", render::audit_rows(*rows)}};
+    };
+    auto answer = [this, request, deadline, seq, done](Result<json> page) mutable {
+      if (!page || !(*page)["entries"].empty() || std::chrono::steady_clock::now() >= deadline) {
+        return done(std::move(page));
+      }
+      audit_tail_waiting(std::move(request), deadline, seq, std::move(done));
+    };
+    if (large) return on_slow(std::move(read), std::move(answer));
+    return answer(read());
+  }
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  m_ctx.after(std::clamp(left, std::chrono::milliseconds(1), kAuditPollInterval),
+              [this, request = std::move(request), deadline, seq, done = std::move(done)]() mutable {
+                audit_tail_waiting(std::move(request), deadline, seq, std::move(done));
+              });
+}
+
 Result<nlohmann::json> Dispatcher::status(const nlohmann::json& params) {
   if (auto st = decode::none(params); !st) return std::move(st).error();
   auto overview = m_ctx.service.overview();
@@ -578,6 +671,7 @@ Result<nlohmann::json> Dispatcher::status(const nlohmann::json& params) {
       {"paused", m_ctx.scheduler.paused() ? json(m_ctx.scheduler.pause()->reason) : json(nullptr)},
       {"pause", pause},
       {"last_sweep", last},
+      {"signing_key", m_ctx.signing_key ? json(crypto::base64_encode(m_ctx.signing_key->public_key())) : json(nullptr)},
   };
 }
 

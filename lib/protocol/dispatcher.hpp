@@ -13,7 +13,9 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <functional>
 #include <optional>
 #include <string>
@@ -23,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lib/actions/service.hpp"
+#include "lib/crypto/signing.hpp"
 #include "lib/scheduler/scheduler.hpp"
 #include "lib/scheduler/writer.hpp"
 
@@ -64,6 +67,13 @@ struct Context {
   // the service's slow reader (actions::Service, [slow]). Without it, on
   // the loop.
   std::function<void(std::function<void()>)> slow;
+  // Runs `work` on the loop after `delay` (audit.tail's wait_ms). Without
+  // it, audit.tail answers at once.
+  std::function<void(std::chrono::milliseconds delay, std::function<void()> work)> after;
+  // Signs receipts and checkpoints; without it (tests of other things),
+  // audit.checkpoint and record.receipt are internal errors and erasures
+  // carry no receipt.
+  std::shared_ptr<const crypto::SigningKey> signing_key;
 };
 
 // Lines at least this long are parsed off the event loop when Context has
@@ -118,6 +128,15 @@ class Dispatcher {
                  Done done);
 
   Result<nlohmann::json> status(const nlohmann::json& params);
+  // audit.tail with wait_ms: asks again every kAuditPollInterval until an
+  // entry past `after` matches or the deadline passes.
+  void audit_tail_waiting(actions::AuditTailRequest request, std::chrono::steady_clock::time_point deadline,
+                          std::int64_t head_seen, Done done);
+  // `object` signed, or an internal error without a key.
+  Result<nlohmann::json> signed_object(nlohmann::json object) const;
+  // subject.erase's and record.erase's answer; not in a dry run, with its
+  // signed receipt.
+  nlohmann::json erasure_with_receipt(const actions::ErasureReport& report, bool dry_run) const;
   // Runs `read` on the slow-read thread (or here) and answers on the loop.
   void on_slow(std::function<Result<nlohmann::json>()> read, Done done);
 

@@ -67,6 +67,20 @@ json erasure(const actions::ErasureReport& report, bool dry_run) {
   return out;
 }
 
+json receipt(const actions::ErasureReport& report) {
+  json erased = json::array(), retained = json::array();
+  for (const auto& e : report.erased) erased.push_back({{"key", e.key}, {"category", e.category}, {"audit_seq", e.audit_seq}});
+  for (const auto& r : report.retained) {
+    retained.push_back({{"key", r.key}, {"category", r.category}, {"reason", r.reason}, {"until", instant_or_null(r.until)}});
+  }
+  return {{"subject_ref", report.subject_ref ? json(*report.subject_ref) : json(nullptr)},
+          {"erased", erased},
+          {"retained", retained},
+          {"at", calendar::format_instant(report.at)},
+          {"policy_hash", report.policy_hash},
+          {"audit_head", {{"seq", report.head_seq}, {"hash", report.head_hash}}}};
+}
+
 json plan(const actions::Plan& plan) {
   json actions = json::array();
   for (const auto& e : plan.actions) {

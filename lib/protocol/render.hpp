@@ -23,6 +23,10 @@ nlohmann::json disposal(const actions::Disposal& d);
 // subject.erase's and record.erase's result: `erased` (keys) and `retained`
 // as the spec fixes them, and `erased_records` with each key's category.
 nlohmann::json erasure(const actions::ErasureReport& report, bool dry_run);
+// The receipt of an erasure or a disposal, without its signature
+// (shared/spec/admin-protocol.md: subject_ref, erased, retained, at,
+// policy_hash, audit_head).
+nlohmann::json receipt(const actions::ErasureReport& report);
 nlohmann::json plan(const actions::Plan& plan);
 nlohmann::json audit_rows(const std::vector<store::AuditRow>& rows);
 nlohmann::json holds(const std::vector<vault::Hold>& holds);

@@ -60,6 +60,14 @@ std::string normalised(const std::string& s) {
                             "(N ms)");
 }
 
+// An erasure's answer without its signed receipt (tests/integration/proof_test.cpp
+// checks receipts), which it must carry.
+json without_receipt(json answer) {
+  EXPECT_TRUE(answer.contains("receipt")) << answer.dump();
+  answer.erase("receipt");
+  return answer;
+}
+
 json parsed(const CtlResult& r) {
   const json j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
   EXPECT_FALSE(j.is_discarded()) << r.out;
@@ -212,7 +220,7 @@ TEST(CtlHelp, ASubcommandsHelpShowsItsOptions) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_EQ(r.out,
             "usage: retentionctl erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT "
-            "[--dry-run]\n"
+            "[--dry-run | --receipt FILE]\n"
             "\n"
             "erase a subject's records, or one record, except under legal obligation or hold\n"
             "\n"
@@ -221,6 +229,7 @@ TEST(CtlHelp, ASubcommandsHelpShowsItsOptions) {
             "      --category NAME  only the subject's records of this category (repeatable)\n"
             "      --reason TEXT    why (required; written to the audit log)\n"
             "      --dry-run        show what would be erased and retained, change nothing\n"
+            "      --receipt FILE   write the signed erasure receipt to FILE (check it with `receipt verify FILE`)\n"
             "  -s, --socket PATH    admin socket (default: $RETENTIOND_SOCKET, or "
             "/run/retentiond/admin.sock)\n"
             "      --json           print the daemon's result as JSON\n"
@@ -275,7 +284,7 @@ TEST(CtlUsage, UsageErrorsExitTwoWithAUsageLine) {
   EXPECT_EQ(r.err,
             "retentionctl: erase needs --reason (it goes into the audit log)\n"
             "usage: retentionctl erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT "
-            "[--dry-run]  (see --help)\n");
+            "[--dry-run | --receipt FILE]  (see --help)\n");
 
   r = run_ctl({"hold", "--key", "k", "--subject", "s", "--reason", "r"});
   EXPECT_EQ(r.exit_code, 2);
@@ -285,8 +294,8 @@ TEST(CtlUsage, UsageErrorsExitTwoWithAUsageLine) {
   r = run_ctl({"audit", "--limit", "many"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err.substr(r.err.find('\n') + 1),
-            "usage: retentionctl audit [--limit N] [--after SEQ] [--key K] [--subject S]  (see "
-            "--help)\n");
+            "usage: retentionctl audit [checkpoint] [--limit N] [--after SEQ] [--key K] [--subject S] "
+            "[--follow]  (see --help)\n");
 
   r = run_ctl({"import", "x.jsonl", "--batch", "10001"});
   EXPECT_EQ(r.exit_code, 2);
@@ -663,7 +672,7 @@ TEST_F(CtlTest, EraseShowsWhatIsErasedAndWhatIsRetainedAndWhy) {
   r = ctl({"--json", "erase", "bob", "--reason", "art. 17 request"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(
-      parsed(r),
+      without_receipt(parsed(r)),
       json::parse(
           R"({"erased":["lead-2"],"erased_records":[{"key":"lead-2","category":"lead"}],"retained":[
       {"key":"inv-1","category":"invoice","reason":"legal_obligation","until":"2041-01-01T00:00:00Z"},
@@ -703,7 +712,7 @@ TEST_F(CtlTest, EraseKeyErasesOneRecordAndCategoryNarrowsASubjectsErasure) {
   EXPECT_EQ(call("record.explain", {{"key", "crm-42"}})["state"], "active");
   r = ctl({"--json", "erase", "--key", "crm-42", "--reason", "art. 17 request"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(parsed(r), json::parse(R"({"erased":["crm-42"],"erased_records":)"
+  EXPECT_EQ(without_receipt(parsed(r)), json::parse(R"({"erased":["crm-42"],"erased_records":)"
                                    R"([{"key":"crm-42","category":"lead"}],"retained":[]})"));
   EXPECT_EQ(call("record.explain", {{"key", "crm-42"}})["state"], "purged");
   r = ctl({"erase", "--key", "crm-42", "--reason", "again"});
@@ -735,7 +744,7 @@ TEST_F(CtlTest, EraseKeyErasesOneRecordAndCategoryNarrowsASubjectsErasure) {
 
   const std::string usage_line =
       "usage: retentionctl erase (SUBJECT [--category NAME]... | --key KEY) --reason TEXT "
-      "[--dry-run]  (see --help)\n";
+      "[--dry-run | --receipt FILE]  (see --help)\n";
   r = ctl({"erase", "bob", "--key", "st-1", "--reason", "r"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "retentionctl: give exactly one of SUBJECT and --key\n" + usage_line);
@@ -1069,7 +1078,8 @@ TEST_F(CtlTest, HelpListsTheDaemonsMethodsAfterTheCommands) {
 
   const json j = parsed(ctl({"--json", "help"}));
   EXPECT_EQ(j["methods"], listed);
-  ASSERT_EQ(j["commands"].size(), 21u);  // with metrics and report (issue 17), restore and confirm-clock (15)
+  ASSERT_EQ(j["commands"].size(), 23u);  // with metrics and report (issue 17), restore and confirm-clock (15),
+                                         // pubkey and receipt (16)
   EXPECT_EQ(j["commands"][6], json::parse(R"({"name":"hold","synopsis":)"
                                           R"("hold (--subject S | --category C | --key K) )"
                                           R"(--reason TEXT","summary":"stop the disposal and )"

@@ -1,0 +1,348 @@
+// End-to-end, through the real daemon and retentionctl (issue 16): signed
+// erasure receipts and audit checkpoints, checked by Ed25519 code that is
+// not the daemon's (Python's `cryptography` package, and the `openssl`
+// command line), with the canonical JSON of the spec written by Python's
+// json.dumps; a tampered receipt fails; a checkpoint taken before the log
+// is rewritten (edited and re-chained from the middle) is reported; and
+// audit.tail's wait_ms.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "tests/ctl/run_ctl.hpp"
+#include "tests/support/daemon_process.hpp"
+
+namespace retentiond::testing {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kNotFound = -32001;
+constexpr int kInvalidParams = -32602;
+
+constexpr const char* kPolicy = R"toml([daemon]
+state_dir = "unused: the tests pass --state-dir"
+
+[[categories]]
+name = "prospect"
+purpose = "Prospection"
+legal_basis = "legitimate_interest"
+phases = [ { action = "purge", at = "collected + 3 years" } ]
+
+[[categories]]
+name = "invoice"
+purpose = "Accounting"
+legal_basis = "legal_obligation"
+erasable = false
+phases = [ { action = "purge", at = "collected + 10 years" } ]
+)toml";
+
+// Verifies a signed object with Python's `cryptography`: argv[1] the
+// object (JSON file), argv[2] the base64 public key. The canonical form is
+// json.dumps as the spec states it. Prints "valid" or "invalid".
+constexpr const char* kPythonVerify = R"py(import base64, json, sys
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+obj = json.load(open(sys.argv[1], encoding="utf-8"))
+if "receipt" in obj:
+    obj = obj["receipt"]
+sig = base64.b64decode(obj.pop("signature"), validate=True)
+msg = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+key = Ed25519PublicKey.from_public_bytes(base64.b64decode(sys.argv[2], validate=True))
+try:
+    key.verify(sig, msg)
+    print("valid")
+except InvalidSignature:
+    print("invalid")
+)py";
+
+// Rewrites entry argv[2]'s reason in the SQLite database argv[1] and
+// re-chains every entry from there (the chain stays self-consistent: only
+// a checkpoint taken before can tell). The entry format is the one of
+// docs/protocol.md ("The audit log").
+constexpr const char* kPythonRechain = R"py(import hashlib, json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+target = int(sys.argv[2])
+db.execute("UPDATE audit SET reason = 'nothing to see here' WHERE seq = ?", (target,))
+prev = db.execute("SELECT hash FROM audit WHERE seq = ?", (target - 1,)).fetchone()[0] if target > 1 else "0" * 64
+cols = "seq, at, action, key, category, phase, subject_ref, actor, reason, policy_hash"
+for row in db.execute("SELECT " + cols + " FROM audit WHERE seq >= ? ORDER BY seq", (target,)).fetchall():
+    content = json.dumps(list(row), separators=(",", ":"), ensure_ascii=False)
+    h = hashlib.sha256((prev + "\n" + content).encode("utf-8")).hexdigest()
+    db.execute("UPDATE audit SET hash = ? WHERE seq = ?", (h, row[0]))
+    prev = h
+db.commit()
+)py";
+
+class Proof : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    m_config = m_dir.path() / "policy.toml";
+    write(m_config, kPolicy);
+    write(m_dir.path() / "verify.py", kPythonVerify);
+    write(m_dir.path() / "rechain.py", kPythonRechain);
+    start();
+  }
+
+  static void write(const std::filesystem::path& path, const std::string& text) {
+    std::ofstream(path, std::ios::binary) << text;
+  }
+
+  void start() {
+    m_client.reset();
+    m_daemon.reset();
+    m_daemon = std::make_unique<DaemonProcess>(
+        m_dir.path(), std::vector<std::string>{"--config", m_config.string(), "--now", "2026-06-01T00:00:00Z"});
+    m_client = std::make_unique<Client>(m_daemon->socket());
+  }
+  void stop() {
+    m_client.reset();
+    ASSERT_EQ(m_daemon->stop(SIGTERM), 0);
+    m_daemon.reset();
+  }
+
+  json ok(const std::string& method, const json& params = nullptr) {
+    const json reply = m_client->call(method, params);
+    EXPECT_FALSE(reply.contains("error")) << method << ": " << reply.dump();
+    return reply.value("result", json());
+  }
+  json error(const std::string& method, const json& params = nullptr) {
+    const json reply = m_client->call(method, params);
+    EXPECT_TRUE(reply.contains("error")) << method << ": " << reply.dump();
+    return reply.value("error", json());
+  }
+  void put(const std::string& key, const std::string& subject, const std::string& category,
+           const std::string& collected = "2026-05-01T00:00:00Z") {
+    ok("record.put", {{"key", key}, {"subject", subject}, {"category", category},
+                      {"dates", {{"collected", collected}}}, {"fields", {{"email", subject}, {"note", "secret value"}}}});
+  }
+  // One audit entry (record.put appends none): a hold placed.
+  void audited(const std::string& target) {
+    ok("hold.place", {{"category", "prospect"}, {"reason", "audit entry for the test: " + target}});
+  }
+  std::string pubkey() { return ok("status").at("signing_key").get<std::string>(); }
+
+  // What Python's cryptography says of the signed object in `file`.
+  std::string python_verdict(const std::filesystem::path& file, const std::string& key) {
+    const auto r = run_command("python3 " + (m_dir.path() / "verify.py").string() + " " + file.string() + " " + key);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return r.output;
+  }
+
+  CtlResult ctl(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--socket", m_daemon->socket().string()});
+    return run_ctl(args);
+  }
+
+  TempDir m_dir;
+  std::filesystem::path m_config;
+  std::unique_ptr<DaemonProcess> m_daemon;
+  std::unique_ptr<Client> m_client;
+};
+
+TEST_F(Proof, ErasureReceiptIsVerifiedByAnIndependentImplementationAndATamperedOneIsNot) {
+  // A non-ASCII key: the canonical form keeps it as UTF-8 (ensure_ascii=False).
+  put("élève-prospect", "alice@example.com", "prospect");
+  put("alice-invoice", "alice@example.com", "invoice");
+  put("bob-prospect", "bob@example.com", "prospect");
+  const json r = ok("subject.erase", {{"subject", "alice@example.com"}, {"reason", "art. 17 request"}});
+  ASSERT_TRUE(r.contains("receipt")) << r.dump();
+  const json& receipt = r["receipt"];
+
+  // What it proves, against the log itself.
+  const json tail = ok("audit.tail", {{"limit", 100}});
+  const json& last = tail["entries"].back();
+  EXPECT_EQ(receipt["audit_head"], (json{{"seq", last["seq"]}, {"hash", last["hash"]}}));
+  ASSERT_EQ(receipt["erased"].size(), 1u);
+  EXPECT_EQ(receipt["erased"][0]["key"], "élève-prospect");
+  EXPECT_EQ(receipt["erased"][0]["category"], "prospect");
+  EXPECT_EQ(receipt["erased"][0]["audit_seq"], last["seq"]);
+  EXPECT_EQ(last["action"], "erase");
+  EXPECT_EQ(last["key"], "élève-prospect");
+  EXPECT_EQ(receipt["subject_ref"], last["subject_ref"]);
+  ASSERT_EQ(receipt["retained"].size(), 1u);
+  EXPECT_EQ(receipt["retained"][0]["key"], "alice-invoice");
+  EXPECT_EQ(receipt["retained"][0]["reason"], "legal_obligation");
+  EXPECT_EQ(receipt["retained"][0]["until"], "2036-05-01T00:00:00Z");
+  EXPECT_EQ(receipt["policy_hash"], ok("status")["policy"]["hash"]);
+  EXPECT_EQ(receipt["at"], last["at"]);
+  // No raw subject, no field value.
+  EXPECT_EQ(receipt.dump().find("alice@example.com"), std::string::npos);
+  EXPECT_EQ(receipt.dump().find("secret value"), std::string::npos);
+
+  const std::string key = pubkey();
+  const auto file = m_dir.path() / "receipt.json";
+  write(file, receipt.dump());
+  EXPECT_EQ(python_verdict(file, key), "valid\n");
+  EXPECT_EQ(ctl({"receipt", "verify", file.string(), "--pubkey", key}).exit_code, 0);
+
+  // One byte changed: invalid for both.
+  std::string tampered = receipt.dump();
+  const auto at = tampered.find("2036-05-01");
+  ASSERT_NE(at, std::string::npos);
+  tampered[at + 3] = '7';
+  write(file, tampered);
+  EXPECT_EQ(python_verdict(file, key), "invalid\n");
+  const auto bad = ctl({"receipt", "verify", file.string(), "--pubkey", key});
+  EXPECT_EQ(bad.exit_code, 4) << bad.out << bad.err;
+  EXPECT_NE(bad.out.find("INVALID"), std::string::npos) << bad.out;
+
+  // A dry run proves nothing and carries no receipt.
+  EXPECT_FALSE(ok("subject.erase", {{"subject", "bob@example.com"}, {"reason", "r"}, {"dry_run", true}}).contains("receipt"));
+}
+
+TEST_F(Proof, RetentionctlWritesAReceiptAndVerifiesItWithThePrintedPublicKey) {
+  put("p1", "carol@example.com", "prospect");
+  const auto file = m_dir.path() / "r.json";
+  const auto erased = ctl({"erase", "carol@example.com", "--reason", "request", "--receipt", file.string()});
+  ASSERT_EQ(erased.exit_code, 0) << erased.err;
+  const auto key = ctl({"pubkey"});
+  ASSERT_EQ(key.exit_code, 0) << key.err;
+  ASSERT_EQ(key.out, pubkey() + "\n");
+  // Offline: the daemon stopped, only the public key.
+  stop();
+  const auto verified = run_ctl({"--socket", "/nonexistent", "receipt", "verify", file.string(), "--pubkey",
+                                 key.out.substr(0, key.out.size() - 1)});
+  EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  EXPECT_EQ(python_verdict(file, key.out.substr(0, key.out.size() - 1)), "valid\n");
+  // Another key: invalid.
+  EXPECT_EQ(run_ctl({"receipt", "verify", file.string(), "--pubkey", std::string(43, 'A') + "="}).exit_code, 4);
+}
+
+TEST_F(Proof, APurgeByAPhaseHasAReceiptToo) {
+  put("old", "dave@example.com", "prospect", "2020-01-01T00:00:00Z");
+  put("young", "dave@example.com", "prospect");
+  ok("sweep");
+  const json receipt = ok("record.receipt", {{"key", "old"}});
+  ASSERT_EQ(receipt["erased"].size(), 1u);
+  EXPECT_EQ(receipt["erased"][0]["key"], "old");
+  const json entries = ok("audit.tail", {{"key", "old"}})["entries"];
+  ASSERT_FALSE(entries.empty());
+  EXPECT_EQ(entries.back()["action"], "purge");
+  EXPECT_EQ(receipt["erased"][0]["audit_seq"], entries.back()["seq"]);
+  EXPECT_EQ(receipt["retained"], json::array());
+  const auto file = m_dir.path() / "purge.json";
+  write(file, receipt.dump());
+  EXPECT_EQ(python_verdict(file, pubkey()), "valid\n");
+  // A record still stored, or never seen: nothing to prove.
+  EXPECT_EQ(error("record.receipt", {{"key", "young"}})["code"], kNotFound);
+  EXPECT_EQ(error("record.receipt", {{"key", "never"}})["code"], kNotFound);
+}
+
+TEST_F(Proof, ACheckpointVerifiesWithOpensslAndRevealsAHistoryRewrittenSince) {
+  for (int i = 0; i < 6; ++i) audited("k" + std::to_string(i));
+  const json checkpoint = ok("audit.checkpoint");
+  EXPECT_EQ(checkpoint["seq"], ok("audit.tail", {{"limit", 1}})["entries"][0]["seq"]);
+
+  // openssl pkeyutl, with the raw key wrapped in its SubjectPublicKeyInfo
+  // (RFC 8410: a fixed 12-byte prefix), over the canonical JSON.
+  const auto dir = m_dir.path();
+  write(dir / "cp.json", checkpoint.dump());
+  const auto prep = run_command(
+      "cd " + dir.string() + " && python3 -c '\n"
+      "import base64, json, sys\n"
+      "cp = json.load(open(\"cp.json\"))\n"
+      "open(\"sig.bin\", \"wb\").write(base64.b64decode(cp.pop(\"signature\")))\n"
+      "open(\"msg.bin\", \"wb\").write(json.dumps(cp, sort_keys=True, separators=(\",\", \":\"), ensure_ascii=False).encode())\n"
+      "der = bytes.fromhex(\"302a300506032b6570032100\") + base64.b64decode(sys.argv[1])\n"
+      "open(\"pub.der\", \"wb\").write(der)\n' " + pubkey());
+  ASSERT_EQ(prep.exit_code, 0) << prep.output;
+  const auto openssl = run_command("cd " + dir.string() +
+                                   " && openssl pkeyutl -verify -pubin -keyform DER -inkey pub.der -rawin -in msg.bin "
+                                   "-sigfile sig.bin");
+  EXPECT_EQ(openssl.exit_code, 0) << openssl.output;
+  EXPECT_NE(openssl.output.find("Signature Verified Successfully"), std::string::npos) << openssl.output;
+
+  // The chain as it is extends it.
+  json verified = ok("audit.verify", {{"full", true}, {"checkpoints", {checkpoint}}});
+  EXPECT_EQ(verified["ok"], true);
+  EXPECT_EQ(verified["checkpoints"][0]["extended"], true);
+  EXPECT_EQ(verified["checkpoints"][0]["signature_valid"], true);
+  write(dir / "cps.jsonl", checkpoint.dump() + "\n");
+  EXPECT_EQ(ctl({"verify", "--full", "--checkpoint", (dir / "cps.jsonl").string()}).exit_code, 0);
+
+  // More entries, then entry 3 edited and everything after it re-chained.
+  audited("later");
+  stop();
+  const auto rechain = run_command("python3 " + (dir / "rechain.py").string() + " " +
+                                   (dir / "state" / "retention.db").string() + " 3");
+  ASSERT_EQ(rechain.exit_code, 0) << rechain.output;
+  start();
+  // The chain alone looks intact; the checkpoint says otherwise.
+  EXPECT_EQ(ok("audit.verify", {{"full", true}})["ok"], true);
+  verified = ok("audit.verify", {{"full", true}, {"checkpoints", {checkpoint}}});
+  EXPECT_EQ(verified["ok"], false);
+  EXPECT_EQ(verified["checkpoints"][0]["extended"], false);
+  const auto broken = ctl({"verify", "--full", "--checkpoint", (dir / "cps.jsonl").string()});
+  EXPECT_EQ(broken.exit_code, 4) << broken.out << broken.err;
+  EXPECT_NE(broken.out.find("NOT extended"), std::string::npos) << broken.out;
+
+  // A forged signature is reported as not this daemon's.
+  json forged = checkpoint;
+  forged["at"] = "2030-01-01T00:00:00Z";
+  EXPECT_EQ(ok("audit.verify", {{"checkpoints", {forged}}})["checkpoints"][0]["signature_valid"], false);
+  EXPECT_EQ(error("audit.verify", {{"checkpoints", {{{"seq", 1}}}}})["code"], kInvalidParams);
+}
+
+TEST_F(Proof, AuditTailWaitsForTheNextEntry) {
+  audited("a");
+  const std::int64_t head = ok("audit.tail", {{"limit", 1}})["entries"][0]["seq"].get<std::int64_t>();
+  EXPECT_EQ(error("audit.tail", {{"wait_ms", 1000}})["code"], kInvalidParams);  // needs after
+  EXPECT_EQ(error("audit.tail", {{"after", head}, {"wait_ms", 60001}})["code"], kInvalidParams);
+
+  // Nothing comes: the answer is empty, and not before the time asked.
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(ok("audit.tail", {{"after", head}, {"wait_ms", 700}})["entries"], json::array());
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(690));
+
+  // An entry comes while a call waits: the call answers with it, early.
+  Client waiter(m_daemon->socket());
+  waiter.send_line(json{{"jsonrpc", "2.0"}, {"id", 7}, {"method", "audit.tail"},
+                        {"params", {{"after", head}, {"wait_ms", 30000}}}}.dump());
+  const auto t1 = std::chrono::steady_clock::now();
+  audited("b");
+  const auto line = waiter.read_line(std::chrono::seconds(20));
+  ASSERT_TRUE(line.has_value());
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, std::chrono::seconds(20));
+  const json reply = json::parse(*line);
+  ASSERT_TRUE(reply.contains("result")) << *line;
+  ASSERT_EQ(reply["result"]["entries"].size(), 1u) << *line;
+  EXPECT_EQ(reply["result"]["entries"][0]["action"], "hold.place");
+  EXPECT_EQ(reply["result"]["entries"][0]["seq"], head + 1);
+}
+
+TEST_F(Proof, AuditFollowStreamsTheLogAsJsonLines) {
+  audited("a");
+  audited("b");
+  // `timeout` ends the stream, which otherwise runs forever.
+  const auto r = run_command("timeout 3 " + retentionctl_binary() + " --socket " + m_daemon->socket().string() +
+                             " audit --follow --json --after 1");
+  EXPECT_EQ(r.exit_code, 124) << r.output;  // killed by timeout: it was still following
+  std::istringstream lines(r.output);
+  std::string line;
+  std::vector<std::int64_t> seqs;
+  while (std::getline(lines, line)) seqs.push_back(json::parse(line).at("seq").get<std::int64_t>());
+  EXPECT_EQ(seqs, (std::vector<std::int64_t>{2}));
+}
+
+TEST_F(Proof, TheSigningKeyIsPrivateAndSurvivesARestart) {
+  const std::string before = pubkey();
+  const auto path = m_daemon->state_dir() / "signing.key";
+  struct stat st{};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  const auto pem = run_command("openssl pkey -in " + path.string() + " -noout -text_pub");
+  EXPECT_EQ(pem.exit_code, 0) << pem.output;
+  EXPECT_NE(pem.output.find("ED25519"), std::string::npos) << pem.output;
+  stop();
+  start();
+  EXPECT_EQ(pubkey(), before);
+}
+
+}  // namespace
+}  // namespace retentiond::testing
