@@ -149,6 +149,29 @@ int run(const cxxopts::ParseResult& opts) {
   }
   rd::engine::Engine& engine = **opened;
 
+  //    After a backup restore: the destroying actions the restored database
+  //    has forgotten, redone from a copy of the log, before anything is served.
+  if (opts.count("replay-audit") > 0) {
+    const std::string file = opts["replay-audit"].as<std::string>();
+    auto replayed = engine.replay_audit(file);
+    if (!replayed) {
+      spdlog::critical("startup.failed replay of {} refused: {}", file, replayed.error().message);
+      return kStartupError;
+    }
+    const auto& r = *replayed;
+    spdlog::info("replay.done file={} restored_head={} file_head={} resumed_after={} replayed={} nothing_to_do={} "
+                 "not_replayed={} manual={}",
+                 file, r.base_seq, r.file_head, r.resumed_after, r.replayed, r.nothing_to_do, r.not_replayed,
+                 r.manual.size());
+    for (const auto& m : r.manual) spdlog::warn("replay.manual {}", m);
+    std::cout << "replay of " << file << ": restored log head seq " << r.base_seq << ", copy up to seq " << r.file_head
+              << (r.resumed_after > r.base_seq ? ", resumed after seq " + std::to_string(r.resumed_after) : std::string())
+              << ": " << r.replayed << " actions redone, " << r.nothing_to_do << " with nothing left to act on, "
+              << r.not_replayed << " entries not to redo\n";
+    for (const auto& m : r.manual) std::cout << "  to do by hand: " << m << '\n';
+    std::cout.flush();
+  }
+
   // 6. The admin socket: systemd's, or our own.
   rd::server::ServerOptions server_options;
   server_options.socket_path = settings.socket;
@@ -256,6 +279,9 @@ int main(int argc, char** argv) {
       ("now", "start the clock at this instant (then it advances in real time)", cxxopts::value<std::string>())
       ("confirm-policy", "confirm a policy change that trips the reload guard at start-up")
       ("confirm-clock", "confirm a forward clock jump that trips the clock guard at start-up")
+      ("replay-audit", "after restoring a backup: redo the erasures, purges and hold changes that FILE (a copy of "
+                       "the audit log, as `retentionctl audit --follow --json` writes it) holds past the restored log",
+       cxxopts::value<std::string>(), "FILE")
       ("state-dir", "override daemon.state_dir", cxxopts::value<std::string>())
       ("socket", "override daemon.socket", cxxopts::value<std::string>())
       ("log-level", "override daemon.log_level (trace, debug, info, warn, error)", cxxopts::value<std::string>())

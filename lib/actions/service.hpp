@@ -202,6 +202,17 @@ struct ClockCheck {
 };
 std::string_view to_string(ClockCheck::Verdict v);
 
+// What an erasure replay did (Service::replay_audit).
+struct ReplaySummary {
+  std::int64_t base_seq = 0;       // the restored database's head when the replay began
+  std::int64_t file_head = 0;      // the copy's last entry
+  std::int64_t resumed_after = 0;  // entries of the copy already replayed before this call (a resumed replay)
+  std::int64_t replayed = 0;       // actions redone, each with its `replay of seq N` entry
+  std::int64_t nothing_to_do = 0;  // actions whose record or hold is not there (never stored, or gone already)
+  std::int64_t not_replayed = 0;   // entries that change nothing to redo (reloads, exports, events...)
+  std::vector<std::string> manual;  // what an operator must redo by hand (holds on a subject)
+};
+
 // Where a sweep has got to in the (due, key) order; `done` once the due
 // range is exhausted.
 struct SweepCursor {
@@ -307,6 +318,15 @@ class Service {
   // not_found when there is none or its window has ended; conflict when a
   // record with that key was stored since.
   Result<Record> restore(const RestoreRequest& request, const Actor& actor);
+
+  // ---- erasure replay after a restore (replay.cpp) ----
+  // [writer, at start-up, before serving] `file`, a copy of the audit log
+  // (in seq order), must be an intact chain of which the restored log is a
+  // prefix (else invalid_params, bad_replay, and nothing changes); then
+  // every entry past the restored head is redone where it still applies,
+  // in order, each in its own transaction with its progress (meta
+  // "replay"): a replay cut short resumes after the last entry it did.
+  Result<ReplaySummary> replay_audit(const std::vector<store::AuditRow>& file);
 
   // ---- the clock guard (clock_guard.cpp) ----
   // [writer] Compares the clock with the latest instant it has shown (kept

@@ -4,6 +4,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 
 #include "lib/audit/audit.hpp"
 #include "lib/store/sqlite/sqlite_store.hpp"
@@ -223,6 +226,68 @@ void Engine::stop() {
   // with the loop.
   if (m_offload) m_offload->join();
   if (m_slow) m_slow->join();
+}
+
+namespace {
+
+// One line of a shipped audit log, as render::audit_rows writes an entry.
+Result<store::AuditRow> audit_row_of(const std::string& line) {
+  const auto j = nlohmann::json::parse(line, nullptr, false);
+  if (!j.is_object()) return Error::invalid_params("bad_replay", "not a JSON object");
+  try {
+    store::AuditRow r;
+    r.seq = j.at("seq").get<std::int64_t>();
+    auto at = calendar::parse_instant(j.at("at").get<std::string>());
+    if (!at) return Error::invalid_params("bad_replay", "'at': " + at.error().message);
+    r.at = *at;
+    r.action = j.at("action").get<std::string>();
+    const auto opt_string = [&](const char* name) -> std::optional<std::string> {
+      const auto& v = j.at(name);
+      return v.is_null() ? std::nullopt : std::optional<std::string>(v.get<std::string>());
+    };
+    r.key = opt_string("key");
+    r.category = opt_string("category");
+    if (!j.at("phase").is_null()) r.phase = j.at("phase").get<int>();
+    r.subject_ref = opt_string("subject_ref");
+    r.actor = j.at("actor").get<std::string>();
+    r.reason = opt_string("reason");
+    r.policy_hash = j.at("policy_hash").get<std::string>();
+    r.hash = j.at("hash").get<std::string>();
+    return r;
+  } catch (const nlohmann::json::exception& e) {
+    return Error::invalid_params("bad_replay", std::string("not an audit entry: ") + e.what());
+  }
+}
+
+}  // namespace
+
+Result<actions::ReplaySummary> Engine::replay_audit(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) return Error::invalid_params("bad_replay", "cannot read " + file.string() + ": " + std::strerror(errno));
+  std::vector<store::AuditRow> rows;
+  std::string line;
+  for (std::size_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto row = audit_row_of(line);
+    if (!row) {
+      Error e = std::move(row).error();
+      e.message = file.string() + ":" + std::to_string(n) + ": " + e.message;
+      return e;
+    }
+    // A stream resumed after a restart may repeat an entry: the same seq
+    // twice must be the same entry.
+    if (!rows.empty() && row->seq <= rows.back().seq) {
+      const auto& same = rows[rows.size() - 1 - static_cast<std::size_t>(rows.back().seq - row->seq)];
+      if (rows.back().seq - row->seq < static_cast<std::int64_t>(rows.size()) && same.seq == row->seq &&
+          same.hash == row->hash) {
+        continue;
+      }
+      return Error::invalid_params("bad_replay", file.string() + ":" + std::to_string(n) + ": seq " +
+                                                     std::to_string(row->seq) + " is out of order");
+    }
+    rows.push_back(std::move(*row));
+  }
+  return m_service->replay_audit(rows);
 }
 
 void Engine::reload(bool confirm, const std::string& actor, std::function<void(Result<nlohmann::json>)> done) {

@@ -75,6 +75,12 @@ class Engine {
   // that trips is confirmation_required.
   void reload(bool confirm, const std::string& actor, std::function<void(Result<nlohmann::json>)> done);
 
+  // --replay-audit FILE: FILE holds audit entries as JSON lines (what
+  // `retentionctl audit --follow --json` writes); see
+  // actions::Service::replay_audit. Call after open(), before start().
+  // invalid_params (bad_replay) names the line of an entry that cannot be read.
+  Result<actions::ReplaySummary> replay_audit(const std::filesystem::path& file);
+
   // systemd's STATUS= line.
   std::string status_line();
 

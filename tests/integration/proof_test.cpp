@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "tests/ctl/run_ctl.hpp"
@@ -93,12 +94,36 @@ class Proof : public ::testing::Test {
     std::ofstream(path, std::ios::binary) << text;
   }
 
-  void start() {
+  void start(std::vector<std::string> extra = {}) {
     m_client.reset();
     m_daemon.reset();
-    m_daemon = std::make_unique<DaemonProcess>(
-        m_dir.path(), std::vector<std::string>{"--config", m_config.string(), "--now", "2026-06-01T00:00:00Z"});
+    std::vector<std::string> args{"--config", m_config.string(), "--now", "2026-06-01T00:00:00Z"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    m_daemon = std::make_unique<DaemonProcess>(m_dir.path(), args);
     m_client = std::make_unique<Client>(m_daemon->socket());
+  }
+  // A start that must fail: its exit code and what it printed.
+  CommandResult failed_start(const std::string& extra) {
+    return run_command("timeout 20 " + retentiond_binary() + " --config " + m_config.string() + " --state-dir " +
+                       (m_dir.path() / "state").string() + " --socket " + (m_dir.path() / "admin.sock").string() +
+                       " --now 2026-06-01T00:00:00Z " + extra + " 2>&1");
+  }
+  // The copy of the log a shipper keeps: `retentionctl audit --follow --json`
+  // until `timeout` ends it.
+  std::filesystem::path ship_log(const std::string& name) {
+    const auto file = m_dir.path() / name;
+    const auto r = run_command("timeout 3 " + retentionctl_binary() + " --socket " + m_daemon->socket().string() +
+                               " audit --follow --json > " + file.string());
+    EXPECT_EQ(r.exit_code, 124) << r.output;
+    return file;
+  }
+  std::set<std::string> keys_of_status() {
+    std::set<std::string> keys;
+    for (const auto& k : {"a1", "b1", "c1", "e1", "inv"}) {
+      const json reply = m_client->call("record.get", {{"key", k}, {"include_archived", true}});
+      if (reply.contains("result")) keys.insert(k);
+    }
+    return keys;
   }
   void stop() {
     m_client.reset();
@@ -342,6 +367,106 @@ TEST_F(Proof, TheSigningKeyIsPrivateAndSurvivesARestart) {
   stop();
   start();
   EXPECT_EQ(pubkey(), before);
+}
+
+TEST_F(Proof, ErasuresSinceABackupAreRedoneFromTheShippedLogAfterItIsRestored) {
+  put("a1", "alice@example.com", "prospect");
+  put("b1", "bob@example.com", "prospect");
+  put("c1", "carol@example.com", "prospect", "2020-01-01T00:00:00Z");  // overdue: purged once its hold goes
+  put("e1", "eve@example.com", "prospect");
+  put("inv", "alice@example.com", "invoice");
+  const json hold = ok("hold.place", {{"key", "c1"}, {"reason", "litigation"}});
+  ok("sweep");
+
+  // The backup: the state directory of a stopped daemon.
+  stop();
+  const auto state = m_dir.path() / "state";
+  const auto backup = m_dir.path() / "backup";
+  std::filesystem::copy(state, backup, std::filesystem::copy_options::recursive);
+  start();
+
+  // Since the backup: an erasure, a hold released and the purge it lets
+  // through, a new hold, a record stored after the backup and erased.
+  ok("subject.erase", {{"subject", "alice@example.com"}, {"reason", "art. 17 request"}});
+  ok("hold.release", {{"id", hold["id"]}, {"reason", "case closed"}});
+  ok("sweep");
+  EXPECT_EQ(ok("record.explain", {{"key", "c1"}})["state"], "purged");
+  ok("hold.place", {{"key", "b1"}, {"reason", "new litigation"}});
+  put("late", "zoe@example.com", "prospect");
+  ok("record.erase", {{"key", "late"}, {"reason", "request"}});
+  const std::set<std::string> before_disaster = keys_of_status();
+  EXPECT_EQ(before_disaster, (std::set<std::string>{"b1", "e1", "inv"}));
+  const auto copy = ship_log("audit.jsonl");
+
+  // The disaster: the backup restored. Alice and Carol are back.
+  stop();
+  std::filesystem::remove_all(state);
+  std::filesystem::copy(backup, state, std::filesystem::copy_options::recursive);
+  start();
+  EXPECT_EQ(keys_of_status(), (std::set<std::string>{"a1", "b1", "c1", "e1", "inv"}));
+  const std::int64_t restored_head = ok("audit.tail", {{"limit", 1}})["entries"][0]["seq"].get<std::int64_t>();
+  stop();
+
+  // A copy that is not an intact chain, or of another history: refused, nothing changed.
+  std::ifstream in(copy);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string tampered = text;
+  const auto reason_at = tampered.find("case closed");
+  ASSERT_NE(reason_at, std::string::npos);
+  tampered.replace(reason_at, 4, "CASE");
+  write(m_dir.path() / "tampered.jsonl", tampered);
+  const auto refused = failed_start("--replay-audit " + (m_dir.path() / "tampered.jsonl").string());
+  EXPECT_NE(refused.exit_code, 0) << refused.output;
+  EXPECT_NE(refused.output.find("not an intact chain"), std::string::npos) << refused.output;
+
+  // A replay cut short: as if it had stopped after the copy's third entry
+  // (what a crash leaves: the steps before committed with their progress).
+  std::istringstream lines(text);
+  std::string partial, line;
+  for (int i = 0; i < 3 && std::getline(lines, line); ++i) partial += line + "\n";
+  write(m_dir.path() / "partial.jsonl", partial);
+  start({"--replay-audit", (m_dir.path() / "partial.jsonl").string()});
+  EXPECT_EQ(ok("record.explain", {{"key", "a1"}})["state"], "purged");
+  EXPECT_EQ(ok("record.explain", {{"key", "b1"}})["holds"], json::array());  // not yet
+  // The hold on c1 released again, the daemon purges it itself, as it did
+  // before the disaster (the replay then finds nothing left to purge).
+  ok("sweep");
+  EXPECT_EQ(ok("record.explain", {{"key", "c1"}})["state"], "purged");
+  stop();
+
+  // The replay, resumed with the whole copy: the restored log is no longer
+  // its prefix (the replay's own entries follow it), and that is expected.
+  start({"--replay-audit", copy.string()});
+  EXPECT_EQ(keys_of_status(), before_disaster);
+  EXPECT_EQ(ok("record.explain", {{"key", "a1"}})["state"], "purged");
+  EXPECT_EQ(ok("record.explain", {{"key", "c1"}})["state"], "purged");
+  EXPECT_EQ(error("record.get", {{"key", "a1"}})["code"], kNotFound);
+  // b1's hold is there again, c1's is gone.
+  const json holds = ok("hold.list")["holds"];
+  ASSERT_EQ(holds.size(), 1u) << holds.dump();
+  EXPECT_EQ(holds[0]["target"], "b1");
+  EXPECT_EQ(holds[0]["scope"], "key");
+  // Each redone action is audited as a replay, after the restored head; the chain holds.
+  const json entries = ok("audit.tail", {{"after", restored_head}, {"limit", 100}})["entries"];
+  std::vector<std::string> replayed;
+  for (const auto& e : entries) {
+    replayed.push_back(e["action"].get<std::string>() + ":" + (e["key"].is_null() ? "" : e["key"].get<std::string>()));
+    if (e["action"] == "purge") continue;  // the daemon's own, by its phase
+    EXPECT_EQ(e["actor"], "replay") << e.dump();
+    EXPECT_NE(e["reason"].get<std::string>().find("replay of seq "), std::string::npos) << e.dump();
+  }
+  EXPECT_EQ(replayed, (std::vector<std::string>{"erase:a1", "hold.release:c1", "purge:c1", "hold.place:b1"}));
+  EXPECT_EQ(ok("audit.verify", {{"full", true}})["ok"], true);
+  EXPECT_EQ(ok("subject.export", {{"subject", "alice@example.com"}})["records"].size(), 1u);  // the invoice
+  // b1 stays held: a sweep leaves it; nothing else is due.
+  EXPECT_EQ(ok("sweep")["purged"], 0);
+
+  // Replayed again (a restart with the same option): nothing more is done.
+  const auto head = ok("audit.tail", {{"limit", 1}})["entries"][0]["seq"];
+  stop();
+  start({"--replay-audit", copy.string()});
+  EXPECT_EQ(ok("audit.tail", {{"limit", 1}})["entries"][0]["seq"], head);
+  EXPECT_EQ(keys_of_status(), before_disaster);
 }
 
 }  // namespace
