@@ -280,7 +280,8 @@ int main(int argc, char** argv) {
       ("confirm-policy", "confirm a policy change that trips the reload guard at start-up")
       ("confirm-clock", "confirm a forward clock jump that trips the clock guard at start-up")
       ("replay-audit", "after restoring a backup: redo the erasures, purges and hold changes that FILE (a copy of "
-                       "the audit log, as `retentionctl audit --follow --json` writes it) holds past the restored log",
+                       "the audit log in JSON lines, as shipped with retentionctl's audit follow) holds past the "
+                       "restored log",
        cxxopts::value<std::string>(), "FILE")
       ("state-dir", "override daemon.state_dir", cxxopts::value<std::string>())
       ("socket", "override daemon.socket", cxxopts::value<std::string>())

@@ -406,6 +406,33 @@ TEST_F(Proof, ErasuresSinceABackupAreRedoneFromTheShippedLogAfterItIsRestored) {
   EXPECT_EQ(keys_of_status(), (std::set<std::string>{"a1", "b1", "c1", "e1", "inv"}));
   const std::int64_t restored_head = ok("audit.tail", {{"limit", 1}})["entries"][0]["seq"].get<std::int64_t>();
   stop();
+  // The residue approach, on the key that seals a1's and c1's values: in the
+  // restored state it is in `keys` (the positive control); after the replay
+  // it must be in no file of the state directory.
+  const auto key_of = [&](const std::string& record) {
+    const auto r = run_command("python3 -c '\n"
+                               "import sqlite3, sys\n"
+                               "slot = sqlite3.connect(sys.argv[1]).execute(\"SELECT slot FROM records WHERE key = ?\", (sys.argv[3],)).fetchone()[0]\n"
+                               "f = open(sys.argv[2], \"rb\"); f.seek(slot * 32); print(f.read(32).hex())' " +
+                               (state / "retention.db").string() + " " + (state / "keys").string() + " " + record);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return r.output.substr(0, 64);
+  };
+  const auto files_holding = [&](const std::string& hex) {
+    const auto r = run_command("python3 -c '\n"
+                               "import os, sys\n"
+                               "needle = bytes.fromhex(sys.argv[2])\n"
+                               "for root, _, names in os.walk(sys.argv[1]):\n"
+                               "    for n in names:\n"
+                               "        if needle in open(os.path.join(root, n), \"rb\").read(): print(n)' " +
+                               state.string() + " " + hex);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return r.output;
+  };
+  const std::string a1_key = key_of("a1"), c1_key = key_of("c1");
+  ASSERT_NE(a1_key, std::string(64, '0'));
+  EXPECT_EQ(files_holding(a1_key), "keys\n");
+  EXPECT_EQ(files_holding(c1_key), "keys\n");
 
   // A copy that is not an intact chain, or of another history: refused, nothing changed.
   std::ifstream in(copy);
@@ -458,6 +485,8 @@ TEST_F(Proof, ErasuresSinceABackupAreRedoneFromTheShippedLogAfterItIsRestored) {
   EXPECT_EQ(replayed, (std::vector<std::string>{"erase:a1", "hold.release:c1", "purge:c1", "hold.place:b1"}));
   EXPECT_EQ(ok("audit.verify", {{"full", true}})["ok"], true);
   EXPECT_EQ(ok("subject.export", {{"subject", "alice@example.com"}})["records"].size(), 1u);  // the invoice
+  EXPECT_EQ(files_holding(a1_key), "");
+  EXPECT_EQ(files_holding(c1_key), "");
   // b1 stays held: a sweep leaves it; nothing else is due.
   EXPECT_EQ(ok("sweep")["purged"], 0);
 
