@@ -1048,14 +1048,29 @@ int cmd_audit_checkpoint(Context& ctx) {
 // waited out: the stream resumes after the last entry written.
 int cmd_audit_follow(Context& ctx, json params) {
   std::int64_t after = params.value("after", std::int64_t{0});
-  params.erase("limit");
+  std::optional<std::string> after_hash;  // of the last entry written, once one is
   bool waiting_for_daemon = false;
+  bool check_position = after > 0;  // at start, after a reconnect, after an empty wait
   for (;;) {
-    params["after"] = after;
-    params["limit"] = 1000;
-    params["wait_ms"] = 30000;
     Reply reply;
     try {
+      // The log must still hold the entry the copy ends with: after a
+      // backup restore it does not (or holds another), and entries
+      // appended then would not continue the copy's chain.
+      if (check_position) {
+        Reply at = ctx.try_call("audit.tail", {{"after", after - 1}, {"limit", 1}});
+        if (!at.ok()) throw Failure{kFailed, "audit.tail: " + describe(at.error), daemon_error("audit.tail", at.error)};
+        const json& e = member(at.result, "entries");
+        if (e.empty() || member(e[0], "seq") != after || (after_hash && member(e[0], "hash") != *after_hash)) {
+          throw Failure{kFailed, "the daemon's log no longer holds seq " + std::to_string(after) +
+                                     " as this copy has it (was the database restored from a backup?): "
+                                     "keep this copy for --replay-audit and start a new one"};
+        }
+        check_position = false;
+      }
+      params["after"] = after;
+      params["limit"] = 1000;
+      params["wait_ms"] = 30000;
       reply = ctx.try_call("audit.tail", params);
     } catch (const Failure& f) {
       if (f.code != kUnreachable) throw;
@@ -1065,9 +1080,15 @@ int cmd_audit_follow(Context& ctx, json params) {
       continue;
     }
     if (!reply.ok()) throw Failure{kFailed, "audit.tail: " + describe(reply.error), daemon_error("audit.tail", reply.error)};
-    if (waiting_for_daemon) std::cerr << "retentionctl: connected again; resuming after seq " << after << '\n';
-    waiting_for_daemon = false;
-    for (const auto& e : member(reply.result, "entries")) {
+    if (waiting_for_daemon) {
+      std::cerr << "retentionctl: connected again; resuming after seq " << after << '\n';
+      waiting_for_daemon = false;
+      check_position = after > 0;
+      if (check_position) continue;
+    }
+    const json& entries = member(reply.result, "entries");
+    if (entries.empty()) check_position = after > 0;
+    for (const auto& e : entries) {
       if (ctx.json_output()) {
         std::cout << e.dump() << '\n';
       } else {
@@ -1076,6 +1097,7 @@ int cmd_audit_follow(Context& ctx, json params) {
                   << text(member(e, "actor")) << '\t' << text(member(e, "reason")) << '\n';
       }
       after = member(e, "seq").get<std::int64_t>();
+      after_hash = member(e, "hash").get<std::string>();
     }
     std::cout.flush();
     if (!std::cout) return kFailed;  // the reader went away

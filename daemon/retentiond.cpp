@@ -142,6 +142,7 @@ int run(const cxxopts::ParseResult& opts) {
   engine_options.version = RETENTIOND_VERSION;
   engine_options.confirm_policy = opts.count("confirm-policy") > 0;
   engine_options.confirm_clock = opts.count("confirm-clock") > 0;
+  if (opts.count("replay-audit") > 0) engine_options.replay_audit = opts["replay-audit"].as<std::string>();
   auto opened = rd::engine::Engine::open(io, std::move(engine_options));
   if (!opened) {
     spdlog::critical("startup.failed {}", opened.error().message);
@@ -150,14 +151,10 @@ int run(const cxxopts::ParseResult& opts) {
   rd::engine::Engine& engine = **opened;
 
   //    After a backup restore: the destroying actions the restored database
-  //    has forgotten, redone from a copy of the log, before anything is served.
-  if (opts.count("replay-audit") > 0) {
+  //    had forgotten, redone from a copy of the log (in Engine::open, before
+  //    anything is served).
+  if (const auto& replayed = engine.replayed()) {
     const std::string file = opts["replay-audit"].as<std::string>();
-    auto replayed = engine.replay_audit(file);
-    if (!replayed) {
-      spdlog::critical("startup.failed replay of {} refused: {}", file, replayed.error().message);
-      return kStartupError;
-    }
     const auto& r = *replayed;
     spdlog::info("replay.done file={} restored_head={} file_head={} resumed_after={} replayed={} nothing_to_do={} "
                  "not_replayed={} manual={}",

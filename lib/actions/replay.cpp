@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -30,11 +31,16 @@ struct ReplayState {
   std::string base_hash;
   std::int64_t done_through = 0;            // the last entry of the file redone (or found nothing to redo)
   std::map<std::int64_t, std::int64_t> holds;  // hold ids of the file -> ids of the holds placed again
+  // The holds of the restored database not yet released by the replay: a
+  // release in the file names one of these, or one the replay placed
+  // (`holds`), or one it could not place (a subject's).
+  std::set<std::int64_t> base_holds;
 
   nlohmann::json to_json() const {
     nlohmann::json h = nlohmann::json::object();
     for (const auto& [from, to] : holds) h[std::to_string(from)] = to;
-    return {{"base_seq", base_seq}, {"base_hash", base_hash}, {"done_through", done_through}, {"holds", h}};
+    return {{"base_seq", base_seq}, {"base_hash", base_hash}, {"done_through", done_through}, {"holds", h},
+            {"base_holds", base_holds}};
   }
   static std::optional<ReplayState> from_json(const std::string& text) {
     const auto j = nlohmann::json::parse(text, nullptr, false);
@@ -45,6 +51,9 @@ struct ReplayState {
     s.done_through = j.value("done_through", std::int64_t{0});
     if (const auto it = j.find("holds"); it != j.end() && it->is_object()) {
       for (const auto& [from, to] : it->items()) s.holds[std::stoll(from)] = to.get<std::int64_t>();
+    }
+    if (const auto it = j.find("base_holds"); it != j.end() && it->is_array()) {
+      for (const auto& id : *it) s.base_holds.insert(id.get<std::int64_t>());
     }
     return s;
   }
@@ -62,6 +71,18 @@ std::optional<std::int64_t> hold_id_of(const store::AuditRow& row) {
 }
 
 std::string seq_text(std::int64_t seq) { return "seq " + std::to_string(seq); }
+
+// Whether a `destroy` entry is about the copy purged at `purged_at`: its
+// reason says "(purged <instant>, restorable until ...)".
+bool same_purge(const store::AuditRow& destroy, Instant purged_at) {
+  if (!destroy.reason) return true;
+  const auto at = destroy.reason->find("(purged ");
+  if (at == std::string::npos) return true;
+  const auto end = destroy.reason->find(',', at);
+  if (end == std::string::npos) return true;
+  const auto instant = calendar::parse_instant(std::string_view(*destroy.reason).substr(at + 8, end - at - 8));
+  return !instant || *instant == purged_at;
+}
 
 }  // namespace
 
@@ -90,52 +111,66 @@ Result<ReplaySummary> Service::replay_audit(const std::vector<store::AuditRow>& 
   };
 
   auto& store = m_vault.store();
-  ReplayState state;
-  auto kept = store.get_meta(kReplayMeta);
-  if (!kept) return std::move(kept).error();
-  std::optional<ReplayState> resumed;
-  if (*kept) resumed = ReplayState::from_json(**kept);
-  const auto* base_in_file = resumed ? in_file(resumed->base_seq) : nullptr;
-  if (resumed && (resumed->base_seq == 0 ? resumed->base_hash == audit::kGenesisHash
-                                         : base_in_file != nullptr && base_in_file->hash == resumed->base_hash)) {
-    // A replay of this history began before: the entries past its base are
-    // the replay's own, and it goes on after the last entry it redid.
-    state = *resumed;
+  // Is the restored chain a prefix of the file's? Every entry both hold is
+  // the same, and the file reaches the restored head or follows from it.
+  auto head = store.last_audit();
+  if (!head) return std::move(head).error();
+  const std::int64_t head_seq = *head ? (*head)->seq : 0;
+  const std::string head_hash = *head ? (*head)->hash : std::string(audit::kGenesisHash);
+  std::optional<std::string> not_prefix;
+  if (head_seq > summary.file_head) {
+    not_prefix = "the restored audit log (head " + seq_text(head_seq) + ") is longer than the copy (last " +
+                 seq_text(summary.file_head) + "): the copy is older than the database, or of another history";
+  } else if (first > head_seq + 1) {
+    not_prefix = "the audit log copy starts at " + seq_text(first) + ", after the restored head " + seq_text(head_seq) +
+                 ": it must include that entry to prove the restored log is its prefix";
+  } else if (first == head_seq + 1 && audit::chain_hash(head_hash, file.front()) != file.front().hash) {
+    not_prefix = "the audit log copy's first entry (" + seq_text(first) +
+                 ") does not follow from the restored head: a different history";
   } else {
-    // The restored chain must be a prefix of the file's: every entry both
-    // hold is the same, and the file reaches the restored head.
-    auto head = store.last_audit();
-    if (!head) return std::move(head).error();
-    state.base_seq = *head ? (*head)->seq : 0;
-    state.base_hash = *head ? (*head)->hash : std::string(audit::kGenesisHash);
-    if (state.base_seq > summary.file_head) {
-      return Error::invalid_params("bad_replay", "the restored audit log (head " + seq_text(state.base_seq) +
-                                                     ") is longer than the copy (last " + seq_text(summary.file_head) +
-                                                     "): the copy is older than the database; nothing to replay from it");
-    }
-    if (first > state.base_seq + 1) {
-      return Error::invalid_params("bad_replay", "the audit log copy starts at " + seq_text(first) +
-                                                     ", after the restored head " + seq_text(state.base_seq) +
-                                                     ": it must include that entry to prove the restored log is its prefix");
-    }
     store::StoreReader::AuditQuery q;
     q.after_seq = std::max<std::int64_t>(first - 1, 0);
     q.limit = 10000;
-    while (*q.after_seq < state.base_seq) {
+    while (!not_prefix && *q.after_seq < head_seq) {
       auto rows = store.audit_entries(q);
       if (!rows) return std::move(rows).error();
       if (rows->empty()) break;
       for (const auto& row : *rows) {
         const auto* theirs = in_file(row.seq);
         if (theirs == nullptr || theirs->hash != row.hash) {
-          return Error::invalid_params(
-              "bad_replay", "the restored audit log is not a prefix of the copy: their " + seq_text(row.seq) +
-                                " differ (a different history, or a copy of another daemon's log); nothing was changed");
+          not_prefix = "the restored audit log is not a prefix of the copy: their " + seq_text(row.seq) +
+                       " differ (a different history, or a copy of another daemon's log)";
+          break;
         }
       }
       q.after_seq = rows->back().seq;
     }
-    state.done_through = state.base_seq;
+  }
+
+  ReplayState state;
+  if (!not_prefix) {
+    // A replay from the restored head (also when an earlier replay is
+    // recorded: a backup taken after it was restored since).
+    state.base_seq = head_seq;
+    state.base_hash = head_hash;
+    state.done_through = head_seq;
+    auto holds = m_vault.holds();
+    if (!holds) return std::move(holds).error();
+    for (const auto& h : *holds) state.base_holds.insert(h.id);
+  } else {
+    // Not a prefix: a replay of this copy cut short (its own entries follow
+    // the restored head) resumes after the last entry it did; anything else
+    // is refused, and nothing changes.
+    auto kept = store.get_meta(kReplayMeta);
+    if (!kept) return std::move(kept).error();
+    std::optional<ReplayState> resumed;
+    if (*kept) resumed = ReplayState::from_json(**kept);
+    const auto* base_in_file = resumed ? in_file(resumed->base_seq) : nullptr;
+    const bool same_history =
+        resumed && (resumed->base_seq == 0 ? resumed->base_hash == audit::kGenesisHash && first == 1
+                                           : base_in_file != nullptr && base_in_file->hash == resumed->base_hash);
+    if (!same_history) return Error::invalid_params("bad_replay", *not_prefix + "; nothing was changed");
+    state = *resumed;
   }
   summary.base_seq = state.base_seq;
   summary.resumed_after = state.done_through;
@@ -204,6 +239,10 @@ Result<ReplaySummary> Service::replay_audit(const std::vector<store::AuditRow>& 
         if (!retired) return std::move(retired).error();
         if (!*retired) {
           outcome = Outcome::nothing;
+        } else if (action == "destroy" && !same_purge(original, (*retired)->purged_at)) {
+          // The entry destroyed another copy of the key (an earlier purge,
+          // its window cut short): already destroyed by the replay's purge.
+          outcome = Outcome::nothing;
         } else if (action == "destroy") {
           auto gone = m_vault.destroy_retired(*original.key);
           if (!gone) return std::move(gone).error();
@@ -244,18 +283,34 @@ Result<ReplaySummary> Service::replay_audit(const std::vector<store::AuditRow>& 
         }
       } else if (action == "hold.release") {
         const auto id = hold_id_of(original);
-        const std::int64_t ours = id && next.holds.count(*id) ? next.holds.at(*id) : id.value_or(0);
+        std::int64_t ours = 0;
+        if (id && next.holds.count(*id)) {
+          ours = next.holds.at(*id);
+          next.holds.erase(*id);
+        } else if (id && next.base_holds.count(*id)) {
+          ours = *id;
+          next.base_holds.erase(*id);
+        }
         auto holds = m_vault.holds();
         if (!holds) return std::move(holds).error();
-        const bool present = ours != 0 && std::any_of(holds->begin(), holds->end(),
-                                                      [&](const vault::Hold& h) { return h.id == ours; });
-        if (!present) {
-          outcome = Outcome::nothing;
-        } else {
+        // The hold must be the one the entry names: same scope and target.
+        const auto h = std::find_if(holds->begin(), holds->end(), [&](const vault::Hold& x) {
+          if (x.id != ours) return false;
+          if (original.key) return x.scope == "key" && x.target == *original.key;
+          if (original.category) return x.scope == "category" && x.target == *original.category;
+          return x.scope == "subject" && original.subject_ref && m_vault.subject_ref(x.target) == *original.subject_ref;
+        });
+        if (h != holds->end()) {
           auto removed = m_vault.remove_hold(ours);
           if (!removed) return std::move(removed).error();
           e.reason = "hold " + std::to_string(ours) + ": replay of " + seq_text(seq);
           outcome = Outcome::replayed;
+        } else if (ours == 0 && !original.key && !original.category) {
+          manual = "hold " + (id ? std::to_string(*id) : std::string("?")) + " on a subject was released (" +
+                   seq_text(seq) + "): release the hold you placed again for it by hand (retentionctl release ID)";
+          outcome = Outcome::not_replayable;
+        } else {
+          outcome = Outcome::nothing;
         }
       }
       if (outcome == Outcome::replayed) {

@@ -4,7 +4,12 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include <stdexcept>
 
@@ -65,6 +70,18 @@ Result<SigningKey> SigningKey::load_or_create(const std::filesystem::path& path,
     auto made = create_file_once(path, pem_of(generate_ed25519().get()), "signing key");
     if (!made) return std::move(made).error();
     created = *made;
+  }
+  // Whoever can read it can sign in the daemon's name: like ssh, refuse a
+  // key others may read.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return Error::storage("cannot read signing key " + path.string() + ": " + std::strerror(errno));
+  }
+  if ((st.st_mode & 0077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Error::storage("signing key " + path.string() + " has mode " + mode +
+                          ": others may read it; make it private (chmod 600) and check it was not copied");
   }
   auto pem = read_file(path, "signing key");
   if (!pem) return std::move(pem).error();

@@ -79,6 +79,15 @@ Result<std::unique_ptr<Engine>> Engine::open(boost::asio::io_context& io, Engine
   if (options.secret.size() < 32) return Error::internal("Engine::open: a secret of at least 32 bytes is required");
   std::unique_ptr<Engine> engine(new Engine(io, std::move(options)));
   if (auto st = engine->open_parts(); !st) return std::move(st).error();
+  if (const auto& file = engine->m_options.replay_audit) {
+    auto replayed = engine->replay_audit(*file);
+    if (!replayed) {
+      Error e = std::move(replayed).error();
+      e.message = "replay of " + file->string() + " refused: " + e.message;
+      return e;
+    }
+    engine->m_replayed = std::move(*replayed);
+  }
   if (auto st = engine->startup_guard(); !st) return std::move(st).error();
   return engine;
 }
@@ -277,10 +286,10 @@ Result<actions::ReplaySummary> Engine::replay_audit(const std::filesystem::path&
     // A stream resumed after a restart may repeat an entry: the same seq
     // twice must be the same entry.
     if (!rows.empty() && row->seq <= rows.back().seq) {
-      const auto& same = rows[rows.size() - 1 - static_cast<std::size_t>(rows.back().seq - row->seq)];
-      if (rows.back().seq - row->seq < static_cast<std::int64_t>(rows.size()) && same.seq == row->seq &&
-          same.hash == row->hash) {
-        continue;
+      const std::int64_t back = rows.back().seq - row->seq;
+      if (back < static_cast<std::int64_t>(rows.size())) {
+        const auto& same = rows[rows.size() - 1 - static_cast<std::size_t>(back)];
+        if (same.seq == row->seq && same.hash == row->hash) continue;
       }
       return Error::invalid_params("bad_replay", file.string() + ":" + std::to_string(n) + ": seq " +
                                                      std::to_string(row->seq) + " is out of order");

@@ -49,6 +49,10 @@ struct EngineOptions {
   bool confirm_policy = false;  // --confirm-policy
   bool confirm_clock = false;   // --confirm-clock
   scheduler::Writer::Mode writer_mode = scheduler::Writer::Mode::thread;
+  // --replay-audit: a copy of the audit log to replay after a backup
+  // restore, once the database is open and before the start-up guards
+  // (whose entries would otherwise follow the restored head).
+  std::optional<std::filesystem::path> replay_audit;
   // For tests: the scheduler's check interval.
   std::optional<std::chrono::seconds> check_interval;
 };
@@ -75,11 +79,8 @@ class Engine {
   // that trips is confirmation_required.
   void reload(bool confirm, const std::string& actor, std::function<void(Result<nlohmann::json>)> done);
 
-  // --replay-audit FILE: FILE holds audit entries as JSON lines (what
-  // `retentionctl audit --follow --json` writes); see
-  // actions::Service::replay_audit. Call after open(), before start().
-  // invalid_params (bad_replay) names the line of an entry that cannot be read.
-  Result<actions::ReplaySummary> replay_audit(const std::filesystem::path& file);
+  // What EngineOptions::replay_audit did (nullopt without it).
+  const std::optional<actions::ReplaySummary>& replayed() const { return m_replayed; }
 
   // systemd's STATUS= line.
   std::string status_line();
@@ -102,6 +103,11 @@ class Engine {
   Status open_parts();
   Status startup_guard();
   Status startup_clock_guard();
+  // FILE holds audit entries as JSON lines (what `retentionctl audit
+  // --follow --json` writes); see actions::Service::replay_audit.
+  // invalid_params (bad_replay) names the line of an entry that cannot be read.
+  Result<actions::ReplaySummary> replay_audit(const std::filesystem::path& file);
+  std::optional<actions::ReplaySummary> m_replayed;
 
   boost::asio::io_context& m_io;
   EngineOptions m_options;

@@ -336,8 +336,9 @@ Result<actions::AuditVerifyRequest> audit_verify(const json& params) {
     }
     cp.seq = seq->get<std::int64_t>();
     const auto hash = c.find("hash");
-    if (hash == c.end() || !hash->is_string() || hash->get<std::string>().size() != 64) {
-      return fail("'hash' must be a SHA-256 in hex (64 characters)");
+    if (hash == c.end() || !hash->is_string() || hash->get<std::string>().size() != 64 ||
+        hash->get<std::string>().find_first_not_of("0123456789abcdef") != std::string::npos) {
+      return fail("'hash' must be a SHA-256 in lowercase hex (64 characters), as audit.checkpoint gives it");
     }
     cp.hash = hash->get<std::string>();
     for (const char* name : {"at", "signature"}) {

@@ -52,6 +52,7 @@ TEST(SigningKey, ReproducesTheRfc8032TestVectorFromAPemFile) {
   testing::TempDir dir;
   const auto path = dir.path() / "signing.key";
   std::ofstream(path) << pem_of_seed(kSeed);
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   bool created = true;
   auto key = SigningKey::load_or_create(path, created);
   ASSERT_TRUE(key) << key.error().message;
@@ -88,6 +89,7 @@ TEST(SigningKey, AFileWithoutAnEd25519KeyIsRefused) {
   testing::TempDir dir;
   const auto path = dir.path() / "signing.key";
   std::ofstream(path) << "not a key\n";
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   bool created = false;
   auto key = SigningKey::load_or_create(path, created);
   ASSERT_FALSE(key);
@@ -97,7 +99,24 @@ TEST(SigningKey, AFileWithoutAnEd25519KeyIsRefused) {
   const auto ec = testing::run_command("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " +
                                         path.string() + " 2>&1");
   ASSERT_EQ(ec.exit_code, 0) << ec.output;
-  EXPECT_FALSE(SigningKey::load_or_create(path, created));
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  auto ec_key = SigningKey::load_or_create(path, created);
+  ASSERT_FALSE(ec_key);
+  EXPECT_NE(ec_key.error().message.find("holds no Ed25519 private key"), std::string::npos) << ec_key.error().message;
+}
+
+TEST(SigningKey, AKeyOthersMayReadIsRefused) {
+  testing::TempDir dir;
+  const auto path = dir.path() / "signing.key";
+  std::ofstream(path) << pem_of_seed(kSeed);
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                                         std::filesystem::perms::group_read);
+  bool created = false;
+  auto key = SigningKey::load_or_create(path, created);
+  ASSERT_FALSE(key);
+  EXPECT_NE(key.error().message.find("has mode 0640: others may read it"), std::string::npos) << key.error().message;
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  EXPECT_TRUE(SigningKey::load_or_create(path, created));
 }
 
 TEST(SignedObject, CanonicalJsonIsSortedCompactAndKeepsUtf8) {

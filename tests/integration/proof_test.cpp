@@ -320,20 +320,18 @@ TEST_F(Proof, AuditTailWaitsForTheNextEntry) {
   EXPECT_EQ(error("audit.tail", {{"wait_ms", 1000}})["code"], kInvalidParams);  // needs after
   EXPECT_EQ(error("audit.tail", {{"after", head}, {"wait_ms", 60001}})["code"], kInvalidParams);
 
-  // Nothing comes: the answer is empty, and not before the time asked.
-  const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_EQ(ok("audit.tail", {{"after", head}, {"wait_ms", 700}})["entries"], json::array());
-  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(690));
+  // Nothing comes: the answer, at the deadline, is empty.
+  EXPECT_EQ(ok("audit.tail", {{"after", head}, {"wait_ms", 300}})["entries"], json::array());
 
   // An entry comes while a call waits: the call answers with it, early.
+  // (Were the wait ignored, the call would answer at once, most often
+  // before the entry exists: an empty page.)
   Client waiter(m_daemon->socket());
   waiter.send_line(json{{"jsonrpc", "2.0"}, {"id", 7}, {"method", "audit.tail"},
                         {"params", {{"after", head}, {"wait_ms", 30000}}}}.dump());
-  const auto t1 = std::chrono::steady_clock::now();
   audited("b");
-  const auto line = waiter.read_line(std::chrono::seconds(20));
+  const auto line = waiter.read_line(std::chrono::seconds(25));
   ASSERT_TRUE(line.has_value());
-  EXPECT_LT(std::chrono::steady_clock::now() - t1, std::chrono::seconds(20));
   const json reply = json::parse(*line);
   ASSERT_TRUE(reply.contains("result")) << *line;
   ASSERT_EQ(reply["result"]["entries"].size(), 1u) << *line;
@@ -344,15 +342,33 @@ TEST_F(Proof, AuditTailWaitsForTheNextEntry) {
 TEST_F(Proof, AuditFollowStreamsTheLogAsJsonLines) {
   audited("a");
   audited("b");
-  // `timeout` ends the stream, which otherwise runs forever.
-  const auto r = run_command("timeout 3 " + retentionctl_binary() + " --socket " + m_daemon->socket().string() +
-                             " audit --follow --json --after 1");
-  EXPECT_EQ(r.exit_code, 124) << r.output;  // killed by timeout: it was still following
-  std::istringstream lines(r.output);
-  std::string line;
-  std::vector<std::int64_t> seqs;
-  while (std::getline(lines, line)) seqs.push_back(json::parse(line).at("seq").get<std::int64_t>());
-  EXPECT_EQ(seqs, (std::vector<std::int64_t>{2}));
+  // The follower's first line is its shell's pid (exec keeps it), then the
+  // stream: what is there after --after, then what is appended.
+  FILE* follow = ::popen(("echo $$; exec " + retentionctl_binary() + " --socket " + m_daemon->socket().string() +
+                          " audit --follow --json --after 1")
+                             .c_str(),
+                         "r");
+  ASSERT_NE(follow, nullptr);
+  char buf[4096];
+  const auto next_line = [&]() -> std::string { return ::fgets(buf, sizeof buf, follow) ? std::string(buf) : ""; };
+  const pid_t pid = std::stoi(next_line());
+  EXPECT_EQ(json::parse(next_line()).at("seq"), 2);
+  audited("c");  // appended while it follows
+  const std::string third = next_line();
+  ASSERT_FALSE(third.empty());
+  EXPECT_EQ(json::parse(third).at("seq"), 3);
+  ::kill(pid, SIGTERM);
+  ::pclose(follow);
+
+  // A log restored to before the copy's end (here: another state) is not
+  // silently continued: the follower stops and says why.
+  stop();
+  std::filesystem::remove_all(m_dir.path() / "state");
+  start();
+  const auto r = run_command(retentionctl_binary() + " --socket " + m_daemon->socket().string() +
+                             " audit --follow --json --after 3 2>&1");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("no longer holds seq 3"), std::string::npos) << r.output;
 }
 
 TEST_F(Proof, TheSigningKeyIsPrivateAndSurvivesARestart) {
@@ -452,6 +468,15 @@ TEST_F(Proof, ErasuresSinceABackupAreRedoneFromTheShippedLogAfterItIsRestored) {
   std::string partial, line;
   for (int i = 0; i < 3 && std::getline(lines, line); ++i) partial += line + "\n";
   write(m_dir.path() / "partial.jsonl", partial);
+  // The policy changed meanwhile: its adoption at start-up is audited after
+  // the replay, which must come first, right after the restored head.
+  write(m_config, std::string(kPolicy) + R"toml(
+[[categories]]
+name = "newsletter"
+purpose = "Newsletter"
+legal_basis = "consent"
+phases = [ { action = "purge", at = "collected + 1 year" } ]
+)toml");
   start({"--replay-audit", (m_dir.path() / "partial.jsonl").string()});
   EXPECT_EQ(ok("record.explain", {{"key", "a1"}})["state"], "purged");
   EXPECT_EQ(ok("record.explain", {{"key", "b1"}})["holds"], json::array());  // not yet
@@ -478,11 +503,12 @@ TEST_F(Proof, ErasuresSinceABackupAreRedoneFromTheShippedLogAfterItIsRestored) {
   std::vector<std::string> replayed;
   for (const auto& e : entries) {
     replayed.push_back(e["action"].get<std::string>() + ":" + (e["key"].is_null() ? "" : e["key"].get<std::string>()));
-    if (e["action"] == "purge") continue;  // the daemon's own, by its phase
+    if (e["action"] == "purge" || e["action"] == "config.reload") continue;  // the daemon's own
     EXPECT_EQ(e["actor"], "replay") << e.dump();
     EXPECT_NE(e["reason"].get<std::string>().find("replay of seq "), std::string::npos) << e.dump();
   }
-  EXPECT_EQ(replayed, (std::vector<std::string>{"erase:a1", "hold.release:c1", "purge:c1", "hold.place:b1"}));
+  EXPECT_EQ(replayed, (std::vector<std::string>{"erase:a1", "hold.release:c1", "config.reload:", "purge:c1",
+                                                "hold.place:b1"}));
   EXPECT_EQ(ok("audit.verify", {{"full", true}})["ok"], true);
   EXPECT_EQ(ok("subject.export", {{"subject", "alice@example.com"}})["records"].size(), 1u);  // the invoice
   EXPECT_EQ(files_holding(a1_key), "");
@@ -496,6 +522,64 @@ TEST_F(Proof, ErasuresSinceABackupAreRedoneFromTheShippedLogAfterItIsRestored) {
   start({"--replay-audit", copy.string()});
   EXPECT_EQ(ok("audit.tail", {{"limit", 1}})["entries"][0]["seq"], head);
   EXPECT_EQ(keys_of_status(), before_disaster);
+}
+
+TEST_F(Proof, AReplayKeepsRestoresWithinTheUndoWindowAndNeverReleasesAnotherHold) {
+  std::string policy = kPolicy;
+  policy.replace(policy.find("[daemon]\n"), 9, "[daemon]\npurge_grace = \"30 days\"\n");
+  write(m_config, policy);
+  start();
+  put("a1", "alice@example.com", "prospect");
+  put("k1", "kim@example.com", "prospect");
+  stop();
+  const auto state = m_dir.path() / "state";
+  const auto backup = m_dir.path() / "backup";
+  std::filesystem::copy(state, backup, std::filesystem::copy_options::recursive);
+  start();
+
+  // Since the backup: a1 erased, then restored within the undo window; a
+  // hold on a subject (which the log cannot place again), a hold on k1 (its
+  // id, in the replay, is the subject hold's), the subject hold released.
+  ok("subject.erase", {{"subject", "alice@example.com"}, {"reason", "request"}});
+  ok("record.restore", {{"key", "a1"}, {"reason", "erased by mistake"}});
+  const json subject_hold = ok("hold.place", {{"subject", "kim@example.com"}, {"reason", "inquiry"}});
+  const json key_hold = ok("hold.place", {{"key", "k1"}, {"reason", "litigation"}});
+  ok("hold.release", {{"id", subject_hold["id"]}, {"reason", "inquiry closed"}});
+  EXPECT_EQ(ok("record.explain", {{"key", "k1"}})["holds"], json::array({key_hold["id"]}));
+  const auto copy = ship_log("audit.jsonl");
+
+  stop();
+  std::filesystem::remove_all(state);
+  std::filesystem::copy(backup, state, std::filesystem::copy_options::recursive);
+  start({"--replay-audit", copy.string()});
+  // a1 is back as it was, with its values; k1 is held, by a hold on k1.
+  const json a1 = ok("record.get", {{"key", "a1"}});
+  EXPECT_EQ(a1["state"], "active");
+  EXPECT_EQ(a1["fields"]["note"], "secret value");
+  const json holds = ok("hold.list")["holds"];
+  ASSERT_EQ(holds.size(), 1u) << holds.dump();
+  EXPECT_EQ(holds[0]["scope"], "key");
+  EXPECT_EQ(holds[0]["target"], "k1");
+  EXPECT_EQ(ok("record.explain", {{"key", "k1"}})["holds"].size(), 1u);
+  EXPECT_EQ(ok("audit.verify", {{"full", true}})["ok"], true);
+
+  // A backup taken after the replay, restored and replayed with a copy of
+  // the log from then: a fresh replay from its head, not a resumed one.
+  stop();
+  std::filesystem::remove_all(backup);
+  std::filesystem::copy(state, backup, std::filesystem::copy_options::recursive);
+  start();
+  ok("record.erase", {{"key", "k1"}, {"reason", "request"}});  // held: retained, no entry
+  ok("hold.release", {{"id", holds[0]["id"]}, {"reason", "settled"}});
+  ok("record.erase", {{"key", "k1"}, {"reason", "request"}});
+  const auto second_copy = ship_log("audit2.jsonl");
+  stop();
+  std::filesystem::remove_all(state);
+  std::filesystem::copy(backup, state, std::filesystem::copy_options::recursive);
+  start({"--replay-audit", second_copy.string()});
+  EXPECT_EQ(ok("hold.list")["holds"], json::array());
+  EXPECT_EQ(ok("record.explain", {{"key", "k1"}})["state"], "purged");
+  EXPECT_EQ(ok("record.get", {{"key", "a1"}})["state"], "active");
 }
 
 }  // namespace
