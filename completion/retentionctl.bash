@@ -19,7 +19,7 @@ _retentionctl_options() {
     restore) echo "--reason" ;;
     plan) echo "--until --from --policy" ;;
     sweep) echo "--dry-run" ;;
-    audit) echo "--limit --after --key --subject --follow" ;;
+    audit) echo "--limit --after --key --subject --follow --after-hash" ;;
     verify) echo "--full --checkpoint" ;;
     receipt) echo "--pubkey --out" ;;
     reload) echo "--confirm" ;;
@@ -73,7 +73,7 @@ _retentionctl() {
       --socket=*) socket=("$word") ;;
       --subject | --category | -f | --field | -d | --date | --key | --reason | \
         --until | --from | --limit | --after | --batch | --rejects | --html | --receipt | --checkpoint | \
-        --pubkey | --out)
+        --pubkey | --out | --after-hash)
         ((i++))
         ;;
       -*) ;;
@@ -100,7 +100,7 @@ _retentionctl() {
       return
       ;;
     --subject | -f | --field | -d | --date | --key | --reason | --until | --from | \
-      --limit | --after | --batch | --pubkey)
+      --limit | --after | --batch | --pubkey | --after-hash)
       return
       ;;
   esac

@@ -1048,7 +1048,9 @@ int cmd_audit_checkpoint(Context& ctx) {
 // waited out: the stream resumes after the last entry written.
 int cmd_audit_follow(Context& ctx, json params) {
   std::int64_t after = params.value("after", std::int64_t{0});
-  std::optional<std::string> after_hash;  // of the last entry written, once one is
+  // The hash of the last entry of the copy: --after-hash when resuming a
+  // copy, then that of each entry written.
+  std::optional<std::string> after_hash = ctx.option("after-hash");
   bool waiting_for_daemon = false;
   bool check_position = after > 0;  // at start, after a reconnect, after an empty wait
   for (;;) {
@@ -1114,6 +1116,9 @@ int cmd_audit(Context& ctx) {
   if (const auto after = ctx.option_as<long>("after")) params["after"] = *after;
   if (const auto key = ctx.option("key")) params["key"] = *key;
   if (const auto subject = ctx.option("subject")) params["subject"] = *subject;
+  if (ctx.option("after-hash") && (!ctx.flag("follow") || !ctx.option_as<long>("after"))) {
+    throw usage("--after-hash goes with --follow and --after: the hash of the entry the copy ends with");
+  }
   if (ctx.flag("follow")) return cmd_audit_follow(ctx, std::move(params));
   const json r = ctx.call("audit.tail", params);
   if (ctx.json_output()) return print_json(r);
@@ -1708,6 +1713,9 @@ void audit_options(cxxopts::Options& o) {
   add("subject", "only the entries of this subject", value<std::string>(), "S");
   add("follow", "stream every entry after --after SEQ (default: from the first) as it is appended, forever "
                 "(JSON lines with --json): a copy of the log off the host");
+  add("after-hash", "with --follow: the hash of entry SEQ as the copy has it; a log that no longer holds it "
+                    "(restored from a backup) stops the stream",
+      value<std::string>(), "HASH");
 }
 
 void verify_options(cxxopts::Options& o) {
@@ -1794,7 +1802,7 @@ const Command kCommands[] = {
     {"sweep", "sweep [--dry-run]",
      "run every due phase now",
      0, 0, sweep_options, cmd_sweep},
-    {"audit", "audit [checkpoint] [--limit N] [--after SEQ] [--key K] [--subject S] [--follow]",
+    {"audit", "audit [checkpoint] [--limit N] [--after SEQ] [--key K] [--subject S] [--follow [--after-hash H]]",
      "audit log entries: the last N, or the first N after SEQ, or all as they come; or a signed checkpoint",
      0, 1, audit_options, cmd_audit},
     {"verify", "verify [--full] [--checkpoint FILE]",

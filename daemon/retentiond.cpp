@@ -152,15 +152,10 @@ int run(const cxxopts::ParseResult& opts) {
 
   //    After a backup restore: the destroying actions the restored database
   //    had forgotten, redone from a copy of the log (in Engine::open, before
-  //    anything is served).
+  //    anything is served; logged there), summed up for the operator.
   if (const auto& replayed = engine.replayed()) {
     const std::string file = opts["replay-audit"].as<std::string>();
     const auto& r = *replayed;
-    spdlog::info("replay.done file={} restored_head={} file_head={} resumed_after={} replayed={} nothing_to_do={} "
-                 "not_replayed={} manual={}",
-                 file, r.base_seq, r.file_head, r.resumed_after, r.replayed, r.nothing_to_do, r.not_replayed,
-                 r.manual.size());
-    for (const auto& m : r.manual) spdlog::warn("replay.manual {}", m);
     std::cout << "replay of " << file << ": restored log head seq " << r.base_seq << ", copy up to seq " << r.file_head
               << (r.resumed_after > r.base_seq ? ", resumed after seq " + std::to_string(r.resumed_after) : std::string())
               << ": " << r.replayed << " actions redone, " << r.nothing_to_do << " with nothing left to act on, "

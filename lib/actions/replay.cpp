@@ -35,12 +35,20 @@ struct ReplayState {
   // release in the file names one of these, or one the replay placed
   // (`holds`), or one it could not place (a subject's).
   std::set<std::int64_t> base_holds;
+  // The file's entry at done_through, and the database's head once that
+  // step committed: a replay resumes only where it stopped, on a database
+  // nothing has changed since.
+  std::string done_hash;
+  std::int64_t head_seq = 0;
+  std::string head_hash;
+  std::vector<std::string> manual;  // what an operator must redo by hand, kept until the replay is over
 
   nlohmann::json to_json() const {
     nlohmann::json h = nlohmann::json::object();
     for (const auto& [from, to] : holds) h[std::to_string(from)] = to;
     return {{"base_seq", base_seq}, {"base_hash", base_hash}, {"done_through", done_through}, {"holds", h},
-            {"base_holds", base_holds}};
+            {"base_holds", base_holds}, {"done_hash", done_hash}, {"head_seq", head_seq},
+            {"head_hash", head_hash}, {"manual", manual}};
   }
   static std::optional<ReplayState> from_json(const std::string& text) {
     const auto j = nlohmann::json::parse(text, nullptr, false);
@@ -54,6 +62,12 @@ struct ReplayState {
     }
     if (const auto it = j.find("base_holds"); it != j.end() && it->is_array()) {
       for (const auto& id : *it) s.base_holds.insert(id.get<std::int64_t>());
+    }
+    s.done_hash = j.value("done_hash", std::string());
+    s.head_seq = j.value("head_seq", std::int64_t{0});
+    s.head_hash = j.value("head_hash", std::string());
+    if (const auto it = j.find("manual"); it != j.end() && it->is_array()) {
+      for (const auto& m : *it) s.manual.push_back(m.get<std::string>());
     }
     return s;
   }
@@ -154,6 +168,9 @@ Result<ReplaySummary> Service::replay_audit(const std::vector<store::AuditRow>& 
     state.base_seq = head_seq;
     state.base_hash = head_hash;
     state.done_through = head_seq;
+    state.done_hash = head_hash;
+    state.head_seq = head_seq;
+    state.head_hash = head_hash;
     auto holds = m_vault.holds();
     if (!holds) return std::move(holds).error();
     for (const auto& h : *holds) state.base_holds.insert(h.id);
@@ -170,6 +187,28 @@ Result<ReplaySummary> Service::replay_audit(const std::vector<store::AuditRow>& 
         resumed && (resumed->base_seq == 0 ? resumed->base_hash == audit::kGenesisHash && first == 1
                                            : base_in_file != nullptr && base_in_file->hash == resumed->base_hash);
     if (!same_history) return Error::invalid_params("bad_replay", *not_prefix + "; nothing was changed");
+    const auto* done_in_file = in_file(resumed->done_through);
+    if (resumed->done_through > resumed->base_seq &&
+        (done_in_file == nullptr || done_in_file->hash != resumed->done_hash)) {
+      return Error::invalid_params("bad_replay", "a replay of another copy of this history stopped after " +
+                                                     seq_text(resumed->done_through) + "; " + *not_prefix +
+                                                     "; nothing was changed");
+    }
+    if ((head_seq != resumed->head_seq || head_hash != resumed->head_hash) && resumed->done_through >= summary.file_head) {
+      return Error::invalid_params(
+          "bad_replay", "this copy was replayed completely (up to its " + seq_text(summary.file_head) +
+                            ") and the database has moved on since: there is nothing more to replay from it. "
+                            "Start without --replay-audit; after restoring another backup, give a copy that "
+                            "reaches past it. Nothing was changed");
+    }
+    if (head_seq != resumed->head_seq || head_hash != resumed->head_hash) {
+      return Error::invalid_params(
+          "bad_replay", "a replay of this copy stopped after its " + seq_text(resumed->done_through) +
+                            ", and the database has changed since (its log's head is " + seq_text(head_seq) +
+                            ", the replay left " + seq_text(resumed->head_seq) +
+                            "): the copy's later entries may be applied already; restore the backup again and "
+                            "replay it whole. Nothing was changed");
+    }
     state = *resumed;
   }
   summary.base_seq = state.base_seq;
@@ -317,6 +356,12 @@ Result<ReplaySummary> Service::replay_audit(const std::vector<store::AuditRow>& 
         if (auto appended = m_audit.append(e); !appended) return std::move(appended).error();
       }
       next.done_through = seq;
+      next.done_hash = original.hash;
+      if (manual) next.manual.push_back(*manual);
+      auto after = store.last_audit();
+      if (!after) return std::move(after).error();
+      next.head_seq = *after ? (*after)->seq : 0;
+      next.head_hash = *after ? (*after)->hash : std::string(audit::kGenesisHash);
       if (auto s = store.set_meta(kReplayMeta, next.to_json().dump()); !s) return s;
       state = std::move(next);
       return {};
@@ -327,8 +372,9 @@ Result<ReplaySummary> Service::replay_audit(const std::vector<store::AuditRow>& 
       case Outcome::nothing: ++summary.nothing_to_do; break;
       case Outcome::not_replayable: ++summary.not_replayed; break;
     }
-    if (manual) summary.manual.push_back(*manual);
   }
+  // All of them, those of earlier, interrupted runs too.
+  summary.manual = state.manual;
   return summary;
 }
 

@@ -83,9 +83,17 @@ Result<std::unique_ptr<Engine>> Engine::open(boost::asio::io_context& io, Engine
     auto replayed = engine->replay_audit(*file);
     if (!replayed) {
       Error e = std::move(replayed).error();
-      e.message = "replay of " + file->string() + " refused: " + e.message;
+      e.message = "replay of " + file->string() + (e.reason == "bad_replay" ? " refused: " : " failed: ") + e.message;
       return e;
     }
+    // Logged at once: a start that fails after the replay (a guard) still
+    // says what it did and what is left to do by hand.
+    const auto& r = *replayed;
+    spdlog::info("replay.done file={} restored_head={} file_head={} resumed_after={} replayed={} nothing_to_do={} "
+                 "not_replayed={} manual={}",
+                 file->string(), r.base_seq, r.file_head, r.resumed_after, r.replayed, r.nothing_to_do, r.not_replayed,
+                 r.manual.size());
+    for (const auto& m : r.manual) spdlog::warn("replay.manual {}", m);
     engine->m_replayed = std::move(*replayed);
   }
   if (auto st = engine->startup_guard(); !st) return std::move(st).error();

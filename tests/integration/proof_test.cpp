@@ -359,6 +359,11 @@ TEST_F(Proof, AuditFollowStreamsTheLogAsJsonLines) {
   EXPECT_EQ(json::parse(third).at("seq"), 3);
   ::kill(pid, SIGTERM);
   ::pclose(follow);
+  // Resuming a copy whose entry 2 is not the log's: refused.
+  const auto other = run_command(retentionctl_binary() + " --socket " + m_daemon->socket().string() +
+                                 " audit --follow --json --after 2 --after-hash " + std::string(64, '0') + " 2>&1");
+  EXPECT_EQ(other.exit_code, 1) << other.output;
+  EXPECT_NE(other.output.find("no longer holds seq 2 as this copy has it"), std::string::npos) << other.output;
 
   // A log restored to before the copy's end (here: another state) is not
   // silently continued: the follower stops and says why.
@@ -462,29 +467,32 @@ TEST_F(Proof, ErasuresSinceABackupAreRedoneFromTheShippedLogAfterItIsRestored) {
   EXPECT_NE(refused.exit_code, 0) << refused.output;
   EXPECT_NE(refused.output.find("not an intact chain"), std::string::npos) << refused.output;
 
-  // A replay cut short: as if it had stopped after the copy's third entry
-  // (what a crash leaves: the steps before committed with their progress).
+  // A replay cut short, as a crash leaves it: its steps committed, then the
+  // start fails before serving (the start-up guard refuses a policy that
+  // drops a category still holding records). The copy given then holds the
+  // first three entries only, so it stops after them.
   std::istringstream lines(text);
   std::string partial, line;
   for (int i = 0; i < 3 && std::getline(lines, line); ++i) partial += line + "\n";
   write(m_dir.path() / "partial.jsonl", partial);
-  // The policy changed meanwhile: its adoption at start-up is audited after
-  // the replay, which must come first, right after the restored head.
-  write(m_config, std::string(kPolicy) + R"toml(
+  const std::string newsletter = R"toml(
 [[categories]]
 name = "newsletter"
 purpose = "Newsletter"
 legal_basis = "consent"
 phases = [ { action = "purge", at = "collected + 1 year" } ]
-)toml");
-  start({"--replay-audit", (m_dir.path() / "partial.jsonl").string()});
-  EXPECT_EQ(ok("record.explain", {{"key", "a1"}})["state"], "purged");
-  EXPECT_EQ(ok("record.explain", {{"key", "b1"}})["holds"], json::array());  // not yet
-  // The hold on c1 released again, the daemon purges it itself, as it did
-  // before the disaster (the replay then finds nothing left to purge).
-  ok("sweep");
-  EXPECT_EQ(ok("record.explain", {{"key", "c1"}})["state"], "purged");
-  stop();
+)toml";
+  const std::string policy = kPolicy;
+  write(m_config, policy.substr(0, policy.find("\n[[categories]]\nname = \"invoice\"")) + "\n" + newsletter);
+  const auto cut = failed_start("--replay-audit " + (m_dir.path() / "partial.jsonl").string());
+  EXPECT_NE(cut.exit_code, 0) << cut.output;
+  EXPECT_NE(cut.output.find("category 'invoice' was removed"), std::string::npos) << cut.output;
+  EXPECT_NE(cut.output.find("replay.done"), std::string::npos) << cut.output;
+  EXPECT_NE(cut.output.find(" replayed=2 "), std::string::npos) << cut.output;
+  // The policy changed since the backup: its adoption at start-up is
+  // audited after the replay, which must come first, right after the
+  // restored head.
+  write(m_config, policy + newsletter);
 
   // The replay, resumed with the whole copy: the restored log is no longer
   // its prefix (the replay's own entries follow it), and that is expected.
@@ -503,12 +511,12 @@ phases = [ { action = "purge", at = "collected + 1 year" } ]
   std::vector<std::string> replayed;
   for (const auto& e : entries) {
     replayed.push_back(e["action"].get<std::string>() + ":" + (e["key"].is_null() ? "" : e["key"].get<std::string>()));
-    if (e["action"] == "purge" || e["action"] == "config.reload") continue;  // the daemon's own
+    if (e["action"] == "config.reload") continue;  // the daemon's own, after the replay
     EXPECT_EQ(e["actor"], "replay") << e.dump();
     EXPECT_NE(e["reason"].get<std::string>().find("replay of seq "), std::string::npos) << e.dump();
   }
-  EXPECT_EQ(replayed, (std::vector<std::string>{"erase:a1", "hold.release:c1", "config.reload:", "purge:c1",
-                                                "hold.place:b1"}));
+  EXPECT_EQ(replayed, (std::vector<std::string>{"erase:a1", "hold.release:c1", "purge:c1", "hold.place:b1",
+                                                "config.reload:"}));
   EXPECT_EQ(ok("audit.verify", {{"full", true}})["ok"], true);
   EXPECT_EQ(ok("subject.export", {{"subject", "alice@example.com"}})["records"].size(), 1u);  // the invoice
   EXPECT_EQ(files_holding(a1_key), "");
@@ -516,10 +524,14 @@ phases = [ { action = "purge", at = "collected + 1 year" } ]
   // b1 stays held: a sweep leaves it; nothing else is due.
   EXPECT_EQ(ok("sweep")["purged"], 0);
 
-  // Replayed again (a restart with the same option): nothing more is done.
+  // Replayed again once the daemon has moved on (a restart that kept the
+  // option): refused, nothing changed; without it, the daemon starts.
   const auto head = ok("audit.tail", {{"limit", 1}})["entries"][0]["seq"];
   stop();
-  start({"--replay-audit", copy.string()});
+  const auto again = failed_start("--replay-audit " + copy.string());
+  EXPECT_EQ(again.exit_code, 3) << again.output;
+  EXPECT_NE(again.output.find("was replayed completely"), std::string::npos) << again.output;
+  start();
   EXPECT_EQ(ok("audit.tail", {{"limit", 1}})["entries"][0]["seq"], head);
   EXPECT_EQ(keys_of_status(), before_disaster);
 }
