@@ -295,7 +295,7 @@ TEST(CtlUsage, UsageErrorsExitTwoWithAUsageLine) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err.substr(r.err.find('\n') + 1),
             "usage: retentionctl audit [checkpoint] [--limit N] [--after SEQ] [--key K] [--subject S] "
-            "[--follow]  (see --help)\n");
+            "[--follow [--after-hash H]]  (see --help)\n");
 
   r = run_ctl({"import", "x.jsonl", "--batch", "10001"});
   EXPECT_EQ(r.exit_code, 2);
