@@ -286,6 +286,12 @@ Result<ReplaySummary> Service::replay_audit(const std::vector<store::AuditRow>& 
           auto gone = m_vault.destroy_retired(*original.key);
           if (!gone) return std::move(gone).error();
           outcome = Outcome::replayed;
+        } else if (auto live = m_vault.schedule_of(*original.key); !live) {
+          return std::move(live).error();
+        } else if (*live) {
+          // A record of that key is stored: the restore did not happen
+          // so in the history replayed (it is refused with conflict).
+          outcome = Outcome::nothing;
         } else {
           const policy::Category* category = policy->find((*retired)->record.category);
           auto back = m_vault.unretire(*original.key);
