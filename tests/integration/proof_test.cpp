@@ -90,6 +90,13 @@ class Proof : public ::testing::Test {
     start();
   }
 
+  // A state directory copied over another (a backup taken, or restored),
+  // with the daemon stopped.
+  static void copy_over(const std::filesystem::path& from, const std::filesystem::path& to) {
+    std::filesystem::remove_all(to);
+    std::filesystem::copy(from, to, std::filesystem::copy_options::recursive);
+  }
+
   static void write(const std::filesystem::path& path, const std::string& text) {
     std::ofstream(path, std::ios::binary) << text;
   }
@@ -403,7 +410,7 @@ TEST_F(Proof, ErasuresSinceABackupAreRedoneFromTheShippedLogAfterItIsRestored) {
   stop();
   const auto state = m_dir.path() / "state";
   const auto backup = m_dir.path() / "backup";
-  std::filesystem::copy(state, backup, std::filesystem::copy_options::recursive);
+  copy_over(state, backup);
   start();
 
   // Since the backup: an erasure, a hold released and the purge it lets
@@ -421,8 +428,7 @@ TEST_F(Proof, ErasuresSinceABackupAreRedoneFromTheShippedLogAfterItIsRestored) {
 
   // The disaster: the backup restored. Alice and Carol are back.
   stop();
-  std::filesystem::remove_all(state);
-  std::filesystem::copy(backup, state, std::filesystem::copy_options::recursive);
+  copy_over(backup, state);
   start();
   EXPECT_EQ(keys_of_status(), (std::set<std::string>{"a1", "b1", "c1", "e1", "inv"}));
   const std::int64_t restored_head = ok("audit.tail", {{"limit", 1}})["entries"][0]["seq"].get<std::int64_t>();
@@ -546,7 +552,7 @@ TEST_F(Proof, AReplayKeepsRestoresWithinTheUndoWindowAndNeverReleasesAnotherHold
   stop();
   const auto state = m_dir.path() / "state";
   const auto backup = m_dir.path() / "backup";
-  std::filesystem::copy(state, backup, std::filesystem::copy_options::recursive);
+  copy_over(state, backup);
   start();
 
   // Since the backup: a1 erased, then restored within the undo window; a
@@ -561,8 +567,7 @@ TEST_F(Proof, AReplayKeepsRestoresWithinTheUndoWindowAndNeverReleasesAnotherHold
   const auto copy = ship_log("audit.jsonl");
 
   stop();
-  std::filesystem::remove_all(state);
-  std::filesystem::copy(backup, state, std::filesystem::copy_options::recursive);
+  copy_over(backup, state);
   start({"--replay-audit", copy.string()});
   // a1 is back as it was, with its values; k1 is held, by a hold on k1.
   const json a1 = ok("record.get", {{"key", "a1"}});
@@ -578,16 +583,14 @@ TEST_F(Proof, AReplayKeepsRestoresWithinTheUndoWindowAndNeverReleasesAnotherHold
   // A backup taken after the replay, restored and replayed with a copy of
   // the log from then: a fresh replay from its head, not a resumed one.
   stop();
-  std::filesystem::remove_all(backup);
-  std::filesystem::copy(state, backup, std::filesystem::copy_options::recursive);
+  copy_over(state, backup);
   start();
   ok("record.erase", {{"key", "k1"}, {"reason", "request"}});  // held: retained, no entry
   ok("hold.release", {{"id", holds[0]["id"]}, {"reason", "settled"}});
   ok("record.erase", {{"key", "k1"}, {"reason", "request"}});
   const auto second_copy = ship_log("audit2.jsonl");
   stop();
-  std::filesystem::remove_all(state);
-  std::filesystem::copy(backup, state, std::filesystem::copy_options::recursive);
+  copy_over(backup, state);
   start({"--replay-audit", second_copy.string()});
   EXPECT_EQ(ok("hold.list")["holds"], json::array());
   EXPECT_EQ(ok("record.explain", {{"key", "k1"}})["state"], "purged");
