@@ -105,4 +105,34 @@ struct AuditVerifyRequest {
 };
 inline constexpr std::size_t kMaxCheckpoints = 1000;
 
+// Connectors (docs/connectors.md). connector.jobs: `states` empty means
+// pending, in_flight and failed.
+struct JobsRequest {
+  std::string connector;
+  std::vector<std::string> states;
+  std::size_t limit = 100;
+};
+// connector.claim: jobs of a pull connector, leased for `lease_s` seconds.
+struct ClaimRequest {
+  std::string connector;
+  std::size_t max = 100;
+  std::int64_t lease_s = 300;
+};
+// connector.ack: done, or a failed attempt.
+struct AckRequest {
+  std::string connector;
+  std::vector<std::string> ids;
+  bool done = true;
+  std::string message;
+};
+// connector.retry (ids, or all failed jobs) and connector.discard (ids).
+struct JobIdsRequest {
+  std::string connector;
+  std::vector<std::string> ids;
+  bool all = false;
+  std::string reason;
+};
+inline constexpr std::size_t kMaxJobIds = 1000;
+inline constexpr std::size_t kMaxJobsListed = 1000;
+
 }  // namespace retentiond::actions

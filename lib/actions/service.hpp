@@ -202,6 +202,35 @@ struct ClockCheck {
 };
 std::string_view to_string(ClockCheck::Verdict v);
 
+// One delivery of a connector job, as the connector answered.
+enum class Delivery {
+  done,            // exec exit 0, http 2xx, ack "done"
+  later,           // exec exit 75, http 408/429/5xx, a timeout or no connection: not a failed attempt
+  failed_attempt,  // anything else; counts toward max_attempts
+};
+struct DeliveryOutcome {
+  std::string id;
+  Delivery outcome = Delivery::done;
+  std::string message;  // what the connector said (bounded), for last_error and the log
+};
+
+// connector.list: a connector of the policy with its kept counts.
+struct ConnectorInfo {
+  const policy::Connector* connector = nullptr;  // of the policy the call took
+  store::ConnectorStats stats;
+};
+
+// Back-off before delivery number `attempts` + 1, after an unsuccessful one:
+// min(kMaxBackoff, 2^(attempts-1) s), jittered into [half, full] by
+// `unit` (uniform in [0, 1)), and at least 1 s.
+inline constexpr std::int64_t kMaxJobBackoffSeconds = 120;
+std::int64_t job_backoff_seconds(std::int64_t attempts, double unit);
+
+// A job as the connector receives it (the spec's job JSON), and as
+// connector.claim and connector.jobs show it (with `with_state`: attempts,
+// state, last_error too).
+nlohmann::json job_json(const vault::Job& job, bool with_state = false);
+
 // What an erasure replay did (Service::replay_audit).
 struct ReplaySummary {
   std::int64_t base_seq = 0;       // the restored database's head when the replay began
@@ -366,6 +395,40 @@ class Service {
   // not_found when the key was never disposed of, or is still stored.
   Result<ErasureReport> receipt(const std::string& key);
 
+  // ---- connectors (connectors.cpp; docs/connectors.md) ----
+  // [reader] connector.list: every connector of the policy, with its counts.
+  Result<std::vector<ConnectorInfo>> connectors();
+  // [reader] connector.jobs. unknown_connector for a name the policy lacks.
+  Result<std::vector<vault::Job>> connector_jobs(const JobsRequest& request);
+  // [reader] The jobs of a record key (record.explain), without subjects.
+  Result<std::vector<store::StoredJob>> jobs_of_key(const std::string& key);
+  // [writer] Leases up to request.max jobs of a connector that are due
+  // (pending with next_at passed, or in_flight with an ended lease):
+  // in_flight until now + lease_s, one more attempt each. `pull_only`
+  // refuses a connector that is not a pull one (connector.claim); the
+  // delivery workers claim for exec and http ones.
+  Result<std::vector<vault::Job>> claim_jobs(const ClaimRequest& request, bool pull_only);
+  // [writer] The outcomes of deliveries (connector.ack, and the workers):
+  // done (subject destroyed, `connector.done` audited), later (pending
+  // again after a back-off), failed attempt (the same, or `failed` with a
+  // `connector.failed` entry once max_attempts failed). Jobs not pending
+  // or in_flight, of another connector or unknown are skipped. Returns how
+  // many were settled, in one transaction.
+  Result<std::int64_t> settle_jobs(const std::string& connector, const std::vector<DeliveryOutcome>& outcomes,
+                                   const Actor& actor);
+  // [writer] connector.retry: failed jobs (request.ids, or all of the
+  // connector's) pending again now, their failed attempts forgotten.
+  Result<std::int64_t> retry_jobs(const JobIdsRequest& request, const Actor& actor);
+  // [writer] connector.discard: unfinished jobs dropped, subject destroyed,
+  // one `connector.discard` entry each.
+  Result<std::int64_t> discard_jobs(const JobIdsRequest& request, const Actor& actor);
+  // [writer, start-up] Every in_flight job of the exec and http connectors
+  // back to pending: whoever delivered them is gone (a restart). Pull jobs
+  // keep their leases. Returns how many.
+  Result<std::int64_t> release_push_jobs();
+  // [writer] When `connector` next has a job to deliver (nullopt: none).
+  Result<std::optional<calendar::Instant>> next_job_at(const std::string& connector);
+
   // ---- the plan (plan.cpp) ----
   // [slow] Every phase due before `until`, overdue ones in the first month.
   // With request.policy, under that candidate policy, compared with the
@@ -409,6 +472,13 @@ class Service {
   Status erase_records(const std::vector<Record>& records, const EraseRequest& request, const policy::Policy& policy,
                        const Actor& actor, ErasureReport& report);
   audit::Entry entry(const policy::Policy& policy, std::string action, const Actor& actor) const;
+  // The outbox: one job per connector of `category` for the action that
+  // audit entry `audit_seq` records, in the caller's transaction. `subject`
+  // is the record's (null when it has none).
+  Status enqueue_jobs(const policy::Category& category, const std::string& action, const Record& record,
+                      const std::optional<std::string>& subject, std::optional<int> phase, calendar::Instant now,
+                      std::int64_t audit_seq);
+  Result<const policy::Connector*> find_connector(const policy::Policy& policy, const std::string& name) const;
 
   // Records a verified chain as the prefix to continue from.
   void verified(const audit::VerifyReport& report);

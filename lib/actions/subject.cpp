@@ -44,6 +44,14 @@ Status Service::erase_records(const std::vector<Record>& records, const EraseReq
     }
     report.erased.push_back({record.key, record.category, 0});
     if (request.dry_run) continue;
+    // A connector's job names the subject: the request's, or (record.erase)
+    // the record's own, read before it goes.
+    std::optional<std::string> subject = request.subject;
+    if (!subject && record.subject_ref && category != nullptr && !category->connectors.empty()) {
+      auto full = m_vault.get(record.key);
+      if (!full) return std::move(full).error();
+      if (*full) subject = (*full)->subject;
+    }
     // One instant for the entries, the undo windows they open and the receipt.
     if (auto st = dispose(record, policy, report.at, actor); !st) return st;
     audit::Entry e = entry(policy, "erase", actor);
@@ -54,6 +62,9 @@ Status Service::erase_records(const std::vector<Record>& records, const EraseReq
     e.reason = request.reason;
     auto appended = m_audit.append(e);
     if (!appended) return std::move(appended).error();
+    if (category != nullptr && !category->connectors.empty()) {
+      if (auto st = enqueue_jobs(*category, "erase", record, subject, std::nullopt, report.at, appended->seq); !st) return st;
+    }
     report.erased.back().audit_seq = appended->seq;
     report.head_seq = appended->seq;
     report.head_hash = appended->hash;

@@ -117,8 +117,9 @@ void Service::anonymise(Record& record, const policy::Category& category) const 
 
 Status Service::run_phase(Record& record, const policy::Policy& policy, const policy::Category& category,
                           const PhaseRun& run, Instant now, const Actor& actor, SweepCounts& counts) {
-  // A purge needs no plaintext; the other actions rewrite the values.
-  if (run.action != Action::purge && !record.has_values) {
+  // A purge needs no plaintext; the other actions rewrite the values, and
+  // a connector's job carries the subject.
+  if ((run.action != Action::purge || !category.connectors.empty()) && !record.has_values) {
     auto full = m_vault.get(record.key);
     if (!full) return std::move(full).error();
     if (!*full) return Error::internal("record '" + record.key + "' vanished during its sweep");
@@ -133,8 +134,15 @@ Status Service::run_phase(Record& record, const policy::Policy& policy, const po
   e.phase = run.phase;
   e.subject_ref = record.subject_ref;
   e.reason = "retention: " + category.phases[static_cast<std::size_t>(run.phase)].at_text;
-  // The change and its audit entry go into the caller's one transaction.
-  if (auto appended = m_audit.append(e); !appended) return std::move(appended).error();
+  // The change, its audit entry and its connectors' jobs go into the
+  // caller's one transaction.
+  auto appended = m_audit.append(e);
+  if (!appended) return std::move(appended).error();
+  if (auto st = enqueue_jobs(category, std::string(policy::to_string(run.action)), record, record.subject, run.phase, now,
+                             appended->seq);
+      !st) {
+    return st;
+  }
 
   if (run.action == Action::purge) {
     ++counts.purged;

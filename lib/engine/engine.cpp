@@ -97,6 +97,11 @@ Result<std::unique_ptr<Engine>> Engine::open(boost::asio::io_context& io, Engine
     engine->m_replayed = std::move(*replayed);
   }
   if (auto st = engine->startup_guard(); !st) return std::move(st).error();
+  // Jobs the last run had claimed for delivery and never settled (it
+  // stopped or died meanwhile) are delivered again, with the same ids.
+  auto released = engine->m_service->release_push_jobs();
+  if (!released) return std::move(released).error();
+  if (*released > 0) spdlog::info("connector.redeliver jobs={} (claimed before the last stop, never settled)", *released);
   return engine;
 }
 
@@ -135,12 +140,15 @@ Status Engine::open_parts() {
   so.max_batch_time = std::chrono::milliseconds(settings.max_batch_ms);
   if (m_options.check_interval) so.check_interval = *m_options.check_interval;
   m_scheduler = std::make_unique<scheduler::Scheduler>(m_io, *m_writer, *m_service, so);
+  m_deliverer = std::make_unique<scheduler::Deliverer>(m_io, *m_writer, *m_service, "retentiond/" + m_options.version);
   m_scheduler->on_pass_end = [this] {
+    m_deliverer->wake();  // the pass may have decided jobs
     if (on_pass_end) on_pass_end();
   };
   const auto started_at = m_options.clock->now();
   m_context = std::make_unique<protocol::Context>(
-      protocol::Context{*m_service, *m_writer, *m_scheduler, m_options.version, started_at, started_at, {}, {}, {}, {}, {}, {}});
+      protocol::Context{*m_service, *m_writer, *m_scheduler, m_options.version, started_at, started_at, {}, {}, {}, {}, {}, {}, {}});
+  m_context->jobs_changed = [this] { m_deliverer->wake(); };
   m_context->reload = [this](bool confirm, const protocol::Caller& caller, std::function<void(Result<nlohmann::json>)> done) {
     reload(confirm, caller.actor(), std::move(done));
   };
@@ -234,9 +242,12 @@ void Engine::start() {
   // takes any job (Writer::start).
   m_scheduler->start();
   m_writer->start();
+  m_deliverer->start();
 }
 
 void Engine::stop() {
+  // The delivery workers first: they hand their work to the writer.
+  if (m_deliverer) m_deliverer->stop();
   if (m_scheduler) m_scheduler->stop();
   if (m_writer) m_writer->stop();
   // A line being parsed and a slow read finish; their answers are dropped
@@ -353,6 +364,7 @@ void Engine::reload(bool confirm, const std::string& actor, std::function<void(R
         m_context->policy_loaded_at = m_options.clock->now();
         if (m_scheduler->paused_by("reload_guard")) m_scheduler->set_paused(std::nullopt);
         m_scheduler->records_changed();
+        m_deliverer->policy_changed();
         spdlog::info("config.reloaded actor={} hash={} {} newly_due={}", actor, adopted->hash.substr(0, 12),
                      actions::describe(r->assessment.diff), r->assessment.newly_due);
         finish(nlohmann::json{{"hash", r->hash}, {"changed_categories", r->changed_categories},

@@ -25,6 +25,7 @@
 #include "lib/crypto/signing.hpp"
 #include "lib/policy/policy.hpp"
 #include "lib/protocol/dispatcher.hpp"
+#include "lib/scheduler/deliverer.hpp"
 #include "lib/scheduler/scheduler.hpp"
 #include "lib/scheduler/writer.hpp"
 #include "lib/util/asio.hpp"
@@ -88,6 +89,7 @@ class Engine {
   protocol::Dispatcher& dispatcher() { return *m_dispatcher; }
   scheduler::Scheduler& scheduler() { return *m_scheduler; }
   scheduler::Writer& writer() { return *m_writer; }
+  scheduler::Deliverer& deliverer() { return *m_deliverer; }
   actions::Service& service() { return *m_service; }
   protocol::Context& context() { return *m_context; }
 
@@ -115,6 +117,7 @@ class Engine {
   std::unique_ptr<actions::Service> m_service;
   std::unique_ptr<scheduler::Writer> m_writer;
   std::unique_ptr<scheduler::Scheduler> m_scheduler;
+  std::unique_ptr<scheduler::Deliverer> m_deliverer;
   std::unique_ptr<protocol::Context> m_context;
   std::unique_ptr<protocol::Dispatcher> m_dispatcher;
   std::unique_ptr<actions::PolicyChange> m_change;

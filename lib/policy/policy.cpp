@@ -64,6 +64,22 @@ std::vector<std::string> Policy::date_names() const {
   return {names.begin(), names.end()};
 }
 
+std::string_view to_string(ConnectorKind k) {
+  switch (k) {
+    case ConnectorKind::exec: return "exec";
+    case ConnectorKind::http: return "http";
+    case ConnectorKind::pull: return "pull";
+  }
+  return "?";
+}
+
+const Connector* Policy::find_connector(std::string_view name) const {
+  for (const auto& c : connectors) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
 const Category* Policy::find(std::string_view name) const {
   for (const auto& c : categories) {
     if (c.name == name) return &c;
@@ -157,14 +173,16 @@ class Builder {
       error(root.pos, "", "the policy must be a table/mapping at the top level");
       return finish(nullptr);
     }
-    check_keys(root, "", {"daemon", "categories"});
+    check_keys(root, "", {"daemon", "connectors", "categories"});
     if (const auto* d = root.find("daemon")) {
       read_daemon(*d, policy->daemon);
     } else {
       error(root.pos, "daemon", "missing [daemon] section (state_dir is required)");
     }
+    if (const auto* c = root.find("connectors")) read_connectors(*c, *policy);
     if (const auto* c = root.find("categories")) {
       read_categories(*c, *policy);
+      check_category_connectors(*c, *policy);
     } else {
       warning(root.pos, "categories", "no categories: this policy retains nothing and acts on nothing");
     }
@@ -405,7 +423,8 @@ class Builder {
       return false;
     }
     const std::size_t errors_before = error_count();
-    check_keys(n, path, {"name", "purpose", "legal_basis", "source", "erasable", "dates", "phases", "anonymise", "anonymize"});
+    check_keys(n, path, {"name", "purpose", "legal_basis", "source", "erasable", "dates", "phases", "anonymise", "anonymize",
+                         "connectors"});
 
     static const std::regex kName("[a-z][a-z0-9_.-]*");
     if (const auto* v = n.find("name")) {
@@ -436,6 +455,22 @@ class Builder {
 
     if (const auto* v = n.find("dates")) read_dates(*v, path + ".dates", c);
     if (const auto* v = n.find("phases")) read_phases(*v, path + ".phases", c);
+    if (const auto* v = n.find("connectors")) {
+      if (v->kind != Kind::seq) {
+        error(v->pos, path + ".connectors", "expected an array of connector names, got " + v->kind_name());
+      } else {
+        for (std::size_t i = 0; i < v->items.size(); ++i) {
+          std::string name;
+          const std::string key = path + ".connectors[" + std::to_string(i) + "]";
+          if (!get_string(v->items[i], key, name)) continue;
+          if (std::find(c.connectors.begin(), c.connectors.end(), name) != c.connectors.end()) {
+            error(v->items[i].pos, key, "connector '" + name + "' named twice");
+          } else {
+            c.connectors.push_back(name);
+          }
+        }
+      }
+    }
     if (c.phases.empty() && error_count() == errors_before) {
       warning(n.pos, path + ".phases", "category '" + c.name + "' has no phases: its records are kept until erased");
     }
@@ -456,6 +491,122 @@ class Builder {
     }
 
     return error_count() == errors_before;
+  }
+
+  // ---- [[connectors]] ----------------------------------------------------
+
+  void read_connectors(const ConfNode& list, Policy& policy) {
+    if (list.kind != Kind::seq) {
+      error(list.pos, "connectors", "expected an array of tables ([[connectors]]), got " + list.kind_name());
+      return;
+    }
+    for (std::size_t i = 0; i < list.items.size(); ++i) {
+      const std::string path = "connectors[" + std::to_string(i) + "]";
+      Connector c;
+      if (!read_connector(list.items[i], path, c)) continue;
+      if (policy.find_connector(c.name) != nullptr) {
+        const auto* n = list.items[i].find("name");
+        error(n ? n->pos : list.items[i].pos, path + ".name", "duplicate connector name '" + c.name + "'");
+        continue;
+      }
+      policy.connectors.push_back(std::move(c));
+    }
+  }
+
+  bool read_connector(const ConfNode& n, const std::string& path, Connector& c) {
+    if (n.kind != Kind::map) {
+      error(n.pos, path, "expected a table, got " + n.kind_name());
+      return false;
+    }
+    const std::size_t errors_before = error_count();
+    check_keys(n, path, {"name", "kind", "command", "url", "allow_remote", "timeout", "max_attempts"});
+    static const std::regex kName("[a-z][a-z0-9_.-]*");
+    if (const auto* v = n.find("name")) {
+      if (get_string(*v, path + ".name", c.name) && (c.name.size() > 64 || !std::regex_match(c.name, kName))) {
+        error(v->pos, path + ".name", "invalid connector name '" + c.name + "' (expected [a-z][a-z0-9_.-]*, at most 64 characters)");
+      }
+    } else {
+      error(n.pos, path + ".name", "required");
+    }
+    const auto* kind = n.find("kind");
+    std::string kind_text;
+    if (kind == nullptr) {
+      error(n.pos, path + ".kind", "required (exec, http or pull)");
+    } else if (get_string(*kind, path + ".kind", kind_text)) {
+      if (kind_text == "exec") c.kind = ConnectorKind::exec;
+      else if (kind_text == "http") c.kind = ConnectorKind::http;
+      else if (kind_text == "pull") c.kind = ConnectorKind::pull;
+      else error(kind->pos, path + ".kind", "unknown kind '" + kind_text + "' (expected exec, http or pull)");
+    }
+    const auto* command = n.find("command");
+    const auto* url = n.find("url");
+    const auto* allow_remote = n.find("allow_remote");
+    if (c.kind == ConnectorKind::exec && !kind_text.empty()) {
+      if (command == nullptr) {
+        error(n.pos, path + ".command", "required for an exec connector (an argv array, its first element an absolute path)");
+      } else if (command->kind != Kind::seq || command->items.empty()) {
+        error(command->pos, path + ".command", "expected a non-empty array of strings (argv; no shell), got " + command->kind_name());
+      } else {
+        for (std::size_t i = 0; i < command->items.size(); ++i) {
+          std::string arg;
+          if (get_string(command->items[i], path + ".command[" + std::to_string(i) + "]", arg)) c.command.push_back(arg);
+        }
+        if (!c.command.empty() && (c.command[0].empty() || c.command[0][0] != '/')) {
+          error(command->items[0].pos, path + ".command[0]",
+                "'" + c.command[0] + "' is not an absolute path (no PATH lookup, no shell: give the program's full path)");
+        }
+      }
+    } else if (command != nullptr) {
+      error(command->pos, path + ".command", "only an exec connector runs a command");
+    }
+    if (c.kind == ConnectorKind::http && !kind_text.empty()) {
+      if (allow_remote) get_bool(*allow_remote, path + ".allow_remote", c.allow_remote);
+      if (url == nullptr) {
+        error(n.pos, path + ".url", "required for an http connector (http://host:port/path)");
+      } else if (get_string(*url, path + ".url", c.url)) {
+        if (auto why = parse_http_url(c.url, c.host, c.port, c.target)) {
+          error(url->pos, path + ".url", *why);
+        } else if (!c.allow_remote && !is_loopback_host(c.host)) {
+          error(url->pos, path + ".url",
+                "'" + c.host + "' is not a loopback address: jobs carry personal data and go in clear over http; "
+                "set allow_remote = true to send them there anyway");
+        }
+      }
+    } else {
+      if (url != nullptr) error(url->pos, path + ".url", "only an http connector has a url");
+      if (allow_remote != nullptr) error(allow_remote->pos, path + ".allow_remote", "only an http connector has allow_remote");
+    }
+    if (const auto* v = n.find("timeout")) {
+      std::string text;
+      if (get_string(*v, path + ".timeout", text)) {
+        auto d = calendar::parse_duration(text);
+        const std::int64_t s = d ? calendar::add(calendar::Instant{0}, *d).seconds : 0;
+        if (!d) error(v->pos, path + ".timeout", d.error().message);
+        else if (d->years != 0 || d->months != 0 || s < 1 || s > 86400)
+          error(v->pos, path + ".timeout", "'" + text + "' is out of range (1 second to 1 day, no months or years)");
+        else c.timeout_s = s;
+      }
+    }
+    if (const auto* v = n.find("max_attempts")) get_int(*v, path + ".max_attempts", 1, 1000, c.max_attempts);
+    return error_count() == errors_before;
+  }
+
+  // Every name in a category's `connectors` must be a [[connectors]] entry.
+  void check_category_connectors(const ConfNode& list, const Policy& policy) {
+    if (list.kind != Kind::seq) return;
+    for (std::size_t i = 0; i < list.items.size() && i < policy.categories.size(); ++i) {
+      const auto* v = list.items[i].find("connectors");
+      if (v == nullptr || v->kind != Kind::seq) continue;
+      for (std::size_t j = 0; j < v->items.size(); ++j) {
+        const auto& item = v->items[j];
+        if (item.kind != Kind::string && item.kind != Kind::yaml_scalar) continue;
+        if (policy.find_connector(item.text) != nullptr) continue;
+        std::string known;
+        for (const auto& c : policy.connectors) known += (known.empty() ? "" : ", ") + c.name;
+        error(item.pos, "categories[" + std::to_string(i) + "].connectors[" + std::to_string(j) + "]",
+              "unknown connector '" + item.text + "' (" + (known.empty() ? "no [[connectors]] are defined" : "defined: " + known) + ")");
+      }
+    }
   }
 
   std::size_t error_count() const {
@@ -658,6 +809,9 @@ nlohmann::json canonical_json(const Category& c) {
   nlohmann::json anon = nlohmann::json::object();
   for (const auto& [field, strategy] : c.anonymise) anon[field] = to_string(strategy);
   cj["anonymise"] = c.has_anonymise ? anon : nlohmann::json(nullptr);
+  // Only when given, so that the hash of a policy without connectors is
+  // what it was before they existed.
+  if (!c.connectors.empty()) cj["connectors"] = c.connectors;
   return cj;
 }
 
@@ -751,6 +905,44 @@ std::optional<std::string> parse_listen_address(const std::string& text, std::st
   }
   host = h;
   port = static_cast<std::uint16_t>(std::stoi(p));
+  return std::nullopt;
+}
+
+std::optional<std::string> parse_http_url(const std::string& url, std::string& host, std::uint16_t& port,
+                                          std::string& target) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.compare(0, kScheme.size(), kScheme) != 0) {
+    return "'" + url + "' is not an http:// URL (https is not supported: put a local proxy in front)";
+  }
+  const std::string rest = url.substr(kScheme.size());
+  const auto slash = rest.find('/');
+  const std::string authority = rest.substr(0, slash);
+  target = slash == std::string::npos ? "/" : rest.substr(slash);
+  if (authority.empty()) return "'" + url + "' names no host";
+  if (authority.find('@') != std::string::npos) return "'" + url + "': credentials in the URL are not supported";
+  std::string h = authority, p;
+  if (authority.front() == '[') {
+    const auto close = authority.find(']');
+    if (close == std::string::npos) return "'" + url + "': unterminated IPv6 address";
+    h = authority.substr(1, close - 1);
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') return "'" + url + "': expected ':' and a port after the IPv6 address";
+      p = authority.substr(close + 2);
+    }
+  } else if (const auto colon = authority.rfind(':'); colon != std::string::npos) {
+    h = authority.substr(0, colon);
+    p = authority.substr(colon + 1);
+  }
+  if (h.empty()) return "'" + url + "' names no host";
+  port = 80;
+  if (!p.empty() || authority.back() == ':') {
+    if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        std::stoi(p) < 1 || std::stoi(p) > 65535) {
+      return "port '" + p + "' is not a number from 1 to 65535";
+    }
+    port = static_cast<std::uint16_t>(std::stoi(p));
+  }
+  host = h;
   return std::nullopt;
 }
 

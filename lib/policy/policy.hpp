@@ -44,6 +44,9 @@ struct Category {
   std::vector<Phase> phases;
   bool has_anonymise = false;
   std::vector<std::pair<std::string, Strategy>> anonymise;  // in file order
+  // Connectors every phase (and erasure) of this category also runs on, by
+  // name ([[connectors]]); empty: none.
+  std::vector<std::string> connectors;
 
   // True if records of this category may carry the date `name`.
   bool allows_date(std::string_view name) const;
@@ -95,15 +98,42 @@ struct DaemonSettings {
 std::optional<std::string> parse_listen_address(const std::string& text, std::string& host, std::uint16_t& port);
 // Whether `host` (as parse_listen_address leaves it) is a loopback address.
 bool is_loopback_host(const std::string& host);
+// Splits an http:// URL into host (IPv6 without brackets), port (80 when
+// absent) and target (the path and query, "/" when absent); nullopt when
+// valid, else why not.
+std::optional<std::string> parse_http_url(const std::string& url, std::string& host, std::uint16_t& port,
+                                          std::string& target);
+
+// A system of record where retention is also enforced ([[connectors]];
+// docs/connectors.md): the jobs of its categories' phases are delivered to
+// a command (exec), a loopback HTTP endpoint (http), or claimed over the
+// admin socket (pull).
+enum class ConnectorKind { exec, http, pull };
+std::string_view to_string(ConnectorKind k);
+
+struct Connector {
+  std::string name;
+  ConnectorKind kind = ConnectorKind::pull;
+  std::vector<std::string> command;  // exec: argv, argv[0] absolute
+  std::string url;                   // http: http://host[:port]/path
+  std::string host;                  // http: from url
+  std::uint16_t port = 80;           // http: from url
+  std::string target;                // http: the path (and query) from url
+  bool allow_remote = false;         // http: a host that is not loopback
+  std::int64_t timeout_s = 30;
+  std::int64_t max_attempts = 10;
+};
 
 class Policy {
  public:
   DaemonSettings daemon;
+  std::vector<Connector> connectors;
   std::vector<Category> categories;
   std::string hash;         // hex SHA-256 of the canonical policy (see policy.cpp)
   std::string source_path;  // the file it came from, for messages
 
   const Category* find(std::string_view name) const;
+  const Connector* find_connector(std::string_view name) const;
   // Every date name some category names (Category::names_date), sorted.
   std::vector<std::string> date_names() const;
 };

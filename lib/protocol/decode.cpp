@@ -367,4 +367,126 @@ Result<std::string> table_format(const json& params) {
   return it->get<std::string>();
 }
 
+namespace {
+
+Result<std::size_t> optional_count(const json& params, const char* name, std::size_t fallback, std::size_t max) {
+  const auto it = params.find(name);
+  if (it == params.end()) return fallback;
+  if (!it->is_number_integer() || it->get<std::int64_t>() < 1 || it->get<std::int64_t>() > static_cast<std::int64_t>(max)) {
+    return bad("invalid_params", std::string("'") + name + "' must be an integer from 1 to " + std::to_string(max));
+  }
+  return it->get<std::size_t>();
+}
+
+Result<std::vector<std::string>> job_ids(const json& params) {
+  const auto it = params.find("ids");
+  if (it == params.end()) return bad("invalid_params", "missing parameter 'ids'");
+  if (!it->is_array() || it->empty()) return bad("invalid_params", "'ids' must be a non-empty array of job ids");
+  if (it->size() > actions::kMaxJobIds) {
+    return bad("too_large", "more than " + std::to_string(actions::kMaxJobIds) + " job ids in one call");
+  }
+  std::vector<std::string> out;
+  for (const auto& id : *it) {
+    if (!id.is_string() || id.get_ref<const std::string&>().empty() || id.get_ref<const std::string&>().size() > 64) {
+      return bad("invalid_params", "'ids' must hold job ids (strings)");
+    }
+    out.push_back(id.get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<actions::JobsRequest> connector_jobs(const json& params) {
+  if (auto st = only(params, {"connector", "state", "limit"}); !st) return std::move(st).error();
+  actions::JobsRequest r;
+  auto connector = required_string(params, "connector", 64);
+  if (!connector) return std::move(connector).error();
+  r.connector = std::move(*connector);
+  if (const auto it = params.find("state"); it != params.end()) {
+    if (!it->is_string()) return bad("invalid_params", "'state' must be a string");
+    r.states.push_back(it->get<std::string>());
+  }
+  auto limit = optional_count(params, "limit", 100, actions::kMaxJobsListed);
+  if (!limit) return std::move(limit).error();
+  r.limit = *limit;
+  return r;
+}
+
+Result<actions::ClaimRequest> connector_claim(const json& params) {
+  if (auto st = only(params, {"connector", "max", "lease"}); !st) return std::move(st).error();
+  actions::ClaimRequest r;
+  auto connector = required_string(params, "connector", 64);
+  if (!connector) return std::move(connector).error();
+  r.connector = std::move(*connector);
+  auto max = optional_count(params, "max", 100, actions::kMaxJobsListed);
+  if (!max) return std::move(max).error();
+  r.max = *max;
+  auto lease = optional_string(params, "lease", 64);
+  if (!lease) return std::move(lease).error();
+  if (*lease) {
+    auto d = calendar::parse_duration(**lease);
+    if (!d) return bad("bad_duration", "'lease': " + d.error().message);
+    const std::int64_t s = calendar::add(calendar::Instant{0}, *d).seconds;
+    if (d->years != 0 || d->months != 0 || s < 1 || s > 86400) {
+      return bad("bad_duration", "'lease': '" + **lease + "' is out of range (1 second to 1 day, no months or years)");
+    }
+    r.lease_s = s;
+  }
+  return r;
+}
+
+Result<actions::AckRequest> connector_ack(const json& params) {
+  if (auto st = only(params, {"connector", "ids", "outcome", "message"}); !st) return std::move(st).error();
+  actions::AckRequest r;
+  auto connector = required_string(params, "connector", 64);
+  if (!connector) return std::move(connector).error();
+  r.connector = std::move(*connector);
+  auto ids = job_ids(params);
+  if (!ids) return std::move(ids).error();
+  r.ids = std::move(*ids);
+  auto outcome = required_string(params, "outcome", 16);
+  if (!outcome) return std::move(outcome).error();
+  if (*outcome != "done" && *outcome != "failed") return bad("invalid_params", "'outcome' must be \"done\" or \"failed\"");
+  r.done = *outcome == "done";
+  if (const auto it = params.find("message"); it != params.end()) {
+    if (!it->is_string()) return bad("invalid_params", "'message' must be a string");
+    r.message = it->get<std::string>().substr(0, 4096);
+  }
+  return r;
+}
+
+Result<actions::JobIdsRequest> connector_retry(const json& params) {
+  if (auto st = only(params, {"connector", "ids", "all"}); !st) return std::move(st).error();
+  actions::JobIdsRequest r;
+  auto connector = required_string(params, "connector", 64);
+  if (!connector) return std::move(connector).error();
+  r.connector = std::move(*connector);
+  auto all = optional_bool(params, "all");
+  if (!all) return std::move(all).error();
+  r.all = *all;
+  if (r.all == params.contains("ids")) return bad("invalid_params", "give either 'ids' or \"all\": true");
+  if (!r.all) {
+    auto ids = job_ids(params);
+    if (!ids) return std::move(ids).error();
+    r.ids = std::move(*ids);
+  }
+  return r;
+}
+
+Result<actions::JobIdsRequest> connector_discard(const json& params) {
+  if (auto st = only(params, {"connector", "ids", "reason"}); !st) return std::move(st).error();
+  actions::JobIdsRequest r;
+  auto connector = required_string(params, "connector", 64);
+  if (!connector) return std::move(connector).error();
+  r.connector = std::move(*connector);
+  auto ids = job_ids(params);
+  if (!ids) return std::move(ids).error();
+  r.ids = std::move(*ids);
+  auto reason = required_string(params, "reason", actions::kMaxReasonBytes);
+  if (!reason) return std::move(reason).error();
+  r.reason = std::move(*reason);
+  return r;
+}
+
 }  // namespace retentiond::protocol::decode

@@ -51,4 +51,12 @@ Result<bool> flag_only(const nlohmann::json& params, const char* name);
 // policy.table: "markdown" (default) or "text".
 Result<std::string> table_format(const nlohmann::json& params);
 
+// Connectors: connector.jobs, connector.claim, connector.ack,
+// connector.retry (ids or all) and connector.discard (ids, reason).
+Result<actions::JobsRequest> connector_jobs(const nlohmann::json& params);
+Result<actions::ClaimRequest> connector_claim(const nlohmann::json& params);
+Result<actions::AckRequest> connector_ack(const nlohmann::json& params);
+Result<actions::JobIdsRequest> connector_retry(const nlohmann::json& params);
+Result<actions::JobIdsRequest> connector_discard(const nlohmann::json& params);
+
 }  // namespace retentiond::protocol::decode

@@ -300,8 +300,12 @@ void Dispatcher::register_methods() {
          if (!key) return std::move(key).error();
          auto r = service.explain(*key);
          if (!r) return std::move(r).error();
-         if (const auto* d = std::get_if<actions::Disposal>(&*r)) return render::disposal(*d);
-         return render::explanation(std::get<actions::Explanation>(*r));
+         auto jobs = service.jobs_of_key(*key);
+         if (!jobs) return std::move(jobs).error();
+         json out = std::holds_alternative<actions::Disposal>(*r) ? render::disposal(std::get<actions::Disposal>(*r))
+                                                                  : render::explanation(std::get<actions::Explanation>(*r));
+         out["connectors"] = render::jobs_of_record(*jobs);
+         return out;
        })},
       {"record.restore", Role::admin, "Bring back a record purged within the undo window (purge_grace)",
        {},
@@ -449,8 +453,11 @@ void Dispatcher::register_methods() {
          const bool dry_run = request->dry_run;
          on_writer<actions::ErasureReport>(
              [&service, r = std::move(*request), actor = actions::Actor{c.actor()}] { return service.erase(r, actor); },
-             [this, dry_run](actions::ErasureReport& report) { return erasure_with_receipt(report, dry_run); }, false,
-             std::move(d));
+             [this, dry_run](actions::ErasureReport& report) {
+               if (!dry_run && m_ctx.jobs_changed) m_ctx.jobs_changed();
+               return erasure_with_receipt(report, dry_run);
+             },
+             false, std::move(d));
        })},
       {"record.erase", Role::admin, "Erase one record, unless under legal obligation or hold",
        {},
@@ -460,8 +467,11 @@ void Dispatcher::register_methods() {
          const bool dry_run = request->dry_run;
          on_writer<actions::ErasureReport>(
              [&service, r = std::move(*request), actor = actions::Actor{c.actor()}] { return service.erase(r, actor); },
-             [this, dry_run](actions::ErasureReport& report) { return erasure_with_receipt(report, dry_run); }, false,
-             std::move(d));
+             [this, dry_run](actions::ErasureReport& report) {
+               if (!dry_run && m_ctx.jobs_changed) m_ctx.jobs_changed();
+               return erasure_with_receipt(report, dry_run);
+             },
+             false, std::move(d));
        })},
       {"hold.place", Role::admin, "Stop every phase and erasure of a subject's, a category's or a key's records",
        {},
@@ -483,6 +493,86 @@ void Dispatcher::register_methods() {
                return true;
              },
              [](bool&) -> json { return {{"released", true}}; }, true, std::move(d));
+       })},
+      {"connector.list", Role::reader, "Each connector with its jobs pending, in flight, failed and done",
+       read([&service](const json& p, const Caller&) -> Result<json> {
+         if (auto st = decode::none(p); !st) return std::move(st).error();
+         auto list = service.connectors();
+         if (!list) return std::move(list).error();
+         json out = json::array();
+         for (const auto& c : *list) {
+           out.push_back({{"name", c.connector->name},
+                          {"kind", std::string(policy::to_string(c.connector->kind))},
+                          {"pending", c.stats.pending},
+                          {"in_flight", c.stats.in_flight},
+                          {"failed", c.stats.failed},
+                          {"done", c.stats.done},
+                          {"discarded", c.stats.discarded},
+                          {"last_error", c.stats.last_error ? json(*c.stats.last_error) : json(nullptr)},
+                          {"oldest_pending", render::instant_or_null(c.stats.oldest_pending)}});
+         }
+         return json{{"connectors", out}};
+       })},
+      {"connector.jobs", Role::admin, "A connector's jobs (pending, in flight and failed by default), with their subjects",
+       read([&service](const json& p, const Caller&) -> Result<json> {
+         auto request = decode::connector_jobs(p);
+         if (!request) return std::move(request).error();
+         auto jobs = service.connector_jobs(*request);
+         if (!jobs) return std::move(jobs).error();
+         json out = json::array();
+         for (const auto& j : *jobs) out.push_back(actions::job_json(j, true));
+         return json{{"jobs", out}};
+       })},
+      {"connector.claim", Role::admin, "Lease due jobs of a pull connector; acknowledge them with connector.ack",
+       {},
+       later([this, &service](const json& p, const Caller&, Done d) {
+         auto request = decode::connector_claim(p);
+         if (!request) return d(std::move(request).error());
+         on_writer<std::vector<vault::Job>>(
+             [&service, r = std::move(*request)] { return service.claim_jobs(r, true); },
+             [](std::vector<vault::Job>& jobs) -> json {
+               json out = json::array();
+               for (const auto& j : jobs) out.push_back(actions::job_json(j));
+               return {{"jobs", out}};
+             },
+             false, std::move(d));
+       })},
+      {"connector.ack", Role::admin, "Report claimed jobs done, or a failed attempt",
+       {},
+       later([this, &service](const json& p, const Caller& c, Done d) {
+         auto request = decode::connector_ack(p);
+         if (!request) return d(std::move(request).error());
+         std::vector<actions::DeliveryOutcome> outcomes;
+         for (const auto& id : request->ids) {
+           outcomes.push_back({id, request->done ? actions::Delivery::done : actions::Delivery::failed_attempt, request->message});
+         }
+         on_writer<std::int64_t>(
+             [&service, connector = request->connector, outcomes = std::move(outcomes), actor = actions::Actor{c.actor()}] {
+               return service.settle_jobs(connector, outcomes, actor);
+             },
+             [](std::int64_t& n) -> json { return {{"acknowledged", n}}; }, false, std::move(d));
+       })},
+      {"connector.retry", Role::admin, "Failed jobs back to pending (ids, or all: true)",
+       {},
+       later([this, &service](const json& p, const Caller& c, Done d) {
+         auto request = decode::connector_retry(p);
+         if (!request) return d(std::move(request).error());
+         on_writer<std::int64_t>(
+             [&service, r = std::move(*request), actor = actions::Actor{c.actor()}] { return service.retry_jobs(r, actor); },
+             [this](std::int64_t& n) -> json {
+               if (n > 0 && m_ctx.jobs_changed) m_ctx.jobs_changed();
+               return {{"retried", n}};
+             },
+             false, std::move(d));
+       })},
+      {"connector.discard", Role::admin, "Drop unfinished jobs (audited; their subjects destroyed)",
+       {},
+       later([this, &service](const json& p, const Caller& c, Done d) {
+         auto request = decode::connector_discard(p);
+         if (!request) return d(std::move(request).error());
+         on_writer<std::int64_t>(
+             [&service, r = std::move(*request), actor = actions::Actor{c.actor()}] { return service.discard_jobs(r, actor); },
+             [](std::int64_t& n) -> json { return {{"discarded", n}}; }, false, std::move(d));
        })},
       {"hold.list", Role::admin, "The holds in force",
        read([&service](const json& p, const Caller&) -> Result<json> {
@@ -658,6 +748,13 @@ Result<nlohmann::json> Dispatcher::status(const nlohmann::json& params) {
     }
   }
   const auto& records = overview->records;
+  auto connectors = m_ctx.service.connectors();
+  if (!connectors) return std::move(connectors).error();
+  std::int64_t pending = 0, failed = 0;
+  for (const auto& c : *connectors) {
+    pending += c.stats.pending + c.stats.in_flight;
+    failed += c.stats.failed;
+  }
   return json{
       {"version", m_ctx.version},
       {"now", calendar::format_instant(m_ctx.service.clock().now())},
@@ -672,6 +769,7 @@ Result<nlohmann::json> Dispatcher::status(const nlohmann::json& params) {
       {"pause", pause},
       {"last_sweep", last},
       {"signing_key", m_ctx.signing_key ? json(crypto::base64_encode(m_ctx.signing_key->public_key())) : json(nullptr)},
+      {"connectors", {{"pending", pending}, {"failed", failed}}},
   };
 }
 

@@ -74,6 +74,10 @@ struct Context {
   // audit.checkpoint and record.receipt are internal errors and erasures
   // carry no receipt.
   std::shared_ptr<const crypto::SigningKey> signing_key;
+  // Called on the loop after a change that may have decided connector jobs
+  // or made failed ones pending (erasures, connector.retry): wakes the
+  // delivery workers. Optional.
+  std::function<void()> jobs_changed;
 };
 
 // Lines at least this long are parsed off the event loop when Context has

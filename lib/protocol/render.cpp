@@ -199,4 +199,20 @@ std::string policy_table(const policy::Policy& policy, const std::string& format
   return out;
 }
 
+json jobs_of_record(const std::vector<store::StoredJob>& jobs) {
+  json out = json::array();
+  for (const auto& j : jobs) {
+    out.push_back({{"connector", j.connector},
+                   {"job", j.id},
+                   {"action", j.action},
+                   {"phase", j.phase ? json(*j.phase) : json(nullptr)},
+                   {"decided_at", calendar::format_instant(j.decided_at)},
+                   {"audit_seq", j.audit_seq},
+                   {"state", std::string(store::to_string(j.state))},
+                   {"attempts", j.attempts},
+                   {"last_error", j.last_error ? json(*j.last_error) : json(nullptr)}});
+  }
+  return out;
+}
+
 }  // namespace retentiond::protocol::render

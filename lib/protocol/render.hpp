@@ -36,4 +36,7 @@ nlohmann::json sweep_counts(const actions::SweepCounts& counts);
 // policy.table: the retention table in words, "markdown" or "text".
 std::string policy_table(const policy::Policy& policy, const std::string& format);
 
+// record.explain's `connectors`: each job of the record, by decision.
+nlohmann::json jobs_of_record(const std::vector<store::StoredJob>& jobs);
+
 }  // namespace retentiond::protocol::render

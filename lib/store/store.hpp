@@ -102,6 +102,55 @@ struct StoredHold {
   std::string placed_by;
 };
 
+// A connector job (the outbox, docs/connectors.md): one per connector of a
+// record's category, committed with the action it carries. Its subject is
+// sealed like a record's values; `subject` has slot -1 and no bytes when
+// the record had none, or once the job is finished (destroyed).
+enum class JobState { pending, in_flight, failed, done, discarded };
+std::string_view to_string(JobState s);
+std::optional<JobState> job_state_from(std::string_view s);
+
+struct StoredJob {
+  std::string id;  // the idempotency key: random, unique, never changes
+  std::string connector;
+  std::string action;  // archive, anonymise, purge, erase
+  std::string key;
+  std::string category;
+  std::optional<int> phase;  // null for an erasure
+  calendar::Instant decided_at;
+  std::int64_t audit_seq = 0;
+  std::optional<std::string> subject_ref;
+  Sealed subject;  // slot -1: none
+  JobState state = JobState::pending;
+  std::int64_t attempts = 0;  // deliveries made
+  std::int64_t failures = 0;  // failed attempts since created or retried (toward max_attempts)
+  calendar::Instant next_at;  // pending: next delivery; in_flight: the lease's end
+  std::optional<std::string> last_error;
+  std::optional<calendar::Instant> finished_at;
+};
+
+// What changes when a job moves on (Store::update_job).
+struct JobUpdate {
+  std::string id;
+  JobState state = JobState::pending;
+  std::int64_t attempts = 0;
+  std::int64_t failures = 0;
+  calendar::Instant next_at;
+  std::optional<std::string> last_error;
+  std::optional<calendar::Instant> finished_at;
+  calendar::Instant at;       // when it happened (the connector's latest error is dated by it)
+  bool drop_subject = false;  // its sealed subject is deleted (the job is finished)
+};
+
+// One connector's jobs, from the kept counts (no scan).
+struct ConnectorStats {
+  std::string connector;
+  std::int64_t pending = 0, in_flight = 0, failed = 0, done = 0, discarded = 0;
+  std::optional<std::string> last_error;
+  std::optional<calendar::Instant> last_error_at;
+  std::optional<calendar::Instant> oldest_pending;  // decided_at of the oldest pending or in_flight job
+};
+
 struct RecordCounts {
   std::int64_t active = 0;
   std::int64_t archived = 0;
@@ -236,6 +285,23 @@ class StoreReader {
   // How many retired records have after < destroy_at <= until: an index
   // range (the clock guard counts the windows a jump would end).
   virtual Result<std::int64_t> count_retired(calendar::Instant after, calendar::Instant until) = 0;
+
+  // Connector jobs. `job`: one by id, with its sealed subject.
+  virtual Result<std::optional<StoredJob>> job(const std::string& id) = 0;
+  // At most `limit` jobs of `connector` in `state`, in decision order
+  // (audit_seq) after `after_seq`, with their sealed subjects: an index range.
+  virtual Result<std::vector<StoredJob>> jobs(const std::string& connector, JobState state, std::size_t limit,
+                                              std::int64_t after_seq = 0) = 0;
+  // At most `limit` jobs of `connector` in `state` with next_at <= now, in
+  // (next_at, audit_seq) order, with their sealed subjects: an index range.
+  virtual Result<std::vector<StoredJob>> jobs_ready(const std::string& connector, JobState state,
+                                                    calendar::Instant now, std::size_t limit) = 0;
+  // The earliest next_at of `connector`'s jobs in `state`.
+  virtual Result<std::optional<calendar::Instant>> next_job_at(const std::string& connector, JobState state) = 0;
+  // Every job of a record key (finished ones too), without subjects, by audit_seq.
+  virtual Result<std::vector<StoredJob>> jobs_of_key(const std::string& key) = 0;
+  // The kept counts of every connector that has had a job.
+  virtual Result<std::vector<ConnectorStats>> connector_stats() = 0;
 };
 
 class Store : public StoreReader {
@@ -282,6 +348,13 @@ class Store : public StoreReader {
                               calendar::Instant destroy_at) = 0;
   virtual Result<bool> unretire(const std::string& key) = 0;
   virtual Result<std::optional<std::int64_t>> drop_retired(const std::string& key) = 0;
+
+  // Connector jobs. insert_job stores a new one (storage_error when the id
+  // exists); update_job moves one on and returns the key slot of its sealed
+  // subject when drop_subject deleted it (nullopt otherwise, or when there
+  // is no such job: check with job() first). Counts follow.
+  virtual Status insert_job(const StoredJob& job) = 0;
+  virtual Result<std::optional<std::int64_t>> update_job(const JobUpdate& update) = 0;
 
   // Key slot bookkeeping (lib/vault). save_key_slots joins the open
   // transaction; it returns the id of the list of released slots, if any.

@@ -41,6 +41,7 @@ std::string record_plaintext(const Record& r) {
 
 std::string record_aad(std::string_view key) { return "record\n" + std::string(key); }
 std::string hold_aad(std::string_view scope) { return "hold\n" + std::string(scope); }
+std::string job_aad(std::string_view id) { return "job\n" + std::string(id); }
 
 // ---------------------------------------------------------------- reading
 
@@ -187,6 +188,52 @@ Result<std::vector<Hold>> RecordReader::holds() {
   });
   if (!st) return std::move(st).error();
   return out;
+}
+
+Result<std::vector<Job>> RecordReader::open_jobs(const std::function<Result<std::vector<store::StoredJob>>()>& query) {
+  std::vector<Job> out;
+  Status st = read([&]() -> Status {
+    out.clear();
+    auto rows = query();
+    if (!rows) return std::move(rows).error();
+    for (auto& row : *rows) {
+      Job job;
+      if (row.subject.slot >= 0) {
+        auto subject = open(row.subject, job_aad(row.id));
+        if (!subject) return std::move(subject).error();
+        job.subject = std::move(*subject);
+      }
+      row.subject = store::Sealed{};
+      job.row = std::move(row);
+      out.push_back(std::move(job));
+    }
+    return {};
+  });
+  if (!st) return std::move(st).error();
+  return out;
+}
+
+Result<std::optional<Job>> RecordReader::job(const std::string& id) {
+  auto jobs = open_jobs([&]() -> Result<std::vector<store::StoredJob>> {
+    auto row = m_reader.job(id);
+    if (!row) return std::move(row).error();
+    std::vector<store::StoredJob> out;
+    if (*row) out.push_back(std::move(**row));
+    return out;
+  });
+  if (!jobs) return std::move(jobs).error();
+  if (jobs->empty()) return std::optional<Job>{};
+  return std::optional<Job>{std::move(jobs->front())};
+}
+
+Result<std::vector<Job>> RecordReader::jobs(const std::string& connector, store::JobState state, std::size_t limit,
+                                            std::int64_t after_seq) {
+  return open_jobs([&]() { return m_reader.jobs(connector, state, limit, after_seq); });
+}
+
+Result<std::vector<Job>> RecordReader::jobs_ready(const std::string& connector, store::JobState state,
+                                                  calendar::Instant now, std::size_t limit) {
+  return open_jobs([&]() { return m_reader.jobs_ready(connector, state, now, limit); });
 }
 
 // ---------------------------------------------------------------- writing
@@ -472,6 +519,25 @@ Result<std::int64_t> Vault::add_hold(const Hold& hold) {
   };
   if (auto st = m_in_tx ? work() : transaction(work); !st) return std::move(st).error();
   return id;
+}
+
+Status Vault::add_job(const Job& job) {
+  const auto work = [&]() -> Status {
+    store::StoredJob row = job.row;
+    row.subject = job.subject ? seal(job_aad(row.id), *job.subject) : store::Sealed{};
+    return m_store.insert_job(row);
+  };
+  return m_in_tx ? work() : transaction(work);
+}
+
+Status Vault::update_job(const store::JobUpdate& update) {
+  const auto work = [&]() -> Status {
+    auto slot = m_store.update_job(update);
+    if (!slot) return std::move(slot).error();
+    if (*slot) release(**slot);
+    return {};
+  };
+  return m_in_tx ? work() : transaction(work);
 }
 
 Result<bool> Vault::remove_hold(std::int64_t id) {

@@ -61,10 +61,18 @@ struct Hold {
   std::string placed_by;
 };
 
+// A connector job with its subject in clear (null when the record had
+// none, or once the job is finished); job.subject (sealed) is left empty.
+struct Job {
+  store::StoredJob row;
+  std::optional<std::string> subject;
+};
+
 // The associated data binding sealed bytes to their row: bytes copied to
 // another record or hold do not open.
 std::string record_aad(std::string_view key);
 std::string hold_aad(std::string_view scope);
+std::string job_aad(std::string_view id);
 
 class RecordReader {
  public:
@@ -102,6 +110,13 @@ class RecordReader {
   // The same without their values (nothing opened).
   Result<std::vector<Record>> subject_schedules(const std::string& subject);
   Result<std::vector<Hold>> holds();
+  // Connector jobs with their subjects opened (StoreReader::job, jobs,
+  // jobs_ready).
+  Result<std::optional<Job>> job(const std::string& id);
+  Result<std::vector<Job>> jobs(const std::string& connector, store::JobState state, std::size_t limit,
+                                std::int64_t after_seq = 0);
+  Result<std::vector<Job>> jobs_ready(const std::string& connector, store::JobState state, calendar::Instant now,
+                                      std::size_t limit);
 
  protected:
   // The key in `slot`; the Vault also knows its open transaction's keys.
@@ -117,6 +132,7 @@ class RecordReader {
 
  private:
   Result<std::vector<Record>> schedules_of(Result<std::vector<store::StoredRecord>> rows);
+  Result<std::vector<Job>> open_jobs(const std::function<Result<std::vector<store::StoredJob>>()>& query);
 
   store::StoreReader& m_reader;
   int m_depth = 0;
@@ -160,6 +176,10 @@ class Vault final : public RecordReader {
   Result<std::int64_t> add_hold(const Hold& hold);
   // Deletes a hold and destroys its key; false when there was none.
   Result<bool> remove_hold(std::int64_t id);
+  // A new connector job, its subject sealed under a fresh key.
+  Status add_job(const Job& job);
+  // Moves a job on; with drop_subject, its subject's key is destroyed.
+  Status update_job(const store::JobUpdate& update);
 
   // For tests and diagnostics: slots whose zeroing failed and is retried
   // after the next commit (and at start-up).

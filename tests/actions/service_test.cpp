@@ -48,6 +48,7 @@ class FaultyStore final : public store::Store {
  public:
   explicit FaultyStore(store::Store& real) : m_real(real) {}
   bool fail_active_remove = false;
+  bool fail_insert_job = false;
 
   Status read(const std::function<Status()>& work) override { return m_real.read(work); }
   Result<std::optional<store::StoredRecord>> get(const std::string& key) override { return m_real.get(key); }
@@ -94,6 +95,25 @@ class FaultyStore final : public store::Store {
     return m_real.count_retired(after, until);
   }
   Result<std::optional<std::int64_t>> drop_retired(const std::string& key) override { return m_real.drop_retired(key); }
+  Result<std::optional<store::StoredJob>> job(const std::string& id) override { return m_real.job(id); }
+  Result<std::vector<store::StoredJob>> jobs(const std::string& c, store::JobState s, std::size_t limit,
+                                             std::int64_t after) override {
+    return m_real.jobs(c, s, limit, after);
+  }
+  Result<std::vector<store::StoredJob>> jobs_ready(const std::string& c, store::JobState s, calendar::Instant now,
+                                                   std::size_t limit) override {
+    return m_real.jobs_ready(c, s, now, limit);
+  }
+  Result<std::optional<calendar::Instant>> next_job_at(const std::string& c, store::JobState s) override {
+    return m_real.next_job_at(c, s);
+  }
+  Result<std::vector<store::StoredJob>> jobs_of_key(const std::string& key) override { return m_real.jobs_of_key(key); }
+  Result<std::vector<store::ConnectorStats>> connector_stats() override { return m_real.connector_stats(); }
+  Status insert_job(const store::StoredJob& j) override {
+    if (fail_insert_job) return Error::storage("injected: disk I/O error");
+    return m_real.insert_job(j);
+  }
+  Result<std::optional<std::int64_t>> update_job(const store::JobUpdate& u) override { return m_real.update_job(u); }
   Status transaction(const std::function<Status()>& work) override { return m_real.transaction(work); }
   Status insert(const store::StoredRecord& row) override { return m_real.insert(row); }
   Result<bool> insert_new(const store::StoredRecord& row) override { return m_real.insert_new(row); }

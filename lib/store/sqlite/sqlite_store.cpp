@@ -37,6 +37,24 @@ std::string_view to_string(RecordState s) {
   return "?";
 }
 
+std::string_view to_string(JobState s) {
+  switch (s) {
+    case JobState::pending: return "pending";
+    case JobState::in_flight: return "in_flight";
+    case JobState::failed: return "failed";
+    case JobState::done: return "done";
+    case JobState::discarded: return "discarded";
+  }
+  return "?";
+}
+
+std::optional<JobState> job_state_from(std::string_view s) {
+  for (JobState st : {JobState::pending, JobState::in_flight, JobState::failed, JobState::done, JobState::discarded}) {
+    if (to_string(st) == s) return st;
+  }
+  return std::nullopt;
+}
+
 int latest_schema_version() {
   const auto& m = embedded_migrations();
   return m.empty() ? 0 : m.back().version;
@@ -180,6 +198,9 @@ constexpr const char* kScheduleColumns =
     "r.key, r.category, r.state, r.dates, r.next_phase, r.due, r.done, r.created_at, r.subject_ref";
 constexpr const char* kRecordColumns =
     "r.key, r.category, r.state, r.dates, r.next_phase, r.due, r.done, r.created_at, r.subject_ref, r.slot, r.sealed";
+constexpr const char* kJobColumns =
+    "id, connector, action, key, category, phase, decided_at, audit_seq, subject_ref, slot, sealed, state, attempts, "
+    "failures, next_at, last_error, finished_at";
 constexpr const char* kAuditColumns =
     "seq, at, action, key, category, phase, subject_ref, actor, reason, policy_hash, hash";
 
@@ -208,6 +229,31 @@ StoredRecord record_from(SQLite::Statement& q, Location location) {
   r.sealed.slot = q.getColumn(9).getInt64();
   r.sealed.bytes = q.getColumn(10).getString();
   return r;
+}
+
+// A job from kJobColumns.
+StoredJob job_from(SQLite::Statement& q) {
+  StoredJob j;
+  j.id = q.getColumn(0).getString();
+  j.connector = q.getColumn(1).getString();
+  j.action = q.getColumn(2).getString();
+  j.key = q.getColumn(3).getString();
+  j.category = q.getColumn(4).getString();
+  if (!q.getColumn(5).isNull()) j.phase = q.getColumn(5).getInt();
+  j.decided_at = Instant{q.getColumn(6).getInt64()};
+  j.audit_seq = q.getColumn(7).getInt64();
+  j.subject_ref = optional_text(q.getColumn(8));
+  if (!q.getColumn(9).isNull() && !q.getColumn(10).isNull()) {
+    j.subject.slot = q.getColumn(9).getInt64();
+    j.subject.bytes = q.getColumn(10).getString();
+  }
+  j.state = job_state_from(q.getColumn(11).getString()).value_or(JobState::failed);
+  j.attempts = q.getColumn(12).getInt64();
+  j.failures = q.getColumn(13).getInt64();
+  j.next_at = Instant{q.getColumn(14).getInt64()};
+  j.last_error = optional_text(q.getColumn(15));
+  if (!q.getColumn(16).isNull()) j.finished_at = Instant{q.getColumn(16).getInt64()};
+  return j;
 }
 
 AuditRow audit_from(SQLite::Statement& q) {
@@ -525,6 +571,93 @@ class SqliteQueries : public Base {
     }
   }
 
+  Result<std::optional<StoredJob>> job(const std::string& id) override {
+    try {
+      Using use(*m_job);
+      (*use).bind(1, id);
+      if (!(*use).executeStep()) return std::optional<StoredJob>{};
+      return std::optional<StoredJob>{job_from(*use)};
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
+  Result<std::vector<StoredJob>> jobs(const std::string& connector, JobState state, std::size_t limit,
+                                      std::int64_t after_seq) override {
+    return job_rows(*m_jobs, [&](SQLite::Statement& q) {
+      q.bind(1, connector);
+      q.bind(2, std::string(to_string(state)));
+      q.bind(3, after_seq);
+      q.bind(4, static_cast<std::int64_t>(limit));
+    });
+  }
+
+  Result<std::vector<StoredJob>> jobs_ready(const std::string& connector, JobState state, Instant now,
+                                            std::size_t limit) override {
+    return job_rows(*m_jobs_ready, [&](SQLite::Statement& q) {
+      q.bind(1, connector);
+      q.bind(2, std::string(to_string(state)));
+      q.bind(3, now.seconds);
+      q.bind(4, static_cast<std::int64_t>(limit));
+    });
+  }
+
+  Result<std::optional<Instant>> next_job_at(const std::string& connector, JobState state) override {
+    try {
+      Using use(*m_next_job_at);
+      (*use).bind(1, connector);
+      (*use).bind(2, std::string(to_string(state)));
+      if (!(*use).executeStep() || (*use).getColumn(0).isNull()) return std::optional<Instant>{};
+      return std::optional<Instant>{Instant{(*use).getColumn(0).getInt64()}};
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
+  Result<std::vector<StoredJob>> jobs_of_key(const std::string& key) override {
+    auto rows = job_rows(*m_jobs_of_key, [&](SQLite::Statement& q) { q.bind(1, key); });
+    if (rows) {
+      for (auto& j : *rows) j.subject = Sealed{};
+    }
+    return rows;
+  }
+
+  Result<std::vector<ConnectorStats>> connector_stats() override {
+    try {
+      std::vector<ConnectorStats> out;
+      {
+        Using use(*m_connector_stats);
+        auto& q = *use;
+        while (q.executeStep()) {
+          ConnectorStats c;
+          c.connector = q.getColumn(0).getString();
+          c.pending = q.getColumn(1).getInt64();
+          c.in_flight = q.getColumn(2).getInt64();
+          c.failed = q.getColumn(3).getInt64();
+          c.done = q.getColumn(4).getInt64();
+          c.discarded = q.getColumn(5).getInt64();
+          c.last_error = optional_text(q.getColumn(6));
+          if (!q.getColumn(7).isNull()) c.last_error_at = Instant{q.getColumn(7).getInt64()};
+          out.push_back(std::move(c));
+        }
+      }
+      for (auto& c : out) {
+        for (const char* state : {"pending", "in_flight"}) {
+          Using use(*m_oldest_job);
+          (*use).bind(1, c.connector);
+          (*use).bind(2, state);
+          if ((*use).executeStep() && !(*use).getColumn(0).isNull()) {
+            const Instant at{(*use).getColumn(0).getInt64()};
+            if (!c.oldest_pending || at < *c.oldest_pending) c.oldest_pending = at;
+          }
+        }
+      }
+      return out;
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
+  }
+
   Result<std::vector<RetiredRecord>> retired_due(Instant now, std::size_t limit) override {
     try {
       std::vector<RetiredRecord> out;
@@ -602,6 +735,32 @@ class SqliteQueries : public Base {
                          ", r.location, r.purged_at, r.destroy_at FROM retired r WHERE r.destroy_at <= ?1 "
                          "ORDER BY r.destroy_at, r.key LIMIT ?2");
     m_count_retired = stmt("SELECT count(*) FROM retired WHERE destroy_at > ?1 AND destroy_at <= ?2");
+    const std::string jobs = std::string("SELECT ") + kJobColumns + " FROM connector_jobs ";
+    m_job = stmt(jobs + "WHERE id = ?");
+    m_jobs = stmt(jobs + "WHERE connector = ?1 AND state = ?2 AND audit_seq > ?3 "
+                         "AND state IN ('pending', 'in_flight', 'failed') ORDER BY audit_seq LIMIT ?4");
+    m_jobs_ready = stmt(jobs + "WHERE connector = ?1 AND state = ?2 AND next_at <= ?3 "
+                               "AND state IN ('pending', 'in_flight', 'failed') ORDER BY next_at, audit_seq LIMIT ?4");
+    m_next_job_at = stmt("SELECT min(next_at) FROM connector_jobs WHERE connector = ?1 AND state = ?2 "
+                         "AND state IN ('pending', 'in_flight', 'failed')");
+    m_jobs_of_key = stmt(jobs + "WHERE key = ? ORDER BY audit_seq, connector");
+    m_connector_stats = stmt("SELECT connector, pending, in_flight, failed, done, discarded, last_error, last_error_at "
+                             "FROM connector_stats ORDER BY connector");
+    m_oldest_job = stmt("SELECT decided_at FROM connector_jobs WHERE connector = ?1 AND state = ?2 "
+                        "AND state IN ('pending', 'in_flight', 'failed') ORDER BY audit_seq LIMIT 1");
+  }
+
+  template <typename Bind>
+  Result<std::vector<StoredJob>> job_rows(SQLite::Statement& stmt, Bind bind) {
+    try {
+      Using use(stmt);
+      bind(*use);
+      std::vector<StoredJob> out;
+      while ((*use).executeStep()) out.push_back(job_from(*use));
+      return out;
+    } catch (const std::exception& e) {
+      return storage_error(e);
+    }
   }
 
   Tables& table(Location where) { return m_tables[where == Location::active ? 0 : 1]; }
@@ -610,7 +769,8 @@ class SqliteQueries : public Base {
   std::filesystem::path m_path;
   Tables m_tables[2];
   std::unique_ptr<SQLite::Statement> m_counts, m_due_days_before, m_counts_by_category, m_due_days, m_last_audit, m_find_disposal, m_holds, m_get_meta,
-      m_retired, m_retired_due, m_count_retired;
+      m_retired, m_retired_due, m_count_retired, m_job, m_jobs, m_jobs_ready, m_next_job_at, m_jobs_of_key,
+      m_connector_stats, m_oldest_job;
   int m_read_depth = 0;
 
  private:
@@ -1000,6 +1160,76 @@ class SqliteStore final : public SqliteQueries<Store> {
     return slot;
   }
 
+  Status insert_job(const StoredJob& j) override {
+    const auto work = [&]() -> Status {
+      try {
+        SQLite::Statement q(m_db, "INSERT INTO connector_jobs (id, connector, action, key, category, phase, decided_at, "
+                                  "audit_seq, subject_ref, slot, sealed, state, attempts, failures, next_at, last_error, "
+                                  "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        q.bind(1, j.id);
+        q.bind(2, j.connector);
+        q.bind(3, j.action);
+        q.bind(4, j.key);
+        q.bind(5, j.category);
+        if (j.phase) q.bind(6, *j.phase);
+        q.bind(7, j.decided_at.seconds);
+        q.bind(8, j.audit_seq);
+        bind_optional(q, 9, j.subject_ref);
+        if (j.subject.slot >= 0) {
+          q.bind(10, j.subject.slot);
+          bind_blob(q, 11, j.subject.bytes);
+        }
+        q.bind(12, std::string(to_string(j.state)));
+        q.bind(13, j.attempts);
+        q.bind(14, j.failures);
+        q.bind(15, j.next_at.seconds);
+        bind_optional(q, 16, j.last_error);
+        if (j.finished_at) q.bind(17, j.finished_at->seconds);
+        q.exec();
+        count_job(j.connector, std::nullopt, j.state, j.last_error, j.decided_at);
+        return {};
+      } catch (const std::exception& e) {
+        return storage_error(e);
+      }
+    };
+    return m_in_tx ? work() : transaction(work);
+  }
+
+  Result<std::optional<std::int64_t>> update_job(const JobUpdate& u) override {
+    std::optional<std::int64_t> slot;
+    const auto work = [&]() -> Status {
+      try {
+        std::string connector;
+        JobState before = JobState::pending;
+        {
+          SQLite::Statement find(m_db, "SELECT connector, state, slot FROM connector_jobs WHERE id = ?");
+          find.bind(1, u.id);
+          if (!find.executeStep()) return {};
+          connector = find.getColumn(0).getString();
+          before = job_state_from(find.getColumn(1).getString()).value_or(JobState::failed);
+          if (u.drop_subject && !find.getColumn(2).isNull()) slot = find.getColumn(2).getInt64();
+        }
+        SQLite::Statement q(m_db, std::string("UPDATE connector_jobs SET state = ?2, attempts = ?3, failures = ?4, "
+                                              "next_at = ?5, last_error = ?6, finished_at = ?7") +
+                                      (u.drop_subject ? ", slot = NULL, sealed = NULL" : "") + " WHERE id = ?1");
+        q.bind(1, u.id);
+        q.bind(2, std::string(to_string(u.state)));
+        q.bind(3, u.attempts);
+        q.bind(4, u.failures);
+        q.bind(5, u.next_at.seconds);
+        bind_optional(q, 6, u.last_error);
+        if (u.finished_at) q.bind(7, u.finished_at->seconds);
+        q.exec();
+        count_job(connector, before, u.state, u.last_error, u.at);
+        return {};
+      } catch (const std::exception& e) {
+        return storage_error(e);
+      }
+    };
+    if (auto st = m_in_tx ? work() : transaction(work); !st) return std::move(st).error();
+    return slot;
+  }
+
   Result<bool> retire(const std::string& key, Location where, Instant purged_at, Instant destroy_at) override {
     bool retired = false;
     const auto work = [&]() -> Status {
@@ -1336,6 +1566,33 @@ class SqliteStore final : public SqliteQueries<Store> {
         (*use).bind(2, bucket.second);
         (*use).exec();
       }
+    }
+  }
+
+  // connector_stats: a job entered `after` (from `before`, none for a new
+  // one); an error it carries becomes the connector's latest.
+  void count_job(const std::string& connector, std::optional<JobState> before, JobState after,
+                 const std::optional<std::string>& error, Instant at) {
+    {
+      SQLite::Statement q(m_db, "INSERT OR IGNORE INTO connector_stats (connector) VALUES (?)");
+      q.bind(1, connector);
+      q.exec();
+    }
+    if (before != after) {
+      std::string set;
+      if (before) set += std::string(to_string(*before)) + " = " + std::string(to_string(*before)) + " - 1";
+      set += std::string(set.empty() ? "" : ", ") + std::string(to_string(after)) + " = " +
+             std::string(to_string(after)) + " + 1";
+      SQLite::Statement q(m_db, "UPDATE connector_stats SET " + set + " WHERE connector = ?");
+      q.bind(1, connector);
+      q.exec();
+    }
+    if (error && after != JobState::done && after != JobState::discarded) {
+      SQLite::Statement q(m_db, "UPDATE connector_stats SET last_error = ?2, last_error_at = ?3 WHERE connector = ?1");
+      q.bind(1, connector);
+      q.bind(2, *error);
+      q.bind(3, at.seconds);
+      q.exec();
     }
   }
 
