@@ -628,6 +628,19 @@ std::string phase_progress(const json& phase, bool held) {
   return "no";
 }
 
+// record.explain's connector jobs, when the record has any.
+void print_record_jobs(const json& e) {
+  const auto it = e.find("connectors");
+  if (it == e.end() || !it->is_array() || it->empty()) return;
+  std::cout << '\n';
+  Table t({"CONNECTOR", "ACTION", "PHASE", "JOB", "STATE", "ATTEMPTS", "LAST ERROR"});
+  for (const auto& j : *it) {
+    t.add({text(member(j, "connector")), text(member(j, "action")), text(member(j, "phase")), text(member(j, "job")),
+           text(member(j, "state")), text(member(j, "attempts")), text(member(j, "last_error")).substr(0, 60)});
+  }
+  t.print(std::cout);
+}
+
 int cmd_explain(Context& ctx) {
   const json e = ctx.call("record.explain", {{"key", ctx.args()[0]}});
   if (ctx.json_output()) return print_json(e);
@@ -638,6 +651,7 @@ int cmd_explain(Context& ctx) {
     about.add({"purged at", text(member(e, "purged_at"))});
     about.add({"audit seq", text(member(e, "audit_seq"))});
     about.print(std::cout);
+    print_record_jobs(e);
     return kOk;
   }
   const json& holds = member(e, "holds");
@@ -652,6 +666,7 @@ int cmd_explain(Context& ctx) {
                 due_text(member(p, "due"), member(p, "missing")), phase_progress(p, held)});
   }
   phases.print(std::cout);
+  print_record_jobs(e);
   return kOk;
 }
 
@@ -830,6 +845,71 @@ int cmd_holds(Context& ctx) {
            text(member(h, "placed_at")), text(member(h, "placed_by")), text(member(h, "reason"))});
   }
   t.print(std::cout);
+  return kOk;
+}
+
+int cmd_connectors(Context& ctx) {
+  const json r = ctx.call("connector.list");
+  if (ctx.json_output()) return print_json(r);
+  const json& list = member(r, "connectors");
+  if (list.empty()) {
+    std::cout << "no connectors in the policy\n";
+    return kOk;
+  }
+  Table t({"NAME", "KIND", "PENDING", "IN FLIGHT", "FAILED", "DONE", "OLDEST PENDING", "LAST ERROR"});
+  for (std::size_t i = 2; i <= 5; ++i) t.align_right(i);
+  for (const auto& c : list) {
+    t.add({text(member(c, "name")), text(member(c, "kind")), text(member(c, "pending")), text(member(c, "in_flight")),
+           text(member(c, "failed")), text(member(c, "done")), text(member(c, "oldest_pending")),
+           text(member(c, "last_error")).substr(0, 60)});
+  }
+  t.print(std::cout);
+  return kOk;
+}
+
+int cmd_jobs(Context& ctx) {
+  json params = {{"connector", ctx.args()[0]}};
+  if (auto state = ctx.option("state")) params["state"] = *state;
+  if (auto limit = ctx.option_as<int>("limit")) params["limit"] = *limit;
+  const json r = ctx.call("connector.jobs", params);
+  if (ctx.json_output()) return print_json(r);
+  const json& jobs = member(r, "jobs");
+  if (jobs.empty()) {
+    std::cout << "no jobs\n";
+    return kOk;
+  }
+  // The subject is left out of the table: it is personal data (--json has it).
+  Table t({"ID", "STATE", "ACTION", "KEY", "CATEGORY", "DECIDED AT", "ATTEMPTS", "LAST ERROR"});
+  t.align_right(6);
+  for (const auto& j : jobs) {
+    t.add({text(member(j, "id")), text(member(j, "state")), text(member(j, "action")), text(member(j, "key")),
+           text(member(j, "category")), text(member(j, "decided_at")), text(member(j, "attempts")),
+           text(member(j, "last_error")).substr(0, 60)});
+  }
+  t.print(std::cout);
+  return kOk;
+}
+
+int cmd_retry(Context& ctx) {
+  const std::vector<std::string> ids(ctx.args().begin() + 1, ctx.args().end());
+  const bool all = ctx.flag("all");
+  if (all == !ids.empty()) throw usage("retry needs job ids or --all (not both)");
+  json params = {{"connector", ctx.args()[0]}};
+  if (all) params["all"] = true;
+  else params["ids"] = ids;
+  const json r = ctx.call("connector.retry", params);
+  if (ctx.json_output()) return print_json(r);
+  std::cout << "retried " << text(member(r, "retried")) << " failed job(s)\n";
+  return kOk;
+}
+
+int cmd_discard(Context& ctx) {
+  const auto reason = ctx.option("reason");
+  if (!reason) throw usage("discard needs --reason");
+  const std::vector<std::string> ids(ctx.args().begin() + 1, ctx.args().end());
+  const json r = ctx.call("connector.discard", {{"connector", ctx.args()[0]}, {"ids", ids}, {"reason", *reason}});
+  if (ctx.json_output()) return print_json(r);
+  std::cout << "discarded " << text(member(r, "discarded")) << " job(s)\n";
   return kOk;
 }
 
@@ -1688,6 +1768,20 @@ void restore_options(cxxopts::Options& o) {
   o.add_options()("reason", "why (required; written to the audit log)", value<std::string>(), "TEXT");
 }
 
+void jobs_options(cxxopts::Options& o) {
+  auto add = o.add_options();
+  add("state", "only jobs in this state: pending, in_flight, failed, done or discarded", value<std::string>(), "S");
+  add("limit", "at most N jobs (default 100)", value<int>(), "N");
+}
+
+void retry_options(cxxopts::Options& o) {
+  o.add_options()("all", "every failed job of the connector");
+}
+
+void discard_options(cxxopts::Options& o) {
+  o.add_options()("reason", "why (required; written to the audit log)", value<std::string>(), "TEXT");
+}
+
 void release_options(cxxopts::Options& o) {
   o.add_options()("reason", "why (written to the audit log)", value<std::string>(), "TEXT");
 }
@@ -1796,6 +1890,18 @@ const Command kCommands[] = {
     {"holds", "holds",
      "the holds in force",
      0, 0, nullptr, cmd_holds},
+    {"connectors", "connectors",
+     "each connector with its jobs pending, in flight, failed and done, and its last error",
+     0, 0, nullptr, cmd_connectors},
+    {"jobs", "jobs CONNECTOR [--state S] [--limit N]",
+     "a connector's unfinished jobs (or those in one state)",
+     1, 1, jobs_options, cmd_jobs},
+    {"retry", "retry CONNECTOR (ID... | --all)",
+     "make failed jobs pending again",
+     1, 1001, retry_options, cmd_retry},
+    {"discard", "discard CONNECTOR ID... --reason TEXT",
+     "drop unfinished jobs (audited; their subjects are destroyed)",
+     2, 1001, discard_options, cmd_discard},
     {"plan", "plan [--until TIME] [--from TIME] [--policy FILE]",
      "what will be archived, anonymised and purged, month by month",
      0, 0, plan_options, cmd_plan},

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -183,6 +184,24 @@ Result<std::vector<vault::Job>> Service::claim_jobs(const ClaimRequest& request,
     std::sort(claimed.begin(), claimed.end(), [](const vault::Job& a, const vault::Job& b) {
       return std::pair(a.row.next_at, a.row.audit_seq) < std::pair(b.row.next_at, b.row.audit_seq);
     });
+    // One record's jobs reach a connector in the order they were decided: a
+    // job waits while an earlier one of its record (an archive before its
+    // purge) is unfinished, even when that one is backing off.
+    std::set<std::string> keys_taken;
+    std::vector<vault::Job> ordered;
+    for (auto& j : claimed) {
+      if (keys_taken.count(j.row.key) != 0) continue;
+      auto of_key = m_vault.store().jobs_of_key(j.row.key);
+      if (!of_key) return std::move(of_key).error();
+      const bool earlier_open = std::any_of(of_key->begin(), of_key->end(), [&](const store::StoredJob& o) {
+        return o.connector == j.row.connector && o.audit_seq < j.row.audit_seq &&
+               (o.state == JobState::pending || o.state == JobState::in_flight || o.state == JobState::failed);
+      });
+      if (earlier_open) continue;
+      keys_taken.insert(j.row.key);
+      ordered.push_back(std::move(j));
+    }
+    claimed = std::move(ordered);
     for (auto& j : claimed) {
       j.row.state = JobState::in_flight;
       j.row.attempts += 1;
@@ -277,7 +296,8 @@ Result<std::int64_t> Service::retry_jobs(const JobIdsRequest& request, const Act
       }
     }
     for (const auto& job : jobs) {
-      store::JobUpdate u{job.id, JobState::pending, job.attempts, 0, now, job.last_error, std::nullopt, now, false};
+      // A fresh start: its back-off begins again at one second.
+      store::JobUpdate u{job.id, JobState::pending, 0, 0, now, job.last_error, std::nullopt, now, false};
       if (auto r = m_vault.update_job(u); !r) return r;
       ++retried;
     }

@@ -98,6 +98,21 @@ Result<PolicyAssessment> assess_policy(vault::RecordReader& reader, const policy
         return e;
       }
     }
+    // A connector with unfinished jobs cannot go: its jobs (and the
+    // subjects they hold) would be out of reach of every method.
+    auto stats = reader.store().connector_stats();
+    if (!stats) return std::move(stats).error();
+    for (const auto& c : *stats) {
+      const std::int64_t open = c.pending + c.in_flight + c.failed;
+      if (open == 0 || candidate.find_connector(c.connector) != nullptr) continue;
+      Error e = Error::invalid_params(
+          "bad_config", candidate.source_path + ": connector '" + c.connector + "' was removed but still has " +
+                            std::to_string(open) + " unfinished job" + (open == 1 ? "" : "s") +
+                            "; keep it until they are done, or discard them first (connector.discard)");
+      e.data["connector"] = c.connector;
+      e.data["jobs"] = open;
+      return e;
+    }
     for (const auto& name : a.diff.changed) {
       const policy::Category* category = candidate.find(name);
       CategoryShift shift{name};

@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 #include "lib/connectors/transport.hpp"
 
@@ -72,6 +73,8 @@ Attempt run_exec(const std::vector<std::string>& argv, const std::string& input,
   posix_spawn_file_actions_adddup2(&actions, out.fd[1], 1);
   posix_spawn_file_actions_adddup2(&actions, err.fd[1], 2);
   posix_spawn_file_actions_addchdir_np(&actions, "/");
+  // Nothing else of the daemon's: not its sockets, database or key file.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   // Its own process group (killed whole at the timeout), default signal
   // dispositions and an empty mask, whatever the daemon's thread has.
   sigset_t none, all;
@@ -84,8 +87,18 @@ Attempt run_exec(const std::vector<std::string>& argv, const std::string& input,
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // The daemon's environment, less what systemd handed to the daemon
+  // itself (its notify socket, watchdog and socket activation).
+  std::vector<char*> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const bool systemd_own = entry.starts_with("NOTIFY_SOCKET=") || entry.starts_with("WATCHDOG_") ||
+                             entry.starts_with("LISTEN_");
+    if (!systemd_own) env.push_back(*e);
+  }
+  env.push_back(nullptr);
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, argv[0].c_str(), &actions, &attr, args.data(), environ);
+  const int rc = ::posix_spawn(&pid, argv[0].c_str(), &actions, &attr, args.data(), env.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return {Outcome::failed, errno_text(("cannot run " + argv[0]).c_str(), rc)};

@@ -503,7 +503,9 @@ class Builder {
     for (std::size_t i = 0; i < list.items.size(); ++i) {
       const std::string path = "connectors[" + std::to_string(i) + "]";
       Connector c;
-      if (!read_connector(list.items[i], path, c)) continue;
+      // An invalid one is kept under its name (the load fails anyway), so
+      // that the categories naming it get no second error.
+      if (!read_connector(list.items[i], path, c) && c.name.empty()) continue;
       if (policy.find_connector(c.name) != nullptr) {
         const auto* n = list.items[i].find("name");
         error(n ? n->pos : list.items[i].pos, path + ".name", "duplicate connector name '" + c.name + "'");

@@ -304,7 +304,9 @@ void Dispatcher::register_methods() {
          if (!jobs) return std::move(jobs).error();
          json out = std::holds_alternative<actions::Disposal>(*r) ? render::disposal(std::get<actions::Disposal>(*r))
                                                                   : render::explanation(std::get<actions::Explanation>(*r));
-         out["connectors"] = render::jobs_of_record(*jobs);
+         // Only for a record that has connector jobs: records of categories
+         // without connectors are explained as before.
+         if (!jobs->empty()) out["connectors"] = render::jobs_of_record(*jobs);
          return out;
        })},
       {"record.restore", Role::admin, "Bring back a record purged within the undo window (purge_grace)",

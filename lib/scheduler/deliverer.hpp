@@ -49,8 +49,9 @@ class Deliverer {
   // New jobs may be due (a pass ended, an erasure, a retry): idle workers look.
   void wake();
 
-  // Jobs delivered per claim, one by one.
-  static constexpr std::size_t kClaimBatch = 8;
+  // Jobs per claim: one, so that an attempt is counted only for a delivery
+  // that starts (a stop abandons nothing claimed but the job under way).
+  static constexpr std::size_t kClaimBatch = 1;
   // The longest an idle worker waits before it looks again.
   static constexpr std::chrono::seconds kIdleCheck{1};
 

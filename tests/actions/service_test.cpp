@@ -672,5 +672,321 @@ TEST_F(ClockGuardTest, AClockBehindWhatItHasShownIsNotRecorded) {
   EXPECT_EQ(seen(), "2040-01-01T00:00:00Z");
 }
 
+// ---- connectors (issue 14) -----------------------------------------------
+
+TEST(JobBackoff, DoublesFromOneSecondIsJitteredIntoTheUpperHalfAndCapped) {
+  EXPECT_EQ(job_backoff_seconds(1, 0.0), 1);  // full 1 s: half is 0.5, rounded up to the 1 s floor
+  EXPECT_EQ(job_backoff_seconds(1, 1.0), 1);
+  EXPECT_EQ(job_backoff_seconds(3, 0.0), 2);  // full 4 s
+  EXPECT_EQ(job_backoff_seconds(3, 1.0), 4);
+  EXPECT_EQ(job_backoff_seconds(5, 0.5), 12);  // full 16 s: 8 + 4
+  EXPECT_EQ(job_backoff_seconds(8, 1.0), 120);  // 128 s capped at 120
+  EXPECT_EQ(job_backoff_seconds(40, 0.0), 60);
+}
+
+// The service fixture's categories, each now also run on two connectors: an
+// exec one and a pull one that fails for good after two failed attempts.
+class ConnectorServiceTest : public ServiceTest {
+ protected:
+  void SetUp() override {
+    ServiceTest::SetUp();
+    const auto loaded = policy::load_policy_text(R"toml(
+[daemon]
+state_dir = "unused"
+[[connectors]]
+name = "lms"
+kind = "exec"
+command = ["/bin/true"]
+[[connectors]]
+name = "billing"
+kind = "pull"
+max_attempts = 2
+[[categories]]
+name = "invoice"
+purpose = "invoicing"
+legal_basis = "legal_obligation"
+dates = ["issued"]
+phases = [ { action = "archive", at = "fiscal_year_end(issued)" }, { action = "purge", at = "fiscal_year_end(issued) + 10 years" } ]
+connectors = ["billing"]
+[[categories]]
+name = "usage"
+purpose = "statistics"
+legal_basis = "legitimate_interest"
+dates = ["last_use"]
+phases = [ { action = "anonymise", at = "last_use + 1 year" }, { action = "purge", at = "last_use + 5 years" } ]
+anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
+connectors = ["lms", "billing"]
+)toml", policy::ConfFormat::toml, "t.toml");
+    ASSERT_TRUE(loaded.ok()) << loaded.first_error();
+    m_service->set_policy(loaded.policy);
+  }
+
+  std::vector<vault::Job> claim(const std::string& connector, std::size_t max = 10, std::int64_t lease_s = 300) {
+    auto claimed = m_service->claim_jobs(ClaimRequest{connector, max, lease_s}, false);
+    EXPECT_TRUE(claimed) << claimed.error().message;
+    return claimed ? *claimed : std::vector<vault::Job>{};
+  }
+  std::int64_t settle(const std::string& connector, const std::string& id, Delivery outcome) {
+    auto n = m_service->settle_jobs(connector, {{id, outcome, "receiver said no"}}, Actor{"scheduler"});
+    EXPECT_TRUE(n) << n.error().message;
+    return n ? *n : -1;
+  }
+  store::StoredJob job(const std::string& id) { return **m_store->job(id); }
+  void advance(std::int64_t seconds) { m_clock.set(calendar::Instant{m_clock.now().seconds + seconds}); }
+};
+
+TEST_F(ConnectorServiceTest, ASweepWritesOneJobPerConnectorWithTheActionAndItsAuditEntry) {
+  ASSERT_TRUE(put({{"key", "u1"}, {"subject", "bob"}, {"category", "usage"}, {"dates", {{"last_use", "2020-01-01"}}}}));
+  const auto counts = sweep();
+  ASSERT_TRUE(counts) << counts.error().message;
+  ASSERT_EQ(counts->anonymised, 1);
+  ASSERT_EQ(counts->purged, 1);
+  // Entries 1 (anonymise) and 2 (purge); one job per connector for each.
+  const auto jobs = *m_store->jobs_of_key("u1");
+  ASSERT_EQ(jobs.size(), 4u);
+  EXPECT_EQ(jobs[0].audit_seq, 1);
+  EXPECT_EQ(jobs[0].action, "anonymise");
+  EXPECT_EQ(jobs[0].phase, 0);
+  EXPECT_EQ(jobs[1].audit_seq, 1);
+  EXPECT_EQ(jobs[2].audit_seq, 2);
+  EXPECT_EQ(jobs[2].action, "purge");
+  EXPECT_EQ(jobs[2].phase, 1);
+  EXPECT_EQ(std::set<std::string>({jobs[0].connector, jobs[1].connector}), std::set<std::string>({"billing", "lms"}));
+  for (const auto& j : jobs) {
+    EXPECT_EQ(j.state, store::JobState::pending);
+    EXPECT_EQ(j.key, "u1");
+    EXPECT_EQ(j.category, "usage");
+    EXPECT_EQ(j.decided_at, m_clock.now());
+    EXPECT_EQ(j.id.size(), 32u);
+  }
+  EXPECT_NE(jobs[0].id, jobs[1].id);
+  // The subject goes with the anonymise job (it is the record's before
+  // anonymisation); the purge comes after, when the record has none.
+  const auto billing = claim("billing");
+  ASSERT_EQ(billing.size(), 1u);  // the purge waits for the anonymise job of its record
+  EXPECT_EQ(billing[0].row.action, "anonymise");
+  EXPECT_EQ(billing[0].subject, std::optional<std::string>("bob"));
+  EXPECT_EQ(job_json(billing[0]), json({{"id", billing[0].row.id}, {"connector", "billing"}, {"action", "anonymise"},
+                                        {"key", "u1"}, {"subject", "bob"}, {"category", "usage"}, {"phase", 0},
+                                        {"decided_at", "2030-01-01T00:00:00Z"}, {"audit_seq", 1}}));
+  ASSERT_EQ(settle("billing", billing[0].row.id, Delivery::done), 1);
+  const auto purge = claim("billing");
+  ASSERT_EQ(purge.size(), 1u);
+  EXPECT_EQ(purge[0].row.action, "purge");
+  EXPECT_EQ(purge[0].subject, std::nullopt);
+  const auto counts_now = *m_store->connector_stats();
+  ASSERT_EQ(counts_now.size(), 2u);
+  EXPECT_EQ(counts_now[0].connector, "billing");
+  EXPECT_EQ(counts_now[0].in_flight, 1);
+  EXPECT_EQ(counts_now[0].done, 1);
+  EXPECT_EQ(counts_now[1].connector, "lms");
+  EXPECT_EQ(counts_now[1].pending, 2);
+}
+
+TEST_F(ConnectorServiceTest, AJobThatCannotBeWrittenRollsBackTheActionAndItsEntry) {
+  ASSERT_TRUE(put({{"key", "u1"}, {"subject", "bob"}, {"category", "usage"}, {"dates", {{"last_use", "2020-01-01"}}}}));
+  m_faulty->fail_insert_job = true;
+  EXPECT_FALSE(sweep());
+  m_faulty->fail_insert_job = false;
+  const auto row = stored("u1");
+  ASSERT_TRUE(row.has_value());
+  EXPECT_EQ(row->state, store::RecordState::active);
+  EXPECT_EQ(row->subject, "bob");
+  EXPECT_FALSE(m_store->last_audit()->has_value());
+  EXPECT_TRUE(m_store->jobs_of_key("u1")->empty());
+  EXPECT_EQ(m_vault->unzeroed_slots(), 0u);
+}
+
+TEST_F(ConnectorServiceTest, FailedAttemptsBackOffThenFailForGoodAuditedAndRetryStartsAfresh) {
+  ASSERT_TRUE(put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2029-05-10"}}}}));
+  ASSERT_EQ(sweep()->archived, 1);
+  auto first = claim("billing", 10, 60);
+  ASSERT_EQ(first.size(), 1u);
+  const std::string id = first[0].row.id;
+  EXPECT_EQ(first[0].row.action, "archive");
+  EXPECT_EQ(job(id).state, store::JobState::in_flight);
+  EXPECT_EQ(job(id).attempts, 1);
+  EXPECT_EQ(job(id).next_at.seconds, m_clock.now().seconds + 60);  // the lease
+  EXPECT_TRUE(claim("billing").empty());  // leased
+  // Try later: not a failed attempt; back-off 1 s after one delivery.
+  ASSERT_EQ(settle("billing", id, Delivery::later), 1);
+  EXPECT_EQ(job(id).state, store::JobState::pending);
+  EXPECT_EQ(job(id).failures, 0);
+  EXPECT_EQ(job(id).next_at.seconds, m_clock.now().seconds + 1);
+  EXPECT_EQ(job(id).last_error, "receiver said no");
+  EXPECT_TRUE(claim("billing").empty());
+  advance(1);
+  ASSERT_EQ(claim("billing").size(), 1u);
+  // A failed attempt: back-off after two deliveries, 1 to 2 s.
+  ASSERT_EQ(settle("billing", id, Delivery::failed_attempt), 1);
+  EXPECT_EQ(job(id).failures, 1);
+  EXPECT_GE(job(id).next_at.seconds, m_clock.now().seconds + 1);
+  EXPECT_LE(job(id).next_at.seconds, m_clock.now().seconds + 2);
+  advance(2);
+  ASSERT_EQ(claim("billing").size(), 1u);
+  const std::int64_t head_before = (*m_store->last_audit())->seq;
+  ASSERT_EQ(settle("billing", id, Delivery::failed_attempt), 1);  // max_attempts = 2
+  EXPECT_EQ(job(id).state, store::JobState::failed);
+  EXPECT_EQ(job(id).attempts, 3);
+  const auto entry = **m_store->last_audit();
+  EXPECT_EQ(entry.seq, head_before + 1);
+  EXPECT_EQ(entry.action, "connector.failed");
+  EXPECT_EQ(entry.key, "inv");
+  EXPECT_EQ(entry.reason, "connector=billing job=" + id + " attempts=3");
+  advance(3600);
+  EXPECT_TRUE(claim("billing").empty());  // failed stays failed
+  EXPECT_EQ(settle("billing", id, Delivery::done), 0);  // and is not acknowledged
+  EXPECT_EQ((*m_store->connector_stats())[0].failed, 1);
+  // Retry: pending now, attempts and failures from zero.
+  auto retried = m_service->retry_jobs(JobIdsRequest{"billing", {}, true, ""}, Actor{"uid:0"});
+  ASSERT_TRUE(retried);
+  EXPECT_EQ(*retried, 1);
+  EXPECT_EQ(job(id).state, store::JobState::pending);
+  EXPECT_EQ(job(id).attempts, 0);
+  EXPECT_EQ(job(id).failures, 0);
+  ASSERT_EQ(claim("billing").size(), 1u);
+  ASSERT_EQ(settle("billing", id, Delivery::done), 1);
+  EXPECT_EQ(job(id).state, store::JobState::done);
+  EXPECT_EQ((**m_store->last_audit()).action, "connector.done");
+  EXPECT_EQ((**m_store->last_audit()).reason, "connector=billing job=" + id + " attempts=1");
+}
+
+TEST_F(ConnectorServiceTest, ARecordsJobsReachAConnectorInDecisionOrderEvenWhenTheFirstBacksOff) {
+  // Issued 2010: the archive (2011) and the purge (2021) are both due.
+  ASSERT_TRUE(put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2010-05-10"}}}}));
+  ASSERT_EQ(sweep()->purged, 1);
+  auto first = claim("billing");
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_EQ(first[0].row.action, "archive");
+  ASSERT_EQ(settle("billing", first[0].row.id, Delivery::later), 1);
+  EXPECT_TRUE(claim("billing").empty());  // the purge waits behind its archive's back-off
+  advance(1);
+  auto again = claim("billing");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].row.action, "archive");
+  ASSERT_EQ(settle("billing", again[0].row.id, Delivery::done), 1);
+  auto purge = claim("billing");
+  ASSERT_EQ(purge.size(), 1u);
+  EXPECT_EQ(purge[0].row.action, "purge");
+}
+
+TEST_F(ConnectorServiceTest, DoneAndDiscardDestroyTheSubjectsKeyAndDiscardIsAudited) {
+  ASSERT_TRUE(put({{"key", "u1"}, {"subject", "bob"}, {"category", "usage"}, {"dates", {{"last_use", "2028-06-01"}}}}));
+  ASSERT_EQ(sweep()->anonymised, 1);
+  const auto jobs = *m_store->jobs_of_key("u1");
+  ASSERT_EQ(jobs.size(), 2u);
+  std::map<std::string, store::StoredJob> by_connector;
+  for (const auto& j : jobs) by_connector[j.connector] = **m_store->job(j.id);  // with the sealed subject
+  for (const auto& [name, j] : by_connector) {
+    ASSERT_GE(j.subject.slot, 0) << name;
+    ASSERT_TRUE(m_keys->read(j.subject.slot)) << name;
+  }
+  const auto& lms = by_connector["lms"];
+  const auto& billing = by_connector["billing"];
+  ASSERT_EQ(claim("lms").size(), 1u);
+  ASSERT_EQ(settle("lms", lms.id, Delivery::done), 1);
+  auto discarded = m_service->discard_jobs(JobIdsRequest{"billing", {billing.id}, false, "billing system retired"},
+                                           Actor{"uid:0"});
+  ASSERT_TRUE(discarded);
+  EXPECT_EQ(*discarded, 1);
+  const auto entry = **m_store->last_audit();
+  EXPECT_EQ(entry.action, "connector.discard");
+  EXPECT_EQ(entry.actor, "uid:0");
+  EXPECT_EQ(entry.reason, "connector=billing job=" + billing.id + " attempts=0: billing system retired");
+  for (const auto* j : {&lms, &billing}) {
+    const auto now = job(j->id);
+    EXPECT_EQ(now.subject.slot, -1);
+    EXPECT_TRUE(now.subject.bytes.empty());
+    EXPECT_FALSE(m_keys->read(j->subject.slot)) << "the subject's key of " << j->connector << " is not zeroed";
+  }
+  EXPECT_EQ(job(lms.id).state, store::JobState::done);
+  EXPECT_EQ(job(billing.id).state, store::JobState::discarded);
+  EXPECT_EQ(m_vault->unzeroed_slots(), 0u);
+}
+
+TEST_F(ConnectorServiceTest, AnErasureWritesEraseJobsWithTheSubjectAndNoPhase) {
+  ASSERT_TRUE(put({{"key", "u1"}, {"subject", "carol"}, {"category", "usage"}, {"dates", {{"last_use", "2029-06-01"}}}}));
+  ASSERT_TRUE(put({{"key", "u2"}, {"subject", "dave"}, {"category", "usage"}, {"dates", {{"last_use", "2029-06-01"}}}}));
+  EraseRequest by_subject;
+  by_subject.subject = "carol";
+  by_subject.reason = "art. 17";
+  ASSERT_TRUE(m_service->erase(by_subject, Actor{"uid:0"}));
+  EraseRequest by_key;
+  by_key.key = "u2";
+  by_key.reason = "art. 17";
+  ASSERT_TRUE(m_service->erase(by_key, Actor{"uid:0"}));
+  const auto billing = claim("billing");
+  ASSERT_EQ(billing.size(), 2u);
+  for (const auto& j : billing) {
+    EXPECT_EQ(j.row.action, "erase");
+    EXPECT_EQ(j.row.phase, std::nullopt);
+    EXPECT_EQ(j.subject, j.row.key == "u1" ? "carol" : "dave");
+    EXPECT_EQ(job_json(j)["phase"], json(nullptr));
+  }
+}
+
+TEST_F(ConnectorServiceTest, AtStartPushJobsLeftInFlightArePendingAgainAndPullLeasesStay) {
+  ASSERT_TRUE(put({{"key", "u1"}, {"subject", "bob"}, {"category", "usage"}, {"dates", {{"last_use", "2028-06-01"}}}}));
+  ASSERT_EQ(sweep()->anonymised, 1);
+  const auto lms = claim("lms");
+  const auto billing = claim("billing");
+  ASSERT_EQ(lms.size(), 1u);
+  ASSERT_EQ(billing.size(), 1u);
+  auto released = m_service->release_push_jobs();
+  ASSERT_TRUE(released);
+  EXPECT_EQ(*released, 1);
+  EXPECT_EQ(job(lms[0].row.id).state, store::JobState::pending);
+  EXPECT_EQ(job(lms[0].row.id).next_at, m_clock.now());
+  EXPECT_EQ(job(lms[0].row.id).attempts, 1);
+  EXPECT_EQ(job(billing[0].row.id).state, store::JobState::in_flight);
+  const auto again = claim("lms");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].row.id, lms[0].row.id);  // the same id: the receiver's idempotency key
+}
+
+TEST_F(ConnectorServiceTest, ClaimingAnExecConnectorOverTheSocketAndUnknownNamesAreRefused) {
+  auto wrong = m_service->claim_jobs(ClaimRequest{"lms", 10, 300}, true);
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().reason, "wrong_kind");
+  auto unknown = m_service->claim_jobs(ClaimRequest{"crm", 10, 300}, true);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().reason, "unknown_connector");
+  EXPECT_EQ(unknown.error().message, "unknown connector 'crm' (defined: lms, billing)");
+}
+
+TEST_F(ConnectorServiceTest, AReloadCannotDropAConnectorWithUnfinishedJobs) {
+  ASSERT_TRUE(put({{"key", "u1"}, {"subject", "bob"}, {"category", "usage"}, {"dates", {{"last_use", "2028-06-01"}}}}));
+  ASSERT_EQ(sweep()->anonymised, 1);
+  const auto candidate = policy::load_policy_text(R"toml(
+[daemon]
+state_dir = "unused"
+[[connectors]]
+name = "lms"
+kind = "exec"
+command = ["/bin/true"]
+[[categories]]
+name = "invoice"
+purpose = "invoicing"
+legal_basis = "legal_obligation"
+dates = ["issued"]
+phases = [ { action = "archive", at = "fiscal_year_end(issued)" }, { action = "purge", at = "fiscal_year_end(issued) + 10 years" } ]
+[[categories]]
+name = "usage"
+purpose = "statistics"
+legal_basis = "legitimate_interest"
+dates = ["last_use"]
+phases = [ { action = "anonymise", at = "last_use + 1 year" }, { action = "purge", at = "last_use + 5 years" } ]
+anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
+connectors = ["lms"]
+)toml", policy::ConfFormat::toml, "t2.toml");
+  ASSERT_TRUE(candidate.ok()) << candidate.first_error();
+  auto assessed = assess_policy(*m_vault, *candidate.policy, m_clock.now());
+  ASSERT_FALSE(assessed);
+  EXPECT_EQ(assessed.error().reason, "bad_config");
+  EXPECT_EQ(assessed.error().message,
+            "t2.toml: connector 'billing' was removed but still has 1 unfinished job; keep it until they are done, or "
+            "discard them first (connector.discard)");
+}
+
 }  // namespace
 }  // namespace retentiond::actions

@@ -1402,5 +1402,97 @@ TEST(ListenAddress, HostAndPortAreSplitAndChecked) {
   EXPECT_FALSE(is_loopback_host("::"));
 }
 
+// ---- [[connectors]] (issue 14) ------------------------------------------
+
+// Lines: 1 [daemon], 2 state_dir, 3 [[connectors]], 4 name, 5 kind, 6 the
+// connector's own key(s) from `extra` (one line), 7 [[categories]], 8 name,
+// 9 purpose, 10 legal_basis, 11 phases, 12 connectors.
+std::string connector_policy(const std::string& kind, const std::string& extra, const std::string& category_connectors) {
+  return "[daemon]\n"
+         "state_dir = \"/tmp/x\"\n"
+         "[[connectors]]\n"
+         "name = \"lms\"\n"
+         "kind = \"" + kind + "\"\n" +
+         extra + "\n"
+         "[[categories]]\n"
+         "name = \"account\"\n"
+         "purpose = \"accounts\"\n"
+         "legal_basis = \"contract\"\n"
+         "phases = [ { action = \"purge\", at = \"collected + 1 year\" } ]\n"
+         "connectors = " + category_connectors + "\n";
+}
+
+TEST(PolicyConnectors, EveryKindLoadsWithItsSettingsAndDefaults) {
+  const auto exec = load_toml(connector_policy("exec", R"(command = ["/usr/local/lib/lms-erase", "--verbose"])", R"(["lms"])"));
+  ASSERT_TRUE(exec.ok()) << dump(exec);
+  ASSERT_EQ(exec.policy->connectors.size(), 1u);
+  const Connector& c = exec.policy->connectors[0];
+  EXPECT_EQ(c.name, "lms");
+  EXPECT_EQ(c.kind, ConnectorKind::exec);
+  EXPECT_EQ(c.command, (std::vector<std::string>{"/usr/local/lib/lms-erase", "--verbose"}));
+  EXPECT_EQ(c.timeout_s, 30);
+  EXPECT_EQ(c.max_attempts, 10);
+  EXPECT_EQ(exec.policy->categories[0].connectors, std::vector<std::string>{"lms"});
+
+  const auto http2 = load_toml(connector_policy("http", "url = \"http://127.0.0.1:8080/retention?x=1\"\ntimeout = \"5 s\"\nmax_attempts = 3", R"(["lms"])"));
+  ASSERT_TRUE(http2.ok()) << dump(http2);
+  const Connector& h = http2.policy->connectors[0];
+  EXPECT_EQ(h.host, "127.0.0.1");
+  EXPECT_EQ(h.port, 8080);
+  EXPECT_EQ(h.target, "/retention?x=1");
+  EXPECT_EQ(h.timeout_s, 5);
+  EXPECT_EQ(h.max_attempts, 3);
+
+  const auto pull = load_toml(connector_policy("pull", "", R"(["lms"])"));
+  ASSERT_TRUE(pull.ok()) << dump(pull);
+  EXPECT_EQ(pull.policy->connectors[0].kind, ConnectorKind::pull);
+}
+
+TEST(PolicyConnectors, AnUnknownConnectorNameInACategoryIsAnErrorAtItsLine) {
+  expect_one_error(load_toml(connector_policy("pull", "", R"(["lms", "crm"])")), "p.toml:12:", "categories[0].connectors[1]",
+                   "unknown connector 'crm' (defined: lms)");
+}
+
+TEST(PolicyConnectors, AnExecPathThatIsNotAbsoluteIsAnError) {
+  expect_one_error(load_toml(connector_policy("exec", R"(command = ["lms-erase"])", R"(["lms"])")), "p.toml:6:",
+                   "connectors[0].command[0]", "is not an absolute path");
+}
+
+TEST(PolicyConnectors, AUrlThatIsNotHttpIsAnError) {
+  expect_one_error(load_toml(connector_policy("http", R"(url = "https://127.0.0.1/retention")", R"(["lms"])")), "p.toml:6:",
+                   "connectors[0].url", "is not an http:// URL");
+}
+
+TEST(PolicyConnectors, ARemoteHostNeedsAllowRemote) {
+  expect_one_error(load_toml(connector_policy("http", R"(url = "http://crm.example.com/retention")", R"(["lms"])")),
+                   "p.toml:6:", "connectors[0].url", "is not a loopback address");
+  const auto allowed =
+      load_toml(connector_policy("http", "url = \"http://crm.example.com/retention\"\nallow_remote = true", R"(["lms"])"));
+  ASSERT_TRUE(allowed.ok()) << dump(allowed);
+  EXPECT_EQ(allowed.policy->connectors[0].port, 80);
+  const auto v6 = load_toml(connector_policy("http", R"(url = "http://[::1]:9000")", R"(["lms"])"));
+  ASSERT_TRUE(v6.ok()) << dump(v6);
+  EXPECT_EQ(v6.policy->connectors[0].host, "::1");
+  EXPECT_EQ(v6.policy->connectors[0].target, "/");
+}
+
+TEST(PolicyConnectors, AnUnknownKindAndAMissingCommandAreErrors) {
+  expect_one_error(load_toml(connector_policy("smtp", "", R"([])")), "p.toml:5:", "connectors[0].kind",
+                   "unknown kind 'smtp' (expected exec, http or pull)");
+  const auto r = load_toml(connector_policy("exec", "", R"(["lms"])"));
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(contains(r.first_error(), "connectors[0].command: required for an exec connector")) << dump(r);
+}
+
+TEST(PolicyConnectors, ConnectorsChangeTheHashOnlyWhenACategoryNamesThem) {
+  const auto without = load_toml(connector_policy("pull", "", R"([])"));
+  const auto with = load_toml(connector_policy("pull", "", R"(["lms"])"));
+  ASSERT_TRUE(without.ok()) << dump(without);
+  ASSERT_TRUE(with.ok()) << dump(with);
+  EXPECT_NE(without.policy->hash, with.policy->hash);
+  // Without connectors, a category hashes as it did before they existed.
+  EXPECT_FALSE(canonical_json(without.policy->categories[0]).contains("connectors"));
+}
+
 }  // namespace
 }  // namespace retentiond::policy

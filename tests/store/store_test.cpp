@@ -664,6 +664,8 @@ TEST(SqliteStore, Migration7CountsTheRecordsOfAVersion6DatabasePerCategory) {
             "PRIMARY KEY (location, state)) WITHOUT ROWID");
     db.exec("INSERT INTO record_counts VALUES ('active', 'active', 99)");
     db.exec("DROP TABLE retired");  // migration 008's
+    db.exec("DROP TABLE connector_jobs");  // migration 009's
+    db.exec("DROP TABLE connector_stats");
     db.exec("PRAGMA user_version = 6");
   }
   auto store = sqlite_backend().open(dir.path());

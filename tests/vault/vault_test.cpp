@@ -463,6 +463,8 @@ TEST(LegacyState, ATwoFileStateIsMergedIntoOneDatabaseKeepingEverything) {
     conn.exec("DROP TABLE archive");
     conn.exec("DROP TABLE due_counts");
     conn.exec("DROP TABLE retired");  // 008's
+    conn.exec("DROP TABLE connector_jobs");  // 009's
+    conn.exec("DROP TABLE connector_stats");
     conn.exec("PRAGMA user_version = 5");
   }
   ASSERT_TRUE(std::filesystem::exists(dir.path() / "archive.db"));
