@@ -856,11 +856,11 @@ int cmd_connectors(Context& ctx) {
     std::cout << "no connectors in the policy\n";
     return kOk;
   }
-  Table t({"NAME", "KIND", "PENDING", "IN FLIGHT", "FAILED", "DONE", "OLDEST PENDING", "LAST ERROR"});
-  for (std::size_t i = 2; i <= 5; ++i) t.align_right(i);
+  Table t({"NAME", "KIND", "PENDING", "IN FLIGHT", "FAILED", "DONE", "DISCARDED", "OLDEST PENDING", "LAST ERROR"});
+  for (std::size_t i = 2; i <= 6; ++i) t.align_right(i);
   for (const auto& c : list) {
     t.add({text(member(c, "name")), text(member(c, "kind")), text(member(c, "pending")), text(member(c, "in_flight")),
-           text(member(c, "failed")), text(member(c, "done")), text(member(c, "oldest_pending")),
+           text(member(c, "failed")), text(member(c, "done")), text(member(c, "discarded")), text(member(c, "oldest_pending")),
            text(member(c, "last_error")).substr(0, 60)});
   }
   t.print(std::cout);
@@ -1770,7 +1770,7 @@ void restore_options(cxxopts::Options& o) {
 
 void jobs_options(cxxopts::Options& o) {
   auto add = o.add_options();
-  add("state", "only jobs in this state: pending, in_flight, failed, done or discarded", value<std::string>(), "S");
+  add("state", "only jobs in this state: pending, in_flight or failed", value<std::string>(), "S");
   add("limit", "at most N jobs (default 100)", value<int>(), "N");
 }
 

@@ -134,9 +134,11 @@ Result<std::vector<vault::Job>> Service::connector_jobs(const JobsRequest& reque
   std::vector<JobState> states;
   for (const auto& name : request.states) {
     auto st = store::job_state_from(name);
-    if (!st) {
-      return Error::invalid_params("invalid_params", "unknown job state '" + name +
-                                                         "' (expected pending, in_flight, failed, done or discarded)");
+    if (!st || *st == JobState::done || *st == JobState::discarded) {
+      // Finished jobs are not listed (their number grows with the history):
+      // record.explain shows a record's.
+      return Error::invalid_params("invalid_params",
+                                   "unknown job state '" + name + "' (expected pending, in_flight or failed)");
     }
     states.push_back(*st);
   }
@@ -174,46 +176,74 @@ Result<std::vector<vault::Job>> Service::claim_jobs(const ClaimRequest& request,
   std::vector<vault::Job> claimed;
   Status st = m_vault.transaction([&]() -> Status {
     claimed.clear();
-    // Pending jobs due and in_flight ones whose lease ended, oldest first.
+    // In_flight jobs whose lease ended, then pending ones due, oldest first.
+    // Each job looked at leaves the ready range (claimed: leased; or held
+    // back behind an earlier job of its record), so reading from the start
+    // again always moves on, and the scan is bounded.
+    std::size_t scanned = 0;
     for (JobState state : {JobState::in_flight, JobState::pending}) {
-      if (claimed.size() >= request.max) break;
-      auto jobs = m_vault.jobs_ready(request.connector, state, now, request.max - claimed.size());
-      if (!jobs) return std::move(jobs).error();
-      for (auto& j : *jobs) claimed.push_back(std::move(j));
-    }
-    std::sort(claimed.begin(), claimed.end(), [](const vault::Job& a, const vault::Job& b) {
-      return std::pair(a.row.next_at, a.row.audit_seq) < std::pair(b.row.next_at, b.row.audit_seq);
-    });
-    // One record's jobs reach a connector in the order they were decided: a
-    // job waits while an earlier one of its record (an archive before its
-    // purge) is unfinished, even when that one is backing off.
-    std::set<std::string> keys_taken;
-    std::vector<vault::Job> ordered;
-    for (auto& j : claimed) {
-      if (keys_taken.count(j.row.key) != 0) continue;
-      auto of_key = m_vault.store().jobs_of_key(j.row.key);
-      if (!of_key) return std::move(of_key).error();
-      const bool earlier_open = std::any_of(of_key->begin(), of_key->end(), [&](const store::StoredJob& o) {
-        return o.connector == j.row.connector && o.audit_seq < j.row.audit_seq &&
-               (o.state == JobState::pending || o.state == JobState::in_flight || o.state == JobState::failed);
-      });
-      if (earlier_open) continue;
-      keys_taken.insert(j.row.key);
-      ordered.push_back(std::move(j));
-    }
-    claimed = std::move(ordered);
-    for (auto& j : claimed) {
-      j.row.state = JobState::in_flight;
-      j.row.attempts += 1;
-      j.row.next_at = Instant{now.seconds + request.lease_s};
-      store::JobUpdate u{j.row.id, j.row.state, j.row.attempts, j.row.failures, j.row.next_at, j.row.last_error,
-                         std::nullopt, now, false};
-      if (auto r = m_vault.update_job(u); !r) return r;
+      while (claimed.size() < request.max && scanned < kMaxClaimScan) {
+        auto page = m_vault.jobs_ready(request.connector, state, now, std::min<std::size_t>(request.max - claimed.size() + 16, 256));
+        if (!page) return std::move(page).error();
+        if (page->empty()) break;
+        for (auto& j : *page) {
+          if (claimed.size() >= request.max) break;
+          ++scanned;
+          auto blocker = earlier_open_job(j.row);
+          if (!blocker) return std::move(blocker).error();
+          if (*blocker) {
+            // One record's jobs reach a connector in the order they were
+            // decided (an archive before its purge): this one waits until
+            // the earlier one is settled (which wakes it) or, failed, for a
+            // day at a time.
+            const Instant until = (*blocker)->state == JobState::failed
+                                      ? Instant{now.seconds + 86400}
+                                      : Instant{std::max((*blocker)->next_at.seconds, now.seconds + 1)};
+            // (A lease that ended is no delivery under way: pending again.)
+            store::JobUpdate u{j.row.id, JobState::pending, j.row.attempts, j.row.failures, until, j.row.last_error,
+                               std::nullopt, now, false};
+            if (auto r = m_vault.update_job(u); !r) return r;
+            continue;
+          }
+          j.row.state = JobState::in_flight;
+          j.row.attempts += 1;
+          j.row.next_at = Instant{now.seconds + request.lease_s};
+          store::JobUpdate u{j.row.id, j.row.state, j.row.attempts, j.row.failures, j.row.next_at, j.row.last_error,
+                             std::nullopt, now, false};
+          if (auto r = m_vault.update_job(u); !r) return r;
+          claimed.push_back(std::move(j));
+        }
+      }
     }
     return {};
   });
   if (!st) return std::move(st).error();
   return claimed;
+}
+
+Result<std::optional<store::StoredJob>> Service::earlier_open_job(const store::StoredJob& job) {
+  auto of_key = m_vault.store().jobs_of_key(job.key);
+  if (!of_key) return std::move(of_key).error();
+  for (auto& o : *of_key) {
+    if (o.connector == job.connector && o.audit_seq < job.audit_seq &&
+        (o.state == JobState::pending || o.state == JobState::in_flight || o.state == JobState::failed)) {
+      return std::optional<store::StoredJob>{std::move(o)};
+    }
+  }
+  return std::optional<store::StoredJob>{};
+}
+
+Status Service::wake_later_jobs(const store::StoredJob& job, Instant now) {
+  auto of_key = m_vault.store().jobs_of_key(job.key);
+  if (!of_key) return std::move(of_key).error();
+  for (const auto& o : *of_key) {
+    if (o.connector != job.connector || o.audit_seq <= job.audit_seq || o.state != JobState::pending || o.next_at <= now) {
+      continue;
+    }
+    store::JobUpdate u{o.id, o.state, o.attempts, o.failures, now, o.last_error, std::nullopt, now, false};
+    if (auto r = m_vault.update_job(u); !r) return r;
+  }
+  return {};
 }
 
 Result<std::int64_t> Service::settle_jobs(const std::string& connector, const std::vector<DeliveryOutcome>& outcomes,
@@ -243,8 +273,10 @@ Result<std::int64_t> Service::settle_jobs(const std::string& connector, const st
         if (auto a = m_audit.append(job_entry(entry(*policy, "connector.done", actor), job, "")); !a) {
           return std::move(a).error();
         }
+        if (auto w = wake_later_jobs(job, now); !w) return w;
       } else {
         u.last_error = o.message.empty() ? std::string(o.outcome == Delivery::later ? "try later" : "failed") : o.message;
+        u.error_is_new = true;
         if (o.outcome == Delivery::failed_attempt) u.failures += 1;
         if (u.failures >= c.max_attempts) {
           u.state = JobState::failed;
@@ -326,6 +358,7 @@ Result<std::int64_t> Service::discard_jobs(const JobIdsRequest& request, const A
       if (auto a = m_audit.append(job_entry(entry(*policy, "connector.discard", actor), job, ": " + request.reason)); !a) {
         return std::move(a).error();
       }
+      if (auto w = wake_later_jobs(job, now); !w) return w;
       ++discarded;
     }
     return {};

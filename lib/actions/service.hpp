@@ -408,6 +408,9 @@ class Service {
   // refuses a connector that is not a pull one (connector.claim); the
   // delivery workers claim for exec and http ones.
   Result<std::vector<vault::Job>> claim_jobs(const ClaimRequest& request, bool pull_only);
+  // The most jobs one claim looks at (the claimable ones and those held
+  // back behind an earlier job of their record).
+  static constexpr std::size_t kMaxClaimScan = 2048;
   // [writer] The outcomes of deliveries (connector.ack, and the workers):
   // done (subject destroyed, `connector.done` audited), later (pending
   // again after a back-off), failed attempt (the same, or `failed` with a
@@ -479,6 +482,12 @@ class Service {
                       const std::optional<std::string>& subject, std::optional<int> phase, calendar::Instant now,
                       std::int64_t audit_seq);
   Result<const policy::Connector*> find_connector(const policy::Policy& policy, const std::string& name) const;
+  // The first unfinished job of the same record and connector decided
+  // before `job`, if any (jobs reach a connector in decision order).
+  Result<std::optional<store::StoredJob>> earlier_open_job(const store::StoredJob& job);
+  // After `job` finished: the record's later jobs on its connector, held
+  // back behind it, are due now.
+  Status wake_later_jobs(const store::StoredJob& job, calendar::Instant now);
 
   // Records a verified chain as the prefix to continue from.
   void verified(const audit::VerifyReport& report);

@@ -47,6 +47,9 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
         http::async_write(self->stream, self->request, [self](const beast::error_code& ec3, std::size_t) {
           if (ec3) return self->fail("send", ec3);
           http::async_read(self->stream, self->buffer, self->parser, [self](const beast::error_code& ec4, std::size_t) {
+            // A body past the limit: the status is what counts (the body is
+            // only kept for the message).
+            if (ec4 == http::error::body_limit && self->parser.is_header_done()) return self->answered();
             if (ec4) return self->fail("response", ec4);
             self->answered();
           });

@@ -182,7 +182,6 @@ class Builder {
     if (const auto* c = root.find("connectors")) read_connectors(*c, *policy);
     if (const auto* c = root.find("categories")) {
       read_categories(*c, *policy);
-      check_category_connectors(*c, *policy);
     } else {
       warning(root.pos, "categories", "no categories: this policy retains nothing and acts on nothing");
     }
@@ -407,6 +406,7 @@ class Builder {
     for (std::size_t i = 0; i < list.items.size(); ++i) {
       const std::string path = "categories[" + std::to_string(i) + "]";
       Category c;
+      check_category_connectors(list.items[i], path, policy);
       if (read_category(list.items[i], path, c)) {
         if (!names.insert(c.name).second) {
           const auto* n = list.items[i].find("name");
@@ -593,21 +593,20 @@ class Builder {
     return error_count() == errors_before;
   }
 
-  // Every name in a category's `connectors` must be a [[connectors]] entry.
-  void check_category_connectors(const ConfNode& list, const Policy& policy) {
-    if (list.kind != Kind::seq) return;
-    for (std::size_t i = 0; i < list.items.size() && i < policy.categories.size(); ++i) {
-      const auto* v = list.items[i].find("connectors");
-      if (v == nullptr || v->kind != Kind::seq) continue;
-      for (std::size_t j = 0; j < v->items.size(); ++j) {
-        const auto& item = v->items[j];
-        if (item.kind != Kind::string && item.kind != Kind::yaml_scalar) continue;
-        if (policy.find_connector(item.text) != nullptr) continue;
-        std::string known;
-        for (const auto& c : policy.connectors) known += (known.empty() ? "" : ", ") + c.name;
-        error(item.pos, "categories[" + std::to_string(i) + "].connectors[" + std::to_string(j) + "]",
-              "unknown connector '" + item.text + "' (" + (known.empty() ? "no [[connectors]] are defined" : "defined: " + known) + ")");
-      }
+  // Every name in a category's `connectors` must be a [[connectors]] entry
+  // (those are read first).
+  void check_category_connectors(const ConfNode& category, const std::string& path, const Policy& policy) {
+    if (category.kind != Kind::map) return;
+    const auto* v = category.find("connectors");
+    if (v == nullptr || v->kind != Kind::seq) return;
+    for (std::size_t j = 0; j < v->items.size(); ++j) {
+      const auto& item = v->items[j];
+      if (item.kind != Kind::string && item.kind != Kind::yaml_scalar) continue;
+      if (policy.find_connector(item.text) != nullptr) continue;
+      std::string known;
+      for (const auto& c : policy.connectors) known += (known.empty() ? "" : ", ") + c.name;
+      error(item.pos, path + ".connectors[" + std::to_string(j) + "]",
+            "unknown connector '" + item.text + "' (" + (known.empty() ? "no [[connectors]] are defined" : "defined: " + known) + ")");
     }
   }
 

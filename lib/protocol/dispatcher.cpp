@@ -544,6 +544,13 @@ void Dispatcher::register_methods() {
        later([this, &service](const json& p, const Caller& c, Done d) {
          auto request = decode::connector_ack(p);
          if (!request) return d(std::move(request).error());
+         // The daemon's own workers settle the exec and http jobs.
+         if (const auto* connector = service.policy()->find_connector(request->connector);
+             connector != nullptr && connector->kind != policy::ConnectorKind::pull) {
+           return d(Error::invalid_params("wrong_kind", "connector '" + request->connector + "' is an " +
+                                                            std::string(policy::to_string(connector->kind)) +
+                                                            " connector: the daemon delivers and settles its jobs"));
+         }
          std::vector<actions::DeliveryOutcome> outcomes;
          for (const auto& id : request->ids) {
            outcomes.push_back({id, request->done ? actions::Delivery::done : actions::Delivery::failed_attempt, request->message});

@@ -140,6 +140,7 @@ struct JobUpdate {
   std::optional<calendar::Instant> finished_at;
   calendar::Instant at;       // when it happened (the connector's latest error is dated by it)
   bool drop_subject = false;  // its sealed subject is deleted (the job is finished)
+  bool error_is_new = false;  // last_error is what a delivery just answered: the connector's latest error too
 };
 
 // One connector's jobs, from the kept counts (no scan).

@@ -2,7 +2,7 @@
 -- action it carries (and its audit entry), one per connector of the
 -- record's category, and delivered at least once. Its subject is personal
 -- data: sealed under a key slot of its own like a record's values
--- (aad "job:<id>"), and destroyed (slot zeroed, bytes nulled) once the job
+-- (associated data "job\n<id>"), and destroyed (slot zeroed, bytes nulled) once the job
 -- is done or discarded.
 --
 -- next_at: for a pending job, when it may be delivered; for an in_flight

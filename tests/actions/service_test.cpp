@@ -853,21 +853,50 @@ TEST_F(ConnectorServiceTest, FailedAttemptsBackOffThenFailForGoodAuditedAndRetry
 
 TEST_F(ConnectorServiceTest, ARecordsJobsReachAConnectorInDecisionOrderEvenWhenTheFirstBacksOff) {
   // Issued 2010: the archive (2011) and the purge (2021) are both due.
+  // Claims of one job, as the delivery workers make them.
   ASSERT_TRUE(put({{"key", "inv"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2010-05-10"}}}}));
   ASSERT_EQ(sweep()->purged, 1);
-  auto first = claim("billing");
+  auto first = claim("billing", 1);
   ASSERT_EQ(first.size(), 1u);
   ASSERT_EQ(first[0].row.action, "archive");
   ASSERT_EQ(settle("billing", first[0].row.id, Delivery::later), 1);
-  EXPECT_TRUE(claim("billing").empty());  // the purge waits behind its archive's back-off
+  EXPECT_TRUE(claim("billing", 1).empty());  // the purge waits behind its archive's back-off
   advance(1);
-  auto again = claim("billing");
+  // The purge, decided at the same instant, is first in (next_at, seq)
+  // order only if it was not held back: the archive must come out.
+  auto again = claim("billing", 1);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].row.action, "archive");
+  EXPECT_TRUE(claim("billing", 1).empty());  // the purge waits while the archive is delivered
   ASSERT_EQ(settle("billing", again[0].row.id, Delivery::done), 1);
-  auto purge = claim("billing");
+  auto purge = claim("billing", 1);  // woken by the archive's done, at once
   ASSERT_EQ(purge.size(), 1u);
   EXPECT_EQ(purge[0].row.action, "purge");
+  // A claim or a release carries no new error: the connector's last one is
+  // the archive's answer, not repeated by later moves.
+  const auto stats = (*m_store->connector_stats())[0];
+  EXPECT_EQ(stats.last_error, "receiver said no");
+}
+
+TEST_F(ConnectorServiceTest, AFailedJobHoldsBackOnlyItsOwnRecordsLaterJobs) {
+  ASSERT_TRUE(put({{"key", "inv1"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2010-05-10"}}}}));
+  ASSERT_TRUE(sweep());
+  // inv1's archive fails for good (max_attempts 2).
+  for (int i = 0; i < 2; ++i) {
+    auto c = claim("billing", 1);
+    ASSERT_EQ(c.size(), 1u);
+    ASSERT_EQ(c[0].row.key, "inv1");
+    ASSERT_EQ(settle("billing", c[0].row.id, Delivery::failed_attempt), 1);
+    advance(10);
+  }
+  ASSERT_TRUE(put({{"key", "inv2"}, {"subject", "acme"}, {"category", "invoice"}, {"dates", {{"issued", "2029-05-10"}}}}));
+  ASSERT_EQ(sweep()->archived, 1);
+  // inv1's purge waits behind the failed archive; inv2's archive goes.
+  auto next = claim("billing", 1);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].row.key, "inv2");
+  EXPECT_TRUE(claim("billing", 5).empty());
+  EXPECT_EQ((*m_store->connector_stats())[0].failed, 1);
 }
 
 TEST_F(ConnectorServiceTest, DoneAndDiscardDestroyTheSubjectsKeyAndDiscardIsAudited) {

@@ -674,7 +674,7 @@ bool Harness::check_after_start(DaemonProcess& daemon, int point) {
   Reconciled rec;
   try {
     Timer timer(m_stats.t_snapshot);
-    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), false);
+    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), false, received_file(m_dir));
     for (const auto& v : m_ledger->reconcile(s, rec)) violation(point, v);
   } catch (const std::exception& e) {
     violation(point, e.what());
@@ -838,8 +838,29 @@ bool Harness::finish(int points) {
   if (!after || !after->contains("result") || (*after)["result"]["backlog"] != 0 || !(*after)["result"]["paused"].is_null()) {
     violation(label, "after the final sweep, status is " + (after ? after->dump() : std::string("no answer")));
   }
+  // Every connector job delivered: none may stay pending forever. Waits on
+  // the audit log (audit.tail's wait_ms), not on a timer.
+  const auto jobs_deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  for (;;) {
+    const auto list = rpc.call("connector.list", json::object());
+    if (!list || !list->contains("result")) {
+      violation(label, "connector.list failed: " + (list ? list->dump() : std::string("no answer")));
+      break;
+    }
+    const json& c = (*list)["result"]["connectors"][0];
+    if (c["pending"] == 0 && c["in_flight"] == 0) break;
+    if (std::chrono::steady_clock::now() >= jobs_deadline) {
+      violation(label, "connector jobs still unfinished 5 minutes after the final sweep: " + c.dump());
+      break;
+    }
+    const auto head = rpc.call("audit.tail", {{"limit", 1}});
+    const std::int64_t seq = head && head->contains("result") && !(*head)["result"]["entries"].empty()
+                                 ? (*head)["result"]["entries"][0]["seq"].get<std::int64_t>()
+                                 : 0;
+    rpc.call("audit.tail", {{"after", seq}, {"limit", 1}, {"wait_ms", 2000}});
+  }
   try {
-    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), true);
+    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), true, received_file(m_dir));
     if (s.integrity != "ok") violation(label, "integrity_check at the end: " + s.integrity);
     Reconciled rec;
     for (const auto& v : m_ledger->reconcile(s, rec)) violation(label, v);
@@ -862,7 +883,7 @@ bool Harness::finish(int points) {
     for (const auto& m : c.count_mismatches) violation(label, "after the clean stop, " + m);
     for (const auto& f : c.legacy_files) violation(label, f + " is in the state directory after the clean stop");
     if (c.wal.present) m_final_wal_bytes = c.wal.bytes;
-    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), false);
+    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), false, received_file(m_dir));
     Reconciled rec;
     for (const auto& v : m_ledger->reconcile(s, rec)) violation(label, v);
     m_stray = Ledger::stray_keys(s);
@@ -929,6 +950,7 @@ int Harness::run() {
   m_state = m_dir / "state";
   m_policy = m_dir / "policy.toml";
   std::ofstream(m_policy) << policy_toml(m_dir);
+  std::ofstream(m_dir / "connector.sh") << connector_script(m_dir);
   m_log.open(m_dir / "harness.log", std::ios::app);
   log("crash_harness seed=" + std::to_string(m_opt.seed) + " points=" + std::to_string(m_opt.points) + " dir=" + m_dir.string());
   const auto t0 = std::chrono::steady_clock::now();

@@ -195,6 +195,9 @@ void Ledger::apply_record_action(const store::AuditRow& a, std::vector<std::stri
   if (a.category != std::optional<std::string>(cat.name)) {
     v.push_back(seq_text(a) + " on " + name + " names category " + a.category.value_or("null") + ", not " + cat.name);
   }
+  if (a.category == std::optional<std::string>(kConnectorCategory)) {
+    m_decisions[a.seq] = Decision{name, a.action, a.action == "erase" ? std::nullopt : a.phase};
+  }
   std::int64_t hold = 0;
   if (covered_by_hold(a, k, &hold)) {
     v.push_back(seq_text(a) + " acted on " + name + " while hold " + std::to_string(hold) + " covered it");
@@ -315,6 +318,10 @@ void Ledger::apply(const store::AuditRow& a, std::vector<std::string>& v) {
     apply_event(a, v);
     return;
   }
+  if (a.action == "connector.done" || a.action == "connector.failed" || a.action == "connector.discard") {
+    apply_connector(a, v);
+    return;
+  }
   if (a.action == "hold.place" || a.action == "hold.release") {
     const auto id = hold_id(a.reason);
     if (!id) {
@@ -352,6 +359,72 @@ void Ledger::apply(const store::AuditRow& a, std::vector<std::string>& v) {
     return;
   }
   v.push_back(seq_text(a) + ": an action the harness never asked for");
+}
+
+void Ledger::apply_connector(const store::AuditRow& a, std::vector<std::string>& v) {
+  const std::string reason = a.reason.value_or("");
+  const std::string prefix = std::string("connector=") + kConnectorName + " job=";
+  if (!reason.starts_with(prefix) || reason.size() < prefix.size() + 32) {
+    v.push_back(seq_text(a) + " does not name the connector and job in its reason '" + reason + "'");
+    return;
+  }
+  const std::string id = reason.substr(prefix.size(), 32);
+  ++m_job_entries[id][a.action];
+  m_job_entry_keys[id] = a.key.value_or("");
+  if (a.action == "connector.discard") v.push_back(seq_text(a) + " discards job " + id + ": the harness never discards");
+}
+
+void Ledger::check_jobs(const Snapshot& s, std::vector<std::string>& v) const {
+  std::unordered_map<std::string, const JobView*> by_id;
+  std::unordered_map<std::int64_t, int> per_decision;
+  for (const auto& j : s.jobs) {
+    const std::string who = "job " + j.id + " (" + j.action + " of " + j.key + ", entry " + std::to_string(j.audit_seq) + ")";
+    if (!by_id.emplace(j.id, &j).second) v.push_back(who + " is in the table twice");
+    if (j.connector != kConnectorName) v.push_back(who + " is for connector '" + j.connector + "', which the policy lacks");
+    const auto d = m_decisions.find(j.audit_seq);
+    if (d == m_decisions.end()) {
+      v.push_back(who + " names no action of a " + kConnectorCategory + " record: a job invented");
+    } else if (d->second.key != j.key || d->second.action != j.action || d->second.phase != j.phase) {
+      v.push_back(who + " does not match its entry (" + d->second.action + " of " + d->second.key + ")");
+    }
+    ++per_decision[j.audit_seq];
+    const auto e = m_job_entries.find(j.id);
+    const auto count = [&](const char* action) {
+      if (e == m_job_entries.end()) return 0;
+      const auto it = e->second.find(action);
+      return it == e->second.end() ? 0 : it->second;
+    };
+    const bool finished = j.state == "done" || j.state == "discarded";
+    if (finished && j.slot >= 0) v.push_back(who + " is " + j.state + " but still holds its sealed subject");
+    if (j.state == "done") {
+      if (count("connector.done") != 1) {
+        v.push_back(who + " is done with " + std::to_string(count("connector.done")) + " connector.done entries");
+      }
+      if (!s.received_after.count(j.id)) v.push_back(who + " is done, but the connector never received it");
+    } else if (count("connector.done") != 0) {
+      v.push_back(who + " is " + j.state + " although a connector.done entry names it");
+    }
+    if ((j.state == "failed") != (count("connector.failed") == 1) || count("connector.failed") > 1) {
+      v.push_back(who + " is " + j.state + " with " + std::to_string(count("connector.failed")) + " connector.failed entries");
+    }
+    if (e != m_job_entries.end() && m_job_entry_keys.at(j.id) != j.key) {
+      v.push_back(who + ": its connector entries name key " + m_job_entry_keys.at(j.id));
+    }
+  }
+  for (const auto& [seq, d] : m_decisions) {
+    const auto it = per_decision.find(seq);
+    const int n = it == per_decision.end() ? 0 : it->second;
+    if (n != 1) {
+      v.push_back("entry " + std::to_string(seq) + " (" + d.action + " of " + d.key + ") has " + std::to_string(n) +
+                  " connector jobs, not one: " + (n == 0 ? "a decided job lost" : "a job doubled"));
+    }
+  }
+  for (const auto& [id, actions] : m_job_entries) {
+    if (!by_id.count(id)) v.push_back("audit entries name job " + id + ", which is not in the table");
+  }
+  for (const auto& id : s.received_before) {
+    if (!by_id.count(id)) v.push_back("the connector received job " + id + ", which was never decided (not in the table)");
+  }
 }
 
 void Ledger::check_row(const RecordView& r, std::uint32_t id, std::vector<std::string>& v) {
@@ -567,6 +640,10 @@ std::vector<std::string> Ledger::reconcile(const Snapshot& s, Reconciled& out) {
     if (r.has_data) use(r.slot, r.key);
   }
   for (const auto& h : s.holds) use(h.slot, "hold " + std::to_string(h.id));
+  for (const auto& j : s.jobs) {
+    if (j.slot >= 0) use(j.slot, "job " + j.id);
+  }
+  check_jobs(s, v);
 
   // 7. The undo window: exactly the records purged or erased and not yet
   //    destroyed are retired, each with its key, since its disposal and
@@ -617,6 +694,9 @@ std::vector<std::string> Ledger::check_finished(const Snapshot& s, std::int64_t 
     }
   }
   if (!s.holds.empty()) v.push_back(std::to_string(s.holds.size()) + " holds remain after every hold was released");
+  for (const auto& j : s.jobs) {
+    if (j.state != "done") v.push_back("job " + j.id + " (" + j.action + " of " + j.key + ") is still " + j.state + " at the end");
+  }
   for (const auto& r : s.retired) {
     if (r.destroy_at <= now) {
       v.push_back(r.key + " is still retired after the final sweep at " + format_time(now) + " (its window ended " +
@@ -633,6 +713,9 @@ Ledger::StrayKeys Ledger::stray_keys(const Snapshot& s) {
   }
   for (const auto& h : s.holds) used.insert(h.slot);
   for (const auto& r : s.retired) used.insert(r.slot);
+  for (const auto& j : s.jobs) {
+    if (j.slot >= 0) used.insert(j.slot);
+  }
   const std::unordered_set<std::int64_t> free_slots(s.free_slots.begin(), s.free_slots.end());
   const std::unordered_set<std::int64_t> queued(s.queued_slots.begin(), s.queued_slots.end());
   StrayKeys out;

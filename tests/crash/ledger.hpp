@@ -177,6 +177,12 @@ class Ledger {
   void apply_record_action(const store::AuditRow& a, std::vector<std::string>& v);
   void apply_destroy(const store::AuditRow& a, std::vector<std::string>& v);
   void apply_event(const store::AuditRow& a, std::vector<std::string>& v);
+  void apply_connector(const store::AuditRow& a, std::vector<std::string>& v);
+  // Connector jobs (issue 14): each job belongs to a decided action of a
+  // category with connectors, each such action has one job per connector,
+  // each done job has one connector.done entry and reached the connector,
+  // and the connector received no job that is not in the table.
+  void check_jobs(const Snapshot& s, std::vector<std::string>& v) const;
   bool covered_by_hold(const store::AuditRow& a, const KeyInfo& k, std::int64_t* which) const;
   void check_row(const RecordView& r, std::uint32_t id, std::vector<std::string>& v);
   void make_live(std::uint32_t id);
@@ -197,6 +203,15 @@ class Ledger {
   std::vector<std::uint32_t> m_seen;  // generation a snapshot last showed the key in
   std::uint32_t m_generation = 0;
   std::unordered_map<std::uint32_t, std::string> m_subject_refs;
+  // Actions of the connector's category, by seq: what their jobs must say.
+  struct Decision {
+    std::string key, action;
+    std::optional<int> phase;
+  };
+  std::unordered_map<std::int64_t, Decision> m_decisions;
+  // connector.* entries by job id: action -> count, and the key they name.
+  std::unordered_map<std::string, std::map<std::string, int>> m_job_entries;
+  std::unordered_map<std::string, std::string> m_job_entry_keys;
   std::int64_t m_last_seq = 0;
   std::string m_last_hash = std::string(64, '0');
   std::int64_t m_last_at = 0;

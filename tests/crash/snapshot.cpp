@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/crash/workload.hpp"
 
 namespace retentiond::crash {
@@ -143,6 +145,24 @@ Snapshot read_once(const fs::path& state_dir, std::int64_t audit_after, bool che
                              q.getColumn(3).getInt64()});
       }
     }
+    {
+      SQLite::Statement q(db, "SELECT id, connector, action, key, category, state, phase, audit_seq, attempts, slot "
+                              "FROM main.connector_jobs ORDER BY audit_seq, connector");
+      while (q.executeStep()) {
+        JobView j;
+        j.id = q.getColumn(0).getString();
+        j.connector = q.getColumn(1).getString();
+        j.action = q.getColumn(2).getString();
+        j.key = q.getColumn(3).getString();
+        j.category = q.getColumn(4).getString();
+        j.state = q.getColumn(5).getString();
+        if (!q.getColumn(6).isNull()) j.phase = q.getColumn(6).getInt();
+        j.audit_seq = q.getColumn(7).getInt64();
+        j.attempts = q.getColumn(8).getInt64();
+        if (!q.getColumn(9).isNull()) j.slot = q.getColumn(9).getInt64();
+        s.jobs.push_back(std::move(j));
+      }
+    }
     read_slots(db, s);
     s.next_key_slot = std::stoll(db.execAndGet("SELECT value FROM main.meta WHERE name = 'next_key_slot'").getString());
   });
@@ -176,6 +196,11 @@ Snapshot read_once(const fs::path& state_dir, std::int64_t audit_after, bool che
   for (const auto& h : s.holds) {
     if (zero_slot(s.keys, h.slot)) probes.push_back({"SELECT 1 FROM main.holds WHERE id = ? AND slot = ?", "", h.id, h.slot});
   }
+  for (const auto& j : s.jobs) {
+    if (j.slot >= 0 && zero_slot(s.keys, j.slot)) {
+      probes.push_back({"SELECT 1 FROM main.connector_jobs WHERE id = ? AND slot = ?", j.id, 0, j.slot});
+    }
+  }
   if (!probes.empty()) {
     std::set<std::int64_t> released;
     in_read_transaction(db, [&] {
@@ -199,7 +224,9 @@ bool busy(const SQLite::Exception& e) {
 
 }  // namespace
 
-Snapshot take_snapshot(const fs::path& state_dir, std::int64_t audit_after, bool integrity) {
+namespace {
+
+Snapshot take_snapshot_once(const fs::path& state_dir, std::int64_t audit_after, bool integrity) {
   // A WAL reader does not wait for the writer. SQLITE_BUSY is still
   // possible in a few corners (another connection rebuilding the WAL index,
   // the WAL being restarted as we begin): retried, a few times.
@@ -211,6 +238,33 @@ Snapshot take_snapshot(const fs::path& state_dir, std::int64_t audit_after, bool
     }
   }
 }
+
+}  // namespace
+
+// The ids of a received.jsonl; a line cut short (the connector writing
+// as we read) is skipped.
+static std::set<std::string> received_ids(const fs::path& file) {
+  std::set<std::string> out;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j.contains("id") && j["id"].is_string()) out.insert(j["id"].get<std::string>());
+  }
+  return out;
+}
+
+Snapshot take_snapshot(const fs::path& state_dir, std::int64_t audit_after, bool integrity,
+                       const std::optional<fs::path>& received) {
+  std::set<std::string> before;
+  if (received) before = received_ids(*received);
+  Snapshot s = take_snapshot_once(state_dir, audit_after, integrity);
+  if (received) {
+    s.received_before = std::move(before);
+    s.received_after = received_ids(*received);
+  }
+  return s;
+}
+
 
 OfflineCheck offline_check(const fs::path& state_dir, bool check_integrity, bool on_copy) {
   OfflineCheck c;

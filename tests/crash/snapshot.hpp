@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,15 @@ struct RetiredView {
   std::int64_t destroy_at = 0;
 };
 
+// A connector job (the table `connector_jobs`, issue 14).
+struct JobView {
+  std::string id, connector, action, key, category, state;
+  std::optional<int> phase;
+  std::int64_t audit_seq = 0;
+  std::int64_t attempts = 0;
+  std::int64_t slot = -1;  // its sealed subject's; -1 when it has none
+};
+
 struct HoldView {
   std::int64_t id = 0;
   std::string scope;
@@ -67,6 +77,11 @@ struct Snapshot {
   std::int64_t max_seq = 0;
   std::vector<HoldView> holds;
   std::vector<RetiredView> retired;
+  std::vector<JobView> jobs;  // every job, finished ones too
+  // The job ids the connector recorded (received.jsonl), read before the
+  // read transaction (each was committed before it: none may be missing
+  // from `jobs`) and after it (each job done in it was delivered before).
+  std::set<std::string> received_before, received_after;
   std::vector<std::int64_t> free_slots;
   std::vector<std::int64_t> queued_slots;  // released, not yet recorded as zeroed
   std::int64_t next_key_slot = 0;
@@ -83,7 +98,9 @@ struct Snapshot {
 
 // One read transaction over retention.db, then the key file. `integrity`
 // adds PRAGMA integrity_check.
-Snapshot take_snapshot(const std::filesystem::path& state_dir, std::int64_t audit_after, bool integrity);
+// `received`, when given, is the connector's received.jsonl.
+Snapshot take_snapshot(const std::filesystem::path& state_dir, std::int64_t audit_after, bool integrity,
+                       const std::optional<std::filesystem::path>& received = std::nullopt);
 
 struct OfflineCheck {
   WalView wal;

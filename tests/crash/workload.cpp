@@ -60,6 +60,12 @@ std::string policy_toml(const std::filesystem::path& dir) {
          "reload_guard = 1000000000\n"
          "purge_grace = \"2 days\"\n"
          "\n"
+         "[[connectors]]\n"
+         "name = \"app\"\n"
+         "kind = \"exec\"\n"
+         "command = [\"/bin/sh\", \"" + (dir / "connector.sh").string() + "\"]\n"
+         "timeout = \"10 s\"\n"
+         "\n"
          "[[categories]]\n"
          "name = \"lead\"\n"
          "purpose = \"Prospects\"\n"
@@ -92,7 +98,20 @@ std::string policy_toml(const std::filesystem::path& dir) {
          "phases = [ { action = \"archive\", at = \"closed + 1 day\" },\n"
          "           { action = \"anonymise\", at = \"closed + 4 days\" },\n"
          "           { action = \"purge\", at = \"closed + 10 days\" } ]\n"
-         "anonymise = { agent = \"keep\", summary = \"redact\" }\n";
+         "anonymise = { agent = \"keep\", summary = \"redact\" }\n"
+         "connectors = [\"app\"]\n";
+}
+
+std::filesystem::path received_file(const std::filesystem::path& dir) { return dir / "received.jsonl"; }
+
+std::string connector_script(const std::filesystem::path& dir) {
+  return "#!/bin/sh\n"
+         "# Written by tests/crash/crash_harness: the tickets' exec connector.\n"
+         "job=$(cat)\n"
+         "n=$(od -An -N1 -tu1 /dev/urandom)\n"
+         "if [ \"$n\" -lt 26 ]; then echo 'busy, try later'; exit 75; fi\n"
+         "printf '%s\\n' \"$job\" >> '" + received_file(dir).string() + "'\n"
+         "exit 0\n";
 }
 
 std::string key_name(std::uint32_t id) { return "k" + std::to_string(id); }

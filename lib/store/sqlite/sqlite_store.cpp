@@ -1186,7 +1186,7 @@ class SqliteStore final : public SqliteQueries<Store> {
         bind_optional(q, 16, j.last_error);
         if (j.finished_at) q.bind(17, j.finished_at->seconds);
         q.exec();
-        count_job(j.connector, std::nullopt, j.state, j.last_error, j.decided_at);
+        count_job(j.connector, std::nullopt, j.state, std::nullopt, j.decided_at);
         return {};
       } catch (const std::exception& e) {
         return storage_error(e);
@@ -1220,7 +1220,7 @@ class SqliteStore final : public SqliteQueries<Store> {
         bind_optional(q, 6, u.last_error);
         if (u.finished_at) q.bind(7, u.finished_at->seconds);
         q.exec();
-        count_job(connector, before, u.state, u.last_error, u.at);
+        count_job(connector, before, u.state, u.error_is_new ? u.last_error : std::nullopt, u.at);
         return {};
       } catch (const std::exception& e) {
         return storage_error(e);
