@@ -1078,8 +1078,8 @@ TEST_F(CtlTest, HelpListsTheDaemonsMethodsAfterTheCommands) {
 
   const json j = parsed(ctl({"--json", "help"}));
   EXPECT_EQ(j["methods"], listed);
-  ASSERT_EQ(j["commands"].size(), 23u);  // with metrics and report (issue 17), restore and confirm-clock (15),
-                                         // pubkey and receipt (16)
+  ASSERT_EQ(j["commands"].size(), 27u);  // with metrics and report (issue 17), restore and confirm-clock (15),
+                                         // pubkey and receipt (16), connectors, jobs, retry and discard (14)
   EXPECT_EQ(j["commands"][6], json::parse(R"({"name":"hold","synopsis":)"
                                           R"("hold (--subject S | --category C | --key K) )"
                                           R"(--reason TEXT","summary":"stop the disposal and )"
