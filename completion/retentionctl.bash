@@ -2,11 +2,12 @@
 #
 # The subcommands and their options are those of kCommands in
 # daemon/retentionctl.cpp; tests/docs/check_docs.sh fails when a command or
-# an option is missing here. Category names (--category) and method names
-# (call METHOD) come from the running daemon, asked through retentionctl
-# itself, so they follow the policy in force.
+# an option is missing here. Category names (--category), connector names
+# (jobs, retry, discard CONNECTOR) and method names (call METHOD) come from
+# the running daemon, asked through retentionctl itself, so they follow the
+# policy in force.
 
-_retentionctl_commands="status put explain event export erase hold release restore holds plan sweep audit verify metrics reload pubkey receipt confirm-clock import report call help"
+_retentionctl_commands="status put explain event export erase hold release restore holds connectors jobs retry discard plan sweep audit verify metrics reload pubkey receipt confirm-clock import report call help"
 
 # The options of each subcommand, after the common ones.
 _retentionctl_options() {
@@ -17,6 +18,9 @@ _retentionctl_options() {
     hold) echo "--subject --category --key --reason" ;;
     release) echo "--reason" ;;
     restore) echo "--reason" ;;
+    jobs) echo "--state --limit" ;;
+    retry) echo "--all" ;;
+    discard) echo "--reason" ;;
     plan) echo "--until --from --policy" ;;
     sweep) echo "--dry-run" ;;
     audit) echo "--limit --after --key --subject --follow --after-hash" ;;
@@ -29,7 +33,8 @@ _retentionctl_options() {
 }
 
 # Asks the daemon for the "name" of each entry of a method's list
-# (policy.get: categories; help: methods), both read methods:
+# (policy.get: categories; connector.list: connectors; help: methods), all
+# read methods:
 # _retentionctl_names METHOD [--socket PATH]. The names are
 # the keys indented by six spaces in the --json output, the entries' own; the
 # deeper "name"s of anonymise tables are not. An unreachable or slow daemon
@@ -73,7 +78,7 @@ _retentionctl() {
       --socket=*) socket=("$word") ;;
       --subject | --category | -f | --field | -d | --date | --key | --reason | \
         --until | --from | --limit | --after | --batch | --rejects | --html | --receipt | --checkpoint | \
-        --pubkey | --out | --after-hash)
+        --pubkey | --out | --after-hash | --state)
         ((i++))
         ;;
       -*) ;;
@@ -97,6 +102,10 @@ _retentionctl() {
       ;;
     --category)
       COMPREPLY=($(compgen -W "$(_retentionctl_names policy.get "${socket[@]}")" -- "$cur"))
+      return
+      ;;
+    --state)
+      COMPREPLY=($(compgen -W "pending in_flight failed" -- "$cur"))
       return
       ;;
     --subject | -f | --field | -d | --date | --key | --reason | --until | --from | \
@@ -132,6 +141,9 @@ _retentionctl() {
       fi
       ;;
     call) ((${#args[@]} == 0)) && COMPREPLY=($(compgen -W "$(_retentionctl_names help "${socket[@]}")" -- "$cur")) ;;
+    jobs | retry | discard)
+      ((${#args[@]} == 0)) && COMPREPLY=($(compgen -W "$(_retentionctl_names connector.list "${socket[@]}")" -- "$cur"))
+      ;;
     import)
       if ((${#args[@]} == 0)); then
         compopt -o filenames 2>/dev/null

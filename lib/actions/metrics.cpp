@@ -7,6 +7,8 @@
 
 #include "lib/actions/service.hpp"
 
+#include <algorithm>
+
 namespace retentiond::actions {
 
 using calendar::Instant;
@@ -82,6 +84,14 @@ Result<MetricsSnapshot> Service::metrics() {
     auto head = m_slow.store().last_audit();
     if (!head) return std::move(head).error();
     out.audit_seq = *head ? (*head)->seq : 0;
+    auto connectors = m_slow.store().connector_stats();
+    if (!connectors) return std::move(connectors).error();
+    out.connectors = std::move(*connectors);
+    for (const auto& c : policy()->connectors) {
+      const bool known = std::any_of(out.connectors.begin(), out.connectors.end(),
+                                     [&](const store::ConnectorStats& k) { return k.connector == c.name; });
+      if (!known) out.connectors.push_back(store::ConnectorStats{c.name, 0, 0, 0, 0, 0, {}, {}, {}});
+    }
     return {};
   });
   if (!st) return std::move(st).error();

@@ -182,6 +182,9 @@ struct MetricsSnapshot {
   // Audit entries by (action, category; "" when none) since the daemon
   // started: the actions done, counted incrementally (metrics.cpp).
   std::map<std::pair<std::string, std::string>, std::int64_t> actions;
+  // Each connector of the policy (and any other that has jobs), with its
+  // kept job counts.
+  std::vector<store::ConnectorStats> connectors;
 };
 
 // What the clock guard found (Service::check_clock).

@@ -1,5 +1,6 @@
 #include "lib/protocol/metrics_text.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "lib/metrics/exposition.hpp"
@@ -56,6 +57,22 @@ std::string metrics_text(const actions::MetricsSnapshot& s, const DaemonFacts& d
   for (const char* scope : {"subject", "category", "key"}) {
     const auto found = s.holds.find(scope);
     out.sample("retentiond_holds", {{"scope", scope}}, found == s.holds.end() ? 0 : found->second);
+  }
+
+  out.family("retentiond_connector_jobs", "gauge",
+             "Connector jobs by connector and state (pending, in_flight, failed, done, discarded)");
+  for (const auto& c : s.connectors) {
+    out.sample("retentiond_connector_jobs", {{"connector", c.connector}, {"state", "pending"}}, c.pending);
+    out.sample("retentiond_connector_jobs", {{"connector", c.connector}, {"state", "in_flight"}}, c.in_flight);
+    out.sample("retentiond_connector_jobs", {{"connector", c.connector}, {"state", "failed"}}, c.failed);
+    out.sample("retentiond_connector_jobs", {{"connector", c.connector}, {"state", "done"}}, c.done);
+    out.sample("retentiond_connector_jobs", {{"connector", c.connector}, {"state", "discarded"}}, c.discarded);
+  }
+  out.family("retentiond_connector_oldest_pending_seconds", "gauge",
+             "Age of a connector's oldest unfinished (pending or in_flight) job (0 when none)");
+  for (const auto& c : s.connectors) {
+    out.sample("retentiond_connector_oldest_pending_seconds", {{"connector", c.connector}},
+               c.oldest_pending ? std::max<std::int64_t>(0, s.now.seconds - c.oldest_pending->seconds) : 0);
   }
 
   if (d.sweeps) {

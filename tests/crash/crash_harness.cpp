@@ -237,6 +237,7 @@ class Harness {
   std::atomic<std::uint32_t> m_hold_requests{0};
   Stats m_stats;
   std::size_t m_final_live = 0;
+  ReceivedLog m_received{fs::path()};  // the connector's received.jsonl, read on at each snapshot
   Ledger::StrayKeys m_stray;
   std::optional<std::uintmax_t> m_final_wal_bytes;  // retention.db-wal after the clean stop, if there is one
   std::ofstream m_log;
@@ -674,7 +675,7 @@ bool Harness::check_after_start(DaemonProcess& daemon, int point) {
   Reconciled rec;
   try {
     Timer timer(m_stats.t_snapshot);
-    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), false, received_file(m_dir));
+    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), false, m_ledger->jobs_scope(&m_received));
     for (const auto& v : m_ledger->reconcile(s, rec)) violation(point, v);
   } catch (const std::exception& e) {
     violation(point, e.what());
@@ -816,6 +817,7 @@ bool Harness::flush_violations() {
 // must read back, and a SIGTERM must stop the daemon cleanly.
 bool Harness::finish(int points) {
   const int label = points;  // checks after the last kill carry its number
+  std::ofstream(m_dir / "steady") << "the connector takes every job from now on\n";
   const std::int64_t now = kStart + (static_cast<std::int64_t>(points) + 30) * kDay;
   auto daemon = start(now, label);
   if (!daemon) return false;
@@ -860,7 +862,7 @@ bool Harness::finish(int points) {
     rpc.call("audit.tail", {{"after", seq}, {"limit", 1}, {"wait_ms", 2000}});
   }
   try {
-    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), true, received_file(m_dir));
+    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), true, m_ledger->jobs_scope(&m_received));
     if (s.integrity != "ok") violation(label, "integrity_check at the end: " + s.integrity);
     Reconciled rec;
     for (const auto& v : m_ledger->reconcile(s, rec)) violation(label, v);
@@ -883,7 +885,7 @@ bool Harness::finish(int points) {
     for (const auto& m : c.count_mismatches) violation(label, "after the clean stop, " + m);
     for (const auto& f : c.legacy_files) violation(label, f + " is in the state directory after the clean stop");
     if (c.wal.present) m_final_wal_bytes = c.wal.bytes;
-    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), false, received_file(m_dir));
+    const Snapshot s = take_snapshot(m_state, m_ledger->last_seq(), false, m_ledger->jobs_scope(&m_received));
     Reconciled rec;
     for (const auto& v : m_ledger->reconcile(s, rec)) violation(label, v);
     m_stray = Ledger::stray_keys(s);
@@ -951,6 +953,7 @@ int Harness::run() {
   m_policy = m_dir / "policy.toml";
   std::ofstream(m_policy) << policy_toml(m_dir);
   std::ofstream(m_dir / "connector.sh") << connector_script(m_dir);
+  m_received = ReceivedLog(received_file(m_dir));
   m_log.open(m_dir / "harness.log", std::ios::app);
   log("crash_harness seed=" + std::to_string(m_opt.seed) + " points=" + std::to_string(m_opt.points) + " dir=" + m_dir.string());
   const auto t0 = std::chrono::steady_clock::now();

@@ -197,6 +197,7 @@ void Ledger::apply_record_action(const store::AuditRow& a, std::vector<std::stri
   }
   if (a.category == std::optional<std::string>(kConnectorCategory)) {
     m_decisions[a.seq] = Decision{name, a.action, a.action == "erase" ? std::nullopt : a.phase};
+    m_new_decisions.push_back(a.seq);
   }
   std::int64_t hold = 0;
   if (covered_by_hold(a, k, &hold)) {
@@ -369,25 +370,42 @@ void Ledger::apply_connector(const store::AuditRow& a, std::vector<std::string>&
     return;
   }
   const std::string id = reason.substr(prefix.size(), 32);
-  ++m_job_entries[id][a.action];
+  if (++m_job_entries[id][a.action] > 1 && a.action != "connector.failed") {
+    v.push_back(seq_text(a) + " is the second " + a.action + " entry of job " + id);
+  }
   m_job_entry_keys[id] = a.key.value_or("");
+  m_new_entry_ids.push_back(id);
   if (a.action == "connector.discard") v.push_back(seq_text(a) + " discards job " + id + ": the harness never discards");
 }
 
-void Ledger::check_jobs(const Snapshot& s, std::vector<std::string>& v) const {
-  std::unordered_map<std::string, const JobView*> by_id;
-  std::unordered_map<std::int64_t, int> per_decision;
+void Ledger::check_jobs(const Snapshot& s, std::vector<std::string>& v) {
+  const std::unordered_set<std::string> watched = m_unfinished;
+  for (const auto& id : s.jobs_vanished) v.push_back("job " + id + " vanished from the table while unfinished");
   for (const auto& j : s.jobs) {
-    const std::string who = "job " + j.id + " (" + j.action + " of " + j.key + ", entry " + std::to_string(j.audit_seq) + ")";
-    if (!by_id.emplace(j.id, &j).second) v.push_back(who + " is in the table twice");
-    if (j.connector != kConnectorName) v.push_back(who + " is for connector '" + j.connector + "', which the policy lacks");
-    const auto d = m_decisions.find(j.audit_seq);
-    if (d == m_decisions.end()) {
-      v.push_back(who + " names no action of a " + kConnectorCategory + " record: a job invented");
-    } else if (d->second.key != j.key || d->second.action != j.action || d->second.phase != j.phase) {
-      v.push_back(who + " does not match its entry (" + d->second.action + " of " + d->second.key + ")");
+    const auto who = [&] {
+      return "job " + j.id + " (" + j.action + " of " + j.key + ", entry " + std::to_string(j.audit_seq) + ")";
+    };
+    auto known = m_jobs.find(j.id);
+    if (known == m_jobs.end()) {
+      // First seen: it must belong to an action, committed with it.
+      if (j.connector != kConnectorName) v.push_back(who() + " is for connector '" + j.connector + "', which the policy lacks");
+      const auto d = m_decisions.find(j.audit_seq);
+      if (d == m_decisions.end()) {
+        v.push_back(who() + " names no action of a " + kConnectorCategory + " record: a job invented");
+      } else if (d->second.key != j.key || d->second.action != j.action || d->second.phase != j.phase) {
+        v.push_back(who() + " does not match its entry (" + d->second.action + " of " + d->second.key + ")");
+      }
+      if (j.audit_seq <= m_seq_before) {
+        v.push_back(who() + " appeared after its action was checked: not committed with it");
+      }
+      ++m_decision_jobs[j.audit_seq];
+      known = m_jobs.emplace(j.id, JobBook{j.audit_seq, false}).first;
+    } else if (known->second.finished) {
+      v.push_back(who() + " is " + j.state + " again after it was seen finished");
+      continue;
+    } else if (!watched.count(j.id)) {
+      v.push_back(who() + " was read twice by one snapshot");
     }
-    ++per_decision[j.audit_seq];
     const auto e = m_job_entries.find(j.id);
     const auto count = [&](const char* action) {
       if (e == m_job_entries.end()) return 0;
@@ -395,35 +413,48 @@ void Ledger::check_jobs(const Snapshot& s, std::vector<std::string>& v) const {
       return it == e->second.end() ? 0 : it->second;
     };
     const bool finished = j.state == "done" || j.state == "discarded";
-    if (finished && j.slot >= 0) v.push_back(who + " is " + j.state + " but still holds its sealed subject");
+    if (finished && j.slot >= 0) v.push_back(who() + " is " + j.state + " but still holds its sealed subject");
     if (j.state == "done") {
       if (count("connector.done") != 1) {
-        v.push_back(who + " is done with " + std::to_string(count("connector.done")) + " connector.done entries");
+        v.push_back(who() + " is done with " + std::to_string(count("connector.done")) + " connector.done entries");
       }
-      if (!s.received_after.count(j.id)) v.push_back(who + " is done, but the connector never received it");
+      const auto at = s.received ? s.received->position(j.id) : std::nullopt;
+      if (!at || *at >= s.received_after) v.push_back(who() + " is done, but the connector never received it");
     } else if (count("connector.done") != 0) {
-      v.push_back(who + " is " + j.state + " although a connector.done entry names it");
+      v.push_back(who() + " is " + j.state + " although a connector.done entry names it");
     }
     if ((j.state == "failed") != (count("connector.failed") == 1) || count("connector.failed") > 1) {
-      v.push_back(who + " is " + j.state + " with " + std::to_string(count("connector.failed")) + " connector.failed entries");
+      v.push_back(who() + " is " + j.state + " with " + std::to_string(count("connector.failed")) + " connector.failed entries");
     }
     if (e != m_job_entries.end() && m_job_entry_keys.at(j.id) != j.key) {
-      v.push_back(who + ": its connector entries name key " + m_job_entry_keys.at(j.id));
+      v.push_back(who() + ": its connector entries name key " + m_job_entry_keys.at(j.id));
     }
+    known->second.finished = finished;
+    if (finished) m_unfinished.erase(j.id);
+    else m_unfinished.insert(j.id);
   }
-  for (const auto& [seq, d] : m_decisions) {
-    const auto it = per_decision.find(seq);
-    const int n = it == per_decision.end() ? 0 : it->second;
+  // Each action of the connector's category decided since the last check
+  // has exactly one job (one connector), committed with it.
+  for (const auto seq : m_new_decisions) {
+    const auto it = m_decision_jobs.find(seq);
+    const int n = it == m_decision_jobs.end() ? 0 : it->second;
     if (n != 1) {
+      const auto& d = m_decisions.at(seq);
       v.push_back("entry " + std::to_string(seq) + " (" + d.action + " of " + d.key + ") has " + std::to_string(n) +
                   " connector jobs, not one: " + (n == 0 ? "a decided job lost" : "a job doubled"));
     }
   }
-  for (const auto& [id, actions] : m_job_entries) {
-    if (!by_id.count(id)) v.push_back("audit entries name job " + id + ", which is not in the table");
+  m_new_decisions.clear();
+  for (const auto& id : m_new_entry_ids) {
+    if (!m_jobs.count(id)) v.push_back("audit entries name job " + id + ", which is not in the table");
   }
-  for (const auto& id : s.received_before) {
-    if (!by_id.count(id)) v.push_back("the connector received job " + id + ", which was never decided (not in the table)");
+  m_new_entry_ids.clear();
+  // Everything the connector received was decided (and committed) first.
+  if (s.received) {
+    for (; m_received_checked < s.received_before; ++m_received_checked) {
+      const std::string& id = s.received->ids()[m_received_checked];
+      if (!m_jobs.count(id)) v.push_back("the connector received job " + id + ", which was never decided (not in the table)");
+    }
   }
 }
 
@@ -480,6 +511,7 @@ void Ledger::check_row(const RecordView& r, std::uint32_t id, std::vector<std::s
 std::vector<std::string> Ledger::reconcile(const Snapshot& s, Reconciled& out) {
   std::vector<std::string> v;
 
+  m_seq_before = m_last_seq;
   // 1. The audit log: unchanged up to the last check, chained after it, and
   //    each new entry's action legitimate (applied to the ledger in order).
   if (m_last_seq > 0 && s.hash_at_after != std::optional<std::string>(m_last_hash)) {

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -145,6 +146,10 @@ class Ledger {
   const LedgerStats& stats() const { return m_stats; }
   LedgerStats& stats() { return m_stats; }
   const std::string& subject_ref(std::uint32_t subject);
+  // The jobs the next snapshot must read (see JobsScope).
+  JobsScope jobs_scope(ReceivedLog* received) const {
+    return JobsScope{m_last_seq, std::vector<std::string>(m_unfinished.begin(), m_unfinished.end()), received};
+  }
 
  private:
   struct HoldBook {
@@ -182,7 +187,9 @@ class Ledger {
   // category with connectors, each such action has one job per connector,
   // each done job has one connector.done entry and reached the connector,
   // and the connector received no job that is not in the table.
-  void check_jobs(const Snapshot& s, std::vector<std::string>& v) const;
+  // Incremental: each job is checked in full when it first shows and
+  // until it is seen finished (final), each decision once.
+  void check_jobs(const Snapshot& s, std::vector<std::string>& v);
   bool covered_by_hold(const store::AuditRow& a, const KeyInfo& k, std::int64_t* which) const;
   void check_row(const RecordView& r, std::uint32_t id, std::vector<std::string>& v);
   void make_live(std::uint32_t id);
@@ -212,6 +219,18 @@ class Ledger {
   // connector.* entries by job id: action -> count, and the key they name.
   std::unordered_map<std::string, std::map<std::string, int>> m_job_entries;
   std::unordered_map<std::string, std::string> m_job_entry_keys;
+  // Every job seen, and how many each decision has.
+  struct JobBook {
+    std::int64_t audit_seq = 0;
+    bool finished = false;
+  };
+  std::unordered_map<std::string, JobBook> m_jobs;
+  std::unordered_set<std::string> m_unfinished;
+  std::unordered_map<std::int64_t, int> m_decision_jobs;
+  std::vector<std::int64_t> m_new_decisions;  // applied by the reconcile under way
+  std::vector<std::string> m_new_entry_ids;   // connector.* entries applied by it
+  std::int64_t m_seq_before = 0;              // the last seq checked before it
+  std::size_t m_received_checked = 0;
   std::int64_t m_last_seq = 0;
   std::string m_last_hash = std::string(64, '0');
   std::int64_t m_last_at = 0;

@@ -97,7 +97,7 @@ void in_read_transaction(SQLite::Database& db, Body&& body) {
   db.exec("COMMIT");
 }
 
-Snapshot read_once(const fs::path& state_dir, std::int64_t audit_after, bool check_integrity) {
+Snapshot read_once(const fs::path& state_dir, std::int64_t audit_after, bool check_integrity, const JobsScope& jobs) {
   SQLite::Database db((state_dir / "retention.db").string(), SQLite::OPEN_READONLY);
   db.setBusyTimeout(2000);
   Snapshot s;
@@ -146,21 +146,37 @@ Snapshot read_once(const fs::path& state_dir, std::int64_t audit_after, bool che
       }
     }
     {
-      SQLite::Statement q(db, "SELECT id, connector, action, key, category, state, phase, audit_seq, attempts, slot "
-                              "FROM main.connector_jobs ORDER BY audit_seq, connector");
-      while (q.executeStep()) {
+      constexpr const char* kJobColumns =
+          "SELECT id, connector, action, key, category, state, phase, audit_seq, attempts, slot FROM main.connector_jobs ";
+      SQLite::Statement q(db, std::string(kJobColumns) +
+                                  "WHERE audit_seq > ?1 OR state IN ('pending', 'in_flight', 'failed') ORDER BY audit_seq");
+      q.bind(1, jobs.after_seq);
+      const auto job_from = [](SQLite::Statement& row) {
         JobView j;
-        j.id = q.getColumn(0).getString();
-        j.connector = q.getColumn(1).getString();
-        j.action = q.getColumn(2).getString();
-        j.key = q.getColumn(3).getString();
-        j.category = q.getColumn(4).getString();
-        j.state = q.getColumn(5).getString();
-        if (!q.getColumn(6).isNull()) j.phase = q.getColumn(6).getInt();
-        j.audit_seq = q.getColumn(7).getInt64();
-        j.attempts = q.getColumn(8).getInt64();
-        if (!q.getColumn(9).isNull()) j.slot = q.getColumn(9).getInt64();
-        s.jobs.push_back(std::move(j));
+        j.id = row.getColumn(0).getString();
+        j.connector = row.getColumn(1).getString();
+        j.action = row.getColumn(2).getString();
+        j.key = row.getColumn(3).getString();
+        j.category = row.getColumn(4).getString();
+        j.state = row.getColumn(5).getString();
+        if (!row.getColumn(6).isNull()) j.phase = row.getColumn(6).getInt();
+        j.audit_seq = row.getColumn(7).getInt64();
+        j.attempts = row.getColumn(8).getInt64();
+        if (!row.getColumn(9).isNull()) j.slot = row.getColumn(9).getInt64();
+        return j;
+      };
+      std::set<std::string> seen;
+      while (q.executeStep()) {
+        s.jobs.push_back(job_from(q));
+        seen.insert(s.jobs.back().id);
+      }
+      SQLite::Statement by_id(db, std::string(kJobColumns) + "WHERE id = ?");
+      for (const auto& id : jobs.watch) {
+        if (seen.count(id)) continue;
+        by_id.reset();
+        by_id.bind(1, id);
+        if (by_id.executeStep()) s.jobs.push_back(job_from(by_id));
+        else s.jobs_vanished.push_back(id);
       }
     }
     read_slots(db, s);
@@ -226,13 +242,13 @@ bool busy(const SQLite::Exception& e) {
 
 namespace {
 
-Snapshot take_snapshot_once(const fs::path& state_dir, std::int64_t audit_after, bool integrity) {
+Snapshot take_snapshot_once(const fs::path& state_dir, std::int64_t audit_after, bool integrity, const JobsScope& jobs) {
   // A WAL reader does not wait for the writer. SQLITE_BUSY is still
   // possible in a few corners (another connection rebuilding the WAL index,
   // the WAL being restarted as we begin): retried, a few times.
   for (int attempt = 1;; ++attempt) {
     try {
-      return read_once(state_dir, audit_after, integrity);
+      return read_once(state_dir, audit_after, integrity, jobs);
     } catch (const SQLite::Exception& e) {
       if (!busy(e) || attempt == 5) throw std::runtime_error(std::string("snapshot: ") + e.what());
     }
@@ -241,30 +257,38 @@ Snapshot take_snapshot_once(const fs::path& state_dir, std::int64_t audit_after,
 
 }  // namespace
 
-// The ids of a received.jsonl; a line cut short (the connector writing
-// as we read) is skipped.
-static std::set<std::string> received_ids(const fs::path& file) {
-  std::set<std::string> out;
-  std::ifstream in(file);
-  for (std::string line; std::getline(in, line);) {
+std::size_t ReceivedLog::read_more() {
+  std::ifstream in(m_path, std::ios::binary);
+  if (!in) return m_ids.size();
+  in.seekg(static_cast<std::streamoff>(m_offset));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // no newline yet: still being written
+    m_offset += line.size() + 1;
     const auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_object() && j.contains("id") && j["id"].is_string()) out.insert(j["id"].get<std::string>());
+    if (!j.is_object() || !j.contains("id") || !j["id"].is_string()) continue;
+    const std::string id = j["id"].get<std::string>();
+    if (m_index.emplace(id, m_ids.size()).second) m_ids.push_back(id);
   }
-  return out;
+  return m_ids.size();
 }
 
-Snapshot take_snapshot(const fs::path& state_dir, std::int64_t audit_after, bool integrity,
-                       const std::optional<fs::path>& received) {
-  std::set<std::string> before;
-  if (received) before = received_ids(*received);
-  Snapshot s = take_snapshot_once(state_dir, audit_after, integrity);
-  if (received) {
-    s.received_before = std::move(before);
-    s.received_after = received_ids(*received);
+std::optional<std::size_t> ReceivedLog::position(const std::string& id) const {
+  const auto it = m_index.find(id);
+  if (it == m_index.end()) return std::nullopt;
+  return it->second;
+}
+
+Snapshot take_snapshot(const fs::path& state_dir, std::int64_t audit_after, bool integrity, const JobsScope& jobs) {
+  const std::size_t before = jobs.received ? jobs.received->read_more() : 0;
+  Snapshot s = take_snapshot_once(state_dir, audit_after, integrity, jobs);
+  if (jobs.received) {
+    s.received = jobs.received;
+    s.received_before = before;
+    s.received_after = jobs.received->read_more();
   }
   return s;
 }
-
 
 OfflineCheck offline_check(const fs::path& state_dir, bool check_integrity, bool on_copy) {
   OfflineCheck c;

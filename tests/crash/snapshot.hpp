@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <optional>
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -77,11 +78,15 @@ struct Snapshot {
   std::int64_t max_seq = 0;
   std::vector<HoldView> holds;
   std::vector<RetiredView> retired;
-  std::vector<JobView> jobs;  // every job, finished ones too
-  // The job ids the connector recorded (received.jsonl), read before the
-  // read transaction (each was committed before it: none may be missing
-  // from `jobs`) and after it (each job done in it was delivered before).
-  std::set<std::string> received_before, received_after;
+  // The jobs of the JobsScope asked for: decided after its seq, every
+  // unfinished one, and the watched ones.
+  std::vector<JobView> jobs;
+  std::vector<std::string> jobs_vanished;  // watched ids the table no longer has
+  // The connector's received.jsonl: the ids read before the read
+  // transaction (each was committed before it) and after it (each job done
+  // in it was delivered before), as counts of received->ids().
+  const class ReceivedLog* received = nullptr;
+  std::size_t received_before = 0, received_after = 0;
   std::vector<std::int64_t> free_slots;
   std::vector<std::int64_t> queued_slots;  // released, not yet recorded as zeroed
   std::int64_t next_key_slot = 0;
@@ -96,11 +101,39 @@ struct Snapshot {
   std::string integrity;  // "" when not asked for
 };
 
+// The connector's received.jsonl (one job per line), read on from where
+// the last read stopped; a line still being written is left for the next.
+class ReceivedLog {
+ public:
+  explicit ReceivedLog(std::filesystem::path path) : m_path(std::move(path)) {}
+  // Reads the complete lines appended since the last call; returns how
+  // many ids have been read in all.
+  std::size_t read_more();
+  // Where `id` is in ids(), or nullopt.
+  std::optional<std::size_t> position(const std::string& id) const;
+  const std::vector<std::string>& ids() const { return m_ids; }
+
+ private:
+  std::filesystem::path m_path;
+  std::uintmax_t m_offset = 0;
+  std::vector<std::string> m_ids;
+  std::unordered_map<std::string, std::size_t> m_index;
+};
+
+// Which jobs a snapshot reads: those decided after `after_seq` (an audit
+// seq), every unfinished one, and `watch` (the ids unfinished at the last
+// check) in whatever state they are now. Finished jobs are final, so a
+// check need not read again the ones it saw finished.
+struct JobsScope {
+  std::int64_t after_seq = 0;
+  std::vector<std::string> watch;
+  ReceivedLog* received = nullptr;
+};
+
 // One read transaction over retention.db, then the key file. `integrity`
 // adds PRAGMA integrity_check.
-// `received`, when given, is the connector's received.jsonl.
 Snapshot take_snapshot(const std::filesystem::path& state_dir, std::int64_t audit_after, bool integrity,
-                       const std::optional<std::filesystem::path>& received = std::nullopt);
+                       const JobsScope& jobs);
 
 struct OfflineCheck {
   WalView wal;

@@ -108,8 +108,10 @@ std::string connector_script(const std::filesystem::path& dir) {
   return "#!/bin/sh\n"
          "# Written by tests/crash/crash_harness: the tickets' exec connector.\n"
          "job=$(cat)\n"
-         "n=$(od -An -N1 -tu1 /dev/urandom)\n"
-         "if [ \"$n\" -lt 26 ]; then echo 'busy, try later'; exit 75; fi\n"
+         "if [ ! -e '" + (dir / "steady").string() + "' ]; then\n"
+         "  n=$(od -An -N1 -tu1 /dev/urandom)\n"
+         "  if [ \"$n\" -lt 26 ]; then echo 'busy, try later'; exit 75; fi\n"
+         "fi\n"
          "printf '%s\\n' \"$job\" >> '" + received_file(dir).string() + "'\n"
          "exit 0\n";
 }

@@ -51,7 +51,9 @@ std::optional<int> category_index(std::string_view name);
 std::string policy_toml(const std::filesystem::path& dir);
 // The connector of the tickets (issue 14): an exec connector, written into
 // `dir`, that appends each job it is given to <dir>/received.jsonl and
-// exits 0, or, one time in ten, exits 75 (try later) without taking it.
+// exits 0, or, one time in ten, exits 75 (try later) without taking it;
+// never once <dir>/steady exists (the end of the run, which waits for
+// every job).
 inline constexpr const char* kConnectorCategory = "ticket";
 inline constexpr const char* kConnectorName = "app";
 std::string connector_script(const std::filesystem::path& dir);

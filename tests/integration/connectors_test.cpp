@@ -18,6 +18,7 @@
 #include <set>
 #include <sstream>
 
+#include "tests/ctl/run_ctl.hpp"
 #include "tests/support/daemon_process.hpp"
 
 namespace retentiond::testing {
@@ -194,6 +195,11 @@ timeout = "2 s"
   EXPECT_EQ(list[1]["done"], 0);
   EXPECT_EQ(list[1]["pending"].get<int>() + list[1]["in_flight"].get<int>(), 2);
   EXPECT_NE(list[1]["oldest_pending"], json(nullptr));
+  // The same counts for Prometheus.
+  const std::string metrics = ok("metrics")["text"];
+  EXPECT_NE(metrics.find("retentiond_connector_jobs{connector=\"lms\",state=\"done\"} 2\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("retentiond_connector_jobs{connector=\"lms\",state=\"pending\"} 0\n"), std::string::npos);
+  EXPECT_NE(metrics.find("retentiond_connector_jobs{connector=\"crm\",state=\"done\"} 0\n"), std::string::npos);
   const json status = ok("status");
   EXPECT_EQ(status["connectors"]["failed"], 0);
   EXPECT_EQ(status["connectors"]["pending"], 2);
@@ -316,6 +322,63 @@ command = [")toml" + script.string() + R"toml("]
   EXPECT_EQ(wait_for_entries("connector.done", 2, std::chrono::seconds(3)).size(), 1u);  // done once
   const json verify = ok("audit.verify");
   EXPECT_EQ(verify["ok"], true);
+}
+
+// retentionctl's tables and repairs: a pull job failed for good (its
+// max_attempts reached through connector.ack), listed, retried, discarded.
+TEST_F(Connectors, RetentionctlListsConnectorsAndJobsRetriesAndDiscards) {
+  start(R"toml([daemon]
+state_dir = "unused: the tests pass --state-dir"
+[[connectors]]
+name = "billing"
+kind = "pull"
+max_attempts = 1
+)toml" + std::string(kCategory) + "connectors = [\"billing\"]\n");
+  put("u1", "alice@example.com", "2020-01-01T00:00:00Z");
+  put("u2", "bob@example.com", "2020-01-01T00:00:00Z");
+  EXPECT_EQ(ok("sweep")["purged"], 2);
+  const json claimed = ok("connector.claim", {{"connector", "billing"}})["jobs"];
+  ASSERT_EQ(claimed.size(), 2u);
+  const std::string id1 = claimed[0]["id"], id2 = claimed[1]["id"];
+  EXPECT_EQ(ok("connector.ack", {{"connector", "billing"}, {"ids", {id1, id2}}, {"outcome", "failed"},
+                                 {"message", "no such account"}})["acknowledged"],
+            2);
+  const std::vector<std::string> socket{"--socket", m_daemon->socket().string()};
+  const auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), socket.begin(), socket.end());
+    return run_ctl(args);
+  };
+  const CtlResult list = ctl({"connectors"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_EQ(list.out,
+            "NAME     KIND  PENDING  IN FLIGHT  FAILED  DONE  DISCARDED  OLDEST PENDING  LAST ERROR\n"
+            "billing  pull        0          0       2     0          0  -               no such account\n");
+  const CtlResult jobs = ctl({"jobs", "billing", "--state", "failed"});
+  ASSERT_EQ(jobs.exit_code, 0) << jobs.err;
+  EXPECT_NE(jobs.out.find(id1 + "  failed  purge   u1"), std::string::npos) << jobs.out;
+  EXPECT_NE(jobs.out.find(id2 + "  failed  purge   u2"), std::string::npos) << jobs.out;
+  EXPECT_EQ(jobs.out.find("example.com"), std::string::npos) << "the table shows no subject: " << jobs.out;
+  const CtlResult both = ctl({"retry", "billing", id1, "--all"});
+  EXPECT_EQ(both.exit_code, 2);
+  EXPECT_NE(both.err.find("retry needs job ids or --all (not both)"), std::string::npos) << both.err;
+  const CtlResult retried = ctl({"retry", "billing", id1});
+  ASSERT_EQ(retried.exit_code, 0) << retried.err;
+  EXPECT_EQ(retried.out, "retried 1 failed job(s)\n");
+  const CtlResult discarded = ctl({"discard", "billing", id2, "--reason", "account closed in billing"});
+  ASSERT_EQ(discarded.exit_code, 0) << discarded.err;
+  EXPECT_EQ(discarded.out, "discarded 1 job(s)\n");
+  const json entry = ok("audit.tail", {{"limit", 1}})["entries"][0];
+  EXPECT_EQ(entry["action"], "connector.discard");
+  EXPECT_EQ(entry["key"], "u2");
+  EXPECT_EQ(entry["reason"], "connector=billing job=" + id2 + " attempts=1: account closed in billing");
+  const json left = ok("connector.jobs", {{"connector", "billing"}})["jobs"];
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0]["id"], id1);
+  EXPECT_EQ(left[0]["state"], "pending");
+  EXPECT_EQ(left[0]["attempts"], 0);
+  const CtlResult explained = ctl({"explain", "u2"});
+  ASSERT_EQ(explained.exit_code, 0) << explained.err;
+  EXPECT_NE(explained.out.find("billing    purge   0      " + id2 + "  discarded  1"), std::string::npos) << explained.out;
 }
 
 }  // namespace

@@ -246,5 +246,63 @@ phases = [ { action = "purge", at = "collected + 100 years" } ]
   EXPECT_EQ(live_keys(state), kRecords + 1);
 }
 
+// Connector jobs (issue 14) carry the subject, sealed under a key of their
+// own: it lives while the job is unfinished, and its key is zeroed when the
+// job is done or discarded, after which it is unreadable from every file.
+TEST(Residue, AConnectorJobsSubjectIsUnreadableOnceTheJobIsDoneOrDiscarded) {
+  TempDir dir;
+  const auto config = dir.path() / "jobs.toml";
+  std::ofstream(config) << R"([daemon]
+state_dir = "unused"
+[[connectors]]
+name = "app"
+kind = "pull"
+[[categories]]
+name = "gone"
+purpose = "purged by the sweep, and in the application"
+legal_basis = "consent"
+phases = [ { action = "purge", at = "collected + 1 day" } ]
+connectors = ["app"]
+)";
+  constexpr int kRecords = 200;
+  const auto live_keys = [&](const std::filesystem::path& state) {
+    std::ifstream in(state / "keys", std::ios::binary);
+    const std::string keys((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    int n = 0;
+    for (std::size_t at = 0; at + 32 <= keys.size(); at += 32) n += keys.compare(at, 32, std::string(32, '\0')) != 0;
+    return n;
+  };
+  std::filesystem::path state;
+  {
+    DaemonProcess daemon(dir.path(), {"--config", config.string(), "--now", "2030-01-01T00:00:00Z"});
+    state = daemon.state_dir();
+    Client client(daemon.socket());
+    json batch = json::array();
+    for (int i = 0; i < kRecords; ++i) {
+      batch.push_back({{"key", "CONTROL-KEY-" + std::to_string(i)}, {"subject", "SUBJ-JOB-" + std::to_string(i)},
+                       {"category", "gone"}, {"dates", {{"collected", "2020-01-01"}}}});
+    }
+    ASSERT_FALSE(client.call("record.put_many", {{"records", batch}}).contains("error"));
+    EXPECT_EQ(client.call("sweep")["result"]["purged"], kRecords);
+    // The records are destroyed; their jobs hold the subjects, one key each.
+    EXPECT_EQ(live_keys(state), kRecords);
+    const json claimed = client.call("connector.claim", {{"connector", "app"}, {"max", 1000}})["result"]["jobs"];
+    ASSERT_EQ(claimed.size(), static_cast<std::size_t>(kRecords));
+    EXPECT_EQ(claimed[0]["subject"].get<std::string>().rfind("SUBJ-JOB-", 0), 0u);
+    json done = json::array(), dropped = json::array();
+    for (std::size_t i = 0; i < claimed.size(); ++i) (i % 4 == 0 ? dropped : done).push_back(claimed[i]["id"]);
+    EXPECT_EQ(client.call("connector.ack", {{"connector", "app"}, {"ids", done}, {"outcome", "done"}})["result"]["acknowledged"],
+              done.size());
+    EXPECT_EQ(client.call("connector.discard", {{"connector", "app"}, {"ids", dropped}, {"reason", "test"}})["result"]["discarded"],
+              dropped.size());
+    ASSERT_EQ(daemon.stop(SIGTERM), 0);
+  }
+  EXPECT_EQ(live_keys(state), 0);
+  std::string sample;
+  const auto found = occurrences(state, "SUBJ-JOB-", &sample);
+  EXPECT_TRUE(found.empty()) << "'SUBJ-JOB-' readable in " << describe(found) << " e.g. '" << sample << "'";
+  EXPECT_FALSE(occurrences(state, "CONTROL-KEY-").empty()) << "the scan finds what is stored in clear";
+}
+
 }  // namespace
 }  // namespace retentiond::testing
