@@ -239,7 +239,7 @@ std::int64_t instant_seconds(const std::string& instant) {
   return days_from_civil(y, mo, d) * kSecondsPerDay + h * 3600 + mi * 60 + sec;
 }
 
-std::string policy_toml(const std::filesystem::path& dir) {
+std::string policy_toml(const std::filesystem::path& dir, bool connector) {
   return "# Written by retentiond-bench.\n"
          "[daemon]\n"
          "state_dir = \"" +
@@ -252,7 +252,8 @@ std::string policy_toml(const std::filesystem::path& dir) {
          // Each restart jumps the clock years ahead over every record on
          // purpose: the clock guard would pause the sweeps being measured.
          "clock_guard = \"1000 years\"\n"
-         "\n"
+         "\n" +
+         std::string(connector ? "[[connectors]]\nname = \"bench\"\nkind = \"pull\"\n\n" : "") +
          "[[categories]]\n"
          "name = \"" +
          std::string(kPurgeCategory) +
@@ -262,7 +263,8 @@ std::string policy_toml(const std::filesystem::path& dir) {
          "dates = [\"collected\", \"last_contact\"]\n"
          "phases = [\n"
          "  { action = \"purge\", at = \"max(collected, last_contact) + 3 years\" },\n"
-         "]\n"
+         "]\n" +
+         std::string(connector ? "connectors = [\"bench\"]\n" : "") +
          "\n"
          "[[categories]]\n"
          "name = \"" +

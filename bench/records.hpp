@@ -83,6 +83,8 @@ std::int64_t instant_seconds(const std::string& instant);
 
 // The bench policy (TOML): one category purged 3 years after the last
 // contact, one anonymised 6 years after it; state_dir and socket inside `dir`.
-std::string policy_toml(const std::filesystem::path& dir);
+// With `connector`, the purge category also runs on a pull connector: each
+// purge then commits a job with its sealed subject (issue 14's outbox).
+std::string policy_toml(const std::filesystem::path& dir, bool connector = false);
 
 }  // namespace retentiond::bench

@@ -70,6 +70,7 @@ struct Options {
   std::string json_out = "retentiond-bench.json";
   std::string work_dir;
   bool keep = false;
+  bool connector = false;  // the purge category runs on a pull connector too
 };
 
 double seconds_since(SteadyClock::time_point t0) {
@@ -195,9 +196,9 @@ json last_sweep_log(const fs::path& log) {
   return out;
 }
 
-void write_policy(const fs::path& dir) {
+void write_policy(const fs::path& dir, bool connector = false) {
   fs::create_directories(dir);
-  std::ofstream(dir / "policy.toml") << rb::policy_toml(dir);
+  std::ofstream(dir / "policy.toml") << rb::policy_toml(dir, connector);
 }
 
 // ---------------------------------------------------------------------------
@@ -1053,7 +1054,7 @@ int run(const Options& opt) {
   const fs::path cron_db = work / "cron.db";
   fs::remove_all(ndir);
   for (const auto& db : {raw_db, raw_copy, cron_db}) remove_db(db);
-  write_policy(ndir);
+  write_policy(ndir, opt.connector);
   say("work directory " + work.string());
 
   json report = {{"bench", "retentiond-bench"}, {"format", 2}, {"started_at", utc_now()}};
@@ -1067,6 +1068,7 @@ int run(const Options& opt) {
                       {"startup_runs", opt.startup_runs},
                       {"seed", opt.seed},
                       {"probe_period_ms", opt.probe_period_ms},
+                      {"connector", opt.connector},
                       {"work_dir", work.string()},
                       {"daemon",
                        "the bench policy with the daemon's default limits (max_batch_records 1000, "
@@ -1342,6 +1344,8 @@ int main(int argc, char** argv) {
        cxxopts::value<std::string>())
       ("keep", "keep the state directories afterwards (a kept start-up fill is reused by the next run "
                "with the same --work-dir, --startup-records and --seed)")
+      ("connector", "the purge category also runs on a pull connector: each purge commits a connector job "
+                    "(the outbox's cost)")
       ("h,help", "show this help");
   // clang-format on
   try {
@@ -1361,6 +1365,7 @@ int main(int argc, char** argv) {
     opt.json_out = parsed["json-out"].as<std::string>();
     if (parsed.count("work-dir")) opt.work_dir = parsed["work-dir"].as<std::string>();
     opt.keep = parsed.count("keep") > 0;
+    opt.connector = parsed.count("connector") > 0;
     return run(opt);
   } catch (const cxxopts::exceptions::exception& e) {
     std::cerr << "retentiond-bench: " << e.what() << "\n";

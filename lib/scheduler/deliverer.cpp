@@ -128,6 +128,26 @@ void Deliverer::run(const std::string& name, Worker& self) {
       if (wait.count() > 0) idle(wait);
       continue;
     }
+    // Delivered one by one; the outcomes are settled together (one writer
+    // transaction) at the end of the batch, or sooner once a second has
+    // passed, so that a sweep in progress costs the batch two waits, not
+    // two per job.
+    std::vector<actions::DeliveryOutcome> outcomes;
+    auto last_settle = std::chrono::steady_clock::now();
+    const auto settle = [&]() -> bool {
+      if (outcomes.empty()) return true;
+      auto settled = on_writer<Result<std::int64_t>>(
+          [this, name, outcomes] { return m_service.settle_jobs(name, outcomes, actions::Actor{"scheduler"}); });
+      if (!settled) return false;  // stopping: the jobs stay in flight, delivered again after the restart
+      if (!*settled) {
+        // The outcomes are lost, the jobs are not: claimed again when their lease ends.
+        spdlog::error("connector.settle_failed connector={} jobs={} error=\"{}\"", name, outcomes.size(),
+                      settled->error().message);
+      }
+      outcomes.clear();
+      last_settle = std::chrono::steady_clock::now();
+      return true;
+    };
     for (const auto& job : **claimed) {
       if (m_stopping) break;
       const std::string body = actions::job_json(job).dump();
@@ -141,19 +161,18 @@ void Deliverer::run(const std::string& name, Worker& self) {
       const auto outcome = delivery_of(attempt.outcome);
       if (outcome == actions::Delivery::done) {
         spdlog::debug("connector.done connector={} job={} attempt={}", name, job.row.id, job.row.attempts);
+      } else if (outcome == actions::Delivery::later) {
+        // The connector asked for it (busy, down for maintenance): no warning.
+        spdlog::info("connector.attempt_failed connector={} job={} attempt={} outcome=later error=\"{}\"", name,
+                     job.row.id, job.row.attempts, attempt.message);
       } else {
-        spdlog::warn("connector.attempt_failed connector={} job={} attempt={} outcome={} error=\"{}\"", name, job.row.id,
-                     job.row.attempts, outcome == actions::Delivery::later ? "later" : "failed", attempt.message);
+        spdlog::warn("connector.attempt_failed connector={} job={} attempt={} outcome=failed error=\"{}\"", name,
+                     job.row.id, job.row.attempts, attempt.message);
       }
-      const std::vector<actions::DeliveryOutcome> outcomes{{job.row.id, outcome, attempt.message}};
-      auto settled = on_writer<Result<std::int64_t>>(
-          [this, name, outcomes] { return m_service.settle_jobs(name, outcomes, actions::Actor{"scheduler"}); });
-      if (!settled) break;
-      if (!*settled) {
-        // The outcome is lost, the job is not: claimed again when its lease ends.
-        spdlog::error("connector.settle_failed connector={} job={} error=\"{}\"", name, job.row.id, settled->error().message);
-      }
+      outcomes.push_back({job.row.id, outcome, attempt.message});
+      if (std::chrono::steady_clock::now() - last_settle >= std::chrono::seconds(1) && !settle()) break;
     }
+    if (!m_stopping) settle();
   }
   spdlog::debug("connector.worker_stopped connector={}", name);
   self.finished = true;

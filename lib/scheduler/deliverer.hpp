@@ -1,9 +1,9 @@
 #pragma once
 // Deliverer: the delivery workers of the exec and http connectors
 // (docs/connectors.md). One thread per connector delivers its jobs one at
-// a time, in the order they became due: it claims a few on the writer
+// a time, in the order they became due: it claims a batch on the writer
 // (Service::claim_jobs: in_flight, one more attempt), delivers each through
-// its transport (lib/connectors), and settles each outcome on the writer
+// its transport (lib/connectors), and settles the outcomes on the writer
 // (Service::settle_jobs: done and audited, or back-off, or failed). So a
 // slow or dead connector holds up only its own thread: never the socket,
 // the sweep, or another connector.
@@ -49,9 +49,11 @@ class Deliverer {
   // New jobs may be due (a pass ended, an erasure, a retry): idle workers look.
   void wake();
 
-  // Jobs per claim: one, so that an attempt is counted only for a delivery
-  // that starts (a stop abandons nothing claimed but the job under way).
-  static constexpr std::size_t kClaimBatch = 1;
+  // Jobs per claim, delivered one by one and settled together: two writer
+  // round trips per batch, not per job (each may wait for a sweep batch).
+  // A stop in the middle leaves the rest of the batch in flight with one
+  // attempt counted; they are delivered again after the restart.
+  static constexpr std::size_t kClaimBatch = 16;
   // The longest an idle worker waits before it looks again.
   static constexpr std::chrono::seconds kIdleCheck{1};
 
