@@ -378,6 +378,9 @@ Result<std::size_t> optional_count(const json& params, const char* name, std::si
   return it->get<std::size_t>();
 }
 
+// The `connector` every connector.* method names.
+Result<std::string> connector_name(const json& params) { return required_string(params, "connector", 64); }
+
 Result<std::vector<std::string>> job_ids(const json& params) {
   const auto it = params.find("ids");
   if (it == params.end()) return bad("invalid_params", "missing parameter 'ids'");
@@ -400,7 +403,7 @@ Result<std::vector<std::string>> job_ids(const json& params) {
 Result<actions::JobsRequest> connector_jobs(const json& params) {
   if (auto st = only(params, {"connector", "state", "limit"}); !st) return std::move(st).error();
   actions::JobsRequest r;
-  auto connector = required_string(params, "connector", 64);
+  auto connector = connector_name(params);
   if (!connector) return std::move(connector).error();
   r.connector = std::move(*connector);
   if (const auto it = params.find("state"); it != params.end()) {
@@ -416,7 +419,7 @@ Result<actions::JobsRequest> connector_jobs(const json& params) {
 Result<actions::ClaimRequest> connector_claim(const json& params) {
   if (auto st = only(params, {"connector", "max", "lease"}); !st) return std::move(st).error();
   actions::ClaimRequest r;
-  auto connector = required_string(params, "connector", 64);
+  auto connector = connector_name(params);
   if (!connector) return std::move(connector).error();
   r.connector = std::move(*connector);
   auto max = optional_count(params, "max", 100, actions::kMaxJobsListed);
@@ -439,7 +442,7 @@ Result<actions::ClaimRequest> connector_claim(const json& params) {
 Result<actions::AckRequest> connector_ack(const json& params) {
   if (auto st = only(params, {"connector", "ids", "outcome", "message"}); !st) return std::move(st).error();
   actions::AckRequest r;
-  auto connector = required_string(params, "connector", 64);
+  auto connector = connector_name(params);
   if (!connector) return std::move(connector).error();
   r.connector = std::move(*connector);
   auto ids = job_ids(params);
@@ -459,7 +462,7 @@ Result<actions::AckRequest> connector_ack(const json& params) {
 Result<actions::JobIdsRequest> connector_retry(const json& params) {
   if (auto st = only(params, {"connector", "ids", "all"}); !st) return std::move(st).error();
   actions::JobIdsRequest r;
-  auto connector = required_string(params, "connector", 64);
+  auto connector = connector_name(params);
   if (!connector) return std::move(connector).error();
   r.connector = std::move(*connector);
   auto all = optional_bool(params, "all");
@@ -477,7 +480,7 @@ Result<actions::JobIdsRequest> connector_retry(const json& params) {
 Result<actions::JobIdsRequest> connector_discard(const json& params) {
   if (auto st = only(params, {"connector", "ids", "reason"}); !st) return std::move(st).error();
   actions::JobIdsRequest r;
-  auto connector = required_string(params, "connector", 64);
+  auto connector = connector_name(params);
   if (!connector) return std::move(connector).error();
   r.connector = std::move(*connector);
   auto ids = job_ids(params);

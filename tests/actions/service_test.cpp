@@ -141,20 +141,20 @@ class FaultyStore final : public store::Store {
   store::Store& m_real;
 };
 
-class ServiceTest : public ::testing::Test {
- protected:
-  ServiceTest() : m_clock(calendar::Instant{1893456000}) {}  // 2030-01-01T00:00:00Z
-
-  void SetUp() override {
-    const auto loaded = policy::load_policy_text(R"toml(
-[daemon]
-state_dir = "unused"
+// The service tests' policy: invoices (archived at the fiscal year end,
+// purged ten years later) and usage data (anonymised after a year, purged
+// after five). `connectors` goes first (its [[connectors]] tables); each
+// category's extra lines follow it.
+std::string service_policy(const std::string& connectors = "", const std::string& invoice_extra = "",
+                           const std::string& usage_extra = "") {
+  return "[daemon]\nstate_dir = \"unused\"\n" + connectors + R"toml(
 [[categories]]
 name = "invoice"
 purpose = "invoicing"
 legal_basis = "legal_obligation"
 dates = ["issued"]
 phases = [ { action = "archive", at = "fiscal_year_end(issued)" }, { action = "purge", at = "fiscal_year_end(issued) + 10 years" } ]
+)toml" + invoice_extra + R"toml(
 [[categories]]
 name = "usage"
 purpose = "statistics"
@@ -162,7 +162,15 @@ legal_basis = "legitimate_interest"
 dates = ["last_use"]
 phases = [ { action = "anonymise", at = "last_use + 1 year" }, { action = "purge", at = "last_use + 5 years" } ]
 anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
-)toml", policy::ConfFormat::toml, "t.toml");
+)toml" + usage_extra;
+}
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  ServiceTest() : m_clock(calendar::Instant{1893456000}) {}  // 2030-01-01T00:00:00Z
+
+  void SetUp() override {
+    const auto loaded = policy::load_policy_text(service_policy(), policy::ConfFormat::toml, "t.toml");
     ASSERT_TRUE(loaded.ok()) << loaded.first_error();
     auto keys = vault::KeyFile::open(m_dir.path() / "keys");
     ASSERT_TRUE(keys);
@@ -688,11 +696,7 @@ TEST(JobBackoff, DoublesFromOneSecondIsJitteredIntoTheUpperHalfAndCapped) {
 // exec one and a pull one that fails for good after two failed attempts.
 class ConnectorServiceTest : public ServiceTest {
  protected:
-  void SetUp() override {
-    ServiceTest::SetUp();
-    const auto loaded = policy::load_policy_text(R"toml(
-[daemon]
-state_dir = "unused"
+  static constexpr const char* kConnectors = R"toml(
 [[connectors]]
 name = "lms"
 kind = "exec"
@@ -701,22 +705,13 @@ command = ["/bin/true"]
 name = "billing"
 kind = "pull"
 max_attempts = 2
-[[categories]]
-name = "invoice"
-purpose = "invoicing"
-legal_basis = "legal_obligation"
-dates = ["issued"]
-phases = [ { action = "archive", at = "fiscal_year_end(issued)" }, { action = "purge", at = "fiscal_year_end(issued) + 10 years" } ]
-connectors = ["billing"]
-[[categories]]
-name = "usage"
-purpose = "statistics"
-legal_basis = "legitimate_interest"
-dates = ["last_use"]
-phases = [ { action = "anonymise", at = "last_use + 1 year" }, { action = "purge", at = "last_use + 5 years" } ]
-anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
-connectors = ["lms", "billing"]
-)toml", policy::ConfFormat::toml, "t.toml");
+)toml";
+
+  void SetUp() override {
+    ServiceTest::SetUp();
+    const auto loaded = policy::load_policy_text(
+        service_policy(kConnectors, "connectors = [\"billing\"]\n", "connectors = [\"lms\", \"billing\"]\n"),
+        policy::ConfFormat::toml, "t.toml");
     ASSERT_TRUE(loaded.ok()) << loaded.first_error();
     m_service->set_policy(loaded.policy);
   }
@@ -986,28 +981,11 @@ TEST_F(ConnectorServiceTest, ClaimingAnExecConnectorOverTheSocketAndUnknownNames
 TEST_F(ConnectorServiceTest, AReloadCannotDropAConnectorWithUnfinishedJobs) {
   ASSERT_TRUE(put({{"key", "u1"}, {"subject", "bob"}, {"category", "usage"}, {"dates", {{"last_use", "2028-06-01"}}}}));
   ASSERT_EQ(sweep()->anonymised, 1);
-  const auto candidate = policy::load_policy_text(R"toml(
-[daemon]
-state_dir = "unused"
-[[connectors]]
-name = "lms"
-kind = "exec"
-command = ["/bin/true"]
-[[categories]]
-name = "invoice"
-purpose = "invoicing"
-legal_basis = "legal_obligation"
-dates = ["issued"]
-phases = [ { action = "archive", at = "fiscal_year_end(issued)" }, { action = "purge", at = "fiscal_year_end(issued) + 10 years" } ]
-[[categories]]
-name = "usage"
-purpose = "statistics"
-legal_basis = "legitimate_interest"
-dates = ["last_use"]
-phases = [ { action = "anonymise", at = "last_use + 1 year" }, { action = "purge", at = "last_use + 5 years" } ]
-anonymise = { ip = "truncate_ip", page = "keep", user = "hmac" }
-connectors = ["lms"]
-)toml", policy::ConfFormat::toml, "t2.toml");
+  // billing is gone from the policy: its job is unfinished.
+  const auto candidate = policy::load_policy_text(
+      service_policy("[[connectors]]\nname = \"lms\"\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n", "",
+                     "connectors = [\"lms\"]\n"),
+      policy::ConfFormat::toml, "t2.toml");
   ASSERT_TRUE(candidate.ok()) << candidate.first_error();
   auto assessed = assess_policy(*m_vault, *candidate.policy, m_clock.now());
   ASSERT_FALSE(assessed);

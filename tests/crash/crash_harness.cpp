@@ -817,7 +817,7 @@ bool Harness::flush_violations() {
 // must read back, and a SIGTERM must stop the daemon cleanly.
 bool Harness::finish(int points) {
   const int label = points;  // checks after the last kill carry its number
-  std::ofstream(m_dir / "steady") << "the connector takes every job from now on\n";
+  std::ofstream(steady_file(m_dir)) << "the connector takes every job from now on\n";
   const std::int64_t now = kStart + (static_cast<std::int64_t>(points) + 30) * kDay;
   auto daemon = start(now, label);
   if (!daemon) return false;
@@ -951,8 +951,7 @@ void Harness::print_summary(double seconds) const {
 int Harness::run() {
   m_state = m_dir / "state";
   m_policy = m_dir / "policy.toml";
-  std::ofstream(m_policy) << policy_toml(m_dir);
-  std::ofstream(m_dir / "connector.sh") << connector_script(m_dir);
+  std::ofstream(m_policy) << policy_toml(m_dir, fs::read_symlink("/proc/self/exe").parent_path() / "crash_connector");
   m_received = ReceivedLog(received_file(m_dir));
   m_log.open(m_dir / "harness.log", std::ios::app);
   log("crash_harness seed=" + std::to_string(m_opt.seed) + " points=" + std::to_string(m_opt.points) + " dir=" + m_dir.string());

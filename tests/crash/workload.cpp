@@ -50,7 +50,7 @@ std::optional<int> category_index(std::string_view name) {
   return std::nullopt;
 }
 
-std::string policy_toml(const std::filesystem::path& dir) {
+std::string policy_toml(const std::filesystem::path& dir, const std::filesystem::path& connector_exe) {
   return "# Written by tests/crash/crash_harness.\n"
          "[daemon]\n"
          "state_dir = \"" + (dir / "state").string() + "\"\n"
@@ -63,7 +63,8 @@ std::string policy_toml(const std::filesystem::path& dir) {
          "[[connectors]]\n"
          "name = \"app\"\n"
          "kind = \"exec\"\n"
-         "command = [\"/bin/sh\", \"" + (dir / "connector.sh").string() + "\"]\n"
+         "command = [\"" + connector_exe.string() + "\", \"" + received_file(dir).string() + "\", \"" +
+         steady_file(dir).string() + "\"]\n"
          "timeout = \"10 s\"\n"
          "\n"
          "[[categories]]\n"
@@ -104,17 +105,7 @@ std::string policy_toml(const std::filesystem::path& dir) {
 
 std::filesystem::path received_file(const std::filesystem::path& dir) { return dir / "received.jsonl"; }
 
-std::string connector_script(const std::filesystem::path& dir) {
-  return "#!/bin/sh\n"
-         "# Written by tests/crash/crash_harness: the tickets' exec connector.\n"
-         "job=$(cat)\n"
-         "if [ ! -e '" + (dir / "steady").string() + "' ]; then\n"
-         "  n=$(od -An -N1 -tu1 /dev/urandom)\n"
-         "  if [ \"$n\" -lt 26 ]; then echo 'busy, try later'; exit 75; fi\n"
-         "fi\n"
-         "printf '%s\\n' \"$job\" >> '" + received_file(dir).string() + "'\n"
-         "exit 0\n";
-}
+std::filesystem::path steady_file(const std::filesystem::path& dir) { return dir / "steady"; }
 
 std::string key_name(std::uint32_t id) { return "k" + std::to_string(id); }
 

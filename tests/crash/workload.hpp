@@ -48,16 +48,16 @@ std::optional<int> category_index(std::string_view name);
 // pass is many transactions (more commits for a kill to land in).
 // With an undo window of kGraceSeconds: purges and erasures retire the
 // record; a pass destroys it once the window has ended.
-std::string policy_toml(const std::filesystem::path& dir);
-// The connector of the tickets (issue 14): an exec connector, written into
-// `dir`, that appends each job it is given to <dir>/received.jsonl and
-// exits 0, or, one time in ten, exits 75 (try later) without taking it;
-// never once <dir>/steady exists (the end of the run, which waits for
-// every job).
+std::string policy_toml(const std::filesystem::path& dir, const std::filesystem::path& connector_exe);
+// The connector of the tickets (issue 14): an exec connector,
+// `connector_exe` (crash_connector, beside the harness), that appends each
+// job it is given to <dir>/received.jsonl and exits 0, or, one time in
+// ten, exits 75 (try later) without taking it; never once <dir>/steady
+// exists (the end of the run, which waits for every job).
 inline constexpr const char* kConnectorCategory = "ticket";
 inline constexpr const char* kConnectorName = "app";
-std::string connector_script(const std::filesystem::path& dir);
 std::filesystem::path received_file(const std::filesystem::path& dir);
+std::filesystem::path steady_file(const std::filesystem::path& dir);
 inline constexpr std::int64_t kGraceSeconds = 2 * 86400;
 
 std::string key_name(std::uint32_t id);

@@ -37,6 +37,15 @@ std::map<std::string, int> occurrences(const std::filesystem::path& dir, const s
   return found;
 }
 
+// How many slots of the key file hold a key (are not all zeros).
+int live_keys(const std::filesystem::path& state) {
+  std::ifstream in(state / "keys", std::ios::binary);
+  const std::string keys((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  int n = 0;
+  for (std::size_t at = 0; at + 32 <= keys.size(); at += 32) n += keys.compare(at, 32, std::string(32, '\0')) != 0;
+  return n;
+}
+
 std::string describe(const std::map<std::string, int>& found) {
   std::string out;
   for (const auto& [file, n] : found) out += file + ": " + std::to_string(n) + "; ";
@@ -190,13 +199,6 @@ phases = [ { action = "purge", at = "collected + 100 years" } ]
 )";
   constexpr int kRecords = 300;
   const std::string pad(40, 'x');
-  const auto live_keys = [&](const std::filesystem::path& state) {
-    std::ifstream in(state / "keys", std::ios::binary);
-    const std::string keys((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    int n = 0;
-    for (std::size_t at = 0; at + 32 <= keys.size(); at += 32) n += keys.compare(at, 32, std::string(32, '\0')) != 0;
-    return n;
-  };
   std::filesystem::path state;
   {
     DaemonProcess daemon(dir.path(), {"--config", config.string(), "--now", "2030-01-01T00:00:00Z"});
@@ -265,13 +267,6 @@ phases = [ { action = "purge", at = "collected + 1 day" } ]
 connectors = ["app"]
 )";
   constexpr int kRecords = 200;
-  const auto live_keys = [&](const std::filesystem::path& state) {
-    std::ifstream in(state / "keys", std::ios::binary);
-    const std::string keys((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    int n = 0;
-    for (std::size_t at = 0; at + 32 <= keys.size(); at += 32) n += keys.compare(at, 32, std::string(32, '\0')) != 0;
-    return n;
-  };
   std::filesystem::path state;
   {
     DaemonProcess daemon(dir.path(), {"--config", config.string(), "--now", "2030-01-01T00:00:00Z"});
