@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -149,20 +150,34 @@ Attempt run_exec(const std::vector<std::string>& argv, const std::string& input,
     ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);
   } else {
-    // Output closed: wait for the exit, still within the deadline.
+    // Output closed: wait for the exit, still within the deadline, on a
+    // pidfd (readable once the child has exited).
+    // (By syscall: Debian 12's <sys/pidfd.h> declares pidfd_open without C linkage.)
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     for (;;) {
       const pid_t w = ::waitpid(pid, &status, WNOHANG);
       if (w == pid) break;
-      if (w < 0 && errno != EINTR) return {Outcome::failed, errno_text("waitpid", errno)};
-      if (std::chrono::steady_clock::now() >= deadline || cancel.load()) {
+      if (w < 0 && errno != EINTR) {
+        if (pidfd >= 0) ::close(pidfd);
+        return {Outcome::failed, errno_text("waitpid", errno)};
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || cancel.load()) {
         timed_out = true;
         cancelled = cancel.load();
         ::kill(-pid, SIGKILL);
         ::kill(pid, SIGKILL);
         break;
       }
-      ::usleep(2000);  // the child closed its output and is exiting
+      const int slice = static_cast<int>(std::min<std::int64_t>(left.count(), 100));
+      if (pidfd >= 0) {
+        pollfd p{pidfd, POLLIN, 0};
+        ::poll(&p, 1, slice);
+      } else {
+        ::usleep(2000);  // no pidfd (an old kernel): the child closed its output and is exiting
+      }
     }
+    if (pidfd >= 0) ::close(pidfd);
   }
   if (timed_out) {
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
