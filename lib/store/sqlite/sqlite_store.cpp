@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cerrno>
 #include <climits>
@@ -1163,9 +1164,8 @@ class SqliteStore final : public SqliteQueries<Store> {
   Status insert_job(const StoredJob& j) override {
     const auto work = [&]() -> Status {
       try {
-        SQLite::Statement q(m_db, "INSERT INTO connector_jobs (id, connector, action, key, category, phase, decided_at, "
-                                  "audit_seq, subject_ref, slot, sealed, state, attempts, failures, next_at, last_error, "
-                                  "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        Using use(*m_insert_job);
+        auto& q = *use;
         q.bind(1, j.id);
         q.bind(2, j.connector);
         q.bind(3, j.action);
@@ -1202,16 +1202,16 @@ class SqliteStore final : public SqliteQueries<Store> {
         std::string connector;
         JobState before = JobState::pending;
         {
-          SQLite::Statement find(m_db, "SELECT connector, state, slot FROM connector_jobs WHERE id = ?");
+          Using use(*m_find_job);
+          auto& find = *use;
           find.bind(1, u.id);
           if (!find.executeStep()) return {};
           connector = find.getColumn(0).getString();
           before = job_state_from(find.getColumn(1).getString()).value_or(JobState::failed);
           if (u.drop_subject && !find.getColumn(2).isNull()) slot = find.getColumn(2).getInt64();
         }
-        SQLite::Statement q(m_db, std::string("UPDATE connector_jobs SET state = ?2, attempts = ?3, failures = ?4, "
-                                              "next_at = ?5, last_error = ?6, finished_at = ?7") +
-                                      (u.drop_subject ? ", slot = NULL, sealed = NULL" : "") + " WHERE id = ?1");
+        Using use(*(u.drop_subject ? m_update_job_drop : m_update_job));
+        auto& q = *use;
         q.bind(1, u.id);
         q.bind(2, std::string(to_string(u.state)));
         q.bind(3, u.attempts);
@@ -1514,6 +1514,20 @@ class SqliteStore final : public SqliteQueries<Store> {
     m_add_due_count = stmt("INSERT INTO due_counts (day, category, n) VALUES (?1, ?2, ?3) "
                            "ON CONFLICT (day, category) DO UPDATE SET n = n + ?3");
     m_drop_due_count = stmt("DELETE FROM due_counts WHERE day = ? AND category = ? AND n = 0");
+    m_insert_job = stmt("INSERT INTO connector_jobs (id, connector, action, key, category, phase, decided_at, audit_seq, "
+                        "subject_ref, slot, sealed, state, attempts, failures, next_at, last_error, finished_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    m_find_job = stmt("SELECT connector, state, slot FROM connector_jobs WHERE id = ?");
+    const std::string update_job = "UPDATE connector_jobs SET state = ?2, attempts = ?3, failures = ?4, next_at = ?5, "
+                                   "last_error = ?6, finished_at = ?7";
+    m_update_job = stmt(update_job + " WHERE id = ?1");
+    m_update_job_drop = stmt(update_job + ", slot = NULL, sealed = NULL WHERE id = ?1");
+    m_add_job_counts = stmt("INSERT INTO connector_stats (connector, pending, in_flight, failed, done, discarded) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (connector) DO UPDATE SET "
+                            "pending = pending + ?2, in_flight = in_flight + ?3, failed = failed + ?4, "
+                            "done = done + ?5, discarded = discarded + ?6");
+    m_set_job_error = stmt("INSERT INTO connector_stats (connector, last_error, last_error_at) VALUES (?1, ?2, ?3) "
+                           "ON CONFLICT (connector) DO UPDATE SET last_error = ?2, last_error_at = ?3");
   }
 
   // Counts: per-transaction deltas, written once before the commit.
@@ -1526,8 +1540,24 @@ class SqliteStore final : public SqliteQueries<Store> {
   void reset_deltas() {
     m_count_delta.clear();
     m_due_delta.clear();
+    m_job_delta.clear();
+    m_job_error.clear();
   }
   void save_deltas() {
+    // connector_stats: the jobs per state of each connector, and its latest error.
+    for (const auto& [connector, delta] : m_job_delta) {
+      Using use(*m_add_job_counts);
+      (*use).bind(1, connector);
+      for (std::size_t i = 0; i < delta.size(); ++i) (*use).bind(static_cast<int>(i) + 2, delta[i]);
+      (*use).exec();
+    }
+    for (const auto& [connector, error] : m_job_error) {
+      Using use(*m_set_job_error);
+      (*use).bind(1, connector);
+      (*use).bind(2, error.first);
+      (*use).bind(3, error.second.seconds);
+      (*use).exec();
+    }
     for (const auto& [bucket, delta] : m_count_delta) {
       if (delta == 0) continue;
       const auto& [where, state, category] = bucket;
@@ -1573,27 +1603,12 @@ class SqliteStore final : public SqliteQueries<Store> {
   // one); an error it carries becomes the connector's latest.
   void count_job(const std::string& connector, std::optional<JobState> before, JobState after,
                  const std::optional<std::string>& error, Instant at) {
-    {
-      SQLite::Statement q(m_db, "INSERT OR IGNORE INTO connector_stats (connector) VALUES (?)");
-      q.bind(1, connector);
-      q.exec();
-    }
+    auto& delta = m_job_delta[connector];
     if (before != after) {
-      std::string set;
-      if (before) set += std::string(to_string(*before)) + " = " + std::string(to_string(*before)) + " - 1";
-      set += std::string(set.empty() ? "" : ", ") + std::string(to_string(after)) + " = " +
-             std::string(to_string(after)) + " + 1";
-      SQLite::Statement q(m_db, "UPDATE connector_stats SET " + set + " WHERE connector = ?");
-      q.bind(1, connector);
-      q.exec();
+      if (before) --delta[static_cast<std::size_t>(*before)];
+      ++delta[static_cast<std::size_t>(after)];
     }
-    if (error && after != JobState::done && after != JobState::discarded) {
-      SQLite::Statement q(m_db, "UPDATE connector_stats SET last_error = ?2, last_error_at = ?3 WHERE connector = ?1");
-      q.bind(1, connector);
-      q.bind(2, *error);
-      q.bind(3, at.seconds);
-      q.exec();
-    }
+    if (error && after != JobState::done && after != JobState::discarded) m_job_error[connector] = {*error, at};
   }
 
   void insert_hold(const StoredHold& h, std::optional<std::int64_t> id) {
@@ -1800,12 +1815,16 @@ class SqliteStore final : public SqliteQueries<Store> {
   SqliteOptions m_options;
   std::unique_ptr<Checkpointer> m_checkpointer;
   Writes m_writes[2];
+  std::unique_ptr<SQLite::Statement> m_insert_job, m_find_job, m_update_job, m_update_job_drop, m_add_job_counts,
+      m_set_job_error;
   std::unique_ptr<SQLite::Statement> m_insert_audit, m_set_meta, m_insert_list, m_update_list, m_delete_list,
       m_mark_list_zeroed, m_add_count, m_drop_count, m_add_due_count, m_drop_due_count, m_retired_exists,
       m_retired_find, m_retired_delete;
   bool m_in_tx = false;
   std::map<std::tuple<int, int, std::string>, std::int64_t> m_count_delta;  // (location, state, category)
   std::map<std::pair<std::int64_t, std::string>, std::int64_t> m_due_delta;
+  std::map<std::string, std::array<std::int64_t, 5>> m_job_delta;  // connector -> per JobState
+  std::map<std::string, std::pair<std::string, Instant>> m_job_error;
   std::optional<AuditRow> m_head;
   bool m_head_known = false;
 };
