@@ -37,7 +37,12 @@ void Deliverer::start() {
 }
 
 void Deliverer::stop() {
-  m_stopping = true;
+  {
+    // Under the mutex: a worker between its check and its wait must not
+    // miss this.
+    std::lock_guard lock(m_mutex);
+    m_stopping = true;
+  }
   m_cv.notify_all();
   for (auto& [name, worker] : m_workers) {
     if (worker->thread.joinable()) worker->thread.join();
@@ -62,7 +67,12 @@ void Deliverer::wake() {
 void Deliverer::start_missing() {
   const auto policy = m_service.policy();
   for (auto it = m_workers.begin(); it != m_workers.end();) {
-    if (it->second->finished) {
+    bool finished = false;
+    {
+      std::lock_guard lock(m_mutex);
+      finished = it->second->finished;
+    }
+    if (finished) {
       it->second->thread.join();
       it = m_workers.erase(it);
     } else {
@@ -104,7 +114,14 @@ void Deliverer::run(const std::string& name, Worker& self) {
   while (!m_stopping) {
     const auto policy = m_service.policy();
     const policy::Connector* c = policy->find_connector(name);
-    if (c == nullptr || c->kind == policy::ConnectorKind::pull) break;  // reloaded away
+    if (c == nullptr || c->kind == policy::ConnectorKind::pull) {
+      // Reloaded away. Said under the mutex before anything else, so that
+      // a reload bringing it back starts a new worker instead of counting
+      // on this one.
+      std::lock_guard lock(m_mutex);
+      self.finished = true;
+      break;
+    }
     const policy::Connector connector = *c;  // the worker's own copy while it delivers
     actions::ClaimRequest claim{name, kClaimBatch,
                                 connector.timeout_s * static_cast<std::int64_t>(kClaimBatch) + 60};
@@ -175,6 +192,7 @@ void Deliverer::run(const std::string& name, Worker& self) {
     if (!m_stopping) settle();
   }
   spdlog::debug("connector.worker_stopped connector={}", name);
+  std::lock_guard lock(m_mutex);
   self.finished = true;
 }
 

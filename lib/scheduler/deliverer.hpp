@@ -60,7 +60,7 @@ class Deliverer {
  private:
   struct Worker {
     std::thread thread;
-    std::atomic<bool> finished{false};
+    bool finished = false;  // guarded by m_mutex: it will claim nothing more
   };
   void run(const std::string& name, Worker& self);
   // Runs `job` on the writer and waits for its result; nullopt when stopping.
