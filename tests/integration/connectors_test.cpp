@@ -210,7 +210,8 @@ timeout = "2 s"
     EXPECT_EQ(j["state"], j["connector"] == "lms" ? "done" : j["state"]);
   }
   // The subject reaches no one but the connector: never the audit log.
-  for (const auto& e : ok("audit.tail", {{"limit", 100}})["entries"]) {
+  const json entries = ok("audit.tail", {{"limit", 100}})["entries"];  // kept: the loop must not run over a temporary
+  for (const auto& e : entries) {
     EXPECT_EQ(e.dump().find("example.com"), std::string::npos) << e.dump();
   }
 }
