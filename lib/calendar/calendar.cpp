@@ -278,6 +278,16 @@ Result<Duration> parse_iso_duration(std::string_view s) {
 
 }  // namespace
 
+Result<std::int64_t> parse_short_duration(std::string_view text) {
+  auto d = parse_duration(text);
+  if (!d) return std::move(d).error();
+  const std::int64_t seconds = add(Instant{0}, *d).seconds;
+  if (d->years != 0 || d->months != 0 || seconds < 1 || seconds > 86400) {
+    return bad_duration("'" + std::string(text) + "' is out of range (1 second to 1 day, no months or years)");
+  }
+  return seconds;
+}
+
 Result<Duration> parse_duration(std::string_view text) {
   std::size_t b = 0, e = text.size();
   while (b < e && is_space(text[b])) ++b;

@@ -78,6 +78,11 @@ struct Duration {
 // out of 0..100000, empty text).
 Result<Duration> parse_duration(std::string_view text);
 
+// A short elapsed time (a timeout, a lease) in seconds: a duration from 1
+// second to 1 day without years or months (their length varies). Else an
+// Error with reason "bad_duration".
+Result<std::int64_t> parse_short_duration(std::string_view text);
+
 // Canonical long form, largest unit first: "1 year 2 months 10 days"; "0 days"
 // for the zero duration.
 std::string format_duration(const Duration& d);

@@ -581,12 +581,9 @@ class Builder {
     if (const auto* v = n.find("timeout")) {
       std::string text;
       if (get_string(*v, path + ".timeout", text)) {
-        auto d = calendar::parse_duration(text);
-        const std::int64_t s = d ? calendar::add(calendar::Instant{0}, *d).seconds : 0;
-        if (!d) error(v->pos, path + ".timeout", d.error().message);
-        else if (d->years != 0 || d->months != 0 || s < 1 || s > 86400)
-          error(v->pos, path + ".timeout", "'" + text + "' is out of range (1 second to 1 day, no months or years)");
-        else c.timeout_s = s;
+        auto seconds = calendar::parse_short_duration(text);
+        if (seconds) c.timeout_s = *seconds;
+        else error(v->pos, path + ".timeout", seconds.error().message);
       }
     }
     if (const auto* v = n.find("max_attempts")) get_int(*v, path + ".max_attempts", 1, 1000, c.max_attempts);

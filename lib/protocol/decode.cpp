@@ -378,8 +378,13 @@ Result<std::size_t> optional_count(const json& params, const char* name, std::si
   return it->get<std::size_t>();
 }
 
-// The `connector` every connector.* method names.
-Result<std::string> connector_name(const json& params) { return required_string(params, "connector", 64); }
+// The `connector` every connector.* method names, into `out`.
+Status connector_name(const json& params, std::string& out) {
+  auto name = required_string(params, "connector", 64);
+  if (!name) return std::move(name).error();
+  out = std::move(*name);
+  return {};
+}
 
 Result<std::vector<std::string>> job_ids(const json& params) {
   const auto it = params.find("ids");
@@ -403,9 +408,7 @@ Result<std::vector<std::string>> job_ids(const json& params) {
 Result<actions::JobsRequest> connector_jobs(const json& params) {
   if (auto st = only(params, {"connector", "state", "limit"}); !st) return std::move(st).error();
   actions::JobsRequest r;
-  auto connector = connector_name(params);
-  if (!connector) return std::move(connector).error();
-  r.connector = std::move(*connector);
+  if (auto st = connector_name(params, r.connector); !st) return std::move(st).error();
   if (const auto it = params.find("state"); it != params.end()) {
     if (!it->is_string()) return bad("invalid_params", "'state' must be a string");
     r.states.push_back(it->get<std::string>());
@@ -419,22 +422,16 @@ Result<actions::JobsRequest> connector_jobs(const json& params) {
 Result<actions::ClaimRequest> connector_claim(const json& params) {
   if (auto st = only(params, {"connector", "max", "lease"}); !st) return std::move(st).error();
   actions::ClaimRequest r;
-  auto connector = connector_name(params);
-  if (!connector) return std::move(connector).error();
-  r.connector = std::move(*connector);
+  if (auto st = connector_name(params, r.connector); !st) return std::move(st).error();
   auto max = optional_count(params, "max", 100, actions::kMaxJobsListed);
   if (!max) return std::move(max).error();
   r.max = *max;
   auto lease = optional_string(params, "lease", 64);
   if (!lease) return std::move(lease).error();
   if (*lease) {
-    auto d = calendar::parse_duration(**lease);
-    if (!d) return bad("bad_duration", "'lease': " + d.error().message);
-    const std::int64_t s = calendar::add(calendar::Instant{0}, *d).seconds;
-    if (d->years != 0 || d->months != 0 || s < 1 || s > 86400) {
-      return bad("bad_duration", "'lease': '" + **lease + "' is out of range (1 second to 1 day, no months or years)");
-    }
-    r.lease_s = s;
+    auto seconds = calendar::parse_short_duration(**lease);
+    if (!seconds) return bad("bad_duration", "'lease': " + seconds.error().message);
+    r.lease_s = *seconds;
   }
   return r;
 }
@@ -442,9 +439,7 @@ Result<actions::ClaimRequest> connector_claim(const json& params) {
 Result<actions::AckRequest> connector_ack(const json& params) {
   if (auto st = only(params, {"connector", "ids", "outcome", "message"}); !st) return std::move(st).error();
   actions::AckRequest r;
-  auto connector = connector_name(params);
-  if (!connector) return std::move(connector).error();
-  r.connector = std::move(*connector);
+  if (auto st = connector_name(params, r.connector); !st) return std::move(st).error();
   auto ids = job_ids(params);
   if (!ids) return std::move(ids).error();
   r.ids = std::move(*ids);
@@ -462,9 +457,7 @@ Result<actions::AckRequest> connector_ack(const json& params) {
 Result<actions::JobIdsRequest> connector_retry(const json& params) {
   if (auto st = only(params, {"connector", "ids", "all"}); !st) return std::move(st).error();
   actions::JobIdsRequest r;
-  auto connector = connector_name(params);
-  if (!connector) return std::move(connector).error();
-  r.connector = std::move(*connector);
+  if (auto st = connector_name(params, r.connector); !st) return std::move(st).error();
   auto all = optional_bool(params, "all");
   if (!all) return std::move(all).error();
   r.all = *all;
@@ -480,9 +473,7 @@ Result<actions::JobIdsRequest> connector_retry(const json& params) {
 Result<actions::JobIdsRequest> connector_discard(const json& params) {
   if (auto st = only(params, {"connector", "ids", "reason"}); !st) return std::move(st).error();
   actions::JobIdsRequest r;
-  auto connector = connector_name(params);
-  if (!connector) return std::move(connector).error();
-  r.connector = std::move(*connector);
+  if (auto st = connector_name(params, r.connector); !st) return std::move(st).error();
   auto ids = job_ids(params);
   if (!ids) return std::move(ids).error();
   r.ids = std::move(*ids);

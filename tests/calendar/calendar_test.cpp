@@ -943,5 +943,19 @@ TEST(RelativedeltaOracle, EveryGeneratedCaseMatches) {
   EXPECT_EQ(rows, 5000);  // gen_relativedelta_cases.py writes ROWS = 5000
 }
 
+TEST(ShortDuration, IsOneSecondToOneDayWithoutMonthsOrYears) {
+  EXPECT_EQ(parse_short_duration("30 s").value(), 30);
+  EXPECT_EQ(parse_short_duration("5 min").value(), 300);
+  EXPECT_EQ(parse_short_duration("PT1H").value(), 3600);
+  EXPECT_EQ(parse_short_duration("1 day").value(), 86400);
+  for (const char* bad : {"0 s", "1 day 1 s", "1 month", "1 year", "soon"}) {
+    const auto r = parse_short_duration(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().reason, "bad_duration") << bad;
+  }
+  EXPECT_EQ(parse_short_duration("2 days").error().message,
+            "'2 days' is out of range (1 second to 1 day, no months or years)");
+}
+
 }  // namespace
 }  // namespace retentiond::calendar
