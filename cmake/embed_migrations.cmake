@@ -1,7 +1,8 @@
-# Generates a C++ source holding every migrations/NNN_*.sql (retention.db)
-# and migrations/archive/NNN_*.sql (archive.db) file as a string, so the
-# binary carries its schemas. Run at build time by lib/store.
-# Inputs: MIGRATIONS_DIR, OUTPUT.
+# Generates a C++ source holding every migrations/sqlite/NNN_*.sql
+# (retention.db), migrations/sqlite/archive/NNN_*.sql (archive.db) and
+# migrations/postgresql/NNN_*.sql file as a string, so the binary carries its
+# schemas. Run at build time by lib/store.
+# Inputs: MIGRATIONS_DIR (the sqlite one), PG_MIGRATIONS_DIR, OUTPUT.
 function(embed_list dir out_var)
   file(GLOB files "${dir}/[0-9][0-9][0-9]_*.sql")
   list(SORT files)
@@ -18,6 +19,7 @@ endfunction()
 
 embed_list("${MIGRATIONS_DIR}" main_body)
 embed_list("${MIGRATIONS_DIR}/archive" archive_body)
+embed_list("${PG_MIGRATIONS_DIR}" pg_body)
 file(WRITE "${OUTPUT}.tmp" "// Generated from migrations/ by cmake/embed_migrations.cmake. Do not edit.
 #include \"lib/store/migrations.hpp\"
 
@@ -32,6 +34,12 @@ ${main_body}  };
 const std::vector<Migration>& embedded_archive_migrations() {
   static const std::vector<Migration> k_migrations = {
 ${archive_body}  };
+  return k_migrations;
+}
+
+const std::vector<Migration>& embedded_postgresql_migrations() {
+  static const std::vector<Migration> k_migrations = {
+${pg_body}  };
   return k_migrations;
 }
 

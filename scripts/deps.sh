@@ -9,6 +9,9 @@ packages=(
   libgtest-dev libtomlplusplus-dev libyaml-cpp-dev nlohmann-json3-dev
   libssl-dev libsystemd-dev
   sqlite3
+  # The PostgreSQL backend: libpq (client), and the server whose initdb and
+  # pg_ctl the tests run in a temporary directory (tests/support/pg_cluster).
+  libpq-dev postgresql
   # scripts/check-units.sh: systemd-analyze and systemd-sysusers (systemd),
   # and kill (procps), the unit's ExecReload, which verify looks up.
   systemd procps

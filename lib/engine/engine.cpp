@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "lib/audit/audit.hpp"
+#include "lib/store/postgresql/pg_store.hpp"
 #include "lib/store/sqlite/sqlite_store.hpp"
 #include "lib/vault/key_file.hpp"
 #include "lib/vault/vault.hpp"
@@ -19,7 +20,7 @@ namespace retentiond::engine {
 // reverse): the keys, the writer's store and its vault, a reader on a
 // connection of its own, the audit log.
 struct Engine::Parts {
-  std::unique_ptr<vault::KeyFile> keys;
+  std::unique_ptr<vault::KeyStore> keys;
   std::unique_ptr<store::Store> store;
   std::unique_ptr<vault::Vault> vault;
   std::unique_ptr<store::StoreReader> reader_store;
@@ -57,6 +58,8 @@ policy::DaemonSettings settings_for_reload(const policy::DaemonSettings& running
   note("max_connections_per_uid", file.max_connections_per_uid != running.max_connections_per_uid);
   note("admin_reserved_connections", file.admin_reserved_connections != running.admin_reserved_connections);
   note("metrics_listen", file.metrics_listen != running.metrics_listen);
+  note("store.backend", file.store_backend != running.store_backend);
+  note("store.url", file.store_url != running.store_url);
   return out;
 }
 
@@ -109,21 +112,36 @@ Status Engine::open_parts() {
   const auto& settings = m_options.policy->daemon;
   const std::filesystem::path dir = settings.state_dir;
   Parts& p = *m_parts;
-  auto keys = vault::KeyFile::open(dir / "keys");
-  if (!keys) return std::move(keys).error();
-  p.keys = std::make_unique<vault::KeyFile>(std::move(*keys));
-  auto store = store::open_sqlite_store(dir / "retention.db");
-  if (!store) return std::move(store).error();
-  p.store = std::move(*store);
+  // The backend: the writer's store and the keys, then readers of their own.
+  const bool postgresql = settings.store_backend == policy::StoreBackend::postgresql;
+  const auto open_reader = [&]() -> Result<std::unique_ptr<store::StoreReader>> {
+    return postgresql ? store::open_postgresql_reader(settings.store_url) : store::open_sqlite_reader(dir / "retention.db");
+  };
+  if (postgresql) {
+    // The store first: it migrates the schema and takes the writer lock.
+    auto store = store::open_postgresql_store(settings.store_url);
+    if (!store) return std::move(store).error();
+    p.store = std::move(*store);
+    auto keys = store::open_postgresql_key_store(settings.store_url);
+    if (!keys) return std::move(keys).error();
+    p.keys = std::move(*keys);
+  } else {
+    auto keys = vault::KeyFile::open(dir / "keys");
+    if (!keys) return std::move(keys).error();
+    p.keys = std::make_unique<vault::KeyFile>(std::move(*keys));
+    auto store = store::open_sqlite_store(dir / "retention.db");
+    if (!store) return std::move(store).error();
+    p.store = std::move(*store);
+  }
   p.vault = std::make_unique<vault::Vault>(*p.store, *p.keys, m_options.secret);
   if (auto st = p.vault->open(); !st) return st;
-  auto reader = store::open_sqlite_reader(dir / "retention.db");
+  auto reader = open_reader();
   if (!reader) return std::move(reader).error();
   p.reader_store = std::move(*reader);
   p.reader = std::make_unique<vault::RecordReader>(*p.reader_store, *p.keys, m_options.secret);
   const bool threads = m_options.writer_mode == scheduler::Writer::Mode::thread;
   if (threads) {
-    auto slow = store::open_sqlite_reader(dir / "retention.db");
+    auto slow = open_reader();
     if (!slow) return std::move(slow).error();
     p.slow_store = std::move(*slow);
     p.slow_reader = std::make_unique<vault::RecordReader>(*p.slow_store, *p.keys, m_options.secret);

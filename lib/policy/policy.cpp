@@ -1,6 +1,7 @@
 #include "lib/policy/policy.hpp"
 
 #include <arpa/inet.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -17,6 +18,8 @@
 #include "lib/crypto/crypto.hpp"
 
 namespace retentiond::policy {
+
+std::string_view to_string(StoreBackend b) { return b == StoreBackend::postgresql ? "postgresql" : "sqlite"; }
 
 std::string_view to_string(Action a) {
   switch (a) {
@@ -161,6 +164,32 @@ bool is_integer_text(const std::string& s) {
   return true;
 }
 
+// libpq's own parser: nullopt when `url` is a valid connection string or
+// URI, else libpq's reason (no connection is made).
+std::optional<std::string> check_libpq_conninfo(const std::string& url) {
+  char* err = nullptr;
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), &err);
+  if (options == nullptr) {
+    std::string why = err ? err : "cannot be parsed (out of memory)";
+    if (err) PQfreemem(err);
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    return "not a libpq connection string or URI: " + why;
+  }
+  PQconninfoFree(options);
+  return std::nullopt;
+}
+
+bool conninfo_has_password(const std::string& url) {
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), nullptr);
+  if (options == nullptr) return false;
+  bool found = false;
+  for (auto* o = options; o->keyword != nullptr; ++o) {
+    if (std::string_view(o->keyword) == "password" && o->val != nullptr && *o->val != '\0') found = true;
+  }
+  PQconninfoFree(options);
+  return found;
+}
+
 // Walks the ConfNode tree and builds a Policy, collecting every problem.
 class Builder {
  public:
@@ -173,12 +202,13 @@ class Builder {
       error(root.pos, "", "the policy must be a table/mapping at the top level");
       return finish(nullptr);
     }
-    check_keys(root, "", {"daemon", "connectors", "categories"});
+    check_keys(root, "", {"daemon", "store", "connectors", "categories"});
     if (const auto* d = root.find("daemon")) {
       read_daemon(*d, policy->daemon);
     } else {
       error(root.pos, "daemon", "missing [daemon] section (state_dir is required)");
     }
+    if (const auto* s = root.find("store")) read_store(*s, policy->daemon);
     if (const auto* c = root.find("connectors")) read_connectors(*c, *policy);
     if (const auto* c = root.find("categories")) {
       read_categories(*c, *policy);
@@ -271,6 +301,46 @@ class Builder {
     SourcePos p = n.pos;
     if (p.column > 0) p.column += static_cast<int>(offset) + n.quote_len;
     return p;
+  }
+
+  // ---- [store] -----------------------------------------------------------
+
+  void read_store(const ConfNode& t, DaemonSettings& s) {
+    if (t.kind != Kind::map) {
+      error(t.pos, "store", "expected a table, got " + t.kind_name());
+      return;
+    }
+    check_keys(t, "store", {"backend", "url"});
+    if (const auto* n = t.find("backend")) {
+      std::string name;
+      if (get_string(*n, "store.backend", name)) {
+        if (name == "sqlite") {
+          s.store_backend = StoreBackend::sqlite;
+        } else if (name == "postgresql") {
+          s.store_backend = StoreBackend::postgresql;
+        } else {
+          error(n->pos, "store.backend", "unknown backend '" + name + "' (expected \"sqlite\" or \"postgresql\")");
+        }
+      }
+    }
+    const auto* url = t.find("url");
+    if (url) get_string(*url, "store.url", s.store_url);
+    if (s.store_backend == StoreBackend::sqlite) {
+      if (url) error(url->pos, "store.url", "only for backend = \"postgresql\" (sqlite keeps its state in daemon.state_dir)");
+      return;
+    }
+    if (!url) {
+      error(t.pos, "store.url", "required with backend = \"postgresql\" (a libpq connection string or URI, "
+                                "e.g. \"postgresql:///retentiond?host=/run/postgresql\")");
+      return;
+    }
+    if (auto why = check_libpq_conninfo(s.store_url)) {
+      error(url->pos, "store.url", *why);
+    } else if (conninfo_has_password(s.store_url)) {
+      warning(url->pos, "store.url",
+              "holds a password, readable by whoever reads this policy: prefer a password file (~/.pgpass or "
+              "PGPASSFILE) or peer authentication over the Unix socket");
+    }
   }
 
   // ---- [daemon] ----------------------------------------------------------

@@ -56,6 +56,10 @@ struct Category {
   bool names_date(std::string_view name) const;
 };
 
+// [store]: where the state lives (spec "Store backend"; docs/scale-out.md).
+enum class StoreBackend { sqlite, postgresql };
+std::string_view to_string(StoreBackend b);
+
 // [daemon] settings. The spec fixes the first group; the rest are ours and
 // documented in docs/configuration.md with their defaults and ranges.
 struct DaemonSettings {
@@ -91,6 +95,12 @@ struct DaemonSettings {
   std::string metrics_listen;
   std::string metrics_host;
   std::uint16_t metrics_port = 0;
+
+  // [store]: the backend, and for postgresql the libpq connection string or
+  // URI. Read at start-up only (a reload that changes them says it ignored
+  // them). Kept here with the other operational settings: not in the hash.
+  StoreBackend store_backend = StoreBackend::sqlite;
+  std::string store_url;
 };
 
 // Splits "host:port" ([v6]:port for IPv6); the host must be an IP address or

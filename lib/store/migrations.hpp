@@ -12,8 +12,10 @@ struct Migration {
   const char* sql;
 };
 
-// In ascending version order: retention.db's, and archive.db's.
+// In ascending version order: retention.db's, archive.db's (SQLite), and
+// the PostgreSQL backend's.
 const std::vector<Migration>& embedded_migrations();
 const std::vector<Migration>& embedded_archive_migrations();
+const std::vector<Migration>& embedded_postgresql_migrations();
 
 }  // namespace retentiond::store

@@ -17,8 +17,10 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include "lib/store/postgresql/pg_store.hpp"
 #include "lib/store/sqlite/sqlite_store.hpp"
 #include "tests/support/daemon_process.hpp"
+#include "tests/support/pg_cluster.hpp"
 
 namespace retentiond::store {
 namespace {
@@ -44,6 +46,33 @@ Backend sqlite_backend() {
                  },
                  [](const std::filesystem::path& dir) {
                    auto r = open_sqlite_reader(dir / "retention.db");
+                   if (!r) throw std::runtime_error(r.error().message);
+                   return std::move(r).value();
+                 }};
+}
+
+// A database of this process's own PostgreSQL cluster per state directory
+// (each test's): created when the writer first opens it.
+std::string pg_database_of(const std::filesystem::path& dir) {
+  char name[32];
+  std::snprintf(name, sizeof name, "t_%016zx", std::hash<std::string>{}(dir.string()));
+  return name;
+}
+
+Backend postgresql_backend() {
+  return Backend{"postgresql",
+                 [](const std::filesystem::path& dir) {
+                   auto& cluster = test::PgCluster::shared();
+                   const std::string db = pg_database_of(dir);
+                   const auto marker = dir / "pg-database";
+                   const std::string url = std::filesystem::exists(marker) ? cluster.url(db) : cluster.create_database(db);
+                   std::ofstream(marker) << db;
+                   auto s = open_postgresql_store(url);
+                   if (!s) throw std::runtime_error(s.error().message);
+                   return std::move(s).value();
+                 },
+                 [](const std::filesystem::path& dir) {
+                   auto r = open_postgresql_reader(test::PgCluster::shared().url(pg_database_of(dir)));
                    if (!r) throw std::runtime_error(r.error().message);
                    return std::move(r).value();
                  }};
@@ -615,7 +644,7 @@ TEST_P(StoreContract, ReopeningKeepsEverything) {
   EXPECT_EQ(reader().due_by_category(Instant{6000})->at("c"), 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::Values(sqlite_backend()),
+INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::Values(sqlite_backend(), postgresql_backend()),
                          [](const ::testing::TestParamInfo<Backend>& p) { return p.param.name; });
 
 // ---- SQLite only ------------------------------------------------------------

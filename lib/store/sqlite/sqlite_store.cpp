@@ -25,36 +25,10 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "lib/store/codec.hpp"
 #include "lib/store/migrations.hpp"
 
 namespace retentiond::store {
-
-std::string_view to_string(RecordState s) {
-  switch (s) {
-    case RecordState::active: return "active";
-    case RecordState::archived: return "archived";
-    case RecordState::anonymised: return "anonymised";
-  }
-  return "?";
-}
-
-std::string_view to_string(JobState s) {
-  switch (s) {
-    case JobState::pending: return "pending";
-    case JobState::in_flight: return "in_flight";
-    case JobState::failed: return "failed";
-    case JobState::done: return "done";
-    case JobState::discarded: return "discarded";
-  }
-  return "?";
-}
-
-std::optional<JobState> job_state_from(std::string_view s) {
-  for (JobState st : {JobState::pending, JobState::in_flight, JobState::failed, JobState::done, JobState::discarded}) {
-    if (to_string(st) == s) return st;
-  }
-  return std::nullopt;
-}
 
 int latest_schema_version() {
   const auto& m = embedded_migrations();
@@ -64,13 +38,11 @@ int latest_schema_version() {
 namespace {
 
 using calendar::Instant;
+using namespace codec;
 
-constexpr std::int64_t kDay = 86400;
 // The last schema of the two-file layout: the legacy steps (archive.db,
 // super-journals, per-slot key tables) run on databases up to it.
 constexpr int kLastTwoFileSchema = 5;
-
-std::int64_t day_of(std::int64_t t) { return t >= 0 ? t / kDay : -((-t + kDay - 1) / kDay); }
 
 // Applies the migrations of `migrations` above the database's version, up
 // to `up_to`, one transaction each.
@@ -97,42 +69,6 @@ std::string sql_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
   return out + "'";
-}
-
-Error storage_error(const std::exception& e) {
-  return Error::storage(std::string("database error: ") + e.what() + "; nothing was changed");
-}
-
-std::string dates_to_json(const policy::Dates& dates) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [name, t] : dates) j[name] = t.seconds;
-  return j.dump();
-}
-
-policy::Dates dates_from_json(const std::string& text) {
-  policy::Dates out;
-  const auto j = nlohmann::json::parse(text);  // must outlive items()
-  for (const auto& [name, v] : j.items()) out.emplace(name, Instant{v.get<std::int64_t>()});
-  return out;
-}
-
-std::string done_to_json(const std::vector<Instant>& done) {
-  if (done.empty()) return "[]";
-  nlohmann::json j = nlohmann::json::array();
-  for (const auto& t : done) j.push_back(t.seconds);
-  return j.dump();
-}
-
-std::vector<Instant> done_from_json(const std::string& text) {
-  std::vector<Instant> out;
-  if (text == "[]") return out;
-  for (const auto& v : nlohmann::json::parse(text)) out.push_back(Instant{v.get<std::int64_t>()});
-  return out;
-}
-
-RecordState state_from(const std::string& s) {
-  if (s == "anonymised") return RecordState::anonymised;
-  return s == "archived" ? RecordState::archived : RecordState::active;
 }
 
 void bind_optional(SQLite::Statement& q, int index, const std::optional<std::string>& v) {
@@ -163,47 +99,9 @@ class Using {
   SQLite::Statement& m_q;
 };
 
-// Key slot lists (key_slot_lists.slots): 8-byte little-endian numbers.
-std::string pack_slots(const std::vector<std::int64_t>& slots) {
-  std::string out;
-  out.reserve(slots.size() * 8);
-  for (const auto slot : slots) {
-    auto v = static_cast<std::uint64_t>(slot);
-    for (int i = 0; i < 8; ++i, v >>= 8) out.push_back(static_cast<char>(v & 0xff));
-  }
-  return out;
-}
-
-std::vector<std::int64_t> unpack_slots(const std::string& blob) {
-  std::vector<std::int64_t> out;
-  out.reserve(blob.size() / 8);
-  for (std::size_t at = 0; at + 8 <= blob.size(); at += 8) {
-    std::uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(blob[at + static_cast<std::size_t>(i)]);
-    out.push_back(static_cast<std::int64_t>(v));
-  }
-  return out;
-}
-
 void bind_blob(SQLite::Statement& q, int index, const std::string& blob) {
   q.bind(index, blob.data(), static_cast<int>(blob.size()));
 }
-
-// A record's scheduling columns (and its subject_ref), in the order
-// schedule_from() reads them; kRecordColumns adds the sealed values.
-void add_count(RecordCounts& c, RecordState state, std::int64_t n) {
-  (state == RecordState::anonymised ? c.anonymised : state == RecordState::archived ? c.archived : c.active) += n;
-}
-
-constexpr const char* kScheduleColumns =
-    "r.key, r.category, r.state, r.dates, r.next_phase, r.due, r.done, r.created_at, r.subject_ref";
-constexpr const char* kRecordColumns =
-    "r.key, r.category, r.state, r.dates, r.next_phase, r.due, r.done, r.created_at, r.subject_ref, r.slot, r.sealed";
-constexpr const char* kJobColumns =
-    "id, connector, action, key, category, phase, decided_at, audit_seq, subject_ref, slot, sealed, state, attempts, "
-    "failures, next_at, last_error, finished_at";
-constexpr const char* kAuditColumns =
-    "seq, at, action, key, category, phase, subject_ref, actor, reason, policy_hash, hash";
 
 // A record without its sealed values, from kScheduleColumns.
 StoredRecord schedule_from(SQLite::Statement& q, Location location) {
@@ -1532,33 +1430,32 @@ class SqliteStore final : public SqliteQueries<Store> {
 
   // Counts: per-transaction deltas, written once before the commit.
   void count(Location where, RecordState state, const std::string& category, std::int64_t delta) {
-    m_count_delta[{where == Location::active ? 0 : 1, static_cast<int>(state), category}] += delta;
+    m_deltas.count(where, state, category, delta);
   }
   void count_due(const std::optional<Instant>& due, const std::string& category, std::int64_t delta) {
-    if (due) m_due_delta[{day_of(due->seconds), category}] += delta;
+    m_deltas.count_due(due, category, delta);
   }
-  void reset_deltas() {
-    m_count_delta.clear();
-    m_due_delta.clear();
-    m_job_delta.clear();
-    m_job_error.clear();
+  void count_job(const std::string& connector, std::optional<JobState> before, JobState after,
+                 const std::optional<std::string>& error, Instant at) {
+    m_deltas.count_job(connector, before, after, error, at);
   }
+  void reset_deltas() { m_deltas.clear(); }
   void save_deltas() {
     // connector_stats: the jobs per state of each connector, and its latest error.
-    for (const auto& [connector, delta] : m_job_delta) {
+    for (const auto& [connector, delta] : m_deltas.jobs) {
       Using use(*m_add_job_counts);
       (*use).bind(1, connector);
       for (std::size_t i = 0; i < delta.size(); ++i) (*use).bind(static_cast<int>(i) + 2, delta[i]);
       (*use).exec();
     }
-    for (const auto& [connector, error] : m_job_error) {
+    for (const auto& [connector, error] : m_deltas.job_error) {
       Using use(*m_set_job_error);
       (*use).bind(1, connector);
       (*use).bind(2, error.first);
       (*use).bind(3, error.second.seconds);
       (*use).exec();
     }
-    for (const auto& [bucket, delta] : m_count_delta) {
+    for (const auto& [bucket, delta] : m_deltas.records) {
       if (delta == 0) continue;
       const auto& [where, state, category] = bucket;
       const char* location = where == 0 ? "active" : "archive";
@@ -1581,7 +1478,7 @@ class SqliteStore final : public SqliteQueries<Store> {
         (*use).exec();
       }
     }
-    for (const auto& [bucket, delta] : m_due_delta) {
+    for (const auto& [bucket, delta] : m_deltas.due) {
       if (delta == 0) continue;
       {
         Using use(*m_add_due_count);
@@ -1597,18 +1494,6 @@ class SqliteStore final : public SqliteQueries<Store> {
         (*use).exec();
       }
     }
-  }
-
-  // connector_stats: a job entered `after` (from `before`, none for a new
-  // one); an error it carries becomes the connector's latest.
-  void count_job(const std::string& connector, std::optional<JobState> before, JobState after,
-                 const std::optional<std::string>& error, Instant at) {
-    auto& delta = m_job_delta[connector];
-    if (before != after) {
-      if (before) --delta[static_cast<std::size_t>(*before)];
-      ++delta[static_cast<std::size_t>(after)];
-    }
-    if (error && after != JobState::done && after != JobState::discarded) m_job_error[connector] = {*error, at};
   }
 
   void insert_hold(const StoredHold& h, std::optional<std::int64_t> id) {
@@ -1821,10 +1706,7 @@ class SqliteStore final : public SqliteQueries<Store> {
       m_mark_list_zeroed, m_add_count, m_drop_count, m_add_due_count, m_drop_due_count, m_retired_exists,
       m_retired_find, m_retired_delete;
   bool m_in_tx = false;
-  std::map<std::tuple<int, int, std::string>, std::int64_t> m_count_delta;  // (location, state, category)
-  std::map<std::pair<std::int64_t, std::string>, std::int64_t> m_due_delta;
-  std::map<std::string, std::array<std::int64_t, 5>> m_job_delta;  // connector -> per JobState
-  std::map<std::string, std::pair<std::string, Instant>> m_job_error;
+  Deltas m_deltas;
   std::optional<AuditRow> m_head;
   bool m_head_known = false;
 };
