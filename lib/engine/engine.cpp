@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "lib/audit/audit.hpp"
+#include "lib/crypto/crypto.hpp"
 #include "lib/store/postgresql/pg_store.hpp"
 #include "lib/store/sqlite/sqlite_store.hpp"
 #include "lib/vault/key_file.hpp"
@@ -100,12 +101,38 @@ Result<std::unique_ptr<Engine>> Engine::open(boost::asio::io_context& io, Engine
     engine->m_replayed = std::move(*replayed);
   }
   if (auto st = engine->startup_guard(); !st) return std::move(st).error();
-  // Jobs the last run had claimed for delivery and never settled (it
-  // stopped or died meanwhile) are delivered again, with the same ids.
-  auto released = engine->m_service->release_push_jobs();
-  if (!released) return std::move(released).error();
-  if (*released > 0) spdlog::info("connector.redeliver jobs={} (claimed before the last stop, never settled)", *released);
+  store::Store& store = *engine->m_parts->store;
+  if (store.shared()) {
+    // Other daemons may share the database: this one acts only while the
+    // policy adopted there is the one it runs.
+    auto adopted = store.get_meta("policy_hash");
+    if (!adopted) return std::move(adopted).error();
+    if (*adopted) store.expect_policy(**adopted);
+    spdlog::info("store.shared backend=postgresql: write transactions are serialised with the other daemons "
+                 "on this database");
+  } else {
+    // Jobs the last run had claimed for delivery and never settled (it
+    // stopped or died meanwhile) are delivered again, with the same ids. (On
+    // a shared database another daemon may be delivering them: there they
+    // are delivered again when their lease ends.)
+    auto released = engine->m_service->release_push_jobs();
+    if (!released) return std::move(released).error();
+    if (*released > 0) spdlog::info("connector.redeliver jobs={} (claimed before the last stop, never settled)", *released);
+  }
   return engine;
+}
+
+// Daemons sharing a database must share the secret: subject refs (HMACs)
+// written by one must be found by the others. The database keeps an HMAC
+// of a fixed text under the secret of the first daemon that opened it.
+static Status check_shared_secret(store::Store& store, const std::string& secret) {
+  const std::string check = crypto::hmac_sha256_hex(secret, "retentiond: the secret of this database");
+  auto kept = store.get_meta("secret_check");
+  if (!kept) return std::move(kept).error();
+  if (!*kept) return store.set_meta("secret_check", check);
+  if (**kept == check) return {};
+  return Error::storage("the database was written by daemons with another secret: give this daemon the same "
+                        "secret as the others (the same secret_file contents); nothing was changed");
 }
 
 Status Engine::open_parts() {
@@ -122,6 +149,7 @@ Status Engine::open_parts() {
     auto store = store::open_postgresql_store(settings.store_url);
     if (!store) return std::move(store).error();
     p.store = std::move(*store);
+    if (auto st = check_shared_secret(*p.store, m_options.secret); !st) return st;
     auto keys = store::open_postgresql_key_store(settings.store_url);
     if (!keys) return std::move(keys).error();
     p.keys = std::move(*keys);
@@ -364,7 +392,11 @@ void Engine::reload(bool confirm, const std::string& actor, std::function<void(R
   std::shared_ptr<const policy::Policy> adopted = candidate;
   m_writer->submit<Result<actions::ReloadResult>>(
       [this, adopted, confirm, actor] {
-        return m_change->reload(adopted, confirm, actions::Actor{actor}, confirm ? "confirmed" : "");
+        auto r = m_change->reload(adopted, confirm, actions::Actor{actor}, confirm ? "confirmed" : "");
+        // On a shared database: this daemon now acts under the reloaded
+        // policy (the one adopted there, when another daemon adopted it first).
+        if (r) m_parts->store->expect_policy(adopted->hash);
+        return r;
       },
       [this, adopted, actor, finish](Result<actions::ReloadResult> r) {
         if (!r) {

@@ -307,6 +307,27 @@ class StoreReader {
 
 class Store : public StoreReader {
  public:
+  // Whether several daemons may write this store at once (PostgreSQL):
+  // their write transactions are then serialised among them (one at a time
+  // per database, each seeing every commit before it), caches of what
+  // another daemon may change are dropped at each transaction, and key
+  // slots come from reserve_slot_block instead of the kept counter and free
+  // lists (a slot is never reused: no two daemons can take it).
+  virtual bool shared() const { return false; }
+  // Shared stores: the first of `count` consecutive key slots no other call,
+  // from this daemon or another, ever returns again (even when the
+  // transaction it ran in rolls back).
+  virtual Result<std::int64_t> reserve_slot_block(std::int64_t count) {
+    (void)count;
+    return Error::internal("this store hands out no slot blocks");
+  }
+  // Shared stores: the policy hash this daemon runs under. A write
+  // transaction that would commit while the database's adopted policy
+  // (meta policy_hash) is another one, adopted by another daemon, is rolled
+  // back (storage_error, reason stale_policy), unless it sets policy_hash
+  // itself (a reload).
+  virtual void expect_policy(const std::string& hash) { (void)hash; }
+
   // Runs `work` in one write transaction: commits when it returns success,
   // rolls back (changing nothing) when it fails or the commit fails. An
   // acknowledged commit is durable (it survives a power cut). Not reentrant.

@@ -244,9 +244,12 @@ Vault::Vault(store::Store& store, KeyStore& keys, std::string secret)
 Status Vault::open() {
   auto state = m_store.key_slots();
   if (!state) return std::move(state).error();
+  m_shared = m_store.shared();
   m_next_slot = state->next_slot;
   m_free.clear();
-  for (auto& list : state->free) m_free.push_back(FreeList{list.id, std::move(list.slots), false});
+  if (!m_shared) {
+    for (auto& list : state->free) m_free.push_back(FreeList{list.id, std::move(list.slots), false});
+  }
   // Slots a crash left released but not known to be zeroed: zeroed now; the
   // transaction below records them zeroed, which frees them.
   if (!state->unzeroed.empty()) {
@@ -305,8 +308,22 @@ std::string Vault::fresh_key() {
   return key;
 }
 
-// A free slot (the most recently freed list first) or a never-used one.
+// Slots reserved at a time from a shared store.
+constexpr std::int64_t kSlotBlock = 1024;
+
+// A free slot (the most recently freed list first) or a never-used one; with
+// a shared store, the next of this daemon's reserved block.
 std::int64_t Vault::allocate_slot() {
+  if (m_shared) {
+    if (m_block_next == m_block_end) {
+      auto first = m_store.reserve_slot_block(kSlotBlock);
+      // Inside a transaction: the store turns the exception into its failure.
+      if (!first) throw std::runtime_error(first.error().message);
+      m_block_next = *first;
+      m_block_end = *first + kSlotBlock;
+    }
+    return m_block_next++;
+  }
   for (std::size_t i = m_free.size(); i-- > 0;) {
     auto& list = m_free[i];
     if (list.slots.empty()) continue;
@@ -349,7 +366,11 @@ Status Vault::transaction(const std::function<Status()>& work) {
   Status result = m_store.transaction([&]() -> Status {
     if (auto st = work(); !st) return st;
     store::KeySlotChanges changes;
-    for (const auto& list : marking) changes.now_zeroed.push_back(list.id);
+    for (const auto& list : marking) {
+      // A shared store never reuses a slot: a zeroed list is done with.
+      if (m_shared) changes.taken_from.push_back(store::SlotList{list.id, {}});
+      else changes.now_zeroed.push_back(list.id);
+    }
     for (const auto& list : m_free) {
       if (list.dirty) changes.taken_from.push_back(store::SlotList{list.id, list.slots});
     }
@@ -381,7 +402,9 @@ Status Vault::transaction(const std::function<Status()>& work) {
     return result;
   }
   std::erase_if(m_free, [](const FreeList& l) { return l.slots.empty(); });
-  for (const auto& list : marking) m_free.push_back(FreeList{list.id, list.slots, false});
+  if (!m_shared) {
+    for (const auto& list : marking) m_free.push_back(FreeList{list.id, list.slots, false});
+  }
   m_zeroed.erase(m_zeroed.begin(), m_zeroed.begin() + static_cast<std::ptrdiff_t>(marking.size()));
   if (released_list) m_to_zero.push_back(store::SlotList{*released_list, m_released});
   forget_transaction();

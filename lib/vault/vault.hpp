@@ -219,6 +219,10 @@ class Vault final : public RecordReader {
   KeyStore& m_writable_keys;
   bool m_in_tx = false;
   std::int64_t m_next_slot = 0;                    // first slot never used
+  // A shared store (Store::shared): slots come from blocks it reserves, are
+  // never reused, and zeroed lists are deleted instead of freed.
+  bool m_shared = false;
+  std::int64_t m_block_next = 0, m_block_end = 0;
   std::vector<FreeList> m_free;                    // zeroed lists: free for reuse
   std::map<std::int64_t, std::string> m_new_keys;  // allocated by the open transaction: slot -> key
   bool m_keys_written = false;                     // ...and already written to the key store

@@ -161,3 +161,7 @@ CREATE TABLE retentiond.connector_stats (
   last_error    text,
   last_error_at bigint
 );
+
+-- Key slots, handed out in blocks of 1024 to each daemon (a slot is never
+-- reused on PostgreSQL: no two daemons can ever take the same one).
+CREATE SEQUENCE retentiond.key_slot_blocks INCREMENT BY 1024 MINVALUE 0 START WITH 0;

@@ -8,6 +8,8 @@
 #include <signal.h>
 
 #include <fstream>
+#include <iostream>
+#include <thread>
 
 #include "tests/support/daemon_process.hpp"
 #include "tests/support/pg_cluster.hpp"
@@ -114,21 +116,95 @@ TEST(PostgreSQL, TheDaemonKeepsItsWholeStateInTheDatabaseAndSweepsIt) {
   EXPECT_EQ(erased["erased"].size(), 2u) << erased.dump();  // long9 and arch9 (anon9 has no subject any more)
 }
 
-TEST(PostgreSQL, ASecondDaemonOnTheSameDatabaseIsRefusedAndTold) {
+// Two daemons, one database: records put through one, both sweeping at
+// once (explicit sweeps racing each other and the first one's own
+// scheduler), every record acted on exactly once, one chain.
+TEST(PostgreSQL, TwoDaemonsShareOneDatabaseAndActOnEachRecordOnce) {
   auto& cluster = PgCluster::shared();
-  const std::string url = cluster.create_database("two_writers");
-  TempDir first_dir, second_dir;
-  for (const auto* d : {&first_dir, &second_dir}) std::ofstream(d->path() / "pg.toml") << policy_for(url);
-  DaemonProcess first(first_dir.path(), {"--config", (first_dir.path() / "pg.toml").string()});
-  const auto second = run_command(retentiond_binary() + " --config " + (second_dir.path() / "pg.toml").string() +
-                                  " --state-dir " + (second_dir.path() / "state").string() + " --socket " +
-                                  (second_dir.path() / "admin.sock").string() + " 2>&1");
-  EXPECT_NE(second.exit_code, 0);
-  EXPECT_NE(second.output.find("another retentiond is the writer of database two_writers"), std::string::npos)
-      << second.output;
-  EXPECT_NE(second.output.find("pid " + std::to_string(first.pid())), std::string::npos) << second.output;
-  // The first one is unharmed.
-  Client client(first.socket());
+  const std::string url = cluster.create_database("two_daemons");
+  TempDir a_dir, b_dir, shared;
+  const std::string secret = (shared.path() / "secret").string();
+  std::string policy = policy_for(url);
+  policy.replace(policy.find("state_dir = \"unused\""), 20,
+                 "state_dir = \"unused\"\nsecret_file = \"" + secret + "\"\nmax_batch_records = 50");
+  for (const auto* d : {&a_dir, &b_dir}) std::ofstream(d->path() / "pg.toml") << policy;
+  const auto start = [&](const TempDir& d) {
+    return std::make_unique<DaemonProcess>(
+        d.path(), std::vector<std::string>{"--config", (d.path() / "pg.toml").string(), "--now", "2030-01-01T00:00:00Z"});
+  };
+  auto a = start(a_dir);
+  auto b = start(b_dir);
+  Client ca(a->socket()), cb(b->socket());
+  constexpr int kRecords = 3000;
+  json batch = json::array();
+  for (int i = 0; i < kRecords; ++i) {
+    batch.push_back({{"key", "k" + std::to_string(i)}, {"subject", "S" + std::to_string(i % 100)}, {"category", "gone"},
+                     {"fields", {{"v", "x"}}}, {"dates", {{"collected", "2020-01-01"}}}});
+    if (batch.size() == 1000) {
+      ASSERT_FALSE(ca.call("record.put_many", {{"records", batch}}).contains("error"));
+      batch = json::array();
+    }
+  }
+  json sa, sb;
+  std::thread ta([&] { sa = ca.call("sweep"); });
+  std::thread tb([&] { sb = cb.call("sweep"); });
+  ta.join();
+  tb.join();
+  ASSERT_TRUE(sa.contains("result")) << sa.dump();
+  ASSERT_TRUE(sb.contains("result")) << sb.dump();
+  std::cout << "[ split ] daemon A's sweep purged " << sa["result"]["purged"] << ", daemon B's " << sb["result"]["purged"]
+            << " (the rest by A's scheduler)\n";
+  EXPECT_LE(sa["result"]["purged"].get<int>() + sb["result"]["purged"].get<int>(), kRecords);
+  // Each record purged once, by one of them; nothing left; one chain.
+  EXPECT_EQ(count_rows("two_daemons", "SELECT count(*) FROM retentiond.records"), "0");
+  EXPECT_EQ(count_rows("two_daemons", "SELECT count(*), count(DISTINCT key) FROM retentiond.audit WHERE action = 'purge'"),
+            std::to_string(kRecords) + "|" + std::to_string(kRecords));
+  EXPECT_EQ(count_rows("two_daemons", "SELECT count(*) FROM retentiond.keys"), "0");
+  EXPECT_EQ(count_rows("two_daemons", "SELECT max(seq) = count(*) FROM retentiond.audit"), "t");
+  for (Client* c : {&ca, &cb}) {
+    const json v = result_of(c->call("audit.verify", {{"full", true}}));
+    EXPECT_EQ(v["ok"], true) << v.dump();
+    EXPECT_EQ(result_of(c->call("status"))["records"]["active"], 0);
+  }
+
+  // A reload on one daemon reaches the other: B refuses to act under the
+  // older policy until it is reloaded with the new one.
+  std::string next = policy;
+  next += "[[categories]]\nname = \"new\"\npurpose = \"added\"\nlegal_basis = \"consent\"\n"
+          "phases = [ { action = \"purge\", at = \"collected + 1 year\" } ]\n";
+  for (const auto* d : {&a_dir, &b_dir}) std::ofstream(d->path() / "pg.toml") << next;
+  const json reloaded = ca.call("config.reload");
+  ASSERT_TRUE(reloaded.contains("result")) << reloaded.dump();
+  const json put = {{"key", "late"}, {"subject", "S1"}, {"category", "long"}, {"fields", {{"v", "y"}}}};
+  const json refused = cb.call("record.put", put);
+  ASSERT_TRUE(refused.contains("error")) << refused.dump();
+  EXPECT_EQ(refused["error"]["data"]["reason"], "stale_policy") << refused.dump();
+  EXPECT_NE(refused["error"]["message"].get<std::string>().find("reload it"), std::string::npos);
+  EXPECT_EQ(count_rows("two_daemons", "SELECT count(*) FROM retentiond.records"), "0");  // nothing was changed
+  ASSERT_TRUE(cb.call("config.reload").contains("result"));
+  EXPECT_TRUE(cb.call("record.put", put).contains("result"));
+  EXPECT_TRUE(ca.call("record.get", {{"key", "late"}}).contains("result"));
+}
+
+// A daemon with another secret would write subject refs the others cannot
+// match (an erasure by subject would miss records): refused at start.
+TEST(PostgreSQL, ADaemonWithAnotherSecretIsRefused) {
+  auto& cluster = PgCluster::shared();
+  const std::string url = cluster.create_database("two_secrets");
+  TempDir a_dir, b_dir;
+  for (const auto* d : {&a_dir, &b_dir}) std::ofstream(d->path() / "pg.toml") << policy_for(url);
+  DaemonProcess a(a_dir.path(), {"--config", (a_dir.path() / "pg.toml").string()});
+  const auto b = run_command(retentiond_binary() + " --config " + (b_dir.path() / "pg.toml").string() + " --state-dir " +
+                             (b_dir.path() / "state").string() + " --socket " + (b_dir.path() / "admin.sock").string() +
+                             " 2>&1");
+  EXPECT_NE(b.exit_code, 0);
+  EXPECT_NE(b.output.find("written by daemons with another secret"), std::string::npos) << b.output;
+  // Given the same secret, it starts.
+  std::filesystem::create_directories(b_dir.path() / "state");
+  std::filesystem::copy_file(a_dir.path() / "state" / "secret", b_dir.path() / "state" / "secret",
+                             std::filesystem::copy_options::overwrite_existing);
+  DaemonProcess b_again(b_dir.path(), {"--config", (b_dir.path() / "pg.toml").string()});
+  Client client(b_again.socket());
   EXPECT_EQ(result_of(client.call("audit.verify"))["ok"], true);
 }
 

@@ -37,8 +37,14 @@ using namespace codec;
 
 constexpr const char* kActive = "retentiond.records";
 constexpr const char* kArchive = "retentiond_archive.records";
-// The session advisory lock of the one writer (the bytes of "rtntnd").
-constexpr std::int64_t kWriterLock = 0x7274'6e74'6e64;
+// Transaction advisory locks (the bytes of "rtntnd", then +1): every write
+// transaction of every daemon on the database takes the first (one writer
+// at a time: the audit chain has one head); migrations take the second.
+constexpr std::int64_t kWriteLock = 0x7274'6e74'6e64;
+constexpr std::int64_t kMigrationLock = kWriteLock + 1;
+// Key slots are handed out in blocks of this size (the sequence's
+// increment, migrations/postgresql/001).
+constexpr std::int64_t kSlotBlock = 1024;
 
 const char* table_of(Location where) { return where == Location::active ? kActive : kArchive; }
 const char* location_name(Location where) { return where == Location::active ? "active" : "archive"; }
@@ -481,9 +487,7 @@ class PgQueries : public Base {
     if (!m_c.broken()) return;
     spdlog::warn("store.reconnect {} (the connection was lost)", m_c.describe());
     m_c.reconnect();
-    after_reconnect();
   }
-  virtual void after_reconnect() {}
 
   Result<std::vector<StoredJob>> job_rows(const std::string& sql, const pq::Params& params) {
     return query([&] {
@@ -545,7 +549,6 @@ class PgStore final : public PgQueries<Store> {
     try {
       // Durable commits whatever the server's or the role's default.
       m_c.exec("SET synchronous_commit = on");
-      take_writer_lock();
       migrate();
       return {};
     } catch (const std::exception& e) {
@@ -558,17 +561,29 @@ class PgStore final : public PgQueries<Store> {
     try {
       reconnect_if_broken();
       m_c.exec("BEGIN");
+      // One write transaction at a time on the database, whichever daemon
+      // runs it: each starts after the last commit and sees it (READ
+      // COMMITTED: every statement reads the latest committed state).
+      m_c.run("SELECT pg_advisory_xact_lock($1)", pq::Params().i64(kWriteLock));
     } catch (const std::exception& e) {
+      try {
+        m_c.exec("ROLLBACK");
+      } catch (...) {
+      }
       return storage_error(e);
     }
     m_in_tx = true;
+    m_head_known = false;  // another daemon may have appended since
+    m_sets_policy.reset();
     m_deltas.clear();
     Status result;
     try {
       result = work();
+      if (result) result = check_policy();
       if (result) {
         save_deltas();
         m_c.exec("COMMIT");
+        if (m_sets_policy) m_expected_policy = *m_sets_policy;
       }
     } catch (const std::exception& e) {
       result = storage_error(e);
@@ -579,9 +594,9 @@ class PgStore final : public PgQueries<Store> {
       } catch (...) {
         // The connection is gone: the server rolled back.
       }
-      m_head_known = false;  // what the audit head cache saw was rolled back
     }
     m_in_tx = false;
+    m_head_known = false;
     m_deltas.clear();
     return result;
   }
@@ -689,9 +704,11 @@ class PgStore final : public PgQueries<Store> {
     });
   }
 
-  // Served from memory once known: the chain's head changes only through
-  // append_audit on this connection (the one writer; a rollback forgets it).
+  // Inside a write transaction, served from memory once known: the chain's
+  // head changes only through append_audit while this transaction holds the
+  // write lock. Outside, read afresh (other daemons append).
   Result<std::optional<AuditRow>> last_audit() override {
+    if (!m_in_tx) return PgQueries::last_audit();
     if (m_head_known) return m_head;
     auto head = PgQueries::last_audit();
     if (!head) return head;
@@ -838,6 +855,7 @@ class PgStore final : public PgQueries<Store> {
 
   Status set_meta(const std::string& name, const std::string& value) override {
     return write([&] {
+      if (name == kPolicyHashMeta) m_sets_policy = value;
       m_c.run("INSERT INTO retentiond.meta (name, value) VALUES ($1, $2) "
               "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
               pq::Params().text(name).text(value));
@@ -884,6 +902,16 @@ class PgStore final : public PgQueries<Store> {
               .i64(0, 0)};
     });
   }
+
+  bool shared() const override { return true; }
+
+  Result<std::int64_t> reserve_slot_block(std::int64_t count) override {
+    if (count > kSlotBlock) return Error::internal("slot blocks hold " + std::to_string(kSlotBlock) + " slots");
+    // nextval is outside every transaction: never the same block twice.
+    return query([&] { return m_c.run("SELECT nextval('retentiond.key_slot_blocks')").i64(0, 0); });
+  }
+
+  void expect_policy(const std::string& hash) override { m_expected_policy = hash; }
 
   // The PostgreSQL schema starts sealed (SQLite's 004 and later): nothing
   // was ever kept in clear.
@@ -963,24 +991,18 @@ class PgStore final : public PgQueries<Store> {
     }
   }
 
-  // One writer per database (for now): a session advisory lock, released
-  // by the server when this connection ends, however the process ends.
-  void take_writer_lock() {
-    if (m_c.run("SELECT pg_try_advisory_lock($1)", pq::Params().i64(kWriterLock)).boolean(0, 0)) return;
-    const auto who = m_c.run("SELECT a.application_name, coalesce(host(a.client_addr), 'local socket') "
-                             "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                             "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
-                             "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-                             "AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
-                             pq::Params().i64(kWriterLock));
-    const std::string holder = who.empty() ? "another session" : who.text(0, 0) + " (" + who.text(0, 1) + ")";
-    throw std::runtime_error("another retentiond is the writer of " + m_c.describe() + ": " + holder +
-                             "; one daemon per database (several daemons on one database are not supported yet)");
+  // Before a commit: the policy adopted on the database is the one this
+  // daemon runs, unless this transaction adopts one.
+  Status check_policy() {
+    if (!m_expected_policy || m_sets_policy) return {};
+    const auto q = m_c.run("SELECT value FROM retentiond.meta WHERE name = $1", pq::Params().text(kPolicyHashMeta));
+    if (q.empty() || q.text(0, 0) == *m_expected_policy) return {};
+    return Error{ErrorCode::storage_error, "stale_policy",
+                 "another daemon on this database adopted policy " + q.text(0, 0).substr(0, 12) +
+                     " and this daemon runs " + m_expected_policy->substr(0, 12) +
+                     ": reload it with the same policy (config.reload); nothing was changed",
+                 nlohmann::json::object()};
   }
-
-  // The reconnected session lost the writer lock: take it again, or stop
-  // writing (another daemon took the database meanwhile).
-  void after_reconnect() override { take_writer_lock(); }
 
   // Migrations, one transaction each, serialised between daemons starting
   // at once by a transaction advisory lock.
@@ -992,7 +1014,7 @@ class PgStore final : public PgQueries<Store> {
     const int latest = latest_postgresql_schema_version();
     for (;;) {
       m_c.exec("BEGIN");
-      m_c.run("SELECT pg_advisory_xact_lock($1)", pq::Params().i64(kWriterLock + 1));
+      m_c.run("SELECT pg_advisory_xact_lock($1)", pq::Params().i64(kMigrationLock));
       const int current =
           static_cast<int>(m_c.run("SELECT coalesce(max(version), 0) FROM retentiond.schema_version").i64(0, 0));
       if (current > latest) {
@@ -1019,7 +1041,11 @@ class PgStore final : public PgQueries<Store> {
     }
   }
 
+  static constexpr const char* kPolicyHashMeta = "policy_hash";  // lib/actions/reload.cpp
+
   bool m_in_tx = false;
+  std::optional<std::string> m_expected_policy;  // expect_policy
+  std::optional<std::string> m_sets_policy;      // this transaction's set_meta(policy_hash)
   Deltas m_deltas;
   std::optional<AuditRow> m_head;
   bool m_head_known = false;

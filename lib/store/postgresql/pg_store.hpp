@@ -10,14 +10,18 @@
 // (the archive, with privileges of its own), created and migrated by the
 // writer (migrations/postgresql, versions in retentiond.schema_version).
 //
-// The writer is one connection that changes anything, in READ COMMITTED
-// transactions with synchronous_commit on (an acknowledged commit is
-// durable); readers are connections of their own, each `read` a REPEATABLE
-// READ READ ONLY transaction (one MVCC snapshot, which no writer waits for).
-// One writer per database for now: the writer holds a session advisory lock
-// for as long as it is open, and a second writer on the same database is
-// refused with who holds it (several daemons on one database: issue 13,
-// not yet).
+// Each daemon has one writer connection that changes anything, in READ
+// COMMITTED transactions with synchronous_commit on (an acknowledged commit
+// is durable), and readers on connections of their own, each `read` a
+// REPEATABLE READ READ ONLY transaction (one MVCC snapshot, which no writer
+// waits for). Any number of daemons may share the database (Store::shared):
+// every write transaction takes one transaction advisory lock first, so
+// write transactions run one at a time across all of them, each after the
+// previous commit and seeing it: the audit chain keeps one head, a sweep
+// batch reads what is due inside its transaction (another daemon's batch
+// is already committed or not started), key slots come in blocks from a
+// sequence. A transaction about to commit under a policy other than the
+// one adopted on the database is refused (expect_policy).
 
 #include <memory>
 #include <string>
