@@ -162,6 +162,7 @@ struct Overview {
   std::optional<calendar::Instant> next_due;
   std::int64_t backlog = 0;  // unheld records whose next phase is due now
   std::int64_t holds = 0;
+  std::vector<store::DaemonSeen> daemons;  // using the store now
 };
 
 // What the metrics export of the store, from one snapshot (metrics.cpp).

@@ -303,6 +303,9 @@ Result<Overview> Service::overview() {
     auto holds = m_reader.store().holds();
     if (!holds) return std::move(holds).error();
     out.holds = static_cast<std::int64_t>(holds->size());
+    auto daemons = m_reader.store().daemons();
+    if (!daemons) return std::move(daemons).error();
+    out.daemons = std::move(*daemons);
     return {};
   });
   if (!st) return std::move(st).error();

@@ -757,6 +757,10 @@ Result<nlohmann::json> Dispatcher::status(const nlohmann::json& params) {
     }
   }
   const auto& records = overview->records;
+  json daemons = json::array();
+  for (const auto& d : overview->daemons) {
+    daemons.push_back({{"host", d.host}, {"pid", d.pid}, {"address", d.address}, {"since", calendar::format_instant(d.since)}});
+  }
   auto connectors = m_ctx.service.connectors();
   if (!connectors) return std::move(connectors).error();
   std::int64_t pending = 0, failed = 0;
@@ -779,6 +783,7 @@ Result<nlohmann::json> Dispatcher::status(const nlohmann::json& params) {
       {"last_sweep", last},
       {"signing_key", m_ctx.signing_key ? json(crypto::base64_encode(m_ctx.signing_key->public_key())) : json(nullptr)},
       {"connectors", {{"pending", pending}, {"failed", failed}}},
+      {"store", {{"backend", policy::to_string(policy->daemon.store_backend)}, {"daemons", daemons}}},
   };
 }
 

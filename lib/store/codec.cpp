@@ -1,5 +1,9 @@
 #include "lib/store/codec.hpp"
 
+#include <unistd.h>
+
+#include <charconv>
+
 #include <nlohmann/json.hpp>
 
 namespace retentiond::store {
@@ -39,6 +43,25 @@ std::int64_t day_of(std::int64_t t) { return t >= 0 ? t / kDay : -((-t + kDay - 
 
 Error storage_error(const std::exception& e) {
   return Error::storage(std::string("database error: ") + e.what() + "; nothing was changed");
+}
+
+std::string daemon_name() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return std::string("retentiond ") + host + " pid " + std::to_string(::getpid());
+}
+
+std::optional<DaemonSeen> daemon_from_name(const std::string& name) {
+  constexpr std::string_view prefix = "retentiond ";
+  const auto at = name.rfind(" pid ");
+  if (!name.starts_with(prefix) || at == std::string::npos || at < prefix.size()) return std::nullopt;
+  DaemonSeen d;
+  d.host = name.substr(prefix.size(), at - prefix.size());
+  const char* first = name.data() + at + 5;
+  const char* last = name.data() + name.size();
+  const auto [p, ec] = std::from_chars(first, last, d.pid);
+  if (ec != std::errc() || p != last) return std::nullopt;
+  return d;
 }
 
 std::string dates_to_json(const policy::Dates& dates) {

@@ -25,6 +25,12 @@ std::int64_t day_of(std::int64_t t);
 
 Error storage_error(const std::exception& e);
 
+// How this process names itself to a database ("retentiond <host> pid
+// <pid>", PostgreSQL's application_name), and the DaemonSeen such a name
+// gives (nullopt for a name of another form).
+std::string daemon_name();
+std::optional<DaemonSeen> daemon_from_name(const std::string& name);
+
 std::string dates_to_json(const policy::Dates& dates);
 policy::Dates dates_from_json(const std::string& text);
 std::string done_to_json(const std::vector<calendar::Instant>& done);

@@ -152,6 +152,14 @@ struct ConnectorStats {
   std::optional<calendar::Instant> oldest_pending;  // decided_at of the oldest pending or in_flight job
 };
 
+// A daemon connected to the store (status: which daemons are active).
+struct DaemonSeen {
+  std::string host;
+  std::int64_t pid = 0;
+  std::string address;     // where it connects from: an IP address, or "local" (Unix socket)
+  calendar::Instant since;  // its oldest open connection
+};
+
 struct RecordCounts {
   std::int64_t active = 0;
   std::int64_t archived = 0;
@@ -273,6 +281,11 @@ class StoreReader {
 
   // Legal holds in force, by id.
   virtual Result<std::vector<StoredHold>> holds() = 0;
+
+  // The daemons using the store now, by host and pid: those connected to a
+  // shared database (PostgreSQL), or this one (SQLite: one daemon per state
+  // directory).
+  virtual Result<std::vector<DaemonSeen>> daemons() = 0;
 
   // Small named values the daemon keeps across restarts (last policy...).
   virtual Result<std::optional<std::string>> get_meta(const std::string& name) = 0;

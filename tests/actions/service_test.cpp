@@ -81,6 +81,7 @@ class FaultyStore final : public store::Store {
   Result<std::vector<store::AuditRow>> audit_entries(const AuditQuery& q) override { return m_real.audit_entries(q); }
   Result<std::optional<store::AuditRow>> find_disposal(const std::string& key) override { return m_real.find_disposal(key); }
   Result<std::vector<store::StoredHold>> holds() override { return m_real.holds(); }
+  Result<std::vector<store::DaemonSeen>> daemons() override { return m_real.daemons(); }
   Result<std::optional<std::string>> get_meta(const std::string& n) override { return m_real.get_meta(n); }
   Result<std::optional<store::RetiredRecord>> retired(const std::string& key) override { return m_real.retired(key); }
   Result<std::vector<store::RetiredRecord>> retired_due(calendar::Instant now, std::size_t limit) override {

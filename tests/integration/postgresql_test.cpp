@@ -5,10 +5,15 @@
 // or another daemon is its writer, and --check on the [store] keys.
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iostream>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "tests/support/daemon_process.hpp"
@@ -56,6 +61,28 @@ json result_of(const json& reply) {
 }
 
 std::string count_rows(const std::string& db, const std::string& sql) { return PgCluster::shared().psql(db, sql); }
+
+// The server processes serving the connections of the daemon `pid`.
+std::vector<pid_t> backends_of(const std::string& db, pid_t pid) {
+  std::vector<pid_t> out;
+  std::stringstream lines(count_rows(db, "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'retentiond % pid " +
+                                             std::to_string(pid) + "'"));
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty()) out.push_back(static_cast<pid_t>(std::stol(line)));
+  }
+  return out;
+}
+
+// Waits (on pidfds, up to 20 s each) for server processes to exit.
+void wait_exit(const std::vector<pid_t>& pids) {
+  for (const pid_t p : pids) {
+    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, p, 0));
+    if (fd < 0) continue;  // already gone
+    pollfd pfd{fd, POLLIN, 0};
+    EXPECT_EQ(::poll(&pfd, 1, 20000), 1) << "server process " << p << " still serves a killed daemon";
+    ::close(fd);
+  }
+}
 
 TEST(PostgreSQL, TheDaemonKeepsItsWholeStateInTheDatabaseAndSweepsIt) {
   auto& cluster = PgCluster::shared();
@@ -164,7 +191,13 @@ TEST(PostgreSQL, TwoDaemonsShareOneDatabaseAndActOnEachRecordOnce) {
   for (Client* c : {&ca, &cb}) {
     const json v = result_of(c->call("audit.verify", {{"full", true}}));
     EXPECT_EQ(v["ok"], true) << v.dump();
-    EXPECT_EQ(result_of(c->call("status"))["records"]["active"], 0);
+    const json status = result_of(c->call("status"));
+    EXPECT_EQ(status["records"]["active"], 0);
+    // Both daemons are seen as active on the database, by host and pid.
+    EXPECT_EQ(status["store"]["backend"], "postgresql");
+    std::set<std::int64_t> pids;
+    for (const auto& d : status["store"]["daemons"]) pids.insert(d["pid"].get<std::int64_t>());
+    EXPECT_EQ(pids, (std::set<std::int64_t>{a->pid(), b->pid()})) << status.dump();
   }
 
   // A reload on one daemon reaches the other: B refuses to act under the
@@ -184,6 +217,35 @@ TEST(PostgreSQL, TwoDaemonsShareOneDatabaseAndActOnEachRecordOnce) {
   ASSERT_TRUE(cb.call("config.reload").contains("result"));
   EXPECT_TRUE(cb.call("record.put", put).contains("result"));
   EXPECT_TRUE(ca.call("record.get", {{"key", "late"}}).contains("result"));
+
+  // One daemon killed while both sweep: its open batch rolls back with its
+  // connection, the other one finishes; still each record acted on once.
+  batch = json::array();
+  for (int i = 0; i < kRecords; ++i) {
+    batch.push_back({{"key", "m" + std::to_string(i)}, {"subject", "S1"}, {"category", "gone"}, {"fields", {{"v", "x"}}},
+                     {"dates", {{"collected", "2020-01-01"}}}});
+    if (batch.size() == 1000) {
+      ASSERT_FALSE(cb.call("record.put_many", {{"records", batch}}).contains("error"));
+      batch = json::array();
+    }
+  }
+  const auto a_backends = backends_of("two_daemons", a->pid());
+  ASSERT_FALSE(a_backends.empty());
+  ca.send_line(R"({"jsonrpc":"2.0","id":99,"method":"sweep"})");
+  std::thread tb2([&] { sb = cb.call("sweep"); });
+  a->stop(SIGKILL);
+  wait_exit(a_backends);  // the server has seen A go (and rolled back its open batch)
+  tb2.join();
+  ASSERT_TRUE(sb.contains("result")) << sb.dump();
+  ASSERT_TRUE(cb.call("sweep").contains("result"));
+  EXPECT_EQ(count_rows("two_daemons", "SELECT count(*) FROM retentiond.records WHERE key LIKE 'm%'"), "0");
+  EXPECT_EQ(count_rows("two_daemons", "SELECT count(*), count(DISTINCT key) FROM retentiond.audit "
+                                      "WHERE action = 'purge' AND key LIKE 'm%'"),
+            std::to_string(kRecords) + "|" + std::to_string(kRecords));
+  EXPECT_EQ(result_of(cb.call("audit.verify", {{"full", true}}))["ok"], true);
+  const json status = result_of(cb.call("status"));
+  ASSERT_EQ(status["store"]["daemons"].size(), 1u) << status.dump();  // the killed one is gone
+  EXPECT_EQ(status["store"]["daemons"][0]["pid"], b->pid());
 }
 
 // A daemon with another secret would write subject refs the others cannot

@@ -50,11 +50,6 @@ const char* table_of(Location where) { return where == Location::active ? kActiv
 const char* location_name(Location where) { return where == Location::active ? "active" : "archive"; }
 Location location_from(const std::string& s) { return s == "archive" ? Location::archive : Location::active; }
 
-std::string application_name() {
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  return std::string("retentiond ") + host + " pid " + std::to_string(::getpid());
-}
 
 StoredRecord schedule_from(const pq::Rows& q, int i, Location location) {
   StoredRecord r;
@@ -134,7 +129,7 @@ std::int64_t as_i64(std::size_t n) { return static_cast<std::int64_t>(std::min<s
 template <typename Base>
 class PgQueries : public Base {
  public:
-  explicit PgQueries(const std::string& url) : m_c(url, application_name()) {}
+  explicit PgQueries(const std::string& url) : m_c(url, daemon_name()) {}
 
   Status read(const std::function<Status()>& work) override {
     if (m_read_depth > 0 || in_write_transaction()) return run(work);
@@ -338,6 +333,26 @@ class PgQueries : public Base {
         h.placed_at = Instant{q.i64(i, 5)};
         h.placed_by = q.text(i, 6);
         out.push_back(std::move(h));
+      }
+      return out;
+    });
+  }
+
+  // Every daemon's connections name it (application_name): the connected
+  // ones are the live ones (a killed daemon's connections close with it).
+  Result<std::vector<DaemonSeen>> daemons() override {
+    return query([&] {
+      const auto q = m_c.run("SELECT application_name, coalesce(host(client_addr), 'local'), "
+                             "min(extract(epoch FROM backend_start))::bigint FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND application_name LIKE 'retentiond %' "
+                             "GROUP BY 1, 2 ORDER BY 1, 2");
+      std::vector<DaemonSeen> out;
+      for (int i = 0; i < q.size(); ++i) {
+        auto d = daemon_from_name(q.text(i, 0));
+        if (!d) continue;
+        d->address = q.text(i, 1);
+        d->since = Instant{q.i64(i, 2)};
+        out.push_back(std::move(*d));
       }
       return out;
     });
@@ -1056,7 +1071,7 @@ class PgStore final : public PgQueries<Store> {
 // (read, under a mutex: callers on several threads).
 class PgKeyStore final : public vault::KeyStore {
  public:
-  explicit PgKeyStore(const std::string& url) : m_write(url, application_name()), m_read(url, application_name()) {
+  explicit PgKeyStore(const std::string& url) : m_write(url, daemon_name()), m_read(url, daemon_name()) {
     m_write.exec("SET synchronous_commit = on");
   }
 

@@ -433,6 +433,15 @@ class SqliteQueries : public Base {
     }
   }
 
+  // One daemon per state directory (its lock): this one.
+  Result<std::vector<DaemonSeen>> daemons() override {
+    auto self = daemon_from_name(daemon_name());
+    if (!self) return std::vector<DaemonSeen>{};
+    self->address = "local";
+    self->since = m_opened_at;
+    return std::vector<DaemonSeen>{*self};
+  }
+
   Result<std::optional<std::string>> get_meta(const std::string& name) override {
     try {
       Using use(*m_get_meta);
@@ -671,6 +680,7 @@ class SqliteQueries : public Base {
       m_retired, m_retired_due, m_count_retired, m_job, m_jobs, m_jobs_ready, m_next_job_at, m_jobs_of_key,
       m_connector_stats, m_oldest_job;
   int m_read_depth = 0;
+  Instant m_opened_at{static_cast<std::int64_t>(::time(nullptr))};
 
  private:
   template <typename Member, typename From>
