@@ -61,6 +61,7 @@ policy::DaemonSettings settings_for_reload(const policy::DaemonSettings& running
   note("metrics_listen", file.metrics_listen != running.metrics_listen);
   note("store.backend", file.store_backend != running.store_backend);
   note("store.url", file.store_url != running.store_url);
+  note("store.key_vacuum_interval", file.store_key_vacuum_interval_s != running.store_key_vacuum_interval_s);
   return out;
 }
 
@@ -150,7 +151,8 @@ Status Engine::open_parts() {
     if (!store) return std::move(store).error();
     p.store = std::move(*store);
     if (auto st = check_shared_secret(*p.store, m_options.secret); !st) return st;
-    auto keys = store::open_postgresql_key_store(settings.store_url);
+    auto keys = store::open_postgresql_key_store(settings.store_url,
+                                                 std::chrono::seconds(settings.store_key_vacuum_interval_s));
     if (!keys) return std::move(keys).error();
     p.keys = std::move(*keys);
   } else {

@@ -310,7 +310,7 @@ class Builder {
       error(t.pos, "store", "expected a table, got " + t.kind_name());
       return;
     }
-    check_keys(t, "store", {"backend", "url"});
+    check_keys(t, "store", {"backend", "url", "key_vacuum_interval"});
     if (const auto* n = t.find("backend")) {
       std::string name;
       if (get_string(*n, "store.backend", name)) {
@@ -325,8 +325,21 @@ class Builder {
     }
     const auto* url = t.find("url");
     if (url) get_string(*url, "store.url", s.store_url);
+    const auto* interval = t.find("key_vacuum_interval");
+    if (interval) {
+      std::string text;
+      if (get_string(*interval, "store.key_vacuum_interval", text)) {
+        auto seconds = calendar::parse_short_duration(text);
+        if (seconds) s.store_key_vacuum_interval_s = *seconds;
+        else error(interval->pos, "store.key_vacuum_interval", seconds.error().message);
+      }
+    }
     if (s.store_backend == StoreBackend::sqlite) {
       if (url) error(url->pos, "store.url", "only for backend = \"postgresql\" (sqlite keeps its state in daemon.state_dir)");
+      if (interval) {
+        error(interval->pos, "store.key_vacuum_interval",
+              "only for backend = \"postgresql\" (sqlite zeroes a destroyed key in place at once)");
+      }
       return;
     }
     if (!url) {

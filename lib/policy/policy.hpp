@@ -101,6 +101,9 @@ struct DaemonSettings {
   // them). Kept here with the other operational settings: not in the hash.
   StoreBackend store_backend = StoreBackend::sqlite;
   std::string store_url;
+  // postgresql: how often destroyed keys are compacted out of the
+  // database's files (docs/scale-out.md, "Erasure on PostgreSQL").
+  std::int64_t store_key_vacuum_interval_s = 300;
 };
 
 // Splits "host:port" ([v6]:port for IPv6); the host must be an IP address or

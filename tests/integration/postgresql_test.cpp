@@ -10,7 +10,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
+#include <iterator>
+#include <map>
+#include <unordered_map>
 #include <iostream>
 #include <set>
 #include <sstream>
@@ -268,6 +272,98 @@ TEST(PostgreSQL, ADaemonWithAnotherSecretIsRefused) {
   DaemonProcess b_again(b_dir.path(), {"--config", (b_dir.path() / "pg.toml").string()});
   Client client(b_again.socket());
   EXPECT_EQ(result_of(client.call("audit.verify"))["ok"], true);
+}
+
+// Where any of `needles` (32-byte keys) occur in the files under `dir`:
+// how many of them are found anywhere.
+std::size_t keys_found(const std::filesystem::path& dir, const std::vector<std::string>& needles,
+                       std::set<std::string>* files = nullptr) {
+  std::unordered_map<std::uint64_t, std::vector<const std::string*>> by_prefix;
+  for (const auto& n : needles) {
+    std::uint64_t p = 0;
+    std::memcpy(&p, n.data(), 8);
+    by_prefix[p].push_back(&n);
+  }
+  std::set<const std::string*> found;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (std::size_t at = 0; at + 32 <= bytes.size(); ++at) {
+      std::uint64_t p = 0;
+      std::memcpy(&p, bytes.data() + at, 8);
+      const auto it = by_prefix.find(p);
+      if (it == by_prefix.end()) continue;
+      for (const auto* n : it->second) {
+        if (bytes.compare(at, 32, *n) == 0 && found.insert(n).second && files) files->insert(entry.path().string());
+      }
+    }
+  }
+  return found.size();
+}
+
+// The record keys' one-time keys, as the database holds them.
+std::map<std::string, std::string> keys_by_record(const std::string& db) {
+  std::map<std::string, std::string> out;
+  std::stringstream lines(count_rows(db, "SELECT r.key, encode(k.key, 'hex') FROM retentiond.records r "
+                                         "JOIN retentiond.keys k ON k.slot = r.slot"));
+  for (std::string line; std::getline(lines, line);) {
+    const auto bar = line.find('|');
+    std::string raw;
+    for (std::size_t i = bar + 1; i + 1 < line.size(); i += 2) raw.push_back(static_cast<char>(std::stoi(line.substr(i, 2), nullptr, 16)));
+    out[line.substr(0, bar)] = raw;
+  }
+  return out;
+}
+
+// Erasure on PostgreSQL: the key of a purged or erased record is readable
+// from the server's files (WAL, dead tuples) until the key compaction; after
+// it (here: when the daemon stops) no destroyed key is in any file of the
+// data directory, and every kept one still is (the scan's control).
+TEST(PostgreSQL, NoDestroyedKeyIsReadableFromTheServersFilesAfterTheKeyVacuum) {
+  auto& cluster = PgCluster::shared();
+  const std::string url = cluster.create_database("residue");
+  TempDir dir;
+  std::string policy = policy_for(url);
+  policy.replace(policy.find("url = "), 0, "key_vacuum_interval = \"1 day\"\n");  // only the one at stop
+  std::ofstream(dir.path() / "pg.toml") << policy;
+  DaemonProcess daemon(dir.path(), {"--config", (dir.path() / "pg.toml").string(), "--now", "2030-01-01T00:00:00Z"});
+  Client client(daemon.socket());
+  json batch = json::array();
+  for (int i = 0; i < 300; ++i) {
+    const std::string n = std::to_string(i);
+    batch.push_back({{"key", "g" + n}, {"subject", "S-GONE"}, {"category", "gone"}, {"fields", {{"v", n}}},
+                     {"dates", {{"collected", "2020-01-01"}}}});
+    batch.push_back({{"key", "e" + n}, {"subject", "S-ERASE-" + std::to_string(i % 10)}, {"category", "long"},
+                     {"fields", {{"v", n}}}});
+    batch.push_back({{"key", "k" + n}, {"subject", "S-KEPT"}, {"category", "long"}, {"fields", {{"v", n}}}});
+  }
+  ASSERT_FALSE(client.call("record.put_many", {{"records", batch}}).contains("error"));
+  const auto keys = keys_by_record("residue");
+  ASSERT_EQ(keys.size(), 900u);
+  std::vector<std::string> destroyed, kept;
+  for (const auto& [record, key] : keys) (record[0] == 'k' ? kept : destroyed).push_back(key);
+
+  EXPECT_EQ(result_of(client.call("sweep"))["purged"], 300);
+  for (int s = 0; s < 10; ++s) {
+    const json erased = result_of(client.call("subject.erase", {{"subject", "S-ERASE-" + std::to_string(s)}, {"reason", "request"}}));
+    EXPECT_EQ(erased["erased"].size(), 30u);
+  }
+  EXPECT_EQ(count_rows("residue", "SELECT count(*) FROM retentiond.keys"), "300");
+  // Before the compaction the destroyed keys are still in the server's files
+  // (the WAL at least): the scan can fail.
+  std::set<std::string> where;
+  EXPECT_GT(keys_found(cluster.data_dir(), destroyed, &where), 0u);
+  ASSERT_EQ(daemon.stop(SIGTERM), 0);  // the last compaction
+
+  where.clear();
+  EXPECT_EQ(keys_found(cluster.data_dir(), destroyed, &where), 0u)
+      << "destroyed keys readable in: " << [&] {
+           std::string out;
+           for (const auto& f : where) out += f + " ";
+           return out;
+         }();
+  EXPECT_EQ(keys_found(cluster.data_dir(), kept), kept.size());  // control: the live keys are there
 }
 
 TEST(PostgreSQL, AnUnreachableDatabaseFailsTheStartSayingWhy) {

@@ -112,7 +112,10 @@ PgCluster::PgCluster() : m_bin(server_bin()) {
     throw std::runtime_error("initdb failed: " + read_file(initdb_log));
   }
   if (run_as({(m_bin / "pg_ctl").string(), "-D", data_dir().string(), "-l", log.string(), "-w", "-t", "60", "-o",
-              "-k " + m_dir.string() + " -c listen_addresses='' -c unix_socket_permissions=0777 -c max_connections=200",
+              "-k " + m_dir.string() +
+                  " -c listen_addresses='' -c unix_socket_permissions=0777 -c max_connections=200"
+                  // As docs/scale-out.md asks of a server whose erasure bound is stated.
+                  " -c wal_recycle=off",
               "start"},
              m_dir / "pg_ctl.log", root) != 0) {
     throw std::runtime_error("pg_ctl start failed: " + read_file(m_dir / "pg_ctl.log") + read_file(log));

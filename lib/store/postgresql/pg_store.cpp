@@ -2,9 +2,15 @@
 
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
+#include <utility>
 #include <regex>
 
 #include <spdlog/spdlog.h>
@@ -1066,13 +1072,43 @@ class PgStore final : public PgQueries<Store> {
   bool m_head_known = false;
 };
 
-// The keys, on two connections: the writer's (write_run, zero_run: one
-// autocommitted statement each, durable when it returns) and the readers'
-// (read, under a mutex: callers on several threads).
+// The keys, on connections of their own: the writer's (write_run,
+// zero_run: one autocommitted statement each, durable when it returns), the
+// readers' (read, under a mutex: callers on several threads), and the
+// compaction's, on a thread of its own.
+//
+// Erasure bound: deleting a key's row leaves its bytes in a dead tuple of
+// the table's file and in the WAL. Every `interval` after a deletion (and
+// when the daemon stops), the compaction rewrites the table (VACUUM FULL:
+// a new file with the live keys only; the old one is truncated at once),
+// then switches to a new WAL segment and checkpoints, after which the
+// server removes the segments that held the deleted keys: unless WAL
+// segments are recycled (wal_recycle, on by default: they are renamed and
+// overwritten later), kept for a replica (slots, wal_keep_size) or
+// archived. Those settings are checked at start and warned about
+// (docs/scale-out.md, "Erasure on PostgreSQL").
 class PgKeyStore final : public vault::KeyStore {
  public:
-  explicit PgKeyStore(const std::string& url) : m_write(url, daemon_name()), m_read(url, daemon_name()) {
+  PgKeyStore(const std::string& url, std::chrono::seconds interval)
+      : m_write(url, daemon_name()), m_read(url, daemon_name()), m_url(url), m_interval(interval) {
     m_write.exec("SET synchronous_commit = on");
+    warn_about_wal_settings();
+    m_thread = std::thread([this] {
+      ::pthread_setname_np(::pthread_self(), "rd-keyvacuum");
+      loop();
+    });
+  }
+
+  ~PgKeyStore() override {
+    {
+      std::lock_guard lock(m_mutex);
+      m_stop = true;
+    }
+    m_cv.notify_one();
+    m_thread.join();
+    // The keys destroyed since the last compaction: compacted now, so that a
+    // stopped daemon leaves none behind.
+    if (m_dirty) compact();
   }
 
   Status write_run(std::int64_t first_slot, std::string_view keys) override {
@@ -1097,10 +1133,16 @@ class PgKeyStore final : public vault::KeyStore {
   }
 
   Status zero_run(std::int64_t first_slot, std::size_t count) override {
-    return guard(m_write, [&] {
+    auto st = guard(m_write, [&] {
       m_write.run("DELETE FROM retentiond.keys WHERE slot >= $1 AND slot < $1 + $2",
                   pq::Params().i64(first_slot).i64(static_cast<std::int64_t>(count)));
     });
+    if (st) {
+      std::lock_guard lock(m_mutex);
+      m_dirty = true;
+      m_destroyed += static_cast<std::int64_t>(count);
+    }
+    return st;
   }
 
   // Every write committed (synchronously) when it returned.
@@ -1118,9 +1160,94 @@ class PgKeyStore final : public vault::KeyStore {
     }
   }
 
+  void loop() {
+    std::unique_lock lock(m_mutex);
+    while (!m_stop) {
+      m_cv.wait_for(lock, m_interval, [&] { return m_stop; });
+      if (m_stop || !m_dirty) continue;
+      lock.unlock();
+      compact();
+      lock.lock();
+    }
+  }
+
+  // VACUUM FULL of the keys, then a new WAL segment and a checkpoint.
+  void compact() {
+    std::int64_t destroyed = 0;
+    {
+      std::lock_guard lock(m_mutex);
+      m_dirty = false;
+      destroyed = std::exchange(m_destroyed, 0);
+    }
+    const auto started = std::chrono::steady_clock::now();
+    try {
+      if (!m_vacuum) m_vacuum = std::make_unique<pq::Connection>(m_url, daemon_name());
+      if (m_vacuum->broken()) m_vacuum->reconnect();
+      m_vacuum->exec("VACUUM FULL retentiond.keys");
+    } catch (const std::exception& e) {
+      std::lock_guard lock(m_mutex);
+      m_dirty = true;  // tried again at the next interval
+      m_destroyed += destroyed;
+      spdlog::error("store.keys_vacuum_failed error=\"{}\" (destroyed keys stay in dead tuples until it succeeds)",
+                    e.what());
+      return;
+    }
+    std::string wal = "removed";
+    try {
+      m_vacuum->exec("SELECT pg_switch_wal()");
+      m_vacuum->exec("CHECKPOINT");
+    } catch (const std::exception& e) {
+      wal = "left to the server's own checkpoints";
+      if (!m_wal_warned) {
+        m_wal_warned = true;
+        spdlog::warn("store.erasure_bound_wal error=\"{}\": the daemon's role cannot switch WAL segments or "
+                     "checkpoint, so destroyed keys stay in WAL until the server's own checkpoints remove it; "
+                     "grant it pg_checkpoint and EXECUTE on pg_switch_wal() (docs/scale-out.md)",
+                     e.what());
+      }
+    }
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    spdlog::info("store.keys_vacuumed destroyed={} duration_ms={} wal={}", destroyed, ms.count(), wal);
+  }
+
+  // What keeps WAL (and so destroyed keys) beyond the compaction: said once,
+  // at start.
+  void warn_about_wal_settings() {
+    try {
+      const auto q = m_write.run("SELECT current_setting('wal_recycle'), current_setting('archive_mode'), "
+                                 "current_setting('wal_keep_size'), (SELECT count(*) FROM pg_replication_slots)");
+      if (q.text(0, 0) == "on") {
+        spdlog::warn("store.erasure_bound wal_recycle=on: removed WAL segments are renamed for reuse and keep "
+                     "destroyed keys until overwritten; set wal_recycle = off (docs/scale-out.md)");
+      }
+      if (q.text(0, 1) != "off") {
+        spdlog::warn("store.erasure_bound archive_mode={}: archived WAL keeps destroyed keys for as long as the "
+                     "archive keeps it (docs/scale-out.md)",
+                     q.text(0, 1));
+      }
+      if (q.text(0, 2) != "0" || q.i64(0, 3) > 0) {
+        spdlog::warn("store.erasure_bound wal_keep_size={} replication_slots={}: WAL kept for replicas keeps "
+                     "destroyed keys until they no longer need it (docs/scale-out.md)",
+                     q.text(0, 2), q.i64(0, 3));
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("store.erasure_bound cannot read the server's WAL settings: {}", e.what());
+    }
+  }
+
   pq::Connection m_write;
   mutable pq::Connection m_read;
   mutable std::mutex m_read_mutex;
+  const std::string m_url;
+  const std::chrono::seconds m_interval;
+  std::unique_ptr<pq::Connection> m_vacuum;  // the compaction thread's (then the destructor's)
+  bool m_wal_warned = false;
+  std::mutex m_mutex;
+  std::condition_variable m_cv;
+  bool m_stop = false;
+  bool m_dirty = false;  // keys deleted since the last compaction
+  std::int64_t m_destroyed = 0;
+  std::thread m_thread;
 };
 
 }  // namespace
@@ -1143,9 +1270,10 @@ Result<std::unique_ptr<StoreReader>> open_postgresql_reader(const std::string& u
   }
 }
 
-Result<std::unique_ptr<vault::KeyStore>> open_postgresql_key_store(const std::string& url) {
+Result<std::unique_ptr<vault::KeyStore>> open_postgresql_key_store(const std::string& url,
+                                                                   std::chrono::seconds vacuum_interval) {
   try {
-    return std::unique_ptr<vault::KeyStore>(std::make_unique<PgKeyStore>(url));
+    return std::unique_ptr<vault::KeyStore>(std::make_unique<PgKeyStore>(url, vacuum_interval));
   } catch (const std::exception& e) {
     return Error::storage(std::string(e.what()) + " (store url " + redact_url(url) + ")");
   }

@@ -23,6 +23,7 @@
 // sequence. A transaction about to commit under a policy other than the
 // one adopted on the database is refused (expect_policy).
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -44,8 +45,12 @@ Result<std::unique_ptr<StoreReader>> open_postgresql_reader(const std::string& u
 // The one-time keys in retentiond.keys, on connections of their own (one
 // for the writer's writes, one shared by the readers under a mutex). Each
 // write commits on its own (durable before the rows it seals commit);
-// zeroing a slot deletes its row.
-Result<std::unique_ptr<vault::KeyStore>> open_postgresql_key_store(const std::string& url);
+// zeroing a slot deletes its row. Every `vacuum_interval` after a deletion,
+// and when it is destroyed, it compacts the deleted keys out of the
+// database's files (VACUUM FULL, a new WAL segment, a checkpoint; see
+// docs/scale-out.md, "Erasure on PostgreSQL").
+Result<std::unique_ptr<vault::KeyStore>> open_postgresql_key_store(const std::string& url,
+                                                                   std::chrono::seconds vacuum_interval);
 
 // The schema version the binary's PostgreSQL migrations reach.
 int latest_postgresql_schema_version();
