@@ -19,6 +19,8 @@
 #include "lib/crypto/crypto.hpp"
 #include "lib/crypto/signing.hpp"
 #include "lib/engine/engine.hpp"
+#include "lib/engine/migrate_store.hpp"
+#include "lib/store/postgresql/pg_store.hpp"
 #include "lib/policy/policy.hpp"
 #include "lib/server/metrics_http.hpp"
 #include "lib/server/server.hpp"
@@ -67,6 +69,48 @@ void apply_overrides(const cxxopts::ParseResult& opts, rd::policy::DaemonSetting
   if (opts.count("log-level")) settings.log_level = opts["log-level"].as<std::string>();
 }
 
+// --migrate-store FROM: the SQLite state in FROM (a stopped daemon's
+// state_dir) into the PostgreSQL database of the configuration, with FROM's
+// secret, which becomes this configuration's when it has none yet.
+int migrate(const std::filesystem::path& from, const rd::policy::DaemonSettings& settings,
+            const std::filesystem::path& state_dir) {
+  auto secret = rd::crypto::read_file(from / "secret", "secret file of the source state");
+  if (!secret) {
+    spdlog::critical("migrate.failed {}", secret.error().message);
+    return kStartupError;
+  }
+  const std::filesystem::path target_secret =
+      settings.secret_file.empty() ? state_dir / "secret" : std::filesystem::path(settings.secret_file);
+  if (std::filesystem::exists(target_secret)) {
+    auto existing = rd::crypto::read_file(target_secret, "secret file");
+    if (!existing || *existing != *secret) {
+      spdlog::critical("migrate.failed {} is not the secret of {} (subject refs would not match): remove it or "
+                       "point secret_file at {}; nothing was changed",
+                       target_secret.string(), from.string(), (from / "secret").string());
+      return kStartupError;
+    }
+  } else if (auto made = rd::crypto::create_file_once(target_secret, *secret, "secret file"); !made) {
+    spdlog::critical("migrate.failed {}", made.error().message);
+    return kStartupError;
+  }
+  spdlog::info("migrate.started from={} to={}", from.string(), rd::store::redact_url(settings.store_url));
+  auto done = rd::engine::migrate_store(from, settings, *secret);
+  if (!done) {
+    spdlog::critical("migrate.failed {}", done.error().message);
+    return done.error().code == rd::ErrorCode::invalid_params ? kConfigError : kStartupError;
+  }
+  const auto& m = *done;
+  spdlog::info("migrate.done records active={} archived={} anonymised={} retired={} holds={} audit_entries={} "
+               "audit_head={} jobs={} meta={}",
+               m.records.active, m.records.archived, m.records.anonymised, m.retired, m.holds, m.audit_entries,
+               m.audit_head.substr(0, 16), m.jobs, m.meta);
+  std::cout << "migrated " << from.string() << " to " << rd::store::redact_url(settings.store_url) << ": "
+            << m.records.active << " active, " << m.records.archived << " archived, " << m.records.anonymised
+            << " anonymised, " << m.retired << " in the undo window, " << m.holds << " holds, " << m.audit_entries
+            << " audit entries (head " << m.audit_head << "), " << m.jobs << " connector jobs\n";
+  return kOk;
+}
+
 int run(const cxxopts::ParseResult& opts) {
   const std::string config = opts["config"].as<std::string>();
 
@@ -107,6 +151,8 @@ int run(const cxxopts::ParseResult& opts) {
     spdlog::critical("startup.failed {}", state_lock.error().message);
     return kStartupError;
   }
+
+  if (opts.count("migrate-store") > 0) return migrate(opts["migrate-store"].as<std::string>(), settings, state_dir);
 
   // 4. The secret.
   bool created = false;
@@ -275,6 +321,9 @@ int main(int argc, char** argv) {
                        "the audit log in JSON lines, as shipped with retentionctl's audit follow) holds past the "
                        "restored log",
        cxxopts::value<std::string>(), "FILE")
+      ("migrate-store", "copy the SQLite state in DIR (a stopped daemon's state_dir) into the PostgreSQL database "
+                        "of --config, which must be empty, then exit",
+       cxxopts::value<std::string>(), "DIR")
       ("state-dir", "override daemon.state_dir", cxxopts::value<std::string>())
       ("socket", "override daemon.socket", cxxopts::value<std::string>())
       ("log-level", "override daemon.log_level (trace, debug, info, warn, error)", cxxopts::value<std::string>())

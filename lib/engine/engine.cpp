@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "lib/audit/audit.hpp"
-#include "lib/crypto/crypto.hpp"
+#include "lib/engine/migrate_store.hpp"
 #include "lib/store/postgresql/pg_store.hpp"
 #include "lib/store/sqlite/sqlite_store.hpp"
 #include "lib/vault/key_file.hpp"
@@ -121,19 +121,6 @@ Result<std::unique_ptr<Engine>> Engine::open(boost::asio::io_context& io, Engine
     if (*released > 0) spdlog::info("connector.redeliver jobs={} (claimed before the last stop, never settled)", *released);
   }
   return engine;
-}
-
-// Daemons sharing a database must share the secret: subject refs (HMACs)
-// written by one must be found by the others. The database keeps an HMAC
-// of a fixed text under the secret of the first daemon that opened it.
-static Status check_shared_secret(store::Store& store, const std::string& secret) {
-  const std::string check = crypto::hmac_sha256_hex(secret, "retentiond: the secret of this database");
-  auto kept = store.get_meta("secret_check");
-  if (!kept) return std::move(kept).error();
-  if (!*kept) return store.set_meta("secret_check", check);
-  if (**kept == check) return {};
-  return Error::storage("the database was written by daemons with another secret: give this daemon the same "
-                        "secret as the others (the same secret_file contents); nothing was changed");
 }
 
 Status Engine::open_parts() {

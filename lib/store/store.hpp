@@ -365,8 +365,9 @@ class Store : public StoreReader {
   // Audit log rows, stored as given (seq and hash included).
   virtual Status append_audit(const AuditRow& row) = 0;
 
-  // Legal holds. add_hold returns the new id; remove_hold the key slot of
-  // its sealed target, nullopt if there is no such hold.
+  // Legal holds. add_hold returns the new id (hold.id 0: a new one; else
+  // that id, which must be free, and later ids come after it); remove_hold
+  // the key slot of its sealed target, nullopt if there is no such hold.
   virtual Result<std::int64_t> add_hold(const StoredHold& hold) = 0;
   virtual Result<std::optional<std::int64_t>> remove_hold(std::int64_t id) = 0;
 

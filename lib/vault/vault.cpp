@@ -173,6 +173,22 @@ Result<std::vector<Record>> RecordReader::subject_schedules(const std::string& s
   return schedules_of(m_reader.by_subject_ref(subject_ref(subject)));
 }
 
+Result<std::optional<RecordReader::Retired>> RecordReader::retired(const std::string& key) {
+  std::optional<Retired> out;
+  Status st = read([&]() -> Status {
+    out.reset();
+    auto row = m_reader.retired(key);
+    if (!row) return std::move(row).error();
+    if (!*row) return {};
+    auto record = open_record(std::move((*row)->record));
+    if (!record) return std::move(record).error();
+    out = Retired{std::move(*record), (*row)->purged_at, (*row)->destroy_at};
+    return {};
+  });
+  if (!st) return std::move(st).error();
+  return out;
+}
+
 Result<std::vector<Hold>> RecordReader::holds() {
   std::vector<Hold> out;
   Status st = read([&]() -> Status {
@@ -534,7 +550,7 @@ Result<bool> Vault::destroy_retired(const std::string& key) {
 Result<std::int64_t> Vault::add_hold(const Hold& hold) {
   std::int64_t id = 0;
   const auto work = [&]() -> Status {
-    auto added = m_store.add_hold(store::StoredHold{0, hold.scope, seal(hold_aad(hold.scope), hold.target), hold.reason,
+    auto added = m_store.add_hold(store::StoredHold{hold.id, hold.scope, seal(hold_aad(hold.scope), hold.target), hold.reason,
                                                     hold.placed_at, hold.placed_by});
     if (!added) return std::move(added).error();
     id = *added;

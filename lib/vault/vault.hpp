@@ -110,6 +110,12 @@ class RecordReader {
   // The same without their values (nothing opened).
   Result<std::vector<Record>> subject_schedules(const std::string& subject);
   Result<std::vector<Hold>> holds();
+  // A record in the undo window (StoreReader::retired), with its values.
+  struct Retired {
+    Record record;
+    calendar::Instant purged_at, destroy_at;
+  };
+  Result<std::optional<Retired>> retired(const std::string& key);
   // Connector jobs with their subjects opened (StoreReader::job, jobs,
   // jobs_ready).
   Result<std::optional<Job>> job(const std::string& id);
@@ -173,6 +179,8 @@ class Vault final : public RecordReader {
                       calendar::Instant destroy_at);
   Result<bool> unretire(const std::string& key);
   Result<bool> destroy_retired(const std::string& key);
+  // A new hold (hold.id 0: the store assigns one; else it keeps that id,
+  // which must be free: a store migrated keeps its hold ids).
   Result<std::int64_t> add_hold(const Hold& hold);
   // Deletes a hold and destroys its key; false when there was none.
   Result<bool> remove_hold(std::int64_t id);

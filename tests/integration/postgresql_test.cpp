@@ -366,6 +366,85 @@ TEST(PostgreSQL, NoDestroyedKeyIsReadableFromTheServersFilesAfterTheKeyVacuum) {
   EXPECT_EQ(keys_found(cluster.data_dir(), kept), kept.size());  // control: the live keys are there
 }
 
+// retentiond --migrate-store: a SQLite state (records in both places and
+// every state, a hold, one record in the undo window, the audit log) into
+// an empty database; the daemon then runs on it with everything there.
+TEST(PostgreSQL, MigrateStoreCopiesASqliteStateWithItsChainIntact) {
+  auto& cluster = PgCluster::shared();
+  const std::string url = cluster.create_database("migrated");
+  TempDir dir;
+  std::string sqlite_policy = policy_for(url);
+  sqlite_policy.erase(sqlite_policy.find("[store]"), sqlite_policy.find("[[categories]]") - sqlite_policy.find("[store]"));
+  sqlite_policy.replace(sqlite_policy.find("state_dir = \"unused\""), 20, "state_dir = \"unused\"\npurge_grace = \"30 days\"");
+  std::ofstream(dir.path() / "sqlite.toml") << sqlite_policy;
+  std::string pg_policy = policy_for(url);
+  pg_policy.replace(pg_policy.find("state_dir = \"unused\""), 20, "state_dir = \"unused\"\npurge_grace = \"30 days\"");
+  std::ofstream(dir.path() / "pg.toml") << pg_policy;
+  const std::vector<std::string> now = {"--now", "2030-01-01T00:00:00Z"};
+  json before_status, before_verify, held;
+  {
+    DaemonProcess daemon(dir.path(), {"--config", (dir.path() / "sqlite.toml").string(), now[0], now[1]});
+    Client client(daemon.socket());
+    json batch = json::array();
+    for (int i = 0; i < 40; ++i) {
+      const std::string n = std::to_string(i);
+      for (const char* c : {"gone", "anon", "arch", "long"}) {
+        batch.push_back({{"key", std::string(c) + n}, {"subject", "S" + n}, {"category", c},
+                         {"fields", {{"v", "value-" + n}, {"kept", "kept-" + n}}}, {"dates", {{"collected", "2020-01-01"}}}});
+      }
+    }
+    ASSERT_FALSE(client.call("record.put_many", {{"records", batch}}).contains("error"));
+    held = result_of(client.call("hold.place", {{"key", "long1"}, {"reason", "litigation"}}));
+    ASSERT_TRUE(client.call("hold.place", {{"key", "long2"}, {"reason", "audit"}}).contains("result"));
+    ASSERT_TRUE(client.call("hold.release", {{"id", held["id"]}}).contains("result"));  // ids: 1 released, 2 kept
+    ASSERT_TRUE(client.call("sweep").contains("result"));
+    before_status = result_of(client.call("status"));
+    before_verify = result_of(client.call("audit.verify", {{"full", true}}));
+    ASSERT_EQ(daemon.stop(SIGTERM), 0);
+  }
+  const auto state = dir.path() / "state";
+  const auto pg_state = dir.path() / "pg-state";
+  const auto migrate = [&] {
+    return run_command(retentiond_binary() + " --config " + (dir.path() / "pg.toml").string() + " --state-dir " +
+                       pg_state.string() + " --migrate-store " + state.string() + " 2>&1");
+  };
+  const auto r = migrate();
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("migrated " + state.string()), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("40 in the undo window"), std::string::npos) << r.output;
+  // The source's secret is now the target configuration's.
+  EXPECT_EQ(run_command("cmp " + (state / "secret").string() + " " + (pg_state / "secret").string()).exit_code, 0);
+  // A second run finds the target filled and changes nothing.
+  const auto again = migrate();
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.output.find("already holds a state"), std::string::npos) << again.output;
+
+  DaemonOptions o;
+  o.pass_state_dir = false;
+  DaemonProcess daemon(dir.path(), {"--config", (dir.path() / "pg.toml").string(), "--state-dir", pg_state.string(),
+                                    now[0], now[1]}, o);
+  Client client(daemon.socket());
+  const json verify = result_of(client.call("audit.verify", {{"full", true}}));
+  EXPECT_EQ(verify["ok"], true) << verify.dump();
+  EXPECT_EQ(verify["checked"], before_verify["checked"]);
+  EXPECT_EQ(verify["head"], before_verify["head"]);
+  const json status = result_of(client.call("status"));
+  EXPECT_EQ(status["records"], before_status["records"]);
+  EXPECT_EQ(status["holds"], 1);
+  EXPECT_EQ(status["policy"]["hash"], before_status["policy"]["hash"]);
+  EXPECT_EQ(result_of(client.call("record.get", {{"key", "arch5"}, {"include_archived", true}}))["fields"]["v"], "value-5");
+  EXPECT_EQ(result_of(client.call("record.get", {{"key", "anon5"}}))["fields"]["kept"], "kept-5");
+  // The hold kept its id: releasing id 2 works and names it.
+  EXPECT_TRUE(client.call("hold.release", {{"id", 2}}).contains("result"));
+  // A purge within the undo window can still be undone, with its values.
+  EXPECT_TRUE(client.call("record.restore", {{"key", "gone7"}, {"reason", "mistake"}}).contains("result"));
+  EXPECT_EQ(result_of(client.call("record.get", {{"key", "gone7"}}))["fields"]["v"], "value-7");
+  // Subject refs still match: an erasure by subject finds the migrated records.
+  const json erased = result_of(client.call("subject.erase", {{"subject", "S9"}, {"reason", "request"}}));
+  EXPECT_EQ(erased["erased"].size(), 2u) << erased.dump();  // long9 and arch9
+  EXPECT_EQ(result_of(client.call("audit.verify", {{"full", true}}))["ok"], true);
+}
+
 TEST(PostgreSQL, AnUnreachableDatabaseFailsTheStartSayingWhy) {
   TempDir dir;
   std::ofstream(dir.path() / "pg.toml") << policy_for("host=" + (dir.path() / "no-server").string() + " dbname=x");

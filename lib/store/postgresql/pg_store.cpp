@@ -741,6 +741,24 @@ class PgStore final : public PgQueries<Store> {
   Result<std::int64_t> add_hold(const StoredHold& h) override {
     std::int64_t id = 0;
     auto st = write([&] {
+      if (h.id > 0) {
+        // A kept id (a migrated store): later ones come after it.
+        id = m_c.run("INSERT INTO retentiond.holds (id, scope, slot, sealed_target, reason, placed_at, placed_by) "
+                     "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                     pq::Params()
+                         .i64(h.id)
+                         .text(h.scope)
+                         .i64(h.target.slot)
+                         .bytes(h.target.bytes)
+                         .text(h.reason)
+                         .i64(h.placed_at.seconds)
+                         .text(h.placed_by))
+                 .i64(0, 0);
+        m_c.run("SELECT setval(pg_get_serial_sequence('retentiond.holds', 'id'), "
+                "greatest($1, (SELECT last_value FROM retentiond.holds_id_seq)))",
+                pq::Params().i64(h.id));
+        return;
+      }
       id = m_c.run("INSERT INTO retentiond.holds (scope, slot, sealed_target, reason, placed_at, placed_by) "
                    "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                    pq::Params()

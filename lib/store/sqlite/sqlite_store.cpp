@@ -1037,7 +1037,7 @@ class SqliteStore final : public SqliteQueries<Store> {
     std::int64_t id = 0;
     const auto work = [&]() -> Status {
       try {
-        insert_hold(h, std::nullopt);
+        insert_hold(h, h.id > 0 ? std::optional<std::int64_t>(h.id) : std::nullopt);
         id = m_db.getLastInsertRowid();
         return {};
       } catch (const std::exception& e) {
