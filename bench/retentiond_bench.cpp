@@ -37,6 +37,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include "bench/pg_bench.hpp"
 #include "bench/records.hpp"
 #include "bench/sysinfo.hpp"
 #include "tests/support/daemon_process.hpp"
@@ -1346,6 +1347,12 @@ int main(int argc, char** argv) {
                "with the same --work-dir, --startup-records and --seed)")
       ("connector", "the purge category also runs on a pull connector: each purge commits a connector job "
                     "(the outbox's cost)")
+      ("backend", "sqlite (the default), or postgresql: one and two daemons on a PostgreSQL database beside bare "
+                  "PostgreSQL (--records, --batch, --seed, --json-out, --pg-url apply)",
+       cxxopts::value<std::string>()->default_value("sqlite"))
+      ("pg-url", "with --backend postgresql: a cluster to use (libpq key=value form; the bench creates its "
+                 "databases there); default: a cluster of its own in a temporary directory",
+       cxxopts::value<std::string>())
       ("h,help", "show this help");
   // clang-format on
   try {
@@ -1353,6 +1360,18 @@ int main(int argc, char** argv) {
     if (parsed.count("help")) {
       std::cout << options.help() << "\n";
       return 0;
+    }
+    if (const auto backend = parsed["backend"].as<std::string>(); backend == "postgresql") {
+      rb::PgBenchOptions pg;
+      pg.records = parsed["records"].as<std::uint64_t>();
+      pg.batch = std::min<std::size_t>(parsed["batch"].as<std::size_t>(), kDaemonMaxPutMany);
+      pg.seed = parsed["seed"].as<std::uint64_t>();
+      if (parsed.count("pg-url")) pg.url = parsed["pg-url"].as<std::string>();
+      if (parsed.count("json-out")) pg.json_out = parsed["json-out"].as<std::string>();
+      return rb::run_postgresql(pg);
+    } else if (backend != "sqlite") {
+      std::cerr << "retentiond-bench: --backend is sqlite or postgresql\n";
+      return 2;
     }
     Options opt;
     opt.records = parsed["records"].as<std::uint64_t>();

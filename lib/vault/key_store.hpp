@@ -32,7 +32,10 @@ class KeyStore {
   virtual Result<std::string> read(std::int64_t slot) const = 0;
   // Zeroes `count` consecutive slots from first_slot.
   virtual Status zero_run(std::int64_t first_slot, std::size_t count) = 0;
-  // Makes the writes so far durable.
+  // Makes the writes and zeroings so far durable. A store may apply them
+  // only here (the PostgreSQL one does, in one transaction): until then
+  // read() may still answer with a slot's old contents, so a caller syncs
+  // before it relies on a write or a zeroing.
   virtual Status sync() = 0;
 };
 

@@ -411,6 +411,7 @@ Status Vault::transaction(const std::function<Status()>& work) {
     // Nothing of the transaction stays: its keys and its slot bookkeeping.
     if (m_keys_written) {
       for (const auto& [slot, key] : m_new_keys) (void)m_writable_keys.zero_run(slot, 1);  // best effort: nothing names them
+      (void)m_writable_keys.sync();
     }
     for (auto it = m_taken.rbegin(); it != m_taken.rend(); ++it) m_free[it->first].slots.push_back(it->second);
     m_next_slot = next_slot_before;

@@ -1090,10 +1090,10 @@ class PgStore final : public PgQueries<Store> {
   bool m_head_known = false;
 };
 
-// The keys, on connections of their own: the writer's (write_run,
-// zero_run: one autocommitted statement each, durable when it returns), the
-// readers' (read, under a mutex: callers on several threads), and the
-// compaction's, on a thread of its own.
+// The keys, on connections of their own: the writer's (write_run and
+// zero_run gathered, then applied by sync in one transaction), the readers'
+// (read, under a mutex: callers on several threads), and the compaction's,
+// on a thread of its own.
 //
 // Erasure bound: deleting a key's row leaves its bytes in a dead tuple of
 // the table's file and in the WAL. Every `interval` after a deletion (and
@@ -1124,18 +1124,24 @@ class PgKeyStore final : public vault::KeyStore {
     }
     m_cv.notify_one();
     m_thread.join();
+    (void)sync();  // (the vault syncs after every change: normally nothing)
     // The keys destroyed since the last compaction: compacted now, so that a
     // stopped daemon leaves none behind.
     if (m_dirty) compact();
   }
 
+  // Writes and zeroings wait in memory for sync(), which makes them all
+  // durable in one transaction (one WAL flush: a sweep's scattered slots
+  // would otherwise cost one commit each). No one reads them before: the
+  // vault reads its own new keys from memory, and the rows they seal (or
+  // the destroyed rows' replacements) are committed only after the sync.
   Status write_run(std::int64_t first_slot, std::string_view keys) override {
     if (keys.size() % kSlotBytes != 0) return Error::internal("KeyStore::write_run: not a whole number of slots");
-    return guard(m_write, [&] {
-      m_write.run("INSERT INTO retentiond.keys (slot, key) SELECT $1 + i, substring($2::bytea FROM i * 32 + 1 FOR 32) "
-                  "FROM generate_series(0, $3 - 1) AS i ON CONFLICT (slot) DO UPDATE SET key = EXCLUDED.key",
-                  pq::Params().i64(first_slot).bytes(keys).i64(static_cast<std::int64_t>(keys.size() / kSlotBytes)));
-    });
+    for (std::size_t at = 0; at < keys.size(); at += kSlotBytes) {
+      m_pending_slots.push_back(first_slot + static_cast<std::int64_t>(at / kSlotBytes));
+    }
+    m_pending_keys.append(keys);
+    return {};
   }
 
   Result<std::string> read(std::int64_t slot) const override {
@@ -1151,20 +1157,50 @@ class PgKeyStore final : public vault::KeyStore {
   }
 
   Status zero_run(std::int64_t first_slot, std::size_t count) override {
-    auto st = guard(m_write, [&] {
-      m_write.run("DELETE FROM retentiond.keys WHERE slot >= $1 AND slot < $1 + $2",
-                  pq::Params().i64(first_slot).i64(static_cast<std::int64_t>(count)));
-    });
-    if (st) {
-      std::lock_guard lock(m_mutex);
-      m_dirty = true;
-      m_destroyed += static_cast<std::int64_t>(count);
-    }
-    return st;
+    for (std::size_t i = 0; i < count; ++i) m_pending_zero.push_back(first_slot + static_cast<std::int64_t>(i));
+    return {};
   }
 
-  // Every write committed (synchronously) when it returned.
-  Status sync() override { return {}; }
+  Status sync() override {
+    if (m_pending_slots.empty() && m_pending_zero.empty()) return {};
+    std::sort(m_pending_zero.begin(), m_pending_zero.end());
+    m_pending_zero.erase(std::unique(m_pending_zero.begin(), m_pending_zero.end()), m_pending_zero.end());
+    auto st = guard(m_write, [&] {
+      m_write.exec("BEGIN");
+      try {
+        if (!m_pending_slots.empty()) {
+          m_write.run("INSERT INTO retentiond.keys (slot, key) SELECT s, substring($2::bytea FROM ((i - 1) * 32 + 1)::integer FOR 32) "
+                      "FROM unnest($1::bigint[]) WITH ORDINALITY AS u(s, i) "
+                      "ON CONFLICT (slot) DO UPDATE SET key = EXCLUDED.key",
+                      pq::Params().text(array_text(m_pending_slots)).bytes(m_pending_keys));
+        }
+        if (!m_pending_zero.empty()) {
+          m_write.run("DELETE FROM retentiond.keys WHERE slot = ANY($1::bigint[])",
+                      pq::Params().text(array_text(m_pending_zero)));
+        }
+        m_write.exec("COMMIT");
+      } catch (...) {
+        try {
+          m_write.exec("ROLLBACK");
+        } catch (...) {
+        }
+        throw;
+      }
+    });
+    // New keys that failed to be written are the failing transaction's (it
+    // rolls back); zeroings are kept for the next sync.
+    m_pending_slots.clear();
+    std::fill(m_pending_keys.begin(), m_pending_keys.end(), '\0');
+    m_pending_keys.clear();
+    if (!st) return st;
+    {
+      std::lock_guard lock(m_mutex);
+      if (!m_pending_zero.empty()) m_dirty = true;
+      m_destroyed += static_cast<std::int64_t>(m_pending_zero.size());
+    }
+    m_pending_zero.clear();
+    return {};
+  }
 
  private:
   template <typename Body>
@@ -1253,7 +1289,17 @@ class PgKeyStore final : public vault::KeyStore {
     }
   }
 
+  // {1,2,3}: a bigint[] parameter in text form.
+  static std::string array_text(const std::vector<std::int64_t>& v) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
+    return out + "}";
+  }
+
   pq::Connection m_write;
+  std::vector<std::int64_t> m_pending_slots;  // write_run since the last sync, in order
+  std::string m_pending_keys;                 // their keys, 32 bytes each
+  std::vector<std::int64_t> m_pending_zero;   // zero_run since the last sync
   mutable pq::Connection m_read;
   mutable std::mutex m_read_mutex;
   const std::string m_url;

@@ -43,9 +43,10 @@ Result<std::unique_ptr<Store>> open_postgresql_store(const std::string& url);
 Result<std::unique_ptr<StoreReader>> open_postgresql_reader(const std::string& url);
 
 // The one-time keys in retentiond.keys, on connections of their own (one
-// for the writer's writes, one shared by the readers under a mutex). Each
-// write commits on its own (durable before the rows it seals commit);
-// zeroing a slot deletes its row. Every `vacuum_interval` after a deletion,
+// for the writer's writes, one shared by the readers under a mutex). Writes
+// and zeroings (a zeroed slot's row is deleted) are applied by sync(), all
+// in one transaction: the vault syncs new keys before the commit of the
+// rows they seal, and zeroings after the commit that released them. Every `vacuum_interval` after a deletion,
 // and when it is destroyed, it compacts the deleted keys out of the
 // database's files (VACUUM FULL, a new WAL segment, a checkpoint; see
 // docs/scale-out.md, "Erasure on PostgreSQL").
