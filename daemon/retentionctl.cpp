@@ -569,6 +569,18 @@ int cmd_status(Context& ctx) {
   t.add({"backlog", text(member(s, "backlog"))});
   t.add({"paused", paused});
   t.add({"last sweep", last_sweep});
+  // The store and the daemons on it (an older daemon sends no `store`).
+  if (s.contains("store") && s["store"].is_object()) {
+    const json& store = s["store"];
+    std::string daemons;
+    for (const auto& d : store.value("daemons", json::array())) {
+      daemons += (daemons.empty() ? "" : "; ") + d.value("host", std::string("?")) + " pid " +
+                 std::to_string(d.value("pid", std::int64_t{0})) + " since " + d.value("since", std::string("?"));
+    }
+    t.add({"store", store.value("backend", std::string("?")) + ", " +
+                        std::to_string(store.value("daemons", json::array()).size()) + " daemon(s)" +
+                        (daemons.empty() ? "" : ": " + daemons)});
+  }
   t.print(std::cout);
   return kOk;
 }

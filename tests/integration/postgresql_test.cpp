@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/ctl/run_ctl.hpp"
 #include "tests/support/daemon_process.hpp"
 #include "tests/support/pg_cluster.hpp"
 
@@ -203,6 +204,11 @@ TEST(PostgreSQL, TwoDaemonsShareOneDatabaseAndActOnEachRecordOnce) {
     for (const auto& d : status["store"]["daemons"]) pids.insert(d["pid"].get<std::int64_t>());
     EXPECT_EQ(pids, (std::set<std::int64_t>{a->pid(), b->pid()})) << status.dump();
   }
+  // retentionctl status says it too.
+  const auto ctl = run_ctl({"--socket", a->socket().string(), "status"});
+  EXPECT_EQ(ctl.exit_code, 0) << ctl.err;
+  EXPECT_NE(ctl.out.find("postgresql, 2 daemon(s): "), std::string::npos) << ctl.out;
+  EXPECT_NE(ctl.out.find("pid " + std::to_string(b->pid())), std::string::npos) << ctl.out;
 
   // A reload on one daemon reaches the other: B refuses to act under the
   // older policy until it is reloaded with the new one.
