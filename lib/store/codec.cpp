@@ -35,6 +35,13 @@ std::optional<JobState> job_state_from(std::string_view s) {
   return std::nullopt;
 }
 
+Status Store::insert(const StoredRecord& row) {
+  auto inserted = insert_new(row);
+  if (!inserted) return std::move(inserted).error();
+  if (!*inserted) return Error::storage("record '" + row.key + "' already exists; nothing was changed");
+  return {};
+}
+
 namespace codec {
 
 using calendar::Instant;

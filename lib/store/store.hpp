@@ -348,8 +348,9 @@ class Store : public StoreReader {
 
   // The changes below join the open transaction, or run in one of their own.
   // Stores a new record in row.location. Fails (storage_error) when a
-  // record with that key exists in either place.
-  virtual Status insert(const StoredRecord& row) = 0;
+  // record with that key exists in either place. (insert_new, and the
+  // failure when it wrote nothing.)
+  virtual Status insert(const StoredRecord& row);
   // The same, but a key that exists in either place is no error: returns
   // false and writes nothing (the common case of an import costs one
   // lookup fewer than asking first).

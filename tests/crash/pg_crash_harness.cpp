@@ -47,6 +47,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cxxopts.hpp>
@@ -68,6 +69,7 @@
 
 #include "lib/audit/audit.hpp"
 #include "lib/calendar/calendar.hpp"
+#include "lib/store/postgresql/pg_store.hpp"
 #include "lib/store/postgresql/pq.hpp"
 #include "tests/support/daemon_process.hpp"
 #include "tests/support/pg_cluster.hpp"
@@ -79,6 +81,8 @@ namespace pq = retentiond::store::pq;
 using nlohmann::json;
 using retentiond::testing::Client;
 using retentiond::testing::DaemonProcess;
+using retentiond::Error;
+using retentiond::Status;
 
 constexpr std::int64_t kDay = 86400;
 
@@ -254,41 +258,23 @@ void Harness::inject() {
     c.exec("UPDATE retentiond.record_counts SET n = n + 1 WHERE ctid = (SELECT min(ctid) FROM retentiond.record_counts)");
   } else if (m_inject == "double-purge") {
     // A purge entry repeated at the head of the chain, its hash valid: only
-    // the "acted on twice" rule can tell. (Taken under the writers' lock.)
-    c.exec("BEGIN");
-    c.run("SELECT pg_advisory_xact_lock($1)", pq::Params().i64(0x7274'6e74'6e64));
-    const auto last = c.run("SELECT seq, hash FROM retentiond.audit ORDER BY seq DESC LIMIT 1");
-    const auto purge = c.run("SELECT at, key, category, phase, subject_ref, actor, reason, policy_hash "
-                             "FROM retentiond.audit WHERE action = 'purge' ORDER BY seq LIMIT 1");
-    if (!last.empty() && !purge.empty()) {
-      retentiond::store::AuditRow a;
-      a.seq = last.i64(0, 0) + 1;
-      a.at = {purge.i64(0, 0)};
-      a.action = "purge";
-      a.key = purge.opt_text(0, 1);
-      a.category = purge.opt_text(0, 2);
-      if (auto p = purge.opt_i64(0, 3)) a.phase = static_cast<int>(*p);
-      a.subject_ref = purge.opt_text(0, 4);
-      a.actor = purge.text(0, 5);
-      a.reason = purge.opt_text(0, 6);
-      a.policy_hash = purge.text(0, 7);
-      a.hash = retentiond::audit::chain_hash(last.text(0, 1), a);
-      c.run("INSERT INTO retentiond.audit (seq, at, action, key, category, phase, subject_ref, actor, reason, "
-            "policy_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            pq::Params()
-                .i64(a.seq)
-                .i64(a.at.seconds)
-                .text(a.action)
-                .text(a.key)
-                .text(a.category)
-                .i64(a.phase ? std::optional<std::int64_t>(*a.phase) : std::nullopt)
-                .text(a.subject_ref)
-                .text(a.actor)
-                .text(a.reason)
-                .text(a.policy_hash)
-                .text(a.hash));
-    }
-    c.exec("COMMIT");
+    // the "acted on twice" rule can tell. Written through a store of the
+    // backend (under the writers' lock, like a daemon's append).
+    auto store = retentiond::store::open_postgresql_store(m_url);
+    if (!store) throw std::runtime_error(store.error().message);
+    const Status st = (*store)->transaction([&]() -> Status {
+      auto head = (*store)->last_audit();
+      auto purge = (*store)->audit_entries({0, std::nullopt, std::nullopt, 1000});
+      if (!head || !*head || !purge) return Error::internal("no audit log to repeat an entry of");
+      const auto it = std::find_if(purge->begin(), purge->end(), [](const auto& r) { return r.action == "purge"; });
+      if (it == purge->end()) return Error::internal("no purge entry to repeat");
+      retentiond::store::AuditRow a = *it;
+      key = a.key.value_or("");
+      a.seq = (*head)->seq + 1;
+      a.hash = retentiond::audit::chain_hash((*head)->hash, a);
+      return (*store)->append_audit(a);
+    });
+    if (!st) throw std::runtime_error(st.error().message);
   }
   std::cout << "injected " << m_inject << (key.empty() ? "" : " (key " + key + ")") << '\n';
 }

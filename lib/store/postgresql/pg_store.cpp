@@ -622,13 +622,6 @@ class PgStore final : public PgQueries<Store> {
     return result;
   }
 
-  Status insert(const StoredRecord& row) override {
-    auto inserted = insert_new(row);
-    if (!inserted) return std::move(inserted).error();
-    if (!*inserted) return Error::storage("record '" + row.key + "' already exists; nothing was changed");
-    return {};
-  }
-
   // A key lives in one place: the other table must not have it, and the
   // table's primary key guards the place itself (ON CONFLICT DO NOTHING:
   // no row written, no change counted).
@@ -741,27 +734,12 @@ class PgStore final : public PgQueries<Store> {
   Result<std::int64_t> add_hold(const StoredHold& h) override {
     std::int64_t id = 0;
     auto st = write([&] {
-      if (h.id > 0) {
-        // A kept id (a migrated store): later ones come after it.
-        id = m_c.run("INSERT INTO retentiond.holds (id, scope, slot, sealed_target, reason, placed_at, placed_by) "
-                     "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                     pq::Params()
-                         .i64(h.id)
-                         .text(h.scope)
-                         .i64(h.target.slot)
-                         .bytes(h.target.bytes)
-                         .text(h.reason)
-                         .i64(h.placed_at.seconds)
-                         .text(h.placed_by))
-                 .i64(0, 0);
-        m_c.run("SELECT setval(pg_get_serial_sequence('retentiond.holds', 'id'), "
-                "greatest($1, (SELECT last_value FROM retentiond.holds_id_seq)))",
-                pq::Params().i64(h.id));
-        return;
-      }
-      id = m_c.run("INSERT INTO retentiond.holds (scope, slot, sealed_target, reason, placed_at, placed_by) "
-                   "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+      // A given id (a migrated store) is kept, and later ones come after it.
+      id = m_c.run("INSERT INTO retentiond.holds (id, scope, slot, sealed_target, reason, placed_at, placed_by) "
+                   "VALUES (coalesce($1::bigint, nextval(pg_get_serial_sequence('retentiond.holds', 'id'))), "
+                   "$2, $3, $4, $5, $6, $7) RETURNING id",
                    pq::Params()
+                       .i64(h.id > 0 ? std::optional<std::int64_t>(h.id) : std::nullopt)
                        .text(h.scope)
                        .i64(h.target.slot)
                        .bytes(h.target.bytes)
@@ -769,6 +747,11 @@ class PgStore final : public PgQueries<Store> {
                        .i64(h.placed_at.seconds)
                        .text(h.placed_by))
                .i64(0, 0);
+      if (h.id > 0) {
+        m_c.run("SELECT setval(pg_get_serial_sequence('retentiond.holds', 'id'), "
+                "greatest($1, (SELECT last_value FROM retentiond.holds_id_seq)))",
+                pq::Params().i64(h.id));
+      }
     });
     if (!st) return std::move(st).error();
     return id;

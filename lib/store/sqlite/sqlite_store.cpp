@@ -882,13 +882,6 @@ class SqliteStore final : public SqliteQueries<Store> {
     return result;
   }
 
-  Status insert(const StoredRecord& row) override {
-    auto inserted = insert_new(row);
-    if (!inserted) return std::move(inserted).error();
-    if (!*inserted) return Error::storage("record '" + row.key + "' already exists; nothing was changed");
-    return {};
-  }
-
   Result<bool> insert_new(const StoredRecord& row) override {
     bool inserted = false;
     const auto work = [&]() -> Status {
