@@ -574,8 +574,8 @@ int cmd_status(Context& ctx) {
     const json& store = s["store"];
     std::string daemons;
     for (const auto& d : store.value("daemons", json::array())) {
-      daemons += (daemons.empty() ? "" : "; ") + d.value("host", std::string("?")) + " pid " +
-                 std::to_string(d.value("pid", std::int64_t{0})) + " since " + d.value("since", std::string("?"));
+      daemons += (daemons.empty() ? "" : ", ") + d.value("host", std::string("?")) + " pid " +
+                 std::to_string(d.value("pid", std::int64_t{0}));
     }
     t.add({"store", store.value("backend", std::string("?")) + ", " +
                         std::to_string(store.value("daemons", json::array()).size()) + " daemon(s)" +

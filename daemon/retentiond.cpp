@@ -67,6 +67,10 @@ void apply_overrides(const cxxopts::ParseResult& opts, rd::policy::DaemonSetting
   if (opts.count("state-dir")) settings.state_dir = opts["state-dir"].as<std::string>();
   if (opts.count("socket")) settings.socket = opts["socket"].as<std::string>();
   if (opts.count("log-level")) settings.log_level = opts["log-level"].as<std::string>();
+  if (opts.count("store-url")) {
+    settings.store_backend = rd::policy::StoreBackend::postgresql;
+    settings.store_url = opts["store-url"].as<std::string>();
+  }
 }
 
 // --migrate-store FROM: the SQLite state in FROM (a stopped daemon's
@@ -326,6 +330,8 @@ int main(int argc, char** argv) {
        cxxopts::value<std::string>(), "DIR")
       ("state-dir", "override daemon.state_dir", cxxopts::value<std::string>())
       ("socket", "override daemon.socket", cxxopts::value<std::string>())
+      ("store-url", "override [store]: backend postgresql, this url (a libpq connection string or URI)",
+       cxxopts::value<std::string>(), "URL")
       ("log-level", "override daemon.log_level (trace, debug, info, warn, error)", cxxopts::value<std::string>())
       ("version", "print the version and exit")
       ("h,help", "print this help and exit");

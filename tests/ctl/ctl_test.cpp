@@ -459,7 +459,14 @@ TEST_F(CtlTest, StatusPrintsOneAlignedLinePerFieldAndJsonTheRawResult) {
           "next due    2031-01-01T00:00:00Z\n"
           "backlog     0\n"
           "paused      no\n"
-          "last sweep  2030-01-01T00:mm:ssZ: archived 0, anonymised 0, purged 0, held 0 (N ms)\n");
+          "last sweep  2030-01-01T00:mm:ssZ: archived 0, anonymised 0, purged 0, held 0 (N ms)\n"
+          "store       " +
+          s["store"]["backend"].get<std::string>() + ", 1 daemon(s): " +
+          s["store"]["daemons"][0]["host"].get<std::string>() + " pid " +
+          std::to_string(s["store"]["daemons"][0]["pid"].get<std::int64_t>()) + "\n");
+  // The one daemon is the one answering.
+  EXPECT_EQ(s["store"]["daemons"].size(), 1u);
+  EXPECT_EQ(s["store"]["daemons"][0]["pid"], m_daemon.pid());
 }
 
 TEST_F(CtlTest, PutPrintsTheNextPhase) {

@@ -241,8 +241,8 @@ TEST_F(ReloadGuard, DroppingACategoryThatStillHoldsRecordsIsRefused) {
   }
   // At start-up the same file is a configuration error: exit 1.
   const std::string cmd = "timeout 20 " + retentiond_binary() + " --config " + file.string() + " --state-dir " +
-                          (dir.path() / "state").string() + " --socket " + (dir.path() / "x.sock").string() +
-                          " >/dev/null 2>&1";
+                          (dir.path() / "state").string() + store_args(dir.path() / "state") + " --socket " +
+                          (dir.path() / "x.sock").string() + " >/dev/null 2>&1";
   const int status = std::system(cmd.c_str());
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1);

@@ -1,4 +1,5 @@
 #include "tests/support/daemon_process.hpp"
+#include "tests/support/pg_cluster.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -7,6 +8,7 @@
 #include <sys/inotify.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 extern char** environ;
@@ -152,6 +155,11 @@ DaemonProcess::DaemonProcess(const std::filesystem::path& dir, std::vector<std::
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   if (options.pass_state_dir) argv_s.insert(argv_s.end(), {"--state-dir", m_state.string()});
   if (options.pass_socket) argv_s.insert(argv_s.end(), {"--socket", m_socket.string()});
+  if (options.pass_state_dir) {
+    if (const char* pg = std::getenv("RETENTIOND_TEST_PG_DIR"); pg != nullptr && *pg != '\0') {
+      argv_s.insert(argv_s.end(), {"--store-url", postgresql_store_for(m_state)});
+    }
+  }
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -374,6 +382,28 @@ int DaemonProcess::stop(int signo) {
   ::waitpid(m_pid, &status, 0);
   m_pid = -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string postgresql_store_for(const std::filesystem::path& state) {
+  // One database per state directory, made at its first daemon's start
+  // (a marker beside the state, which a restart finds).
+  char name[40];
+  std::snprintf(name, sizeof name, "d_%016zx", std::hash<std::string>{}(state.string()));
+  // (in it: a test that removes the state directory gets a new database,
+  // as its daemon gets a new secret).
+  auto& cluster = test::PgCluster::shared();
+  const auto marker = state / ".pg-database";
+  if (std::filesystem::exists(marker)) return cluster.url(name);
+  std::filesystem::create_directories(state);
+  ::chmod(state.c_str(), 0700);
+  std::ofstream(marker) << name;
+  return cluster.create_database(name);
+}
+
+std::string store_args(const std::filesystem::path& state) {
+  const char* pg = std::getenv("RETENTIOND_TEST_PG_DIR");
+  if (pg == nullptr || *pg == '\0') return "";
+  return " --store-url '" + postgresql_store_for(state) + "'";
 }
 
 DaemonProcess::~DaemonProcess() {

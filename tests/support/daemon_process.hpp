@@ -90,6 +90,16 @@ struct DaemonOptions {
   std::optional<std::uint64_t> watchdog_usec;
 };
 
+// With RETENTIOND_TEST_PG_DIR in the environment (a cluster the ctest
+// fixture runs there), a daemon started with pass_state_dir also gets
+// --store-url: a database of its own on that cluster, one per state
+// directory (the daemon suites run again on the PostgreSQL backend;
+// tests/CMakeLists.txt). This is its URL.
+std::string postgresql_store_for(const std::filesystem::path& state);
+// For a test that runs retentiond itself with --state-dir `state`: the
+// " --store-url '...'" to append in that mode, else "".
+std::string store_args(const std::filesystem::path& state);
+
 class DaemonProcess {
  public:
   // Starts retentiond with `args` (plus --state-dir/--socket inside `dir`)

@@ -87,44 +87,77 @@ std::string read_file(const std::filesystem::path& p) {
   return s.str();
 }
 
+// initdb (unless `dir` holds a cluster already) and pg_ctl start, as nobody
+// when root.
+void start_cluster(const std::filesystem::path& bin, const std::filesystem::path& dir) {
+  const bool root = ::geteuid() == 0;
+  if (root) {
+    const passwd* pw = ::getpwnam("nobody");
+    if (pw == nullptr) throw std::runtime_error("running as root needs user 'nobody' to run the PostgreSQL server");
+    if (::chown(dir.c_str(), pw->pw_uid, pw->pw_gid) != 0) throw std::runtime_error("chown of the cluster dir failed");
+  }
+  const auto data = dir / "data";
+  const auto log = dir / "server.log";  // the server's own (created by it)
+  if (!std::filesystem::exists(data / "PG_VERSION")) {
+    const auto initdb_log = dir / "initdb.log";
+    if (run_as({(bin / "initdb").string(), "-D", data.string(), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                "--no-locale", "--no-sync"},
+               initdb_log, root) != 0) {
+      throw std::runtime_error("initdb failed: " + read_file(initdb_log));
+    }
+  }
+  if (run_as({(bin / "pg_ctl").string(), "-D", data.string(), "-l", log.string(), "-w", "-t", "60", "-o",
+              "-k " + dir.string() +
+                  " -c listen_addresses='' -c unix_socket_permissions=0777 -c max_connections=300"
+                  // As docs/scale-out.md asks of a server whose erasure bound is stated.
+                  " -c wal_recycle=off",
+              "start"},
+             dir / "pg_ctl.log", root) != 0) {
+    throw std::runtime_error("pg_ctl start failed: " + read_file(dir / "pg_ctl.log") + read_file(log));
+  }
+}
+
+void stop_cluster(const std::filesystem::path& bin, const std::filesystem::path& dir) {
+  run_as({(bin / "pg_ctl").string(), "-D", (dir / "data").string(), "-m", "immediate", "-w", "stop"},
+         dir / "pg_ctl.log", ::geteuid() == 0);
+}
+
 }  // namespace
 
 PgCluster& PgCluster::shared() {
-  static PgCluster cluster;
+  static PgCluster cluster = [] {
+    if (const char* dir = std::getenv("RETENTIOND_TEST_PG_DIR"); dir != nullptr && *dir != '\0') {
+      return PgCluster(std::filesystem::path(dir));
+    }
+    return PgCluster();
+  }();
   return cluster;
 }
+
+void PgCluster::start_in(const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  start_cluster(server_bin(), dir);
+}
+
+void PgCluster::stop_in(const std::filesystem::path& dir) { stop_cluster(server_bin(), dir); }
 
 PgCluster::PgCluster() : m_bin(server_bin()) {
   std::string tmpl = (std::filesystem::temp_directory_path() / "rd-pg-XXXXXX").string();
   if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed for the PostgreSQL cluster");
   m_dir = tmpl;
-  const bool root = ::geteuid() == 0;
-  if (root) {
-    const passwd* pw = ::getpwnam("nobody");
-    if (pw == nullptr) throw std::runtime_error("running as root needs user 'nobody' to run the PostgreSQL server");
-    if (::chown(m_dir.c_str(), pw->pw_uid, pw->pw_gid) != 0) throw std::runtime_error("chown of the cluster dir failed");
-  }
-  const auto log = m_dir / "server.log";  // the server's own (created by it)
-  const auto initdb_log = m_dir / "initdb.log";
-  if (run_as({(m_bin / "initdb").string(), "-D", data_dir().string(), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-              "--no-locale", "--no-sync"},
-             initdb_log, root) != 0) {
-    throw std::runtime_error("initdb failed: " + read_file(initdb_log));
-  }
-  if (run_as({(m_bin / "pg_ctl").string(), "-D", data_dir().string(), "-l", log.string(), "-w", "-t", "60", "-o",
-              "-k " + m_dir.string() +
-                  " -c listen_addresses='' -c unix_socket_permissions=0777 -c max_connections=200"
-                  // As docs/scale-out.md asks of a server whose erasure bound is stated.
-                  " -c wal_recycle=off",
-              "start"},
-             m_dir / "pg_ctl.log", root) != 0) {
-    throw std::runtime_error("pg_ctl start failed: " + read_file(m_dir / "pg_ctl.log") + read_file(log));
+  start_cluster(m_bin, m_dir);
+}
+
+PgCluster::PgCluster(std::filesystem::path running) : m_bin(server_bin()), m_dir(std::move(running)), m_owned(false) {
+  if (!std::filesystem::exists(m_dir / ".s.PGSQL.5432")) {
+    throw std::runtime_error("RETENTIOND_TEST_PG_DIR=" + m_dir.string() +
+                             " holds no running cluster (the ctest fixture pg_cluster_start starts it)");
   }
 }
 
 PgCluster::~PgCluster() {
-  run_as({(m_bin / "pg_ctl").string(), "-D", data_dir().string(), "-m", "immediate", "-w", "stop"}, m_dir / "pg_ctl.log",
-         ::geteuid() == 0);
+  if (!m_owned) return;
+  stop_cluster(m_bin, m_dir);
   std::error_code ec;
   std::filesystem::remove_all(m_dir, ec);
 }

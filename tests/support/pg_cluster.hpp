@@ -15,8 +15,15 @@ namespace retentiond::test {
 
 class PgCluster {
  public:
-  // The cluster of this test process.
+  // The cluster of this test process: its own, or, when the environment
+  // names one in RETENTIOND_TEST_PG_DIR (a ctest fixture started it with
+  // start_in, and stops it with stop_in), that one.
   static PgCluster& shared();
+
+  // The ctest fixture's: initdb (once) and start a cluster in `dir`, left
+  // running; stop it. tests/support/pg_cluster_main.cpp.
+  static void start_in(const std::filesystem::path& dir);
+  static void stop_in(const std::filesystem::path& dir);
 
   // Creates an empty database `name` (dropping one of that name first) and
   // returns its libpq URL.
@@ -37,8 +44,10 @@ class PgCluster {
 
  private:
   PgCluster();
+  explicit PgCluster(std::filesystem::path running);  // attach to a cluster started by start_in
   std::filesystem::path m_bin;  // /usr/lib/postgresql/<n>/bin
   std::filesystem::path m_dir;
+  bool m_owned = true;  // started (and so stopped) by this process
 };
 
 }  // namespace retentiond::test
