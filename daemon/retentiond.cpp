@@ -78,6 +78,11 @@ void apply_overrides(const cxxopts::ParseResult& opts, rd::policy::DaemonSetting
 // secret, which becomes this configuration's when it has none yet.
 int migrate(const std::filesystem::path& from, const rd::policy::DaemonSettings& settings,
             const std::filesystem::path& state_dir) {
+  if (settings.store_backend != rd::policy::StoreBackend::postgresql) {
+    spdlog::critical("migrate.failed --migrate-store copies a SQLite state into the PostgreSQL database of the "
+                     "configuration: its [store] backend must be \"postgresql\" (or give --store-url)");
+    return kConfigError;
+  }
   auto secret = rd::crypto::read_file(from / "secret", "secret file of the source state");
   if (!secret) {
     spdlog::critical("migrate.failed {}", secret.error().message);
